@@ -1,0 +1,263 @@
+//! The control plane: the one place where cluster metadata changes (topic creation and deletion,
+//! partition increases, producer-id allocation). It runs on shard 0; other shards forward their requests
+//! there. Each change: validate → new metadata version → persist → broadcast to every shard and wait until
+//! each has applied it (opened or deleted its partitions) → answer. Changes are serialized by a lock held
+//! across those steps, so shards see versions in order.
+
+use crate::config::{validate_topic_name, TopicConfig};
+use crate::messages::ShardMessage;
+use crate::metadata::{ClusterMetadata, TopicMetadata};
+use crate::partitions::apply_metadata;
+use crate::shard_state::ShardState;
+use kafka_protocol::error::ResponseError;
+use shard::ShardId;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Shard 0 owns the control plane.
+pub const CONTROL_SHARD: ShardId = ShardId(0);
+
+/// Most partitions one topic may have (a bound, like every other).
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub enum ControlRequest {
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
+    AllocateProducerId,
+}
+
+pub type TopicOutcome = Result<(), (ResponseError, String)>;
+
+pub enum ControlResponse {
+    Topics(Vec<TopicOutcome>),
+    ProducerId(Result<i64, ResponseError>),
+}
+
+/// Runs a control request: here on shard 0, else by forwarding it to shard 0.
+pub async fn control(state: &Rc<ShardState>, request: ControlRequest) -> ControlResponse {
+    if state.id != CONTROL_SHARD {
+        let reply = state
+            .send(CONTROL_SHARD, |reply| ShardMessage::Control {
+                request,
+                reply,
+            })
+            .await;
+        return match reply {
+            Ok(receiver) => receiver.await.unwrap_or_else(|_| unavailable()),
+            Err(_) => unavailable(),
+        };
+    }
+    execute(state, request).await
+}
+
+fn unavailable() -> ControlResponse {
+    ControlResponse::ProducerId(Err(ResponseError::BrokerNotAvailable))
+}
+
+/// Topic outcomes of a response, whatever went wrong on the way.
+pub fn topic_outcomes(response: ControlResponse, count: usize) -> Vec<TopicOutcome> {
+    match response {
+        ControlResponse::Topics(outcomes) => outcomes,
+        ControlResponse::ProducerId(_) => vec![
+            Err((
+                ResponseError::BrokerNotAvailable,
+                "control plane unavailable".into()
+            ));
+            count
+        ],
+    }
+}
+
+async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResponse {
+    let _serialized = state.control_lock.lock().await;
+    let mut metadata: ClusterMetadata = (*state.metadata()).clone();
+    let (response, changed_topics) = match request {
+        ControlRequest::CreateTopics {
+            topics,
+            validate_only,
+        } => {
+            let outcomes: Vec<TopicOutcome> = topics
+                .iter()
+                .map(|topic| create_topic(state, &mut metadata, topic, validate_only))
+                .collect();
+            let changed = !validate_only && outcomes.iter().any(Result::is_ok);
+            (ControlResponse::Topics(outcomes), changed)
+        }
+        ControlRequest::DeleteTopics { names } => {
+            let outcomes: Vec<TopicOutcome> = names
+                .iter()
+                .map(|name| match metadata.topics.remove(name) {
+                    Some(_) => {
+                        tracing::info!(topic = %name, "deleting topic");
+                        Ok(())
+                    }
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {name} does not exist"),
+                    )),
+                })
+                .collect();
+            let changed = outcomes.iter().any(Result::is_ok);
+            (ControlResponse::Topics(outcomes), changed)
+        }
+        ControlRequest::CreatePartitions {
+            topics,
+            validate_only,
+        } => {
+            let shards = state.config.shards;
+            let outcomes: Vec<TopicOutcome> = topics
+                .iter()
+                .map(|(name, count)| {
+                    let current = match metadata.topics.get(name) {
+                        Some(topic) => topic.partition_count(),
+                        None => return Err((ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist"))),
+                    };
+                    if *count <= current {
+                        return Err((
+                            ResponseError::InvalidPartitions,
+                            format!("topic {name} has {current} partitions; the count can only be increased, not set to {count}"),
+                        ));
+                    }
+                    if *count > MAX_PARTITIONS_PER_TOPIC {
+                        return Err((ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic")));
+                    }
+                    if !validate_only {
+                        let placed = metadata.place_partitions(shards, (*count - current) as usize);
+                        metadata.topics.get_mut(name).expect("checked above").shards.extend(placed);
+                        tracing::info!(topic = %name, from = current, to = count, "partitions added");
+                    }
+                    Ok(())
+                })
+                .collect();
+            let changed = !validate_only && outcomes.iter().any(Result::is_ok);
+            (ControlResponse::Topics(outcomes), changed)
+        }
+        ControlRequest::AllocateProducerId => {
+            let id = metadata.next_producer_id;
+            metadata.next_producer_id += 1;
+            if let Err(error) = metadata.persist(&state.config.data_dir) {
+                tracing::error!(%error, "cannot persist metadata");
+                return ControlResponse::ProducerId(Err(ResponseError::KafkaStorageError));
+            }
+            state.metadata.replace(Arc::new(metadata));
+            return ControlResponse::ProducerId(Ok(id));
+        }
+    };
+    if changed_topics {
+        metadata.version += 1;
+        if let Err(error) = metadata.persist(&state.config.data_dir) {
+            tracing::error!(%error, "cannot persist metadata");
+            let count = match &response {
+                ControlResponse::Topics(outcomes) => outcomes.len(),
+                ControlResponse::ProducerId(_) => 0,
+            };
+            return ControlResponse::Topics(vec![
+                Err((
+                    ResponseError::KafkaStorageError,
+                    error.to_string()
+                ));
+                count
+            ]);
+        }
+        broadcast(state, Arc::new(metadata)).await;
+    }
+    response
+}
+
+fn create_topic(
+    state: &Rc<ShardState>,
+    metadata: &mut ClusterMetadata,
+    topic: &NewTopic,
+    validate_only: bool,
+) -> TopicOutcome {
+    validate_topic_name(&topic.name)
+        .map_err(|message| (ResponseError::InvalidTopicException, message))?;
+    if metadata.topics.contains_key(&topic.name) {
+        return Err((
+            ResponseError::TopicAlreadyExists,
+            format!("topic {} already exists", topic.name),
+        ));
+    }
+    // Kafka refuses names that collide once '.' and '_' are treated alike (metric names).
+    let normalized = topic.name.replace('.', "_");
+    if let Some(existing) = metadata
+        .topics
+        .keys()
+        .find(|name| name.replace('.', "_") == normalized)
+    {
+        return Err((
+            ResponseError::InvalidTopicException,
+            format!(
+                "topic {} collides with existing topic {existing}",
+                topic.name
+            ),
+        ));
+    }
+    if topic.partitions < 1 || topic.partitions > MAX_PARTITIONS_PER_TOPIC {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!(
+                "partition count {} is not in 1..={MAX_PARTITIONS_PER_TOPIC}",
+                topic.partitions
+            ),
+        ));
+    }
+    TopicConfig::resolve(&state.config.log_defaults, &topic.configs)
+        .map_err(|message| (ResponseError::InvalidConfig, message))?;
+    if !validate_only {
+        let shards = metadata.place_partitions(state.config.shards, topic.partitions as usize);
+        tracing::info!(topic = %topic.name, partitions = topic.partitions, ?shards, "creating topic");
+        metadata.topics.insert(
+            topic.name.clone(),
+            TopicMetadata {
+                id: Uuid::new_v4(),
+                shards,
+                configs: topic.configs.clone(),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Makes every shard adopt `metadata`, shard 0 included; returns once all have.
+async fn broadcast(state: &Rc<ShardState>, metadata: Arc<ClusterMetadata>) {
+    let mut replies = Vec::with_capacity(state.config.shards);
+    for peer in (0..state.config.shards)
+        .map(ShardId)
+        .filter(|&peer| peer != state.id)
+    {
+        let metadata = metadata.clone();
+        match state
+            .send(peer, |reply| ShardMessage::ApplyMetadata {
+                metadata,
+                reply,
+            })
+            .await
+        {
+            Ok(receiver) => replies.push(receiver),
+            Err(_) => tracing::error!(%peer, "cannot reach shard to apply metadata"),
+        }
+    }
+    apply_metadata(state, metadata).await;
+    for reply in replies {
+        let _ = reply.await;
+    }
+}

@@ -1,0 +1,287 @@
+//! Fetch (key 1), versions 4–16, consumers only (no follower fetching yet).
+//!
+//! Reads each partition on its owning shard, up to the high watermark. When fewer than `min_bytes` are
+//! available, the request long-polls: each owning shard is asked to report when any of its partitions gets
+//! new data, and the fetch re-reads after the first report or at `max_wait_ms` — nothing spins, so an idle
+//! consumer costs (close to) no CPU.
+//!
+//! Fetch sessions (KIP-227, v7+): this broker does not create sessions yet. A full fetch (epoch -1 or 0)
+//! gets session id 0, which tells the client to keep sending full fetch requests; an incremental fetch
+//! (epoch > 0) for a session we never created gets FETCH_SESSION_ID_NOT_FOUND, after which clients fall
+//! back to full fetches.
+
+use super::simple;
+use crate::messages::ShardMessage;
+use crate::partitions::{self, FetchItem, FetchOutcome};
+use crate::shard_state::ShardState;
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use net::{DecodedHeader, DispatchFuture};
+use shard::ShardId;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use storage::types::Offset;
+use uuid::Uuid;
+
+pub const VERSIONS: (i16, i16) = (4, 16);
+
+/// Longest long-poll this broker honours (a bound on waiting work).
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
+    simple(
+        state,
+        header,
+        |state, request: FetchRequest, version| async move { fetch(state, request, version).await },
+    )
+}
+
+/// One requested partition and where it lives.
+struct Wanted {
+    topic_index: usize,
+    name: Option<String>,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    shard: Option<usize>,
+}
+
+async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> FetchResponse {
+    let mut response = FetchResponse::default();
+    if version >= 7 && request.session_epoch > 0 {
+        tracing::debug!(
+            session = request.session_id,
+            epoch = request.session_epoch,
+            "incremental fetch for an unknown session"
+        );
+        response.error_code = ResponseError::FetchSessionIdNotFound.code();
+        return response;
+    }
+    let read_committed = request.isolation_level == 1;
+    let metadata = state.metadata();
+    let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for (topic_index, topic) in request.topics.iter().enumerate() {
+        let name = if version >= 13 {
+            metadata
+                .topic_by_id(topic.topic_id)
+                .map(|(name, _)| name.clone())
+        } else {
+            Some(topic.topic.to_string())
+        };
+        topics.push((topic.topic.clone(), topic.topic_id));
+        for partition in &topic.partitions {
+            let shard = name
+                .as_deref()
+                .and_then(|name| metadata.shard_of(name, partition.partition));
+            wanted.push(Wanted {
+                topic_index,
+                name: name.clone(),
+                partition: partition.partition,
+                fetch_offset: partition.fetch_offset,
+                partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
+                shard,
+            });
+        }
+    }
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let deadline =
+        Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+
+    let mut outcomes = read_all(&state, &wanted, max_bytes, read_committed).await;
+    // Bounded: every round waits for new data or the deadline, and stops at the deadline.
+    loop {
+        let bytes: usize = outcomes
+            .iter()
+            .flatten()
+            .map(|outcome| outcome.records.len())
+            .sum();
+        let failed = outcomes
+            .iter()
+            .flatten()
+            .any(|outcome| outcome.error.is_some());
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if bytes >= min_bytes || failed || remaining.is_zero() || state.shutting_down.get() {
+            break;
+        }
+        wait_for_any(&state, &wanted, remaining).await;
+        outcomes = read_all(&state, &wanted, max_bytes, read_committed).await;
+    }
+
+    let mut by_topic: Vec<Vec<PartitionData>> = topics.iter().map(|_| Vec::new()).collect();
+    for (wanted, outcome) in wanted.iter().zip(outcomes) {
+        let mut data = PartitionData::default();
+        data.partition_index = wanted.partition;
+        data.preferred_read_replica = BrokerId(-1);
+        data.aborted_transactions = if read_committed {
+            Some(Vec::new())
+        } else {
+            None
+        };
+        match outcome {
+            Some(outcome) => {
+                data.error_code = outcome.error.map(|code| code.code()).unwrap_or(0);
+                data.high_watermark = outcome.high_watermark;
+                data.last_stable_offset = outcome.last_stable_offset;
+                data.log_start_offset = outcome.log_start_offset;
+                data.records = Some(outcome.records);
+            }
+            None => {
+                let code = if wanted.name.is_none() && version >= 13 {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                data.error_code = code.code();
+                data.high_watermark = -1;
+                data.last_stable_offset = -1;
+                data.log_start_offset = -1;
+                data.records = Some(Bytes::new());
+            }
+        }
+        by_topic[wanted.topic_index].push(data);
+    }
+    response.session_id = 0;
+    response.responses = topics
+        .into_iter()
+        .zip(by_topic)
+        .map(|((name, id), partitions)| {
+            let mut topic = FetchableTopicResponse::default();
+            topic.topic = name;
+            topic.topic_id = id;
+            topic.partitions = partitions;
+            topic
+        })
+        .collect();
+    response
+}
+
+/// Reads every wanted partition on its shard; `None` for partitions that do not exist.
+async fn read_all(
+    state: &Rc<ShardState>,
+    wanted: &[Wanted],
+    max_bytes: usize,
+    read_committed: bool,
+) -> Vec<Option<FetchOutcome>> {
+    let mut per_shard: BTreeMap<usize, Vec<(usize, FetchItem)>> = BTreeMap::new();
+    for (position, item) in wanted.iter().enumerate() {
+        if let (Some(shard), Some(name)) = (item.shard, &item.name) {
+            per_shard.entry(shard).or_default().push((
+                position,
+                FetchItem {
+                    topic: name.clone(),
+                    partition: item.partition,
+                    fetch_offset: item.fetch_offset,
+                    partition_max_bytes: item.partition_max_bytes,
+                    read_committed,
+                },
+            ));
+        }
+    }
+    let mut outcomes: Vec<Option<FetchOutcome>> = wanted.iter().map(|_| None).collect();
+    let mut remote = Vec::new();
+    for (shard, entries) in per_shard {
+        let (positions, items): (Vec<usize>, Vec<FetchItem>) = entries.into_iter().unzip();
+        if shard == state.id.0 {
+            for (position, outcome) in positions
+                .into_iter()
+                .zip(partitions::read(state, items, max_bytes, true).await)
+            {
+                outcomes[position] = Some(outcome);
+            }
+        } else {
+            let receiver = state
+                .send(ShardId(shard), |reply| ShardMessage::Fetch {
+                    items,
+                    max_bytes,
+                    reply,
+                })
+                .await;
+            remote.push((positions, receiver));
+        }
+    }
+    for (positions, receiver) in remote {
+        let results = match receiver {
+            Ok(receiver) => receiver.await.ok(),
+            Err(_) => None,
+        };
+        for (index, position) in positions.into_iter().enumerate() {
+            outcomes[position] = Some(match &results {
+                Some(results) => clone_outcome(&results[index]),
+                None => FetchOutcome {
+                    error: Some(ResponseError::BrokerNotAvailable),
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
+                    records: Bytes::new(),
+                },
+            });
+        }
+    }
+    outcomes
+}
+
+fn clone_outcome(outcome: &FetchOutcome) -> FetchOutcome {
+    FetchOutcome {
+        error: outcome.error,
+        high_watermark: outcome.high_watermark,
+        last_stable_offset: outcome.last_stable_offset,
+        log_start_offset: outcome.log_start_offset,
+        records: outcome.records.clone(),
+    }
+}
+
+/// Completes when any owning shard reports new data for one of the partitions, or after `max_wait`.
+async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], max_wait: Duration) {
+    let mut per_shard: BTreeMap<usize, Vec<(String, i32, Offset)>> = BTreeMap::new();
+    for item in wanted {
+        if let (Some(shard), Some(name)) = (item.shard, &item.name) {
+            per_shard.entry(shard).or_default().push((
+                name.clone(),
+                item.partition,
+                Offset(item.fetch_offset),
+            ));
+        }
+    }
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::with_capacity(per_shard.len() + 1);
+    for (shard, items) in per_shard {
+        if shard == state.id.0 {
+            let state = state.clone();
+            waits.push(Box::pin(async move {
+                partitions::wait_for_data(&state, &items, max_wait).await
+            }));
+        } else if let Ok(receiver) = state
+            .send(ShardId(shard), |reply| ShardMessage::WaitForData {
+                items,
+                max_wait,
+                reply,
+            })
+            .await
+        {
+            waits.push(Box::pin(async move {
+                let _ = receiver.await;
+            }));
+        }
+    }
+    waits.push(Box::pin(shard::task::sleep(max_wait)));
+    // Dropping the other waits cancels them (remote shards see their reply channel close).
+    std::future::poll_fn(|cx| {
+        for wait in waits.iter_mut() {
+            if wait.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,181 @@
+//! Metadata (key 3), versions 0–12.
+//!
+//! Lists this broker and the requested topics (all topics when the list is null, or empty in v0) with their
+//! partitions; this node leads every partition, with itself as the only replica and ISR. Unknown topics are
+//! created on the spot when auto-creation is enabled and the request allows it (always before v4).
+
+use super::{simple, str_bytes, topic_name};
+use crate::config::validate_topic_name;
+use crate::control::{control, topic_outcomes, ControlRequest, NewTopic};
+use crate::shard_state::ShardState;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use net::{DecodedHeader, DispatchFuture};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use uuid::Uuid;
+
+pub const VERSIONS: (i16, i16) = (0, 12);
+
+/// "Not requested" for authorized-operations fields.
+pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+/// Every operation allowed (no ACLs yet): READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS.
+pub const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
+    simple(
+        state,
+        header,
+        |state, request: MetadataRequest, version| async move {
+            metadata(state, request, version).await
+        },
+    )
+}
+
+enum Wanted {
+    Name(String),
+    Id(Uuid),
+}
+
+async fn metadata(
+    state: Rc<ShardState>,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let config = state.config.clone();
+    let wanted: Option<Vec<Wanted>> = match &request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .iter()
+                .map(|topic| match &topic.name {
+                    Some(name) => Wanted::Name(name.to_string()),
+                    None => Wanted::Id(topic.topic_id),
+                })
+                .collect(),
+        ),
+    };
+    let allow_auto_create =
+        config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
+    if let (Some(wanted), true) = (&wanted, allow_auto_create) {
+        let metadata = state.metadata();
+        let missing: Vec<NewTopic> = wanted
+            .iter()
+            .filter_map(|wanted| match wanted {
+                Wanted::Name(name)
+                    if !metadata.topics.contains_key(name) && validate_topic_name(name).is_ok() =>
+                {
+                    Some(NewTopic {
+                        name: name.clone(),
+                        partitions: config.num_partitions,
+                        configs: BTreeMap::new(),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            let count = missing.len();
+            for (topic, outcome) in missing.iter().zip(topic_outcomes(
+                control(
+                    &state,
+                    ControlRequest::CreateTopics {
+                        topics: missing.clone(),
+                        validate_only: false,
+                    },
+                )
+                .await,
+                count,
+            )) {
+                match outcome {
+                    Ok(()) => tracing::info!(topic = %topic.name, "auto-created topic"),
+                    Err((ResponseError::TopicAlreadyExists, _)) => {}
+                    Err((code, message)) => {
+                        tracing::warn!(topic = %topic.name, ?code, %message, "auto-creation failed")
+                    }
+                }
+            }
+        }
+    }
+
+    let metadata = state.metadata();
+    let include_operations = request.include_topic_authorized_operations;
+    let describe = |name: &str, topic: &crate::metadata::TopicMetadata| {
+        let mut response = MetadataResponseTopic::default();
+        response.name = Some(topic_name(name));
+        response.topic_id = topic.id;
+        response.is_internal = name.starts_with("__");
+        response.topic_authorized_operations = if include_operations {
+            ALL_TOPIC_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        };
+        response.partitions = (0..topic.partition_count())
+            .map(|index| {
+                let mut partition = MetadataResponsePartition::default();
+                partition.partition_index = index;
+                partition.leader_id = BrokerId(config.node_id);
+                partition.leader_epoch = 0;
+                partition.replica_nodes = vec![BrokerId(config.node_id)];
+                partition.isr_nodes = vec![BrokerId(config.node_id)];
+                partition
+            })
+            .collect();
+        response
+    };
+    let topics = match wanted {
+        None => metadata
+            .topics
+            .iter()
+            .map(|(name, topic)| describe(name, topic))
+            .collect(),
+        Some(wanted) => wanted
+            .iter()
+            .map(|wanted| {
+                let found = match wanted {
+                    Wanted::Name(name) => metadata.topics.get_key_value(name),
+                    Wanted::Id(id) => metadata.topic_by_id(*id),
+                };
+                match (found, wanted) {
+                    (Some((name, topic)), _) => describe(name, topic),
+                    (None, Wanted::Name(name)) => {
+                        let mut response = MetadataResponseTopic::default();
+                        response.name = Some(topic_name(name));
+                        response.error_code = if validate_topic_name(name).is_err() {
+                            ResponseError::InvalidTopicException.code()
+                        } else {
+                            ResponseError::UnknownTopicOrPartition.code()
+                        };
+                        response.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+                        response
+                    }
+                    (None, Wanted::Id(id)) => {
+                        let mut response = MetadataResponseTopic::default();
+                        response.topic_id = *id;
+                        response.error_code = ResponseError::UnknownTopicId.code();
+                        response.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+                        response
+                    }
+                }
+            })
+            .collect(),
+    };
+
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(config.node_id);
+    broker.host = str_bytes(config.advertise_host.clone());
+    broker.port = config.advertise_port as i32;
+    let mut response = MetadataResponse::default();
+    response.brokers = vec![broker];
+    response.cluster_id = Some(str_bytes(metadata.cluster_id.clone()));
+    response.controller_id = BrokerId(config.node_id);
+    response.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    response.topics = topics;
+    response
+}

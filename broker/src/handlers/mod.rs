@@ -1,0 +1,155 @@
+//! Kafka API handlers: one file per API, each with its supported version range beside it, and the one
+//! registry ([`APIS`]) that routing and ApiVersions both read.
+//!
+//! A handler gets the shard's state and the decoded request header (body still as bytes) and returns a
+//! [`DispatchFuture`]: most handlers finish dispatching at once and do their work in the response stage
+//! ([`respond_later`]); Produce does its ordering-sensitive work in the dispatch stage.
+
+use crate::shard_state::ShardState;
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
+use net::{CloseConnection, DecodedHeader, DispatchFuture, ResponseFuture};
+use std::future::Future;
+use std::rc::Rc;
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod find_coordinator;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+pub type Handler = fn(Rc<ShardState>, DecodedHeader) -> DispatchFuture;
+
+/// An API this broker serves, with the versions it accepts.
+pub struct ApiEntry {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    pub handle: Handler,
+}
+
+macro_rules! api {
+    ($key:ident, $module:ident) => {
+        ApiEntry {
+            key: ApiKey::$key,
+            min_version: $module::VERSIONS.0,
+            max_version: $module::VERSIONS.1,
+            handle: $module::handle,
+        }
+    };
+}
+
+/// Every API this broker serves. ApiVersions answers from this list.
+pub const APIS: &[ApiEntry] = &[
+    api!(Produce, produce),
+    api!(Fetch, fetch),
+    api!(ListOffsets, list_offsets),
+    api!(Metadata, metadata),
+    api!(FindCoordinator, find_coordinator),
+    api!(ApiVersions, api_versions),
+    api!(CreateTopics, create_topics),
+    api!(DeleteTopics, delete_topics),
+    api!(InitProducerId, init_producer_id),
+    api!(DescribeConfigs, describe_configs),
+    api!(CreatePartitions, create_partitions),
+    api!(DescribeCluster, describe_cluster),
+];
+
+/// Routes a request to its handler; unknown APIs and versions close the connection with a log line,
+/// except ApiVersions, which answers an unknown version in the v0 format (clients then pick a version).
+pub fn dispatch(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
+    let Some(entry) = APIS.iter().find(|entry| entry.key == header.api_key) else {
+        tracing::warn!(api = ?header.api_key, version = header.api_version, client = ?header.client_id, "unsupported API; closing the connection");
+        return close();
+    };
+    if header.api_version < entry.min_version || header.api_version > entry.max_version {
+        if header.api_key == ApiKey::ApiVersions {
+            return api_versions::unsupported_version(header);
+        }
+        tracing::warn!(
+            api = ?header.api_key,
+            version = header.api_version,
+            supported = ?(entry.min_version..=entry.max_version),
+            client = ?header.client_id,
+            "unsupported API version; closing the connection"
+        );
+        return close();
+    }
+    (entry.handle)(state, header)
+}
+
+pub fn close() -> DispatchFuture {
+    Box::pin(std::future::ready(Err(CloseConnection)))
+}
+
+/// Decodes a request body; a malformed one is logged and closes the connection (as Kafka does).
+pub fn decode<R: Decodable>(header: &DecodedHeader) -> Result<R, CloseConnection> {
+    let mut body = header.body.clone();
+    R::decode(&mut body, header.api_version).map_err(|error| {
+        tracing::warn!(api = ?header.api_key, version = header.api_version, client = ?header.client_id, %error, "malformed request; closing the connection");
+        CloseConnection
+    })
+}
+
+/// Encodes a response frame for `header`'s request.
+pub fn encode<M: Encodable>(header: &DecodedHeader, body: &M) -> Option<Bytes> {
+    match net::encode_response(
+        header.api_key,
+        header.api_version,
+        header.correlation_id,
+        body,
+    ) {
+        Ok(frame) => Some(frame),
+        Err(error) => {
+            tracing::error!(api = ?header.api_key, version = header.api_version, %error, "cannot encode response");
+            None
+        }
+    }
+}
+
+/// A handler whose dispatch completes at once: `work` runs in the response stage.
+pub fn respond_later<F>(work: F) -> DispatchFuture
+where
+    F: Future<Output = Option<Bytes>> + 'static,
+{
+    let response: ResponseFuture = Box::pin(work);
+    Box::pin(std::future::ready(Ok(response)))
+}
+
+/// Decodes the request, then runs `work` in the response stage and encodes what it returns.
+/// A response that cannot be encoded is logged and sends nothing (the client times out and retries).
+pub fn simple<R, M, F, W>(state: Rc<ShardState>, header: DecodedHeader, work: W) -> DispatchFuture
+where
+    R: Decodable + 'static,
+    M: Encodable,
+    F: Future<Output = M> + 'static,
+    W: FnOnce(Rc<ShardState>, R, i16) -> F + 'static,
+{
+    let request = match decode::<R>(&header) {
+        Ok(request) => request,
+        Err(_) => return close(),
+    };
+    respond_later(async move {
+        let response = work(state, request, header.api_version).await;
+        encode(&header, &response)
+    })
+}
+
+/// A topic name as the protocol carries it.
+pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        name.to_string(),
+    ))
+}
+
+pub fn str_bytes(text: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(text.into())
+}

@@ -1,0 +1,22 @@
+//! Kafka semantics on top of the shard runtime, the storage engine and the wire protocol.
+//!
+//! Layout:
+//! - [`config`]: flags, the TOML file, topic configs and their validation.
+//! - [`metadata`]: the cluster metadata snapshot (topics, partition → shard placement), persisted.
+//! - [`messages`]: the one enum of cross-shard messages.
+//! - [`shard_state`]: what one shard owns; [`server`]: one shard's life (listener, peers, shutdown).
+//! - [`partitions`]: partition operations on the owning shard (append, read, wait, list offsets, open).
+//! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
+//! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
+//!
+//! A request's path: a shard accepts the connection → `net` frames it → `handlers::dispatch` → the API's
+//! handler splits the work by owning shard (`partitions` locally, a `ShardMessage` otherwise) → the
+//! response leaves the connection in request order.
+pub mod config;
+pub mod control;
+pub mod handlers;
+pub mod messages;
+pub mod metadata;
+pub mod partitions;
+pub mod server;
+pub mod shard_state;

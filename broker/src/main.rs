@@ -1,0 +1,126 @@
+//! The `broker` binary: parse the configuration, prepare the data directory, start one shard per core,
+//! and shut down cleanly on SIGTERM / SIGINT (flush, snapshot, clean-shutdown marker).
+
+use broker::config::{BrokerConfig, Cli};
+use broker::metadata::ClusterMetadata;
+use broker::server::{run_shard, ShardStart};
+use clap::Parser;
+use shard::MeshBuilder;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+/// Present in the data directory only after a clean shutdown; removed at start-up.
+const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
+const LOCK_FILE: &str = ".lock";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("broker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let config = BrokerConfig::from_cli(Cli::parse()).map_err(|error| error.to_string())?;
+    let memlock = shard::raise_memlock_limit().map_err(|error| error.to_string())?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+        format!(
+            "cannot create data directory {}: {error}",
+            config.data_dir.display()
+        )
+    })?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let metadata = ClusterMetadata::load_or_create(&config.data_dir)
+        .map_err(|error| format!("cannot load cluster metadata: {error}"))?;
+    let marker = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
+    let clean_start = marker.exists();
+    if clean_start {
+        std::fs::remove_file(&marker)
+            .map_err(|error| format!("cannot remove {}: {error}", marker.display()))?;
+        sync_dir(&config.data_dir);
+    }
+    tracing::info!(
+        listen = %config.listen,
+        advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
+        data_dir = %config.data_dir.display(),
+        shards = config.shards,
+        node_id = config.node_id,
+        topics = metadata.topics.len(),
+        clean_start,
+        memlock_bytes = memlock,
+        "starting broker"
+    );
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .map_err(|error| format!("cannot install signal handler: {error}"))?;
+    }
+    let config = Arc::new(config);
+    let metadata = Arc::new(metadata);
+    let mesh = MeshBuilder::new(config.shards);
+    let ready = Arc::new(AtomicUsize::new(0));
+    let body = {
+        let (config, shutdown, ready) = (config.clone(), shutdown.clone(), ready.clone());
+        move |id| {
+            run_shard(
+                id,
+                ShardStart {
+                    config: config.clone(),
+                    metadata: metadata.clone(),
+                    mesh: mesh.clone(),
+                    clean_start,
+                    shutdown: shutdown.clone(),
+                    ready: ready.clone(),
+                },
+            )
+        }
+    };
+    shard::start_shards(config.shards, body).map_err(|error| error.to_string())?;
+    if ready.load(std::sync::atomic::Ordering::SeqCst) < config.shards {
+        return Err("not every shard started; see the errors above".into());
+    }
+    std::fs::write(&marker, b"")
+        .map_err(|error| format!("cannot write {}: {error}", marker.display()))?;
+    sync_dir(&config.data_dir);
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+/// Holds an exclusive lock on the data directory for the life of the process.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "data directory {} is in use by another broker",
+            dir.display()
+        ));
+    }
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}

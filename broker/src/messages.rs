@@ -1,0 +1,55 @@
+//! The whole cross-shard protocol: every message one shard sends another is a variant of [`ShardMessage`].
+//!
+//! Data-plane messages go to the shard that owns the partitions they name; control-plane messages go to
+//! shard 0. A request carries a one-shot reply channel; buffers travel as `Bytes` (reference-counted, no
+//! copy). Between two shards messages arrive in send order, and the receiver *dispatches* them in that order
+//! (offsets of produced batches are assigned before the next message is looked at), so a connection's
+//! produce order to a partition on another shard is kept.
+
+use crate::control::{ControlRequest, ControlResponse};
+use crate::metadata::ClusterMetadata;
+use crate::partitions::{
+    FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome,
+};
+use futures_channel::oneshot;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::types::Offset;
+
+pub type Reply<T> = oneshot::Sender<T>;
+
+pub enum ShardMessage {
+    /// Append batches to partitions of the receiving shard.
+    Produce {
+        items: Vec<ProduceItem>,
+        reply: Reply<Vec<ProduceOutcome>>,
+    },
+    /// Read from partitions of the receiving shard (no waiting).
+    Fetch {
+        items: Vec<FetchItem>,
+        max_bytes: usize,
+        reply: Reply<Vec<FetchOutcome>>,
+    },
+    /// Reply once any of the partitions has data at or past the given offset (high watermark moved past
+    /// it), or after `max_wait`, or when the asker stops waiting (reply dropped).
+    WaitForData {
+        items: Vec<(String, i32, Offset)>,
+        max_wait: Duration,
+        reply: Reply<()>,
+    },
+    /// ListOffsets for partitions of the receiving shard.
+    ListOffsets {
+        items: Vec<OffsetQuery>,
+        reply: Reply<Vec<OffsetOutcome>>,
+    },
+    /// Topic creation/deletion, producer ids …: handled by shard 0.
+    Control {
+        request: ControlRequest,
+        reply: Reply<ControlResponse>,
+    },
+    /// A new metadata version from shard 0: adopt it, open/close partitions accordingly, then reply.
+    ApplyMetadata {
+        metadata: Arc<ClusterMetadata>,
+        reply: Reply<()>,
+    },
+}

@@ -1,0 +1,186 @@
+//! Cluster metadata: topics, their partitions, configs and partition → shard placement.
+//!
+//! One immutable snapshot ([`ClusterMetadata`]) is shared by every shard (`Arc`); shard 0 (the control
+//! plane) makes each new version and broadcasts it. It persists in `<data-dir>/cluster_metadata.toml`,
+//! written to a temporary file, fsynced and renamed over the old one, so a crash leaves either the old or
+//! the new version. Format (TOML):
+//!
+//! ```toml
+//! cluster_id = "…"            # generated on first start
+//! next_producer_id = 1000     # next id InitProducerId hands out
+//! [topics.orders]
+//! id = "uuid"
+//! shards = [0, 1, 0]          # owning shard of each partition, by index
+//! [topics.orders.configs]     # overrides only
+//! "max.message.bytes" = "2048"
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+pub const METADATA_FILE: &str = "cluster_metadata.toml";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterMetadata {
+    pub cluster_id: String,
+    pub next_producer_id: i64,
+    /// Bumped on every change (not persisted).
+    #[serde(skip)]
+    pub version: u64,
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicMetadata>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TopicMetadata {
+    pub id: Uuid,
+    /// `shards[p]` owns partition `p`.
+    pub shards: Vec<usize>,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMetadata {
+    pub fn partition_count(&self) -> i32 {
+        self.shards.len() as i32
+    }
+}
+
+impl ClusterMetadata {
+    pub fn new_cluster() -> ClusterMetadata {
+        ClusterMetadata {
+            cluster_id: short_cluster_id(Uuid::new_v4()),
+            next_producer_id: 0,
+            version: 1,
+            topics: BTreeMap::new(),
+        }
+    }
+
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<ClusterMetadata> {
+        let path = data_dir.join(METADATA_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut metadata: ClusterMetadata = toml::from_str(&text).map_err(|error| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {error}", path.display()),
+                    )
+                })?;
+                metadata.version = 1;
+                Ok(metadata)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let metadata = ClusterMetadata::new_cluster();
+                metadata.persist(data_dir)?;
+                Ok(metadata)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Atomically replaces the metadata file (write temp, fsync, rename, fsync the directory).
+    pub fn persist(&self, data_dir: &Path) -> std::io::Result<()> {
+        let text =
+            toml::to_string(self).map_err(|error| std::io::Error::other(error.to_string()))?;
+        let temporary = data_dir.join(format!("{METADATA_FILE}.tmp"));
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, data_dir.join(METADATA_FILE))?;
+        std::fs::File::open(data_dir)?.sync_all()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<(&String, &TopicMetadata)> {
+        self.topics.iter().find(|(_, topic)| topic.id == id)
+    }
+
+    /// Owning shard of a partition, if it exists.
+    pub fn shard_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        let topic = self.topics.get(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|index| topic.shards.get(index).copied())
+    }
+
+    /// Places `count` new partitions, each on the shard that owns the fewest partitions so far.
+    pub fn place_partitions(&self, shards: usize, count: usize) -> Vec<usize> {
+        let mut load = vec![0usize; shards];
+        for topic in self.topics.values() {
+            for &shard in &topic.shards {
+                if shard < shards {
+                    load[shard] += 1;
+                }
+            }
+        }
+        (0..count)
+            .map(|_| {
+                let (shard, _) = load
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|&(shard, &owned)| (owned, shard))
+                    .expect("at least one shard");
+                load[shard] += 1;
+                shard
+            })
+            .collect()
+    }
+}
+
+/// Kafka cluster ids are 22-character URL-safe base64 UUIDs.
+fn short_cluster_id(uuid: Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid.as_u128();
+    (0..22)
+        .map(|i| ALPHABET[((bytes >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}
+
+/// The directory of a partition: `<data-dir>/<topic>-<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_balances_partitions_over_shards() {
+        let mut metadata = ClusterMetadata::new_cluster();
+        let shards = metadata.place_partitions(3, 4);
+        assert_eq!(shards, vec![0, 1, 2, 0]);
+        metadata.topics.insert(
+            "a".into(),
+            TopicMetadata {
+                id: Uuid::new_v4(),
+                shards,
+                configs: BTreeMap::new(),
+            },
+        );
+        assert_eq!(metadata.place_partitions(3, 2), vec![1, 2]);
+    }
+
+    #[test]
+    fn persists_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut metadata = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        let mut configs = BTreeMap::new();
+        configs.insert("segment.bytes".to_string(), "1000".to_string());
+        metadata.topics.insert(
+            "t".into(),
+            TopicMetadata {
+                id: Uuid::new_v4(),
+                shards: vec![1, 0],
+                configs,
+            },
+        );
+        metadata.next_producer_id = 7;
+        metadata.persist(dir.path()).unwrap();
+        let reloaded = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        assert_eq!(reloaded, metadata);
+        assert_eq!(reloaded.cluster_id.len(), 22);
+    }
+}

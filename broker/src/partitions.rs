@@ -1,0 +1,377 @@
+//! Partition operations that run on the partition's owning shard.
+//!
+//! The handlers split a request by owning shard; each part ends up here, called directly when the
+//! partition is local or from the mesh loop when it came from another shard.
+
+use crate::config::TopicConfig;
+use crate::metadata::{partition_dir, ClusterMetadata};
+use crate::shard_state::{now_ms, ShardState};
+use bytes::Bytes;
+use event_listener::Event;
+use futures_lite::future::poll_once;
+use kafka_protocol::error::ResponseError;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+use storage::types::{LeaderEpoch, Offset};
+use storage::{AppendInfo, Log, StorageError};
+
+pub type PartitionLog = Log<shard::dma::DmaFileSystem>;
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub log: PartitionLog,
+    pub leader_epoch: LeaderEpoch,
+    /// Notified whenever the high watermark advances (long-poll fetches wait on it).
+    pub data_arrived: Event,
+}
+
+impl Partition {
+    /// On a single node every written record is committed: the high watermark is the durable end.
+    pub fn high_watermark(&self) -> Offset {
+        self.log.durable_end_offset()
+    }
+}
+
+pub struct ProduceItem {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Bytes,
+}
+
+pub type ProduceOutcome = Result<AppendInfo, (ResponseError, String)>;
+
+pub struct FetchItem {
+    pub topic: String,
+    pub partition: i32,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: usize,
+    pub read_committed: bool,
+}
+
+pub struct FetchOutcome {
+    pub error: Option<ResponseError>,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+pub struct OffsetQuery {
+    pub topic: String,
+    pub partition: i32,
+    pub timestamp: i64,
+    pub read_committed: bool,
+}
+
+/// (error, offset, timestamp)
+pub type OffsetOutcome = Result<(i64, i64), ResponseError>;
+
+/// Maps a storage error to the Kafka error code a client expects.
+pub fn error_code(error: &StorageError) -> ResponseError {
+    match error {
+        StorageError::Io(_) => ResponseError::KafkaStorageError,
+        StorageError::CorruptMessage(_) => ResponseError::CorruptMessage,
+        StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        StorageError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        StorageError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        StorageError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
+        #[allow(unreachable_patterns)]
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// Dispatch stage of a produce on the owning shard: assigns offsets to every item's batches (in order),
+/// and returns a future that completes once they are written.
+pub async fn start_produce(
+    state: &Rc<ShardState>,
+    items: Vec<ProduceItem>,
+) -> Pending<Vec<ProduceOutcome>> {
+    let mut pending: Vec<Pending<ProduceOutcome>> = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(partition) = state.partition(&item.topic, item.partition) else {
+            pending.push(Box::pin(std::future::ready(Err((
+                ResponseError::UnknownTopicOrPartition,
+                String::new(),
+            )))));
+            continue;
+        };
+        let mut append: Pending<ProduceOutcome> = Box::pin(async move {
+            let result = partition
+                .log
+                .append(item.records, partition.leader_epoch, now_ms())
+                .await;
+            match result {
+                Ok(info) => {
+                    partition.data_arrived.notify(usize::MAX);
+                    Ok(info)
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "produce rejected");
+                    Err((error_code(&error), error.to_string()))
+                }
+            }
+        });
+        // Run the append up to its first suspension: offsets are assigned now, in request order.
+        match poll_once(&mut append).await {
+            Some(done) => pending.push(Box::pin(std::future::ready(done))),
+            None => pending.push(append),
+        }
+    }
+    Box::pin(async move {
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for append in pending {
+            outcomes.push(append.await);
+        }
+        outcomes
+    })
+}
+
+/// Reads for a fetch on the owning shard. `max_bytes` is the request's remaining total budget (soft: the
+/// first partition with data returns at least one whole batch, as KIP-74 asks).
+pub async fn read(
+    state: &Rc<ShardState>,
+    items: Vec<FetchItem>,
+    mut max_bytes: usize,
+    mut min_one: bool,
+) -> Vec<FetchOutcome> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(partition) = state.partition(&item.topic, item.partition) else {
+            outcomes.push(FetchOutcome {
+                error: Some(ResponseError::UnknownTopicOrPartition),
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            });
+            continue;
+        };
+        let high_watermark = partition.high_watermark();
+        let log_start = partition.log.log_start_offset();
+        let limit = item.partition_max_bytes.min(max_bytes);
+        let result = if limit == 0 && !min_one {
+            Ok(Bytes::new())
+        } else {
+            partition
+                .log
+                .read(Offset(item.fetch_offset), limit, high_watermark, min_one)
+                .await
+        };
+        let (error, records) = match result {
+            Ok(records) => (None, records),
+            Err(error) => {
+                if !matches!(error, StorageError::OffsetOutOfRange { .. }) {
+                    tracing::warn!(topic = %item.topic, partition = item.partition, %error, "fetch failed");
+                }
+                (Some(error_code(&error)), Bytes::new())
+            }
+        };
+        if !records.is_empty() {
+            min_one = false;
+            max_bytes = max_bytes.saturating_sub(records.len());
+        }
+        outcomes.push(FetchOutcome {
+            error,
+            high_watermark: high_watermark.0,
+            last_stable_offset: high_watermark.0,
+            log_start_offset: log_start.0,
+            records,
+        });
+    }
+    outcomes
+}
+
+/// Waits until any listed partition's high watermark passes its offset, or `max_wait` passes.
+pub async fn wait_for_data(
+    state: &Rc<ShardState>,
+    items: &[(String, i32, Offset)],
+    max_wait: Duration,
+) {
+    let partitions: Vec<(Rc<Partition>, Offset)> = items
+        .iter()
+        .filter_map(|(topic, index, offset)| state.partition(topic, *index).map(|p| (p, *offset)))
+        .collect();
+    let deadline = std::time::Instant::now() + max_wait;
+    // Bounded: each round either returns or waits for a notification / the deadline.
+    loop {
+        let listeners: Vec<_> = partitions
+            .iter()
+            .map(|(partition, _)| partition.data_arrived.listen())
+            .collect();
+        if partitions
+            .iter()
+            .any(|(partition, offset)| partition.high_watermark() > *offset)
+        {
+            return;
+        }
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        if remaining.is_zero() || partitions.is_empty() {
+            if partitions.is_empty() {
+                shard::task::sleep(remaining).await;
+            }
+            return;
+        }
+        let mut listeners = listeners;
+        let first = std::future::poll_fn(move |cx| {
+            for listener in listeners.iter_mut() {
+                if Pin::new(listener).poll(cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        });
+        if shard::task::timeout(remaining, first).await.is_none() {
+            return;
+        }
+    }
+}
+
+/// ListOffsets on the owning shard.
+pub async fn list_offsets(state: &Rc<ShardState>, items: Vec<OffsetQuery>) -> Vec<OffsetOutcome> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    for query in items {
+        let Some(partition) = state.partition(&query.topic, query.partition) else {
+            outcomes.push(Err(ResponseError::UnknownTopicOrPartition));
+            continue;
+        };
+        let high_watermark = partition.high_watermark().0;
+        let outcome = match query.timestamp {
+            // LATEST
+            -1 => Ok((high_watermark, -1)),
+            // EARLIEST, EARLIEST_LOCAL
+            -2 | -4 => Ok((partition.log.log_start_offset().0, -1)),
+            // MAX_TIMESTAMP
+            -3 => match partition.log.max_timestamp().await {
+                Ok(Some((offset, timestamp))) => Ok((offset.0, timestamp)),
+                Ok(None) => Ok((-1, -1)),
+                Err(error) => Err(error_code(&error)),
+            },
+            // LATEST_TIERED: nothing is tiered
+            -5 => Ok((-1, -1)),
+            timestamp if timestamp >= 0 => {
+                match partition.log.offset_for_timestamp(timestamp).await {
+                    Ok(Some((offset, found))) if offset.0 < high_watermark => Ok((offset.0, found)),
+                    Ok(_) => Ok((-1, -1)),
+                    Err(error) => Err(error_code(&error)),
+                }
+            }
+            _ => Err(ResponseError::InvalidRequest),
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// Adopts a new metadata version: opens the partitions newly placed on this shard, closes and deletes
+/// those whose topic is gone (or was re-created with another id).
+pub async fn apply_metadata(state: &Rc<ShardState>, metadata: std::sync::Arc<ClusterMetadata>) {
+    let previous = state.metadata.replace(metadata.clone());
+    // Close and delete partitions that no longer exist.
+    let owned: Vec<(String, i32)> = state.partitions.borrow().keys().cloned().collect();
+    for (topic, index) in owned {
+        let gone = match (metadata.topics.get(&topic), previous.topics.get(&topic)) {
+            (Some(now), Some(before)) => now.id != before.id || index >= now.partition_count(),
+            (Some(now), None) => index >= now.partition_count(),
+            (None, _) => true,
+        };
+        if gone {
+            let partition = state
+                .partitions
+                .borrow_mut()
+                .remove(&(topic.clone(), index));
+            if let Some(partition) = partition {
+                if let Err(error) = partition.log.close().await {
+                    tracing::warn!(%topic, partition = index, %error, "closing a deleted partition");
+                }
+                let dir = partition_dir(&state.config.data_dir, &topic, index);
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), %error, "removing a deleted partition");
+                }
+                tracing::info!(%topic, partition = index, "partition deleted");
+            }
+        }
+    }
+    // Open partitions placed here that are not open yet.
+    for (topic, topic_metadata) in &metadata.topics {
+        for (index, &owner) in topic_metadata.shards.iter().enumerate() {
+            let index = index as i32;
+            if owner != state.id.0 || state.partition(topic, index).is_some() {
+                continue;
+            }
+            if let Err(error) = open_partition(state, topic, index, &topic_metadata.configs).await {
+                tracing::error!(%topic, partition = index, %error, "cannot open partition");
+            }
+        }
+    }
+}
+
+/// Updates the live configuration of this shard's partitions of `topic`.
+pub fn apply_topic_config(
+    state: &Rc<ShardState>,
+    topic: &str,
+    configs: &std::collections::BTreeMap<String, String>,
+) {
+    if let Ok(config) = TopicConfig::resolve(&state.config.log_defaults, configs) {
+        for ((name, _), partition) in state.partitions.borrow().iter() {
+            if name == topic {
+                partition.log.set_config(config.log.clone());
+            }
+        }
+    }
+}
+
+async fn open_partition(
+    state: &Rc<ShardState>,
+    topic: &str,
+    index: i32,
+    configs: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let config = TopicConfig::resolve(&state.config.log_defaults, configs)?;
+    let dir = partition_dir(&state.config.data_dir, topic, index);
+    std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let log = Log::open(
+        state.fs,
+        dir,
+        config.log,
+        state.cache.clone(),
+        state.clean_start,
+    )
+    .await
+    .map_err(|error| error.to_string())?;
+    tracing::debug!(%topic, partition = index, shard = state.id.0, log_end_offset = log.log_end_offset().0, "partition open");
+    let partition = Rc::new(Partition {
+        topic: topic.to_string(),
+        index,
+        log,
+        leader_epoch: LeaderEpoch(0),
+        data_arrived: Event::new(),
+    });
+    state
+        .partitions
+        .borrow_mut()
+        .insert((topic.to_string(), index), partition);
+    Ok(())
+}
+
+/// Closes every partition of this shard (clean shutdown): flush, trim, snapshot.
+pub async fn close_all(state: &Rc<ShardState>) {
+    let partitions: Vec<Rc<Partition>> = state
+        .partitions
+        .borrow_mut()
+        .drain()
+        .map(|(_, partition)| partition)
+        .collect();
+    for partition in partitions {
+        if let Err(error) = partition.log.close().await {
+            tracing::error!(topic = %partition.topic, partition = partition.index, %error, "closing partition");
+        }
+    }
+}

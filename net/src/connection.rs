@@ -1,0 +1,380 @@
+//! One connection's loop, with pipelining and in-order responses.
+//!
+//! Requests are handled in two stages (Redpanda's "dispatched" / "responded"):
+//! 1. **dispatch** — done strictly one request at a time, in arrival order. Everything whose order matters
+//!    (assigning offsets to a partition's batches, sending work to another shard's queue) happens here.
+//! 2. **respond** — the future returned by dispatch; these overlap freely (a long-poll fetch does not hold up
+//!    the produce behind it), but their responses are written in request order.
+//!
+//! ```text
+//!  socket ──read──► read_buffer ──take_frame──► dispatching (one) ──► in_flight (≤ max_in_flight, FIFO)
+//!                                                                        │ completed front slots
+//!  socket ◄──write── write_queue ◄──────────────────────────────────────┘
+//! ```
+//! Bounds: one frame is at most `max_request_bytes`; at most `max_in_flight` requests await their response;
+//! reading stops (back-pressure through TCP) while either bound is reached.
+
+use crate::frame::{take_frame, FrameError};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncWrite};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// The response frame (length prefix included), or `None` when the request gets no response (acks=0).
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Bytes>>>>;
+/// Completes when the request is dispatched; yields the future of its response, or asks to close.
+pub type DispatchFuture = Pin<Box<dyn Future<Output = Result<ResponseFuture, CloseConnection>>>>;
+
+/// A service asks for its connection to be closed (garbage input, unknown API key …); it has logged why.
+#[derive(Debug)]
+pub struct CloseConnection;
+
+/// What handles the requests of a connection.
+pub trait Service {
+    /// Called once per request frame (without its length prefix), in arrival order.
+    fn call(&self, frame: Bytes) -> DispatchFuture;
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    pub max_request_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_request_bytes: crate::frame::DEFAULT_MAX_REQUEST_BYTES,
+            max_in_flight: 32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("closed by the request handler")]
+    ClosedByService,
+}
+
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Iterations of the loop with progress before the task yields to its executor (fairness between
+/// connections on one shard).
+const LOOP_BUDGET: u32 = 64;
+
+struct Slot {
+    response: ResponseFuture,
+    done: Option<Option<Bytes>>,
+}
+
+struct Connection<'a, S, Svc> {
+    stream: S,
+    service: &'a Svc,
+    limits: ConnectionLimits,
+    read_buffer: BytesMut,
+    read_closed: bool,
+    dispatching: Option<DispatchFuture>,
+    in_flight: VecDeque<Slot>,
+    write_queue: VecDeque<Bytes>,
+    unflushed: bool,
+}
+
+/// Serves one connection until the peer closes it or an error occurs. Returns `Ok` on an orderly close.
+pub async fn serve_connection<S, Svc>(
+    stream: S,
+    service: &Svc,
+    limits: ConnectionLimits,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    Svc: Service,
+{
+    assert!(limits.max_in_flight > 0);
+    let mut connection = Connection {
+        stream,
+        service,
+        limits,
+        read_buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        read_closed: false,
+        dispatching: None,
+        in_flight: VecDeque::with_capacity(limits.max_in_flight),
+        write_queue: VecDeque::new(),
+        unflushed: false,
+    };
+    std::future::poll_fn(|cx| connection.poll(cx)).await
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+        for _ in 0..LOOP_BUDGET {
+            let mut progress = false;
+            progress |= self.poll_dispatch(cx)?;
+            progress |= self.poll_read(cx)?;
+            progress |= self.poll_responses(cx);
+            progress |= self.poll_write(cx)?;
+            if self.read_closed
+                && self.dispatching.is_none()
+                && self.in_flight.is_empty()
+                && self.write_queue.is_empty()
+            {
+                return Poll::Ready(Ok(()));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Drives the request being dispatched; when none is, starts the next buffered frame.
+    fn poll_dispatch(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        let mut progress = false;
+        loop {
+            if let Some(dispatch) = self.dispatching.as_mut() {
+                match dispatch.as_mut().poll(cx) {
+                    Poll::Pending => return Ok(progress),
+                    Poll::Ready(Err(CloseConnection)) => {
+                        return Err(ConnectionError::ClosedByService)
+                    }
+                    Poll::Ready(Ok(response)) => {
+                        self.dispatching = None;
+                        self.in_flight.push_back(Slot {
+                            response,
+                            done: None,
+                        });
+                        progress = true;
+                    }
+                }
+            }
+            if self.in_flight.len() >= self.limits.max_in_flight {
+                return Ok(progress);
+            }
+            match take_frame(&mut self.read_buffer, self.limits.max_request_bytes)? {
+                Some(frame) => {
+                    self.dispatching = Some(self.service.call(frame));
+                    progress = true;
+                }
+                None => return Ok(progress),
+            }
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        if self.read_closed
+            || self.dispatching.is_some()
+            || self.in_flight.len() >= self.limits.max_in_flight
+        {
+            return Ok(false);
+        }
+        let filled = self.read_buffer.len();
+        let want = READ_CHUNK_BYTES.max(self.read_buffer.capacity() - filled);
+        self.read_buffer.resize(filled + want, 0);
+        let result = Pin::new(&mut self.stream).poll_read(cx, &mut self.read_buffer[filled..]);
+        match result {
+            Poll::Ready(Ok(0)) => {
+                self.read_buffer.truncate(filled);
+                self.read_closed = true;
+                Ok(true)
+            }
+            Poll::Ready(Ok(read)) => {
+                self.read_buffer.truncate(filled + read);
+                Ok(true)
+            }
+            Poll::Ready(Err(error)) => {
+                self.read_buffer.truncate(filled);
+                Err(error.into())
+            }
+            Poll::Pending => {
+                self.read_buffer.truncate(filled);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Polls every unfinished response; moves finished ones at the front to the write queue.
+    fn poll_responses(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        for slot in self.in_flight.iter_mut().filter(|slot| slot.done.is_none()) {
+            if let Poll::Ready(output) = slot.response.as_mut().poll(cx) {
+                slot.done = Some(output);
+                progress = true;
+            }
+        }
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|slot| slot.done.is_some())
+        {
+            let slot = self.in_flight.pop_front().expect("front exists");
+            if let Some(Some(frame)) = slot.done {
+                self.write_queue.push_back(frame);
+            }
+            progress = true;
+        }
+        progress
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        let mut progress = false;
+        while let Some(front) = self.write_queue.front_mut() {
+            match Pin::new(&mut self.stream).poll_write(cx, front) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into())
+                }
+                Poll::Ready(Ok(written)) => {
+                    front.advance(written);
+                    if front.is_empty() {
+                        self.write_queue.pop_front();
+                    }
+                    self.unflushed = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(error)) => return Err(error.into()),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(error)) => return Err(error.into()),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use futures_lite::future::block_on;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// An in-memory duplex: reads come from `input`, writes go to `output`.
+    struct Pipe {
+        input: Bytes,
+        output: Rc<RefCell<Vec<u8>>>,
+    }
+    impl AsyncRead for Pipe {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.input.len()).min(3); // tiny reads: exercise partial frames
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.advance(n);
+            Poll::Ready(Ok(n))
+        }
+    }
+    impl AsyncWrite for Pipe {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.output.borrow_mut().extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Echoes each frame back; frames starting with `s` complete only after `n` polls ("slow"),
+    /// frames starting with `q` get no response.
+    struct Echo {
+        dispatch_order: Rc<RefCell<Vec<u8>>>,
+    }
+    impl Service for Echo {
+        fn call(&self, frame: Bytes) -> DispatchFuture {
+            self.dispatch_order.borrow_mut().push(frame[1]);
+            Box::pin(async move {
+                let response: ResponseFuture = Box::pin(async move {
+                    if frame[0] == b's' {
+                        for _ in 0..5 {
+                            futures_lite::future::yield_now().await;
+                        }
+                    }
+                    if frame[0] == b'q' {
+                        return None;
+                    }
+                    let mut out = BytesMut::new();
+                    out.put_i32(frame.len() as i32);
+                    out.put_slice(&frame);
+                    Some(out.freeze())
+                });
+                Ok(response)
+            })
+        }
+    }
+
+    #[test]
+    fn responses_leave_in_request_order() {
+        let mut input = BytesMut::new();
+        for frame in [&b"s1"[..], b"f2", b"q3", b"s4", b"f5"] {
+            input.put_i32(frame.len() as i32);
+            input.put_slice(frame);
+        }
+        let output = Rc::new(RefCell::new(Vec::new()));
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let pipe = Pipe {
+            input: input.freeze(),
+            output: output.clone(),
+        };
+        block_on(serve_connection(
+            pipe,
+            &Echo {
+                dispatch_order: order.clone(),
+            },
+            ConnectionLimits::default(),
+        ))
+        .unwrap();
+        let mut expected = BytesMut::new();
+        for frame in [&b"s1"[..], b"f2", b"s4", b"f5"] {
+            expected.put_i32(frame.len() as i32);
+            expected.put_slice(frame);
+        }
+        assert_eq!(&output.borrow()[..], &expected[..]);
+        assert_eq!(&order.borrow()[..], b"12345");
+    }
+
+    #[test]
+    fn oversized_frame_closes_the_connection() {
+        let mut input = BytesMut::new();
+        input.put_i32(1000);
+        let pipe = Pipe {
+            input: input.freeze(),
+            output: Rc::new(RefCell::new(Vec::new())),
+        };
+        let limits = ConnectionLimits {
+            max_request_bytes: 100,
+            max_in_flight: 4,
+        };
+        let result = block_on(serve_connection(
+            pipe,
+            &Echo {
+                dispatch_order: Default::default(),
+            },
+            limits,
+        ));
+        assert!(matches!(
+            result,
+            Err(ConnectionError::Frame(FrameError::TooLarge {
+                size: 1000,
+                max: 100
+            }))
+        ));
+    }
+}

@@ -1,0 +1,20 @@
+//! The Kafka wire: framing, request headers and the per-connection loop.
+//!
+//! Layout:
+//! - [`frame`]: the 4-byte big-endian length prefix, the maximum request size, and frame extraction from a
+//!   read buffer (check that a whole frame is buffered, then split it off as `Bytes` without copying).
+//! - [`header`]: request-header decoding (via `kafka-protocol`) and response framing.
+//! - [`connection`]: one connection's loop: reads frames, dispatches them *in order*, lets their completions
+//!   overlap, and writes responses strictly in request order (pipelining).
+//!
+//! This crate knows nothing of the runtime or of Kafka semantics: the broker passes a [`connection::Service`].
+pub mod connection;
+pub mod frame;
+pub mod header;
+
+pub use connection::{
+    serve_connection, CloseConnection, ConnectionError, ConnectionLimits, DispatchFuture,
+    ResponseFuture, Service,
+};
+pub use frame::{FrameError, DEFAULT_MAX_REQUEST_BYTES};
+pub use header::{decode_header, encode_response, DecodedHeader, HeaderError};

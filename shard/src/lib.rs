@@ -1,0 +1,21 @@
+//! The runtime: one pinned glommio executor per core, and everything that needs to know that.
+//!
+//! Layout:
+//! - [`runtime`]: starting N shards (one `LocalExecutor` each, pinned, with its own io_uring ring), raising
+//!   RLIMIT_MEMLOCK, and the [`ShardId`] newtype.
+//! - [`mesh`]: bounded cross-shard channels (glommio's channel mesh). The message type is the caller's (the
+//!   broker's single `ShardMessage` enum); this module only moves it.
+//! - [`task`]: spawning detached tasks, sleeping, timeouts, yielding — the runtime services other crates use.
+//! - [`dma`]: the storage file layer on glommio: O_DIRECT `DmaFile`s for segment data, buffered io_uring
+//!   files for small files.
+//! - [`net`]: the `SO_REUSEPORT` listener each shard binds on the Kafka port.
+//!
+//! No other crate of ours depends on glommio.
+pub mod dma;
+pub mod mesh;
+pub mod net;
+pub mod runtime;
+pub mod task;
+
+pub use mesh::{Mesh, MeshBuilder};
+pub use runtime::{online_cores, raise_memlock_limit, start_shards, RuntimeError, ShardId};

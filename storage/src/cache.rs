@@ -1,0 +1,193 @@
+//! Per-shard cache of recently appended batches, so that tailing consumers are served from memory.
+//!
+//! One `Rc<BatchCache>` is shared by all logs of a shard; each log registers for a unique id and
+//! entries are keyed by `(log id, batch base offset)`. The cache is bounded by a byte budget and
+//! evicts in FIFO order (oldest appended first), which for an append-only workload is also the
+//! least likely to be read. Entries hold `Bytes` slices of the appended record sets (no copy).
+//! A log invalidates all its entries on close and truncation.
+
+use crate::batch::{BatchHeader, HEADER_SIZE};
+use bytes::{Bytes, BytesMut};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+pub struct BatchCache {
+    budget: usize,
+    used: Cell<usize>,
+    next_id: Cell<u64>,
+    logs: RefCell<HashMap<u64, BTreeMap<i64, Entry>>>,
+    /// Insertion order: (log id, base offset, generation) — stale tuples are skipped on eviction.
+    fifo: RefCell<VecDeque<(u64, i64, u64)>>,
+    generation: Cell<u64>,
+}
+
+struct Entry {
+    last_offset: i64,
+    generation: u64,
+    bytes: Bytes,
+}
+
+impl BatchCache {
+    /// A cache holding at most `budget_bytes` of batches (0 disables it).
+    pub fn new(budget_bytes: usize) -> Self {
+        BatchCache {
+            budget: budget_bytes,
+            used: Cell::new(0),
+            next_id: Cell::new(1),
+            logs: RefCell::new(HashMap::new()),
+            fifo: RefCell::new(VecDeque::new()),
+            generation: Cell::new(0),
+        }
+    }
+
+    /// A fresh id for a log.
+    pub fn register(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used.get()
+    }
+
+    /// Caches one batch (its header gives the offsets).
+    pub fn insert(&self, log: u64, batch: Bytes) {
+        if batch.len() > self.budget || batch.len() < HEADER_SIZE {
+            return;
+        }
+        let h = BatchHeader::parse(&batch);
+        let gen = self.generation.get() + 1;
+        self.generation.set(gen);
+        let size = batch.len();
+        let old = self.logs.borrow_mut().entry(log).or_default().insert(
+            h.base_offset,
+            Entry {
+                last_offset: h.last_offset(),
+                generation: gen,
+                bytes: batch,
+            },
+        );
+        if let Some(old) = old {
+            self.used.set(self.used.get() - old.bytes.len());
+        }
+        self.used.set(self.used.get() + size);
+        self.fifo.borrow_mut().push_back((log, h.base_offset, gen));
+        self.evict();
+    }
+
+    fn evict(&self) {
+        let mut fifo = self.fifo.borrow_mut();
+        let mut logs = self.logs.borrow_mut();
+        while self.used.get() > self.budget {
+            let Some((log, base, gen)) = fifo.pop_front() else {
+                break;
+            };
+            if let Some(m) = logs.get_mut(&log) {
+                if m.get(&base).is_some_and(|e| e.generation == gen) {
+                    let e = m.remove(&base).unwrap();
+                    self.used.set(self.used.get() - e.bytes.len());
+                    if m.is_empty() {
+                        logs.remove(&log);
+                    }
+                }
+            }
+        }
+        // Keep the queue from filling with stale tuples after many invalidations.
+        if fifo.len() > 1024 && fifo.len() > 4 * logs.values().map(|m| m.len()).sum::<usize>() {
+            fifo.retain(|(log, base, gen)| {
+                logs.get(log)
+                    .and_then(|m| m.get(base))
+                    .is_some_and(|e| e.generation == *gen)
+            });
+        }
+    }
+
+    /// Drops every entry of `log`.
+    pub fn invalidate(&self, log: u64) {
+        if let Some(m) = self.logs.borrow_mut().remove(&log) {
+            let freed: usize = m.values().map(|e| e.bytes.len()).sum();
+            self.used.set(self.used.get() - freed);
+        }
+    }
+
+    /// Drops the entries of `log` holding offsets >= `from` (truncation).
+    pub fn invalidate_from(&self, log: u64, from: i64) {
+        let mut logs = self.logs.borrow_mut();
+        if let Some(m) = logs.get_mut(&log) {
+            let doomed: Vec<i64> = m
+                .iter()
+                .filter(|(_, e)| e.last_offset >= from)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in doomed {
+                let e = m.remove(&k).unwrap();
+                self.used.set(self.used.get() - e.bytes.len());
+            }
+        }
+    }
+
+    /// Serves a read entirely from the cache: whole batches starting with the one containing
+    /// `from`, contiguous, below `upper`, up to `max_bytes` (at least one batch when
+    /// `min_one_batch`). Returns `None` unless the cache holds the batch containing `from` and the
+    /// run of cached batches reaches either `max_bytes` or `upper`, so the answer is the same as a
+    /// read from the files would give.
+    pub fn read(
+        &self,
+        log: u64,
+        from: i64,
+        max_bytes: usize,
+        upper: i64,
+        min_one_batch: bool,
+    ) -> Option<Bytes> {
+        let logs = self.logs.borrow();
+        let m = logs.get(&log)?;
+        let (_, first) = m.range(..=from).next_back()?;
+        if first.last_offset < from {
+            return None;
+        }
+        let mut parts: Vec<&Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut next = None;
+        let mut complete = false;
+        for (&base, e) in m.range(m.range(..=from).next_back().map(|(k, _)| *k).unwrap()..) {
+            if let Some(n) = next {
+                if base != n {
+                    break; // gap: the rest is not cached
+                }
+            }
+            if e.last_offset >= upper {
+                complete = true;
+                break;
+            }
+            if total + e.bytes.len() > max_bytes {
+                if parts.is_empty() && min_one_batch {
+                    parts.push(&e.bytes);
+                }
+                complete = true;
+                break;
+            }
+            total += e.bytes.len();
+            parts.push(&e.bytes);
+            next = Some(e.last_offset + 1);
+            if e.last_offset + 1 == upper {
+                complete = true;
+                break;
+            }
+        }
+        if !complete {
+            return None;
+        }
+        Some(match parts.len() {
+            0 => Bytes::new(),
+            1 => parts[0].clone(),
+            _ => {
+                let mut b = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
+                for p in parts {
+                    b.extend_from_slice(p);
+                }
+                b.freeze()
+            }
+        })
+    }
+}

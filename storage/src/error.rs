@@ -1,0 +1,57 @@
+//! The error type of every storage operation, with the Kafka error code each maps to.
+
+use crate::types::Offset;
+
+#[derive(thiserror::Error, Debug)]
+pub enum StorageError {
+    /// An I/O error; the log is marked failed and every later call fails too (KAFKA_STORAGE_ERROR).
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt message: {0}")]
+    CorruptMessage(String),
+    #[error("record batch of {size} bytes exceeds the maximum of {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("unsupported record batch magic {0} (only magic 2 is supported)")]
+    UnsupportedMagic(i8),
+    #[error("offset {requested} out of range [{start}, {end}]")]
+    OffsetOutOfRange {
+        requested: Offset,
+        start: Offset,
+        end: Offset,
+    },
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    #[error("unknown producer id: {0}")]
+    UnknownProducerId(String),
+    /// The log was closed (or is closing); the broker should not use it any more.
+    #[error("log is closed")]
+    Closed,
+}
+
+impl StorageError {
+    /// The Kafka protocol error code for this error.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            StorageError::Io(_) => 56,                   // KAFKA_STORAGE_ERROR
+            StorageError::CorruptMessage(_) => 2,        // CORRUPT_MESSAGE
+            StorageError::MessageTooLarge { .. } => 10,  // MESSAGE_TOO_LARGE
+            StorageError::InvalidRecord(_) => 87,        // INVALID_RECORD
+            StorageError::UnsupportedMagic(_) => 43,     // UNSUPPORTED_FOR_MESSAGE_FORMAT
+            StorageError::OffsetOutOfRange { .. } => 1,  // OFFSET_OUT_OF_RANGE
+            StorageError::OutOfOrderSequence(_) => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER
+            StorageError::InvalidProducerEpoch(_) => 47, // INVALID_PRODUCER_EPOCH
+            StorageError::UnknownProducerId(_) => 59,    // UNKNOWN_PRODUCER_ID
+            StorageError::Closed => 56,
+        }
+    }
+
+    pub(crate) fn failed() -> StorageError {
+        StorageError::Io(std::io::Error::other(
+            "log is offline after an earlier I/O error",
+        ))
+    }
+}

@@ -1,0 +1,105 @@
+//! The file layer: the only way storage touches file contents.
+//!
+//! Storage is runtime-agnostic. It reads and writes through [`FileSystem`] / [`StorageFile`], and the
+//! broker injects an implementation: `shard::dma::DmaFileSystem` (glommio, io_uring, O_DIRECT for
+//! segment data) in production, [`StdFileSystem`] (std::fs, page cache) in tests and as the buffered
+//! mode. Tests may wrap either to inject torn writes and crashes.
+//!
+//! Directory operations (create, list, remove, rename) are rare metadata work and go through `std::fs`
+//! directly.
+//!
+//! All methods run on one thread (a shard's executor): futures need not be `Send`.
+#![allow(async_fn_in_trait)]
+
+use bytes::Bytes;
+use std::io;
+use std::path::Path;
+
+/// What a file holds; an implementation may choose a different I/O mode per kind
+/// (the DMA file system uses O_DIRECT for `SegmentData` only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// `.log` segment files: large sequential appends, the hot path.
+    SegmentData,
+    /// `.index`, `.timeindex`, snapshots, checkpoints: small files.
+    Small,
+}
+
+pub trait FileSystem: Clone + 'static {
+    type File: StorageFile;
+    /// Opens `path`, creating it (empty) when `create` is set and it does not exist.
+    async fn open(&self, path: &Path, kind: FileKind, create: bool) -> io::Result<Self::File>;
+}
+
+pub trait StorageFile: 'static {
+    /// Writes must start at a multiple of this and have a length that is a multiple of it
+    /// (1 for buffered files, typically 4096 for O_DIRECT files).
+    fn write_alignment(&self) -> usize;
+    /// Reads up to `len` bytes at `pos`; fewer only at end of file.
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// Writes all of `data` at `pos` (aligned per [`StorageFile::write_alignment`]).
+    async fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()>;
+    /// fdatasync.
+    async fn sync_data(&self) -> io::Result<()>;
+    async fn truncate(&self, len: u64) -> io::Result<()>;
+    async fn size(&self) -> io::Result<u64>;
+    /// Reserves space without changing the visible size (a hint; may do nothing).
+    async fn preallocate(&self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Buffered files through `std::fs` (page cache). The calls block briefly; acceptable for tests and the
+/// buffered fallback mode.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdFileSystem;
+
+pub struct StdFile {
+    file: std::fs::File,
+}
+
+impl FileSystem for StdFileSystem {
+    type File = StdFile;
+    async fn open(&self, path: &Path, _kind: FileKind, create: bool) -> io::Result<StdFile> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        Ok(StdFile { file })
+    }
+}
+
+impl StorageFile for StdFile {
+    fn write_alignment(&self) -> usize {
+        1
+    }
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            let n = self.file.read_at(&mut buf[filled..], pos + filled as u64)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        Ok(Bytes::from(buf))
+    }
+    async fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(data, pos)
+    }
+    async fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+    async fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
