@@ -7,6 +7,7 @@
 //! - [`shard_state`]: what one shard owns; [`server`]: one shard's life (listener, peers, shutdown).
 //! - [`partitions`]: partition operations on the owning shard (append, read, wait, list offsets, open).
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
+//! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
 //! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
 //!
 //! A request's path: a shard accepts the connection → `net` frames it → `handlers::dispatch` → the API's
@@ -14,6 +15,7 @@
 //! response leaves the connection in request order.
 pub mod config;
 pub mod control;
+pub mod fetch_session;
 pub mod handlers;
 pub mod messages;
 pub mod metadata;

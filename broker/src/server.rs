@@ -56,6 +56,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         clean_start: start.clean_start,
         control_lock: async_lock::Mutex::new(()),
         shutting_down: Cell::new(false),
+        fetch_sessions: Default::default(),
     });
     apply_metadata(&state, start.metadata.clone()).await;
     for (peer, receiver) in receivers {

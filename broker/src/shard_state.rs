@@ -2,6 +2,7 @@
 //! Lives in an `Rc` on the shard's executor; never crosses threads.
 
 use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessions;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::partitions::Partition;
@@ -32,6 +33,8 @@ pub struct ShardState {
     /// Serializes control-plane changes (shard 0 only).
     pub control_lock: async_lock::Mutex<()>,
     pub shutting_down: Cell<bool>,
+    /// Incremental fetch sessions of this shard's connections.
+    pub fetch_sessions: FetchSessions,
 }
 
 impl ShardState {

@@ -5,12 +5,10 @@
 //! new data, and the fetch re-reads after the first report or at `max_wait_ms` — nothing spins, so an idle
 //! consumer costs (close to) no CPU.
 //!
-//! Fetch sessions (KIP-227, v7+): this broker does not create sessions yet. A full fetch (epoch -1 or 0)
-//! gets session id 0, which tells the client to keep sending full fetch requests; an incremental fetch
-//! (epoch > 0) for a session we never created gets FETCH_SESSION_ID_NOT_FOUND, after which clients fall
-//! back to full fetches.
+//! Incremental fetch sessions (KIP-227, v7+) are kept per shard: see [`crate::fetch_session`].
 
 use super::simple;
+use crate::fetch_session::{SessionError, SessionPartition};
 use crate::messages::ShardMessage;
 use crate::partitions::{self, FetchItem, FetchOutcome};
 use crate::shard_state::ShardState;
@@ -51,43 +49,138 @@ struct Wanted {
     shard: Option<usize>,
 }
 
+/// What the request asks for once sessions are taken into account.
+struct Plan {
+    partitions: Vec<SessionPartition>,
+    /// The session the response belongs to (0 = none).
+    session_id: i32,
+    /// Leave out partitions without news.
+    incremental: bool,
+}
+
+/// Applies the request's session fields (v7+) and lists the partitions to read.
+fn plan(state: &ShardState, request: &FetchRequest, version: i16) -> Result<Plan, ResponseError> {
+    let requested: Vec<SessionPartition> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(move |partition| SessionPartition {
+                    topic: topic.topic.clone(),
+                    topic_id: topic.topic_id,
+                    partition: partition.partition,
+                    fetch_offset: partition.fetch_offset,
+                    partition_max_bytes: partition.partition_max_bytes,
+                    last_sent: None,
+                })
+        })
+        .collect();
+    if version < 7 {
+        return Ok(Plan {
+            partitions: requested,
+            session_id: 0,
+            incremental: false,
+        });
+    }
+    let sessions = &state.fetch_sessions;
+    match (request.session_id, request.session_epoch) {
+        (id, -1) => {
+            if id != 0 {
+                sessions.remove(id);
+            }
+            Ok(Plan {
+                partitions: requested,
+                session_id: 0,
+                incremental: false,
+            })
+        }
+        (id, 0) => {
+            if id != 0 {
+                sessions.remove(id);
+            }
+            let session_id = sessions.create(requested.clone()).unwrap_or(0);
+            Ok(Plan {
+                partitions: requested,
+                session_id,
+                incremental: false,
+            })
+        }
+        (id, epoch) => {
+            let forgotten: Vec<_> = request
+                .forgotten_topics_data
+                .iter()
+                .map(|topic| {
+                    (
+                        topic.topic.clone(),
+                        topic.topic_id,
+                        topic.partitions.clone(),
+                    )
+                })
+                .collect();
+            match sessions.update(id, epoch, requested, &forgotten, version >= 13) {
+                Ok(partitions) => Ok(Plan {
+                    partitions,
+                    session_id: id,
+                    incremental: true,
+                }),
+                Err(SessionError::NotFound) => Err(ResponseError::FetchSessionIdNotFound),
+                Err(SessionError::InvalidEpoch) => Err(ResponseError::InvalidFetchSessionEpoch),
+            }
+        }
+    }
+}
+
 async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> FetchResponse {
     let mut response = FetchResponse::default();
-    if version >= 7 && request.session_epoch > 0 {
-        tracing::debug!(
-            session = request.session_id,
-            epoch = request.session_epoch,
-            "incremental fetch for an unknown session"
-        );
-        response.error_code = ResponseError::FetchSessionIdNotFound.code();
-        return response;
-    }
+    let plan = match plan(&state, &request, version) {
+        Ok(plan) => plan,
+        Err(code) => {
+            tracing::debug!(
+                session = request.session_id,
+                epoch = request.session_epoch,
+                ?code,
+                "fetch session refused"
+            );
+            response.error_code = code.code();
+            return response;
+        }
+    };
     let read_committed = request.isolation_level == 1;
     let metadata = state.metadata();
-    let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(request.topics.len());
-    let mut wanted = Vec::new();
-    for (topic_index, topic) in request.topics.iter().enumerate() {
+    // Partitions of the same topic that follow each other share one topic entry in the response.
+    let mut topics: Vec<(TopicName, Uuid)> = Vec::new();
+    let mut wanted = Vec::with_capacity(plan.partitions.len());
+    for partition in &plan.partitions {
+        let same_as_last = topics.last().is_some_and(|(name, id)| {
+            if version >= 13 {
+                *id == partition.topic_id
+            } else {
+                *name == partition.topic
+            }
+        });
+        if !same_as_last {
+            topics.push((partition.topic.clone(), partition.topic_id));
+        }
         let name = if version >= 13 {
             metadata
-                .topic_by_id(topic.topic_id)
+                .topic_by_id(partition.topic_id)
                 .map(|(name, _)| name.clone())
         } else {
-            Some(topic.topic.to_string())
+            Some(partition.topic.to_string())
         };
-        topics.push((topic.topic.clone(), topic.topic_id));
-        for partition in &topic.partitions {
-            let shard = name
-                .as_deref()
-                .and_then(|name| metadata.shard_of(name, partition.partition));
-            wanted.push(Wanted {
-                topic_index,
-                name: name.clone(),
-                partition: partition.partition,
-                fetch_offset: partition.fetch_offset,
-                partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
-                shard,
-            });
-        }
+        let shard = name
+            .as_deref()
+            .and_then(|name| metadata.shard_of(name, partition.partition));
+        wanted.push(Wanted {
+            topic_index: topics.len() - 1,
+            name,
+            partition: partition.partition,
+            fetch_offset: partition.fetch_offset,
+            partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
+            shard,
+        });
     }
     let max_bytes = if request.max_bytes <= 0 {
         usize::MAX
@@ -119,7 +212,8 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
     }
 
     let mut by_topic: Vec<Vec<PartitionData>> = topics.iter().map(|_| Vec::new()).collect();
-    for (wanted, outcome) in wanted.iter().zip(outcomes) {
+    let mut sent = Vec::with_capacity(wanted.len());
+    for (position, (wanted, outcome)) in wanted.iter().zip(outcomes).enumerate() {
         let mut data = PartitionData::default();
         data.partition_index = wanted.partition;
         data.preferred_read_replica = BrokerId(-1);
@@ -149,12 +243,31 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
                 data.records = Some(Bytes::new());
             }
         }
+        let position_state = (
+            data.high_watermark,
+            data.last_stable_offset,
+            data.log_start_offset,
+        );
+        let has_news = data.error_code != 0
+            || data
+                .records
+                .as_ref()
+                .is_some_and(|records| !records.is_empty())
+            || plan.partitions[position].last_sent != Some(position_state);
+        if plan.incremental && !has_news {
+            continue;
+        }
+        sent.push((position, position_state));
         by_topic[wanted.topic_index].push(data);
     }
-    response.session_id = 0;
+    if plan.session_id != 0 {
+        state.fetch_sessions.record_sent(plan.session_id, &sent);
+    }
+    response.session_id = plan.session_id;
     response.responses = topics
         .into_iter()
         .zip(by_topic)
+        .filter(|(_, partitions)| !partitions.is_empty())
         .map(|((name, id), partitions)| {
             let mut topic = FetchableTopicResponse::default();
             topic.topic = name;
