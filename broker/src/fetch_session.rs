@@ -24,7 +24,7 @@ pub const SESSION_IDLE_EVICTION: Duration = Duration::from_secs(120);
 pub const MAX_PARTITIONS_PER_SESSION: usize = 10_000;
 
 /// One partition a session follows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SessionPartition {
     pub topic: TopicName,
     pub topic_id: Uuid,

@@ -129,6 +129,27 @@ impl ClusterMetadata {
     }
 }
 
+impl ClusterMetadata {
+    /// After a restart with fewer shards: moves partitions placed on shards that no longer exist to the
+    /// least-loaded remaining ones. Partition directories do not depend on the shard, so only ownership
+    /// changes. Returns how many partitions moved.
+    pub fn fit_to_shards(&mut self, shards: usize) -> usize {
+        let mut moved = 0;
+        let names: Vec<String> = self.topics.keys().cloned().collect();
+        for name in names {
+            let count = self.topics[&name].shards.len();
+            for index in 0..count {
+                if self.topics[&name].shards[index] >= shards {
+                    let shard = self.place_partitions(shards, 1)[0];
+                    self.topics.get_mut(&name).expect("listed above").shards[index] = shard;
+                    moved += 1;
+                }
+            }
+        }
+        moved
+    }
+}
+
 /// Kafka cluster ids are 22-character URL-safe base64 UUIDs.
 fn short_cluster_id(uuid: Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -161,6 +182,22 @@ mod tests {
             },
         );
         assert_eq!(metadata.place_partitions(3, 2), vec![1, 2]);
+    }
+
+    #[test]
+    fn partitions_of_vanished_shards_move() {
+        let mut metadata = ClusterMetadata::new_cluster();
+        metadata.topics.insert(
+            "a".into(),
+            TopicMetadata {
+                id: Uuid::new_v4(),
+                shards: vec![0, 1, 2, 3],
+                configs: BTreeMap::new(),
+            },
+        );
+        assert_eq!(metadata.fit_to_shards(2), 2);
+        assert!(metadata.topics["a"].shards.iter().all(|&shard| shard < 2));
+        assert_eq!(metadata.fit_to_shards(2), 0);
     }
 
     #[test]
