@@ -69,21 +69,9 @@ pub struct OffsetQuery {
 /// (error, offset, timestamp)
 pub type OffsetOutcome = Result<(i64, i64), ResponseError>;
 
-/// Maps a storage error to the Kafka error code a client expects.
+/// The Kafka error a client expects for a storage error (the mapping lives with the errors, in storage).
 pub fn error_code(error: &StorageError) -> ResponseError {
-    match error {
-        StorageError::Io(_) => ResponseError::KafkaStorageError,
-        StorageError::CorruptMessage(_) => ResponseError::CorruptMessage,
-        StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
-        StorageError::InvalidRecord(_) => ResponseError::InvalidRecord,
-        StorageError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
-        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        StorageError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
-        StorageError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
-        StorageError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
-        #[allow(unreachable_patterns)]
-        _ => ResponseError::UnknownServerError,
-    }
+    ResponseError::try_from_code(error.error_code()).unwrap_or(ResponseError::UnknownServerError)
 }
 
 type Pending<T> = Pin<Box<dyn Future<Output = T>>>;

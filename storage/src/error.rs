@@ -45,7 +45,8 @@ impl StorageError {
             StorageError::OutOfOrderSequence(_) => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER
             StorageError::InvalidProducerEpoch(_) => 47, // INVALID_PRODUCER_EPOCH
             StorageError::UnknownProducerId(_) => 59,    // UNKNOWN_PRODUCER_ID
-            StorageError::Closed => 56,
+            // The partition is going away (shutdown, deletion): retriable, the client refreshes metadata.
+            StorageError::Closed => 6, // NOT_LEADER_OR_FOLLOWER
         }
     }
 

@@ -1,0 +1,210 @@
+//! Command line: `kbench run`, `kbench compare`, `kbench physical`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kbench",
+    about = "Throughput and tail-latency benchmark for Kafka-compatible brokers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one workload against one endpoint.
+    Run {
+        /// Bootstrap server(s), HOST:PORT[,HOST:PORT...].
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(flatten)]
+        workload: Workload,
+        /// Output directory (default ./kbench-results/<timestamp>).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Run the same workload against endpoint A then endpoint B and compare (ratios b/a).
+    Compare {
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        #[command(flatten)]
+        workload: Workload,
+        /// Output directory (default ./kbench-results/compare-<timestamp>); runs go to a/ and b/.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Print what kbench knows about this machine.
+    Physical,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Acks {
+    #[value(name = "0")]
+    Zero,
+    #[value(name = "1")]
+    One,
+    #[value(name = "all")]
+    All,
+}
+
+impl Acks {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acks::Zero => "0",
+            Acks::One => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Keys {
+    None,
+    Random,
+    Sequential,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumeMode {
+    /// Consumers run during production; end-to-end latency is measured.
+    Tail,
+    /// Produce first, then time how fast consumers read it all back.
+    Catchup,
+}
+
+/// The workload, identical for `run` and both sides of `compare`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct Workload {
+    /// Topic (default: auto-named kbench-<timestamp>-<pid>; created if missing).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Partitions of the topic when kbench creates it.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Replication factor when kbench creates the topic.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Delete the topic first if it exists.
+    #[arg(long)]
+    pub recreate: bool,
+    /// Value size in bytes (>= 8: the first 8 bytes carry the intended send time).
+    #[arg(long, default_value_t = 1024)]
+    pub message_size: usize,
+    /// Producer threads (one librdkafka producer each).
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Consumer threads (partitions are split among them); 0 = produce only.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    #[arg(long, value_enum, default_value = "1")]
+    pub acks: Acks,
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: Compression,
+    /// librdkafka linger.ms (default: librdkafka's, 5 ms).
+    #[arg(long)]
+    pub linger_ms: Option<u64>,
+    /// librdkafka batch.size in bytes (default: librdkafka's).
+    #[arg(long)]
+    pub batch_size: Option<u64>,
+    #[arg(long, value_enum, default_value = "none")]
+    pub keys: Keys,
+    /// Number of distinct keys for --keys random|sequential.
+    #[arg(long, default_value_t = 1000)]
+    pub key_space: u64,
+    /// Measured duration in seconds (after warmup). Default 10 unless --messages is given.
+    #[arg(long, conflicts_with = "messages")]
+    pub duration: Option<f64>,
+    /// Total messages to send (over all producers, warmup included).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Fixed target rate in msgs/s over all producers; omitted = as fast as possible.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Warmup seconds (excluded from latency and throughput).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    #[arg(long, value_enum, default_value = "tail")]
+    pub consume_mode: ConsumeMode,
+    /// Free text recorded in result.json.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Extra librdkafka property for producers and consumers, KEY=VALUE (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub properties: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Workload {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.message_size < 8 {
+            return Err("--message-size must be >= 8 (the first 8 bytes carry a timestamp)".into());
+        }
+        if self.producers == 0 {
+            return Err("--producers must be >= 1".into());
+        }
+        if self.partitions < 1 {
+            return Err("--partitions must be >= 1".into());
+        }
+        if let Some(r) = self.rate {
+            if !(r > 0.0) {
+                return Err("--rate must be > 0".into());
+            }
+        }
+        if let Some(d) = self.duration {
+            if !(d > 0.0) {
+                return Err("--duration must be > 0".into());
+            }
+        }
+        if self.key_space == 0 {
+            return Err("--key-space must be >= 1".into());
+        }
+        for p in &self.properties {
+            if !p.contains('=') {
+                return Err(format!("--property {p}: expected KEY=VALUE"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds of measured production in duration mode.
+    pub fn duration_secs(&self) -> Option<f64> {
+        match (self.duration, self.messages) {
+            (Some(d), _) => Some(d),
+            (None, None) => Some(10.0),
+            (None, Some(_)) => None,
+        }
+    }
+}
