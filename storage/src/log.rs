@@ -562,14 +562,7 @@ impl<F: FileSystem> Log<F> {
                 true
             })
             .await?;
-            let next_base = self
-                .inner
-                .borrow()
-                .segments
-                .range(base + 1..)
-                .next()
-                .map(|(b, _)| *b);
-            match next_base {
+            match self.next_segment_base(base) {
                 Some(nb) => cur = nb.max(last + 1),
                 None => break,
             }
@@ -655,6 +648,11 @@ impl<F: FileSystem> Log<F> {
     }
     pub fn is_failed(&self) -> bool {
         self.inner.borrow().failed
+    }
+
+    /// Base offset of the segment after the one based at `base`, if any.
+    fn next_segment_base(&self, base: i64) -> Option<i64> {
+        self.inner.borrow().segments.range(base + 1..).next().map(|(b, _)| *b)
     }
 
     fn check_usable(i: &Inner<F::File>) -> Result<(), StorageError> {
@@ -1133,14 +1131,7 @@ impl<F: FileSystem> Log<F> {
             if done {
                 break;
             }
-            let next = self
-                .inner
-                .borrow()
-                .segments
-                .range(base + 1..)
-                .next()
-                .map(|(b, _)| *b);
-            match next {
+            match self.next_segment_base(base) {
                 Some(nb) => cur = nb.max(cur),
                 None => break,
             }
