@@ -267,6 +267,11 @@ fn consumer_config(bootstrap: &str, w: &Workload) -> ClientConfig {
     c
 }
 
+/// Longest this producer sleeps without serving delivery callbacks: a bound on how much later than its
+/// arrival an acknowledgement can be recorded (librdkafka's poll timeout has millisecond granularity, so
+/// sub-millisecond waits sleep in slices of this length).
+const CALLBACK_SLICE_NS: u64 = 50_000;
+
 /// Waits until `target_ns` (from t0), serving delivery callbacks meanwhile.
 fn wait_until(p: &BaseProducer<ProdCtx>, clock: &Clock, target_ns: u64) {
     loop {
@@ -276,12 +281,16 @@ fn wait_until(p: &BaseProducer<ProdCtx>, clock: &Clock, target_ns: u64) {
         }
         let rem = target_ns - now;
         if rem > 2_000_000 {
+            // Returns as soon as a callback was served, so acknowledgements are recorded on arrival.
             p.poll(Duration::from_nanos(rem - 1_000_000));
         } else if rem > 150_000 {
             p.poll(Duration::ZERO);
-            std::thread::sleep(Duration::from_nanos(rem - 100_000));
+            std::thread::sleep(Duration::from_nanos((rem - 100_000).min(CALLBACK_SLICE_NS)));
         } else {
-            std::hint::spin_loop();
+            // Serve callbacks, then yield rather than spin: precise when a core is free, and it
+            // gives way to the broker and the consumers when they share the machine.
+            p.poll(Duration::ZERO);
+            std::thread::yield_now();
         }
     }
 }

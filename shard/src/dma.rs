@@ -144,13 +144,12 @@ impl StorageFile for DmaOrBufferedFile {
         }
     }
 
-    async fn preallocate(&self, len: u64) -> io::Result<()> {
-        match self {
-            DmaOrBufferedFile::Direct(file) => {
-                file.pre_allocate(len, true).await.map_err(io::Error::from)
-            }
-            DmaOrBufferedFile::Buffered(_) => Ok(()),
-        }
+    /// A no-op: reserving a whole segment per partition up front costs every partition its full segment
+    /// size on disk (Kafka leaves `file.preallocate` off by default too), and on ext4 it does not make
+    /// O_DIRECT appends cheaper — writes into reserved ("unwritten") blocks still go through an io-wq worker
+    /// and the journal, like extending writes (measured; see BENCHMARKS.md).
+    async fn preallocate(&self, _len: u64) -> io::Result<()> {
+        Ok(())
     }
 }
 
