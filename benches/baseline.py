@@ -73,12 +73,15 @@ def disk_write(directory, size_mb, block):
 # ---------------------------------------------------------------- the broker
 
 class Broker:
-    def __init__(self, shards, workdir):
+    def __init__(self, shards, workdir, direct_io=True):
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix=f"data-{shards}-", dir=workdir)
-        self.log = open(os.path.join(workdir, f"broker-{shards}.log"), "w")
+        self.log = open(os.path.join(workdir, f"broker-{shards}-{'direct' if direct_io else 'buffered'}.log"), "w")
+        config = os.path.join(workdir, "buffered.toml")
+        open(config, "w").write("direct_io = false\n")
+        extra = [] if direct_io else ["--config", config]
         self.proc = subprocess.Popen([BROKER, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data,
-                                      "--shards", str(shards)], stderr=self.log, stdout=self.log)
+                                      "--shards", str(shards)] + extra, stderr=self.log, stdout=self.log)
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
@@ -145,8 +148,14 @@ def scenarios(broker, out_dir, shards, seconds):
                                                                  "--consume-mode", "catchup", "--recreate"])
     rows.append(("consume catch-up", 1024, 16, "1", r))
     # Latency at 50% and 80% of the maximum (1 KiB, 1 partition, acks=1), with a tailing consumer for
-    # end-to-end latency; linger 0 so the client sends at once.
-    top = maxima[(1024, 1, "1")]
+    # end-to-end latency; linger 0 so the client sends at once. The maximum is measured with those same
+    # client settings (no linger batching, a consumer running), so the percentages are of what this
+    # client and broker sustain together.
+    r = kbench(broker, out_dir, f"s{shards}-max-linger0-1KiB-p1", common + ["--message-size", "1024", "--partitions", "1",
+                                                                          "--acks", "1", "--consumers", "1", "--linger-ms", "0",
+                                                                          "--consume-mode", "tail", "--recreate"])
+    rows.append(("max, linger 0, tailing consumer", 1024, 1, "1", r))
+    top = r["produce"]["msgs_per_sec"]
     for share in (0.5, 0.8):
         rate = int(top * share)
         label = f"s{shards}-latency-{int(share * 100)}pct-1KiB-p1"
@@ -159,6 +168,26 @@ def scenarios(broker, out_dir, shards, seconds):
                                                                              "--acks", "1", "--rate", "1000", "--consumers", "1",
                                                                              "--linger-ms", "0", "--consume-mode", "tail", "--recreate"])
     rows.append(("latency @1000/s", 1024, 1, "1", r))
+    return rows
+
+
+def storage_modes(out_dir, seconds):
+    """O_DIRECT against buffered segment writes, 1 shard: latency at fixed rates and the produce maximum."""
+    rows = []
+    for direct in (True, False):
+        mode = "O_DIRECT" if direct else "buffered"
+        broker = Broker(1, out_dir, direct_io=direct)
+        try:
+            for rate in (1000, 20000):
+                r = kbench(broker, out_dir, f"mode-{mode}-{rate}", ["--duration", str(seconds), "--warmup", "2", "--message-size", "1024",
+                                                                   "--partitions", "1", "--acks", "1", "--rate", str(rate), "--consumers", "1",
+                                                                   "--linger-ms", "0", "--consume-mode", "tail", "--recreate"])
+                rows.append((f"{mode} @{rate}/s", r))
+            r = kbench(broker, out_dir, f"mode-{mode}-max", ["--duration", str(seconds), "--warmup", "2", "--message-size", "1024",
+                                                            "--partitions", "1", "--acks", "1", "--consumers", "0", "--recreate"])
+            rows.append((f"{mode} max", r))
+        finally:
+            broker.stop()
     return rows
 
 
@@ -223,6 +252,11 @@ def main():
         md += ["", f"Idle broker CPU over {idle['seconds']} s with an idle consumer long-polling: {idle['cpu_percent']:.2f}% of one core. "
                f"Broker memory after the runs: RSS {memory['rss_kib'] / 1024:.0f} MiB, peak {memory['peak_rss_kib'] / 1024:.0f} MiB."]
         summary["runs"][shards]["table"] = [(n, s, p, a, {k: r[k] for k in ("produce", "consume", "produce_ack_latency", "e2e_latency", "broker_cpu_ms_per_mb", "broker_memory", "errors_total")}) for n, s, p, a, r in rows]
+    md += ["", "### Storage write mode (1 shard, 1 KiB, 1 partition, acks=1, linger 0, tailing consumer)", "",
+           "| mode | produce msg/s | produce MB/s | produce-ack p50 / p99 / p99.9 ms | e2e p50 / p99 / p99.9 ms |", "|---|---|---|---|---|"]
+    for name, r in storage_modes(args.out, args.seconds):
+        lat = lambda s: "–" if not s["count"] else f"{s['p50_ms']:.3f} / {s['p99_ms']:.3f} / {s['p999_ms']:.3f}"
+        md.append(f"| {name} | {fmt(r['produce']['msgs_per_sec'], 0)} | {fmt(r['produce']['mb_per_sec'], 1)} | {lat(r['produce_ack_latency'])} | {lat(r['e2e_latency'])} |")
     open(os.path.join(args.out, "summary.md"), "w").write("\n".join(md) + "\n")
     json.dump(summary, open(os.path.join(args.out, "summary.json"), "w"), indent=2, default=str)
     print("\n".join(md))
