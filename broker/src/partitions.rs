@@ -56,7 +56,14 @@ pub struct FetchOutcome {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    /// Whole batches, each in the buffer it lives in (batch cache or segment read): no copy.
+    pub records: Vec<Bytes>,
+}
+
+impl FetchOutcome {
+    pub fn records_bytes(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
+    }
 }
 
 pub struct OffsetQuery {
@@ -138,7 +145,7 @@ pub async fn read(
                 high_watermark: -1,
                 last_stable_offset: -1,
                 log_start_offset: -1,
-                records: Bytes::new(),
+                records: Vec::new(),
             });
             continue;
         };
@@ -146,11 +153,11 @@ pub async fn read(
         let log_start = partition.log.log_start_offset();
         let limit = item.partition_max_bytes.min(max_bytes);
         let result = if limit == 0 && !min_one {
-            Ok(Bytes::new())
+            Ok(Vec::new())
         } else {
             partition
                 .log
-                .read(Offset(item.fetch_offset), limit, high_watermark, min_one)
+                .read_batches(Offset(item.fetch_offset), limit, high_watermark, min_one)
                 .await
         };
         let (error, records) = match result {
@@ -159,12 +166,12 @@ pub async fn read(
                 if !matches!(error, StorageError::OffsetOutOfRange { .. }) {
                     tracing::warn!(topic = %item.topic, partition = item.partition, %error, "fetch failed");
                 }
-                (Some(error_code(&error)), Bytes::new())
+                (Some(error_code(&error)), Vec::new())
             }
         };
         if !records.is_empty() {
             min_one = false;
-            max_bytes = max_bytes.saturating_sub(records.len());
+            max_bytes = max_bytes.saturating_sub(records.iter().map(Bytes::len).sum());
         }
         outcomes.push(FetchOutcome {
             error,

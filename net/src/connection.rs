@@ -15,6 +15,7 @@
 //! reading stops (back-pressure through TCP) while either bound is reached.
 
 use crate::frame::{take_frame, FrameError};
+use crate::splice::Frame;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::collections::VecDeque;
@@ -23,7 +24,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// The response frame (length prefix included), or `None` when the request gets no response (acks=0).
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Bytes>>>>;
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Frame>>>>;
 /// Completes when the request is dispatched; yields the future of its response, or asks to close.
 pub type DispatchFuture = Pin<Box<dyn Future<Output = Result<ResponseFuture, CloseConnection>>>>;
 
@@ -69,7 +70,7 @@ const LOOP_BUDGET: u32 = 64;
 
 struct Slot {
     response: ResponseFuture,
-    done: Option<Option<Bytes>>,
+    done: Option<Option<Frame>>,
 }
 
 struct Connection<'a, S, Svc> {
@@ -213,7 +214,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
         {
             let slot = self.in_flight.pop_front().expect("front exists");
             if let Some(Some(frame)) = slot.done {
-                self.write_queue.push_back(frame);
+                self.write_queue
+                    .extend(frame.parts.into_iter().filter(|part| !part.is_empty()));
             }
             progress = true;
         }
@@ -313,7 +315,7 @@ mod tests {
                     let mut out = BytesMut::new();
                     out.put_i32(frame.len() as i32);
                     out.put_slice(&frame);
-                    Some(out.freeze())
+                    Some(Frame::from(out.freeze()))
                 });
                 Ok(response)
             })

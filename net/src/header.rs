@@ -86,7 +86,7 @@ pub fn encode_response_with_header_version<M: Encodable>(
     correlation_id: i32,
     body: &M,
 ) -> Result<Bytes, anyhow::Error> {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header = response_header(correlation_id);
     let size = header.compute_size(header_version)? + body.compute_size(body_version)?;
     let mut buffer = BytesMut::with_capacity(4 + size);
     buffer.put_i32(size as i32);
@@ -94,6 +94,10 @@ pub fn encode_response_with_header_version<M: Encodable>(
     body.encode(&mut buffer, body_version)?;
     debug_assert_eq!(buffer.len(), 4 + size);
     Ok(buffer.freeze())
+}
+
+pub(crate) fn response_header(correlation_id: i32) -> ResponseHeader {
+    ResponseHeader::default().with_correlation_id(correlation_id)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! - [`frame`]: the 4-byte big-endian length prefix, the maximum request size, and frame extraction from a
 //!   read buffer (check that a whole frame is buffered, then split it off as `Bytes` without copying).
 //! - [`header`]: request-header decoding (via `kafka-protocol`) and response framing.
+//! - [`splice`]: response frames as several buffers, so fetched record data is sent from the buffers it
+//!   lives in (zero copy) rather than copied into the response.
 //! - [`connection`]: one connection's loop: reads frames, dispatches them *in order*, lets their completions
 //!   overlap, and writes responses strictly in request order (pipelining).
 //!
@@ -11,6 +13,7 @@
 pub mod connection;
 pub mod frame;
 pub mod header;
+pub mod splice;
 
 pub use connection::{
     serve_connection, CloseConnection, ConnectionError, ConnectionLimits, DispatchFuture,
@@ -18,3 +21,4 @@ pub use connection::{
 };
 pub use frame::{FrameError, DEFAULT_MAX_REQUEST_BYTES};
 pub use header::{decode_header, encode_response, DecodedHeader, HeaderError};
+pub use splice::{encode_response_spliced, records_field, Frame};

@@ -7,7 +7,7 @@
 //! A log invalidates all its entries on close and truncation.
 
 use crate::batch::{BatchHeader, HEADER_SIZE};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -127,7 +127,7 @@ impl BatchCache {
         }
     }
 
-    /// Serves a read entirely from the cache: whole batches starting with the one containing
+    /// Serves a read entirely from the cache, as the cached batches themselves: whole batches starting with the one containing
     /// `from`, contiguous, below `upper`, up to `max_bytes` (at least one batch when
     /// `min_one_batch`). Returns `None` unless the cache holds the batch containing `from` and the
     /// run of cached batches reaches either `max_bytes` or `upper`, so the answer is the same as a
@@ -139,7 +139,7 @@ impl BatchCache {
         max_bytes: usize,
         upper: i64,
         min_one_batch: bool,
-    ) -> Option<Bytes> {
+    ) -> Option<Vec<Bytes>> {
         let logs = self.logs.borrow();
         let m = logs.get(&log)?;
         let (_, first) = m.range(..=from).next_back()?;
@@ -178,16 +178,7 @@ impl BatchCache {
         if !complete {
             return None;
         }
-        Some(match parts.len() {
-            0 => Bytes::new(),
-            1 => parts[0].clone(),
-            _ => {
-                let mut b = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
-                for p in parts {
-                    b.extend_from_slice(p);
-                }
-                b.freeze()
-            }
-        })
+        // The batches stay in the buffers they were cached in: no copy.
+        Some(parts.into_iter().cloned().collect())
     }
 }

@@ -652,7 +652,12 @@ impl<F: FileSystem> Log<F> {
 
     /// Base offset of the segment after the one based at `base`, if any.
     fn next_segment_base(&self, base: i64) -> Option<i64> {
-        self.inner.borrow().segments.range(base + 1..).next().map(|(b, _)| *b)
+        self.inner
+            .borrow()
+            .segments
+            .range(base + 1..)
+            .next()
+            .map(|(b, _)| *b)
     }
 
     fn check_usable(i: &Inner<F::File>) -> Result<(), StorageError> {
@@ -1055,9 +1060,8 @@ impl<F: FileSystem> Log<F> {
         Ok(())
     }
 
-    /// Whole batches starting with the one containing `from`, up to `max_bytes` (at least one
-    /// batch when `min_one_batch`, KIP-74), none at or beyond `upper`. Served from the batch cache
-    /// when possible, else from the segment files via the offset index.
+    /// As [`Log::read_batches`], the batches concatenated into one buffer (a copy when there are
+    /// several).
     pub async fn read(
         &self,
         from: Offset,
@@ -1065,6 +1069,33 @@ impl<F: FileSystem> Log<F> {
         upper: Offset,
         min_one_batch: bool,
     ) -> Result<Bytes, StorageError> {
+        let mut batches = self
+            .read_batches(from, max_bytes, upper, min_one_batch)
+            .await?;
+        Ok(match batches.len() {
+            0 => Bytes::new(),
+            1 => batches.pop().expect("one batch"),
+            _ => {
+                let mut joined = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+                for batch in batches {
+                    joined.extend_from_slice(&batch);
+                }
+                joined.freeze()
+            }
+        })
+    }
+
+    /// Whole batches starting with the one containing `from`, up to `max_bytes` (at least one
+    /// batch when `min_one_batch`, KIP-74), none at or beyond `upper`, each in the buffer it lives
+    /// in (no copy: the batch cache's buffers, or slices of what was read from the segment file).
+    /// Served from the batch cache when possible, else from the segment files via the offset index.
+    pub async fn read_batches(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<Vec<Bytes>, StorageError> {
         let (start, end) = {
             let i = self.inner.borrow();
             Self::check_usable(&i)?;
@@ -1078,13 +1109,13 @@ impl<F: FileSystem> Log<F> {
             });
         }
         if from.0 >= upper.0 {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
-        if let Some(b) = self
+        if let Some(batches) = self
             .cache
             .read(self.id, from.0, max_bytes, upper.0, min_one_batch)
         {
-            return Ok(b);
+            return Ok(batches);
         }
         Ok(self
             .read_disk(from.0, max_bytes, upper.0, min_one_batch)
@@ -1097,7 +1128,7 @@ impl<F: FileSystem> Log<F> {
         max_bytes: usize,
         upper: i64,
         min_one_batch: bool,
-    ) -> io::Result<Bytes> {
+    ) -> io::Result<Vec<Bytes>> {
         let mut parts: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut cur = from;
@@ -1136,17 +1167,7 @@ impl<F: FileSystem> Log<F> {
                 None => break,
             }
         }
-        Ok(match parts.len() {
-            0 => Bytes::new(),
-            1 => parts.pop().unwrap(),
-            _ => {
-                let mut b = BytesMut::with_capacity(total);
-                for p in parts {
-                    b.extend_from_slice(&p);
-                }
-                b.freeze()
-            }
-        })
+        Ok(parts)
     }
 
     /// ListOffsets by timestamp: the first record whose timestamp is >= `ts_ms`, as
@@ -1233,7 +1254,10 @@ impl<F: FileSystem> Log<F> {
         let Some((ts, off)) = best else {
             return Ok(None);
         };
-        let b = self.read_disk(off, 1, i64::MAX, true).await?;
+        // max_bytes 1 with min_one_batch: exactly the batch holding `off`.
+        let Some(b) = self.read_disk(off, 1, i64::MAX, true).await?.pop() else {
+            return Ok(None);
+        };
         if b.len() < batch::HEADER_SIZE {
             return Ok(None);
         }

@@ -101,3 +101,38 @@ def test_raw_fetch_waits_then_returns_on_data(broker, topic):
     [(t, part, err, hw, nbytes)] = parse_fetch_v4(body)
     assert err == 0 and hw == 1 and nbytes > 100
     assert elapsed < 2.5, f"fetch completed {elapsed:.2f}s after the produce (max_wait 5s)"
+
+
+def test_raw_fetch_min_bytes_waits_for_enough_data(broker, topic):
+    """min_bytes counts bytes, not batches: a fetch for 20 KB keeps waiting while single small batches
+    arrive, and completes once enough bytes are there (or at max_wait)."""
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = ck_producer(broker.bootstrap, **{"linger.ms": 0})
+    s = socket.create_connection(broker.address, timeout=15)
+    s.settimeout(15)
+    s.sendall(fetch_v4_request(21, topic, 0, 0, max_wait_ms=8000, min_bytes=20_000))
+    time.sleep(0.3)
+    # Three small batches (~1 KB each) are not enough: the fetch must still be waiting.
+    for i in range(3):
+        p.produce(topic, value=b"s" * 1000, partition=0)
+        p.flush(10)
+    s.settimeout(1.0)
+    try:
+        s.recv(1, socket.MSG_PEEK)
+        raise AssertionError("fetch answered before min_bytes were available")
+    except socket.timeout:
+        pass
+    # Enough bytes now: the fetch completes well before max_wait.
+    t0 = time.monotonic()
+    for i in range(3):
+        p.produce(topic, value=b"b" * 10_000, partition=0)
+        p.flush(10)
+    s.settimeout(15)
+    corr, body = read_response(s)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert corr == 21
+    [(t, part, err, hw, nbytes)] = parse_fetch_v4(body)
+    # It answers as soon as min_bytes are there: after the second 10 KB batch (3 KB + 20 KB) at the latest.
+    assert err == 0 and hw >= 5 and nbytes >= 20_000, (err, hw, nbytes)
+    assert elapsed < 4, f"fetch completed {elapsed:.2f}s after enough data arrived (max_wait 8s)"

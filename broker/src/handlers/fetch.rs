@@ -7,7 +7,7 @@
 //!
 //! Incremental fetch sessions (KIP-227, v7+) are kept per shard: see [`crate::fetch_session`].
 
-use super::simple;
+use super::{close, decode, respond_later_frame};
 use crate::fetch_session::{SessionError, SessionPartition};
 use crate::messages::ShardMessage;
 use crate::partitions::{self, FetchItem, FetchOutcome};
@@ -18,7 +18,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use net::{DecodedHeader, DispatchFuture};
 use shard::ShardId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -32,11 +32,26 @@ pub const VERSIONS: (i16, i16) = (4, 16);
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
-    simple(
-        state,
-        header,
-        |state, request: FetchRequest, version| async move { fetch(state, request, version).await },
-    )
+    let request: FetchRequest = match decode(&header) {
+        Ok(request) => request,
+        Err(_) => return close(),
+    };
+    respond_later_frame(async move {
+        let (response, splices) = fetch(state, request, header.api_version).await;
+        match net::encode_response_spliced(
+            header.api_key,
+            header.api_version,
+            header.correlation_id,
+            &response,
+            splices,
+        ) {
+            Ok(frame) => Some(frame),
+            Err(error) => {
+                tracing::error!(version = header.api_version, %error, "cannot encode fetch response");
+                None
+            }
+        }
+    })
 }
 
 /// One requested partition and where it lives.
@@ -132,8 +147,14 @@ fn plan(state: &ShardState, request: &FetchRequest, version: i16) -> Result<Plan
     }
 }
 
-async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> FetchResponse {
+/// The response, with placeholders in its records fields, and the record buffers to splice in for them.
+async fn fetch(
+    state: Rc<ShardState>,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, VecDeque<Vec<Bytes>>) {
     let mut response = FetchResponse::default();
+    let mut splices = VecDeque::new();
     let plan = match plan(&state, &request, version) {
         Ok(plan) => plan,
         Err(code) => {
@@ -144,7 +165,7 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
                 "fetch session refused"
             );
             response.error_code = code.code();
-            return response;
+            return (response, splices);
         }
     };
     let read_committed = request.isolation_level == 1;
@@ -197,7 +218,7 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
         let bytes: usize = outcomes
             .iter()
             .flatten()
-            .map(|outcome| outcome.records.len())
+            .map(FetchOutcome::records_bytes)
             .sum();
         let failed = outcomes
             .iter()
@@ -207,7 +228,17 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
         if bytes >= min_bytes || failed || remaining.is_zero() || state.shutting_down.get() {
             break;
         }
-        wait_for_any(&state, &wanted, remaining).await;
+        // Wait for data past what this read already saw, or a fetch below min_bytes would wake at once
+        // and spin.
+        let seen: Vec<i64> = wanted
+            .iter()
+            .zip(&outcomes)
+            .map(|(item, outcome)| {
+                item.fetch_offset
+                    .max(outcome.as_ref().map_or(-1, |o| o.high_watermark))
+            })
+            .collect();
+        wait_for_any(&state, &wanted, &seen, remaining).await;
         outcomes = read_all(&state, &wanted, max_bytes, read_committed).await;
     }
 
@@ -222,13 +253,14 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
         } else {
             None
         };
+        let mut records = Vec::new();
         match outcome {
             Some(outcome) => {
                 data.error_code = outcome.error.map(|code| code.code()).unwrap_or(0);
                 data.high_watermark = outcome.high_watermark;
                 data.last_stable_offset = outcome.last_stable_offset;
                 data.log_start_offset = outcome.log_start_offset;
-                data.records = Some(outcome.records);
+                records = outcome.records;
             }
             None => {
                 let code = if wanted.name.is_none() && version >= 13 {
@@ -240,7 +272,6 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
                 data.high_watermark = -1;
                 data.last_stable_offset = -1;
                 data.log_start_offset = -1;
-                data.records = Some(Bytes::new());
             }
         }
         let position_state = (
@@ -249,14 +280,13 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
             data.log_start_offset,
         );
         let has_news = data.error_code != 0
-            || data
-                .records
-                .as_ref()
-                .is_some_and(|records| !records.is_empty())
+            || !records.is_empty()
             || plan.partitions[position].last_sent != Some(position_state);
         if plan.incremental && !has_news {
             continue;
         }
+        // Record data is spliced into the frame as it is (no copy); the field holds a placeholder.
+        data.records = Some(net::records_field(records, &mut splices));
         sent.push((position, position_state));
         by_topic[wanted.topic_index].push(data);
     }
@@ -276,7 +306,7 @@ async fn fetch(state: Rc<ShardState>, request: FetchRequest, version: i16) -> Fe
             topic
         })
         .collect();
-    response
+    (response, splices)
 }
 
 /// Reads every wanted partition on its shard; `None` for partitions that do not exist.
@@ -336,7 +366,7 @@ async fn read_all(
                     high_watermark: -1,
                     last_stable_offset: -1,
                     log_start_offset: -1,
-                    records: Bytes::new(),
+                    records: Vec::new(),
                 },
             });
         }
@@ -354,16 +384,17 @@ fn clone_outcome(outcome: &FetchOutcome) -> FetchOutcome {
     }
 }
 
-/// Completes when any owning shard reports new data for one of the partitions, or after `max_wait`.
-async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], max_wait: Duration) {
+/// Completes when any owning shard reports a high watermark past `seen` (parallel to `wanted`) for one of
+/// the partitions, or after `max_wait`.
+async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], seen: &[i64], max_wait: Duration) {
+    assert_eq!(wanted.len(), seen.len());
     let mut per_shard: BTreeMap<usize, Vec<(String, i32, Offset)>> = BTreeMap::new();
-    for item in wanted {
+    for (item, &seen) in wanted.iter().zip(seen) {
         if let (Some(shard), Some(name)) = (item.shard, &item.name) {
-            per_shard.entry(shard).or_default().push((
-                name.clone(),
-                item.partition,
-                Offset(item.fetch_offset),
-            ));
+            per_shard
+                .entry(shard)
+                .or_default()
+                .push((name.clone(), item.partition, Offset(seen)));
         }
     }
     let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::with_capacity(per_shard.len() + 1);

@@ -9,7 +9,7 @@ use crate::shard_state::ShardState;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
-use net::{CloseConnection, DecodedHeader, DispatchFuture, ResponseFuture};
+use net::{CloseConnection, DecodedHeader, DispatchFuture, Frame, ResponseFuture};
 use std::future::Future;
 use std::rc::Rc;
 
@@ -119,6 +119,14 @@ pub fn encode<M: Encodable>(header: &DecodedHeader, body: &M) -> Option<Bytes> {
 pub fn respond_later<F>(work: F) -> DispatchFuture
 where
     F: Future<Output = Option<Bytes>> + 'static,
+{
+    respond_later_frame(async move { work.await.map(Frame::from) })
+}
+
+/// As [`respond_later`], for a response made of several buffers (see `net::splice`).
+pub fn respond_later_frame<F>(work: F) -> DispatchFuture
+where
+    F: Future<Output = Option<Frame>> + 'static,
 {
     let response: ResponseFuture = Box::pin(work);
     Box::pin(std::future::ready(Ok(response)))

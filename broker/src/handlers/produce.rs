@@ -13,7 +13,7 @@ use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use net::{DecodedHeader, DispatchFuture, ResponseFuture};
+use net::{DecodedHeader, DispatchFuture, Frame, ResponseFuture};
 use shard::ShardId;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -139,7 +139,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     topic
                 })
                 .collect();
-            encode(&header, &response)
+            encode(&header, &response).map(Frame::from)
         });
         Ok(response)
     })
