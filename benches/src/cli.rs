@@ -179,12 +179,12 @@ impl Workload {
             return Err("--partitions must be >= 1".into());
         }
         if let Some(r) = self.rate {
-            if !(r > 0.0) {
+            if r.is_nan() || r <= 0.0 {
                 return Err("--rate must be > 0".into());
             }
         }
         if let Some(d) = self.duration {
-            if !(d > 0.0) {
+            if d.is_nan() || d <= 0.0 {
                 return Err("--duration must be > 0".into());
             }
         }

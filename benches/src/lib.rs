@@ -6,7 +6,7 @@
 //! - `hist`    -- per-thread latency recorders (HdrHistogram, µs, 3 digits, up to 60 s), percentiles.
 //! - `admin`   -- topic creation / deletion / partition discovery via the AdminClient.
 //! - `run`     -- one workload: producer threads (fixed-rate with coordinated-omission correction,
-//!                or as fast as possible), consumer threads (tail / catchup), the 1 s collector.
+//!   or as fast as possible), consumer threads (tail / catchup), the 1 s collector.
 //! - `report`  -- summary table, result.json, compare table/json, HdrHistogram interval logs.
 //! - `plot`    -- latency-percentile SVG (x: 1/(1-p) log scale).
 //!

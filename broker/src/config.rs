@@ -163,7 +163,6 @@ impl BrokerConfig {
                 .log_flush_interval_messages
                 .unwrap_or(defaults.flush_messages),
             flush_ms: file.log_flush_interval_ms.unwrap_or(defaults.flush_ms),
-            ..defaults
         };
         Ok(BrokerConfig {
             listen,

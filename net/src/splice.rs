@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn spliced_frame_equals_the_copied_one() {
         let big = |fill: u8| Bytes::from(vec![fill; 40 * 1024]);
-        let data = vec![
+        let data = [
             vec![big(1), Bytes::from_static(b"small"), big(2)],
             vec![],
             vec![big(3)],

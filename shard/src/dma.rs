@@ -104,7 +104,8 @@ impl StorageFile for DmaOrBufferedFile {
             DmaOrBufferedFile::Direct(file) => {
                 let alignment = file.alignment() as usize;
                 assert!(
-                    pos as usize % alignment == 0 && data.len() % alignment == 0,
+                    (pos as usize).is_multiple_of(alignment)
+                        && data.len().is_multiple_of(alignment),
                     "unaligned O_DIRECT write at {pos} of {}",
                     data.len()
                 );

@@ -17,6 +17,9 @@ use std::rc::Rc;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
+/// (name, value, is it set explicitly, its source when set)
+type ConfigEntry = (&'static str, String, bool, i8);
+
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
@@ -43,43 +46,41 @@ fn describe_configs(
             result.resource_type = resource.resource_type;
             result.resource_name = resource.resource_name.clone();
             let name = resource.resource_name.to_string();
-            // (name, value, is it set explicitly, source when set)
-            let entries: Result<Vec<(&'static str, String, bool, i8)>, (ResponseError, String)> =
-                match resource.resource_type {
-                    RESOURCE_TOPIC => match metadata.topics.get(&name) {
-                        Some(topic) => Ok(TopicConfig::describe(
-                            &state.config.log_defaults,
-                            &topic.configs,
-                        )
+            let entries: Result<Vec<ConfigEntry>, (ResponseError, String)> = match resource
+                .resource_type
+            {
+                RESOURCE_TOPIC => match metadata.topics.get(&name) {
+                    Some(topic) => Ok(TopicConfig::describe(
+                        &state.config.log_defaults,
+                        &topic.configs,
+                    )
+                    .into_iter()
+                    .map(|(key, value, set)| (key, value, set, SOURCE_DYNAMIC_TOPIC_CONFIG))
+                    .collect()),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {name} does not exist"),
+                    )),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == state.config.node_id.to_string() => {
+                    Ok(state
+                        .config
+                        .describe()
                         .into_iter()
-                        .map(|(key, value, set)| (key, value, set, SOURCE_DYNAMIC_TOPIC_CONFIG))
-                        .collect()),
-                        None => Err((
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("topic {name} does not exist"),
-                        )),
-                    },
-                    RESOURCE_BROKER
-                        if name.is_empty() || name == state.config.node_id.to_string() =>
-                    {
-                        Ok(state
-                            .config
-                            .describe()
-                            .into_iter()
-                            .map(|(key, value, is_default)| {
-                                (key, value, !is_default, SOURCE_STATIC_BROKER_CONFIG)
-                            })
-                            .collect())
-                    }
-                    RESOURCE_BROKER => Err((
-                        ResponseError::InvalidRequest,
-                        format!("this is broker {}, not {name}", state.config.node_id),
-                    )),
-                    other => Err((
-                        ResponseError::InvalidRequest,
-                        format!("resource type {other} is not supported"),
-                    )),
-                };
+                        .map(|(key, value, is_default)| {
+                            (key, value, !is_default, SOURCE_STATIC_BROKER_CONFIG)
+                        })
+                        .collect())
+                }
+                RESOURCE_BROKER => Err((
+                    ResponseError::InvalidRequest,
+                    format!("this is broker {}, not {name}", state.config.node_id),
+                )),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("resource type {other} is not supported"),
+                )),
+            };
             match entries {
                 Ok(entries) => {
                     let wanted = resource.configuration_keys.as_ref();
