@@ -136,3 +136,20 @@ def test_raw_fetch_min_bytes_waits_for_enough_data(broker, topic):
     # It answers as soon as min_bytes are there: after the second 10 KB batch (3 KB + 20 KB) at the latest.
     assert err == 0 and hw >= 5 and nbytes >= 20_000, (err, hw, nbytes)
     assert elapsed < 4, f"fetch completed {elapsed:.2f}s after enough data arrived (max_wait 8s)"
+
+
+def test_raw_fetch_of_unknown_partition_answers_at_once(broker, topic):
+    """A partition with an error (here: one that does not exist) ends the long poll at once, as in Kafka,
+    instead of holding the fetch for max_wait."""
+    create_topic(broker.bootstrap, topic, partitions=1)
+    s = socket.create_connection(broker.address, timeout=15)
+    s.settimeout(15)
+    t0 = time.monotonic()
+    s.sendall(fetch_v4_request(31, topic, 7, 0, max_wait_ms=5000, min_bytes=1))
+    corr, body = read_response(s)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert corr == 31
+    [(t, part, err, hw, nbytes)] = parse_fetch_v4(body)
+    assert (t, part, err, nbytes) == (topic, 7, 3, 0)   # UNKNOWN_TOPIC_OR_PARTITION
+    assert elapsed < 2.0, f"took {elapsed:.2f}s (max_wait 5s)"

@@ -220,10 +220,12 @@ async fn fetch(
             .flatten()
             .map(FetchOutcome::records_bytes)
             .sum();
-        let failed = outcomes
-            .iter()
-            .flatten()
-            .any(|outcome| outcome.error.is_some());
+        // Any partition with an error (an unknown one has no outcome) answers at once, as in Kafka.
+        let failed = outcomes.iter().any(|outcome| {
+            outcome
+                .as_ref()
+                .is_none_or(|outcome| outcome.error.is_some())
+        });
         let remaining = deadline.saturating_duration_since(Instant::now());
         if bytes >= min_bytes || failed || remaining.is_zero() || state.shutting_down.get() {
             break;
