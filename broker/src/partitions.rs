@@ -308,21 +308,6 @@ pub async fn apply_metadata(state: &Rc<ShardState>, metadata: std::sync::Arc<Clu
     }
 }
 
-/// Updates the live configuration of this shard's partitions of `topic`.
-pub fn apply_topic_config(
-    state: &Rc<ShardState>,
-    topic: &str,
-    configs: &std::collections::BTreeMap<String, String>,
-) {
-    if let Ok(config) = TopicConfig::resolve(&state.config.log_defaults, configs) {
-        for ((name, _), partition) in state.partitions.borrow().iter() {
-            if name == topic {
-                partition.log.set_config(config.log.clone());
-            }
-        }
-    }
-}
-
 async fn open_partition(
     state: &Rc<ShardState>,
     topic: &str,

@@ -5,7 +5,7 @@
 //!   RLIMIT_MEMLOCK, and the [`ShardId`] newtype.
 //! - [`mesh`]: bounded cross-shard channels (glommio's channel mesh). The message type is the caller's (the
 //!   broker's single `ShardMessage` enum); this module only moves it.
-//! - [`task`]: spawning detached tasks, sleeping, timeouts, yielding — the runtime services other crates use.
+//! - [`task`]: spawning detached tasks, sleeping, timeouts — the runtime services other crates use.
 //! - [`dma`]: the storage file layer on glommio: O_DIRECT `DmaFile`s for segment data, buffered io_uring
 //!   files for small files.
 //! - [`net`]: the `SO_REUSEPORT` listener each shard binds on the Kafka port.
