@@ -127,9 +127,7 @@ impl ClusterMetadata {
             })
             .collect()
     }
-}
 
-impl ClusterMetadata {
     /// After a restart with fewer shards: moves partitions placed on shards that no longer exist to the
     /// least-loaded remaining ones. Partition directories do not depend on the shard, so only ownership
     /// changes. Returns how many partitions moved.

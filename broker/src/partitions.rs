@@ -61,6 +61,16 @@ pub struct FetchOutcome {
 }
 
 impl FetchOutcome {
+    pub fn failed(code: ResponseError) -> FetchOutcome {
+        FetchOutcome {
+            error: Some(code),
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        }
+    }
+
     pub fn records_bytes(&self) -> usize {
         self.records.iter().map(Bytes::len).sum()
     }
@@ -140,13 +150,7 @@ pub async fn read(
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let Some(partition) = state.partition(&item.topic, item.partition) else {
-            outcomes.push(FetchOutcome {
-                error: Some(ResponseError::UnknownTopicOrPartition),
-                high_watermark: -1,
-                last_stable_offset: -1,
-                log_start_offset: -1,
-                records: Vec::new(),
-            });
+            outcomes.push(FetchOutcome::failed(ResponseError::UnknownTopicOrPartition));
             continue;
         };
         let high_watermark = partition.high_watermark();
@@ -169,17 +173,18 @@ pub async fn read(
                 (Some(error_code(&error)), Vec::new())
             }
         };
-        if !records.is_empty() {
-            min_one = false;
-            max_bytes = max_bytes.saturating_sub(records.iter().map(Bytes::len).sum());
-        }
-        outcomes.push(FetchOutcome {
+        let outcome = FetchOutcome {
             error,
             high_watermark: high_watermark.0,
             last_stable_offset: high_watermark.0,
             log_start_offset: log_start.0,
             records,
-        });
+        };
+        if !outcome.records.is_empty() {
+            min_one = false;
+            max_bytes = max_bytes.saturating_sub(outcome.records_bytes());
+        }
+        outcomes.push(outcome);
     }
     outcomes
 }

@@ -455,6 +455,21 @@ def ck_consumer(bootstrap: str, **overrides):
     return Consumer(conf)
 
 
+def drain(poll, expected: int, timeout: float, settle: float) -> list:
+    """Calls `poll()` (each call returns a list of messages, waiting briefly) until `expected`
+    messages arrived plus `settle` seconds to catch extras, or until `timeout`."""
+    out = []
+    deadline = time.monotonic() + timeout
+    settle_until = None
+    while True:
+        now = time.monotonic()
+        if settle_until is None and len(out) >= expected:
+            settle_until = now + settle
+        if (settle_until is not None and now >= settle_until) or now >= deadline:
+            return out
+        out.extend(poll())
+
+
 def ck_consume(bootstrap: str, assignments, expected: int, timeout: float = 60.0,
                settle: float = 0.5, **conf):
     """Assign [(topic, partition, offset)], consume until `expected` messages
@@ -464,23 +479,15 @@ def ck_consume(bootstrap: str, assignments, expected: int, timeout: float = 60.0
     c = ck_consumer(bootstrap, **conf)
     try:
         c.assign([TopicPartition(t, p, o) for (t, p, o) in assignments])
-        out = []
-        deadline = time.monotonic() + timeout
-        settle_until = None
-        while True:
-            now = time.monotonic()
-            if settle_until is None and len(out) >= expected:
-                settle_until = now + settle
-            if settle_until is not None and now >= settle_until:
-                break
-            if now >= deadline:
-                break
+        def poll():
+            batch = []
             for m in c.consume(num_messages=10000, timeout=0.2):
                 if m.error():
                     raise AssertionError(f"consumer error: {m.error()}")
-                out.append((m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                            m.headers(), m.timestamp()))
-        return out
+                batch.append((m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                              m.headers(), m.timestamp()))
+            return batch
+        return drain(poll, expected, timeout, settle)
     finally:
         c.close()
 
@@ -507,20 +514,9 @@ def kp_consume(bootstrap: str, assignments, expected: int, timeout: float = 60.0
         c.assign(tps)
         for (t, p, o) in assignments:
             c.seek(TopicPartition(t, p), o)
-        out = []
-        deadline = time.monotonic() + timeout
-        settle_until = None
-        while True:
-            now = time.monotonic()
-            if settle_until is None and len(out) >= expected:
-                settle_until = now + settle
-            if settle_until is not None and now >= settle_until:
-                break
-            if now >= deadline:
-                break
-            batch = c.poll(timeout_ms=200, max_records=10000)
-            for _tp, recs in batch.items():
-                out.extend(recs)
+        def poll():
+            return [r for recs in c.poll(timeout_ms=200, max_records=10000).values() for r in recs]
+        out = drain(poll, expected, timeout, settle)
         out.sort(key=lambda r: (r.topic, r.partition, r.offset))
         return out
     finally:

@@ -334,16 +334,13 @@ async fn read_all(
         }
     }
     let mut outcomes: Vec<Option<FetchOutcome>> = wanted.iter().map(|_| None).collect();
+    // Other shards first, so they read while this shard does its own part.
     let mut remote = Vec::new();
+    let mut local = None;
     for (shard, entries) in per_shard {
         let (positions, items): (Vec<usize>, Vec<FetchItem>) = entries.into_iter().unzip();
         if shard == state.id.0 {
-            for (position, outcome) in positions
-                .into_iter()
-                .zip(partitions::read(state, items, max_bytes, true).await)
-            {
-                outcomes[position] = Some(outcome);
-            }
+            local = Some((positions, items));
         } else {
             let receiver = state
                 .send(ShardId(shard), |reply| ShardMessage::Fetch {
@@ -355,35 +352,32 @@ async fn read_all(
             remote.push((positions, receiver));
         }
     }
+    if let Some((positions, items)) = local {
+        let results = partitions::read(state, items, max_bytes, true).await;
+        for (position, outcome) in positions.into_iter().zip(results) {
+            outcomes[position] = Some(outcome);
+        }
+    }
     for (positions, receiver) in remote {
         let results = match receiver {
             Ok(receiver) => receiver.await.ok(),
             Err(_) => None,
         };
-        for (index, position) in positions.into_iter().enumerate() {
-            outcomes[position] = Some(match &results {
-                Some(results) => clone_outcome(&results[index]),
-                None => FetchOutcome {
-                    error: Some(ResponseError::BrokerNotAvailable),
-                    high_watermark: -1,
-                    last_stable_offset: -1,
-                    log_start_offset: -1,
-                    records: Vec::new(),
-                },
-            });
+        match results {
+            Some(results) => {
+                for (position, outcome) in positions.into_iter().zip(results) {
+                    outcomes[position] = Some(outcome);
+                }
+            }
+            None => {
+                for position in positions {
+                    outcomes[position] =
+                        Some(FetchOutcome::failed(ResponseError::BrokerNotAvailable));
+                }
+            }
         }
     }
     outcomes
-}
-
-fn clone_outcome(outcome: &FetchOutcome) -> FetchOutcome {
-    FetchOutcome {
-        error: outcome.error,
-        high_watermark: outcome.high_watermark,
-        last_stable_offset: outcome.last_stable_offset,
-        log_start_offset: outcome.log_start_offset,
-        records: outcome.records.clone(),
-    }
 }
 
 /// Completes when any owning shard reports a high watermark past `seen` (parallel to `wanted`) for one of

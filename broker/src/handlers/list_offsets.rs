@@ -58,24 +58,38 @@ async fn list_offsets(
             }
         }
     }
+    // Other shards first, so they look up while this shard does its own part.
+    let mut local = None;
+    let mut remote = Vec::new();
     for (shard, entries) in per_shard {
         let (positions, items): (Vec<usize>, Vec<OffsetQuery>) = entries.into_iter().unzip();
-        let count = items.len();
-        let outcomes = if shard == state.id.0 {
-            partitions::list_offsets(&state, items).await
+        if shard == state.id.0 {
+            local = Some((positions, items));
         } else {
-            match state
+            let count = items.len();
+            let receiver = state
                 .send(ShardId(shard), |reply| ShardMessage::ListOffsets {
                     items,
                     reply,
                 })
+                .await;
+            remote.push((positions, count, receiver));
+        }
+    }
+    if let Some((positions, items)) = local {
+        for (position, outcome) in positions
+            .into_iter()
+            .zip(partitions::list_offsets(&state, items).await)
+        {
+            answers[position].2 = outcome;
+        }
+    }
+    for (positions, count, receiver) in remote {
+        let outcomes = match receiver {
+            Ok(receiver) => receiver
                 .await
-            {
-                Ok(receiver) => receiver
-                    .await
-                    .unwrap_or_else(|_| vec![Err(ResponseError::BrokerNotAvailable); count]),
-                Err(code) => vec![Err(code); count],
-            }
+                .unwrap_or_else(|_| vec![Err(ResponseError::BrokerNotAvailable); count]),
+            Err(code) => vec![Err(code); count],
         };
         for (position, outcome) in positions.into_iter().zip(outcomes) {
             answers[position].2 = outcome;
