@@ -59,6 +59,38 @@ pub struct FileConfig {
     pub log_flush_interval_ms: Option<u64>,
     pub batch_cache_bytes: Option<usize>,
     pub direct_io: Option<bool>,
+    pub offsets_topic_num_partitions: Option<i32>,
+    pub offset_metadata_max_bytes: Option<usize>,
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    pub group_min_session_timeout_ms: Option<i32>,
+    pub group_max_session_timeout_ms: Option<i32>,
+}
+
+/// Group coordinator settings (Kafka's `group.*` / `offsets.*` broker settings).
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` (used when it is created).
+    pub offsets_topic_partitions: i32,
+    /// `offset.metadata.max.bytes`: longest metadata string a commit may carry.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits for
+    /// more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> GroupConfig {
+        GroupConfig {
+            offsets_topic_partitions: 50,
+            offset_metadata_max_bytes: 4096,
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +110,7 @@ pub struct BrokerConfig {
     pub batch_cache_bytes: usize,
     /// O_DIRECT for segment data (falls back to buffered where refused).
     pub direct_io: bool,
+    pub groups: GroupConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +197,42 @@ impl BrokerConfig {
                 .unwrap_or(defaults.flush_messages),
             flush_ms: file.log_flush_interval_ms.unwrap_or(defaults.flush_ms),
         };
+        let group_defaults = GroupConfig::default();
+        let groups = GroupConfig {
+            offsets_topic_partitions: file
+                .offsets_topic_num_partitions
+                .unwrap_or(group_defaults.offsets_topic_partitions),
+            offset_metadata_max_bytes: file
+                .offset_metadata_max_bytes
+                .unwrap_or(group_defaults.offset_metadata_max_bytes),
+            initial_rebalance_delay_ms: file
+                .group_initial_rebalance_delay_ms
+                .unwrap_or(group_defaults.initial_rebalance_delay_ms),
+            min_session_timeout_ms: file
+                .group_min_session_timeout_ms
+                .unwrap_or(group_defaults.min_session_timeout_ms),
+            max_session_timeout_ms: file
+                .group_max_session_timeout_ms
+                .unwrap_or(group_defaults.max_session_timeout_ms),
+        };
+        if !(1..=crate::control::MAX_PARTITIONS_PER_TOPIC)
+            .contains(&groups.offsets_topic_partitions)
+        {
+            return Err(ConfigError::Invalid {
+                key: "offsets_topic_num_partitions",
+                message: format!(
+                    "{} is not in 1..={}",
+                    groups.offsets_topic_partitions,
+                    crate::control::MAX_PARTITIONS_PER_TOPIC
+                ),
+            });
+        }
+        if groups.min_session_timeout_ms > groups.max_session_timeout_ms {
+            return Err(ConfigError::Invalid {
+                key: "group_min_session_timeout_ms",
+                message: "exceeds group_max_session_timeout_ms".into(),
+            });
+        }
         Ok(BrokerConfig {
             listen,
             advertise_host,
@@ -182,6 +251,7 @@ impl BrokerConfig {
             log_defaults,
             batch_cache_bytes: file.batch_cache_bytes.unwrap_or(64 * 1024 * 1024),
             direct_io: file.direct_io.unwrap_or(true),
+            groups,
         })
     }
 
@@ -189,6 +259,8 @@ impl BrokerConfig {
     pub fn describe(&self) -> Vec<(&'static str, String, bool)> {
         let defaults = LogConfig::default();
         let log = &self.log_defaults;
+        let groups = &self.groups;
+        let group_defaults = GroupConfig::default();
         vec![
             ("node.id", self.node_id.to_string(), false),
             ("broker.id", self.node_id.to_string(), false),
@@ -257,6 +329,31 @@ impl BrokerConfig {
                 "log.flush.interval.ms",
                 log.flush_ms.to_string(),
                 log.flush_ms == defaults.flush_ms,
+            ),
+            (
+                "offsets.topic.num.partitions",
+                groups.offsets_topic_partitions.to_string(),
+                groups.offsets_topic_partitions == group_defaults.offsets_topic_partitions,
+            ),
+            (
+                "offset.metadata.max.bytes",
+                groups.offset_metadata_max_bytes.to_string(),
+                groups.offset_metadata_max_bytes == group_defaults.offset_metadata_max_bytes,
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                groups.initial_rebalance_delay_ms.to_string(),
+                groups.initial_rebalance_delay_ms == group_defaults.initial_rebalance_delay_ms,
+            ),
+            (
+                "group.min.session.timeout.ms",
+                groups.min_session_timeout_ms.to_string(),
+                groups.min_session_timeout_ms == group_defaults.min_session_timeout_ms,
+            ),
+            (
+                "group.max.session.timeout.ms",
+                groups.max_session_timeout_ms.to_string(),
+                groups.max_session_timeout_ms == group_defaults.max_session_timeout_ms,
             ),
         ]
     }
@@ -471,6 +568,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses() {
+        let file: FileConfig = toml::from_str(include_str!("../../deploy/broker.toml"))
+            .expect("deploy/broker.toml matches FileConfig");
+        assert_eq!(file.offsets_topic_num_partitions, Some(50));
+        assert_eq!(file.group_initial_rebalance_delay_ms, Some(3000));
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {

@@ -5,6 +5,7 @@
 //! across those steps, so shards see versions in order.
 
 use crate::config::{validate_topic_name, TopicConfig};
+use crate::group::OFFSETS_TOPIC;
 use crate::messages::ShardMessage;
 use crate::metadata::{ClusterMetadata, TopicMetadata};
 use crate::partitions::apply_metadata;
@@ -105,6 +106,15 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             let outcomes: Vec<TopicOutcome> = names
                 .iter()
                 .map(|name| match metadata.topics.remove(name) {
+                    Some(topic) if name == OFFSETS_TOPIC => {
+                        metadata.topics.insert(name.clone(), topic);
+                        Err((
+                            ResponseError::InvalidTopicException,
+                            format!(
+                                "{OFFSETS_TOPIC} is internal: deleting it would lose every group"
+                            ),
+                        ))
+                    }
                     Some(_) => {
                         tracing::info!(topic = %name, "deleting topic");
                         Ok(())
@@ -126,6 +136,12 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             let outcomes: Vec<TopicOutcome> = topics
                 .iter()
                 .map(|(name, count)| {
+                    if name == OFFSETS_TOPIC {
+                        return Err((
+                            ResponseError::InvalidPartitions,
+                            format!("{OFFSETS_TOPIC} is internal: more partitions would move groups to other coordinators"),
+                        ));
+                    }
                     let current = match metadata.topics.get(name) {
                         Some(topic) => topic.partition_count(),
                         None => return Err((ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist"))),
@@ -190,6 +206,12 @@ fn create_topic(
 ) -> TopicOutcome {
     validate_topic_name(&topic.name)
         .map_err(|message| (ResponseError::InvalidTopicException, message))?;
+    // The offsets topic has the shape the group coordinator needs, whoever asks for it.
+    let topic = &if topic.name == OFFSETS_TOPIC {
+        offsets_topic(state)
+    } else {
+        topic.clone()
+    };
     if metadata.topics.contains_key(&topic.name) {
         return Err((
             ResponseError::TopicAlreadyExists,
@@ -235,6 +257,19 @@ fn create_topic(
         );
     }
     Ok(())
+}
+
+/// `__consumer_offsets` as the group coordinator needs it: `offsets.topic.num.partitions` partitions,
+/// compacted, 100 MiB segments (Kafka's `offsets.topic.segment.bytes`).
+pub fn offsets_topic(state: &ShardState) -> NewTopic {
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
+    NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: state.config.groups.offsets_topic_partitions,
+        configs,
+    }
 }
 
 /// Makes every shard adopt `metadata`, shard 0 included; returns once all have.

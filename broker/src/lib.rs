@@ -8,6 +8,7 @@
 //! - [`partitions`]: partition operations on the owning shard (append, read, wait, list offsets, open).
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
+//! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
 //! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
 //!
 //! A request's path: a shard accepts the connection → `net` frames it → `handlers::dispatch` → the API's
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod control;
 pub mod fetch_session;
+pub mod group;
 pub mod handlers;
 pub mod messages;
 pub mod metadata;

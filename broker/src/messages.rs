@@ -11,7 +11,11 @@ use crate::metadata::ClusterMetadata;
 use crate::partitions::{
     FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome,
 };
+use crate::shard_state::ShardState;
 use futures_channel::oneshot;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use storage::types::Offset;
@@ -52,4 +56,11 @@ pub enum ShardMessage {
         metadata: Arc<ClusterMetadata>,
         reply: Reply<()>,
     },
+    /// Run a task on the receiving shard (Seastar's `submit_to`): how group requests reach the shard that
+    /// owns their coordinator partition (see `ShardState::invoke_on`). The task replies by itself.
+    Invoke(Task),
 }
+
+/// Work sent to another shard: built on the sender (only `Send` data captured), run on the receiver with
+/// the receiver's state.
+pub type Task = Box<dyn FnOnce(Rc<ShardState>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;

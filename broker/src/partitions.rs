@@ -4,6 +4,7 @@
 //! partition is local or from the mesh loop when it came from another shard.
 
 use crate::config::TopicConfig;
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{partition_dir, ClusterMetadata};
 use crate::shard_state::{now_ms, ShardState};
 use bytes::Bytes;
@@ -93,6 +94,25 @@ pub fn error_code(error: &StorageError) -> ResponseError {
 
 type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
 
+/// Appends `records` (whole batches) to a partition of this shard and wakes the long polls waiting on
+/// it. Offsets are assigned on the first poll, so appends are ordered as they are first polled.
+pub async fn append_records(partition: &Partition, records: Bytes) -> ProduceOutcome {
+    let result = partition
+        .log
+        .append(records, partition.leader_epoch, now_ms())
+        .await;
+    match result {
+        Ok(info) => {
+            partition.data_arrived.notify(usize::MAX);
+            Ok(info)
+        }
+        Err(error) => {
+            tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "append rejected");
+            Err((error_code(&error), error.to_string()))
+        }
+    }
+}
+
 /// Dispatch stage of a produce on the owning shard: assigns offsets to every item's batches (in order),
 /// and returns a future that completes once they are written.
 pub async fn start_produce(
@@ -108,22 +128,8 @@ pub async fn start_produce(
             )))));
             continue;
         };
-        let mut append: Pending<ProduceOutcome> = Box::pin(async move {
-            let result = partition
-                .log
-                .append(item.records, partition.leader_epoch, now_ms())
-                .await;
-            match result {
-                Ok(info) => {
-                    partition.data_arrived.notify(usize::MAX);
-                    Ok(info)
-                }
-                Err(error) => {
-                    tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "produce rejected");
-                    Err((error_code(&error), error.to_string()))
-                }
-            }
-        });
+        let mut append: Pending<ProduceOutcome> =
+            Box::pin(async move { append_records(&partition, item.records).await });
         // Run the append up to its first suspension: offsets are assigned now, in request order.
         match poll_once(&mut append).await {
             Some(done) => pending.push(Box::pin(std::future::ready(done))),
@@ -288,6 +294,9 @@ pub async fn apply_metadata(state: &Rc<ShardState>, metadata: std::sync::Arc<Clu
                 .borrow_mut()
                 .remove(&(topic.clone(), index));
             if let Some(partition) = partition {
+                if topic == OFFSETS_TOPIC {
+                    state.groups.partition_closed(index);
+                }
                 if let Err(error) = partition.log.close().await {
                     tracing::warn!(%topic, partition = index, %error, "closing a deleted partition");
                 }
@@ -342,7 +351,10 @@ async fn open_partition(
     state
         .partitions
         .borrow_mut()
-        .insert((topic.to_string(), index), partition);
+        .insert((topic.to_string(), index), partition.clone());
+    if topic == OFFSETS_TOPIC {
+        state.groups.partition_opened(state, partition);
+    }
     Ok(())
 }
 
@@ -354,6 +366,9 @@ pub async fn close_all(state: &Rc<ShardState>) {
         .drain()
         .map(|(_, partition)| partition)
         .collect();
+    for coordinator in state.groups.all() {
+        state.groups.partition_closed(coordinator.index());
+    }
     for partition in partitions {
         if let Err(error) = partition.log.close().await {
             tracing::error!(topic = %partition.topic, partition = partition.index, %error, "closing partition");

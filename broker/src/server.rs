@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use storage::BatchCache;
 
-/// How often a shard looks at the shutdown flag and at time-based flushes.
+/// How often a shard looks at the shutdown flag, time-based flushes and group session deadlines.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most requests one connection may have awaiting their responses.
@@ -57,6 +57,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         control_lock: async_lock::Mutex::new(()),
         shutting_down: Cell::new(false),
         fetch_sessions: Default::default(),
+        groups: Default::default(),
     });
     apply_metadata(&state, start.metadata.clone()).await;
     for (peer, receiver) in receivers {
@@ -94,10 +95,11 @@ async fn accept_loop(state: Rc<ShardState>, listener: shard::net::Listener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let peer = stream.peer_addr().ok();
                 let service = KafkaService {
                     state: state.clone(),
+                    peer: peer.map(|address| address.ip()),
                 };
-                let peer = stream.peer_addr().ok();
                 shard::task::spawn(async move {
                     if let Err(error) = net::serve_connection(stream, &service, limits).await {
                         match error {
@@ -133,6 +135,7 @@ async fn housekeeping(state: Rc<ShardState>, shutdown: Arc<AtomicBool>) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
             }
         }
+        state.groups.tick().await;
     }
 }
 
@@ -193,6 +196,9 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
                 }
                 let _ = reply.send(());
             }
+            ShardMessage::Invoke(task) => {
+                shard::task::spawn(task(state.clone()));
+            }
         }
     }
     tracing::debug!(%peer, "peer channel closed");
@@ -201,12 +207,16 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
 /// The Kafka service of one connection.
 struct KafkaService {
     state: Rc<ShardState>,
+    peer: Option<std::net::IpAddr>,
 }
 
 impl Service for KafkaService {
     fn call(&self, frame: Bytes) -> DispatchFuture {
         match net::decode_header(frame) {
-            Ok(header) => handlers::dispatch(self.state.clone(), header),
+            Ok(mut header) => {
+                header.client_host = self.peer;
+                handlers::dispatch(self.state.clone(), header)
+            }
             Err(error) => {
                 tracing::warn!(%error, "bad request header; closing the connection");
                 Box::pin(std::future::ready(Err(CloseConnection)))

@@ -3,6 +3,7 @@
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessions;
+use crate::group::GroupCoordinator;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::partitions::Partition;
@@ -35,6 +36,8 @@ pub struct ShardState {
     pub shutting_down: Cell<bool>,
     /// Incremental fetch sessions of this shard's connections.
     pub fetch_sessions: FetchSessions,
+    /// The group coordinators of the `__consumer_offsets` partitions this shard owns.
+    pub groups: GroupCoordinator,
 }
 
 impl ShardState {
@@ -61,6 +64,37 @@ impl ShardState {
             Ok(()) => Ok(receiver),
             Err(_) => Err(ResponseError::BrokerNotAvailable),
         }
+    }
+}
+
+impl ShardState {
+    /// Runs `work` on shard `to` with that shard's state and returns its result: directly when `to` is
+    /// this shard, else through the mesh ([`ShardMessage::Invoke`]).
+    pub async fn invoke_on<T, F, Fut>(
+        self: &Rc<Self>,
+        to: ShardId,
+        work: F,
+    ) -> Result<T, ResponseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<ShardState>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        if to == self.id {
+            return Ok(work(self.clone()).await);
+        }
+        let receiver = self
+            .send(to, |reply| {
+                ShardMessage::Invoke(Box::new(move |state| {
+                    Box::pin(async move {
+                        let _ = reply.send(work(state).await);
+                    })
+                }))
+            })
+            .await?;
+        receiver
+            .await
+            .map_err(|_| ResponseError::BrokerNotAvailable)
     }
 }
 

@@ -16,6 +16,8 @@ pub struct DecodedHeader {
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The peer's address (set by the service that owns the connection; group membership reports it).
+    pub client_host: Option<std::net::IpAddr>,
     pub body: Bytes,
 }
 
@@ -63,6 +65,7 @@ pub fn decode_header(frame: Bytes) -> Result<DecodedHeader, HeaderError> {
         api_version,
         correlation_id,
         client_id: header.client_id.map(|id| id.to_string()),
+        client_host: None,
         body: buffer,
     })
 }

@@ -2,7 +2,8 @@
 
 Fixtures:
   broker          -- a fresh single-shard broker per test (function scope)
-  broker_factory  -- start extra/custom brokers: broker_factory(shards=2)
+  broker_factory  -- start extra/custom brokers: broker_factory(shards=2),
+                     broker_factory(config={"num_partitions": 3}) (a --config TOML)
   topic           -- a unique topic name per test
 On failure the tail of every broker log used by the test is attached to the
 report. A broker that crashes or panics during a test fails that test's

@@ -1,17 +1,19 @@
 """Shared helpers for the real-client integration tests.
 
 * ``Broker``: runs ``target/release/broker`` on a free loopback port with a
-  private data dir, and can stop (SIGTERM), kill -9 and restart it.
+  private data dir (and optionally a TOML ``--config`` file written from a
+  dict), and can stop (SIGTERM), kill -9 and restart it.
 * Raw Kafka wire helpers (``struct``-encoded frames) used for readiness
   checks and the robustness tests.
 * Thin wrappers around confluent-kafka and kafka-python for creating topics,
   producing with delivery-report bookkeeping and consuming with manual
-  ``assign`` (the broker has no consumer-group coordinator yet).
+  ``assign`` (group consumers live in test_groups.py).
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import signal
@@ -57,9 +59,25 @@ class BrokerError(AssertionError):
     pass
 
 
+def toml_text(config: dict) -> str:
+    """Flat TOML from {key: int | float | bool | str}."""
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string literal is a valid TOML basic string
+        raise TypeError(f"unsupported TOML value {v!r}")
+    return "".join(f"{k} = {value(v)}\n" for k, v in config.items())
+
+
 class Broker:
     def __init__(self, workdir: Path, shards: int = 1, name: str = "broker",
-                 node_id: int | None = None, extra_args: list[str] | None = None):
+                 node_id: int | None = None, extra_args: list[str] | None = None,
+                 config: dict | None = None):
+        """`config`: TOML keys for a `--config` file (written once, in the workdir, and
+        used by every start), e.g. {"group_initial_rebalance_delay_ms": 100}."""
         self.name = name
         self.shards = shards
         self.node_id = node_id
@@ -68,6 +86,10 @@ class Broker:
         self.host = "127.0.0.1"
         self.data_dir = Path(workdir) / f"{name}-data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path: Path | None = None
+        if config is not None:
+            self.config_path = Path(workdir) / f"{name}.toml"
+            self.config_path.write_text(toml_text(config))
         self.log_path = Path(workdir) / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self._log_fh = None
@@ -93,6 +115,8 @@ class Broker:
                "--shards", str(self.shards)]
         if self.node_id is not None:
             cmd += ["--node-id", str(self.node_id)]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
         return cmd + self.extra_args
 
     def start(self, timeout: float = 30.0) -> "Broker":

@@ -247,8 +247,9 @@ def test_describe_configs_unknown_topic(broker):
     assert code == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
-def test_find_coordinator_answers_an_error(broker):
-    """No consumer groups yet: FindCoordinator must answer (with an error), not hang or crash."""
+def test_find_coordinator_v1_groups_and_transactions(broker):
+    """FindCoordinator v1 over the raw wire: a group's coordinator is this broker (the offsets topic is
+    created on the way); transactions have no coordinator yet (COORDINATOR_NOT_AVAILABLE, retriable)."""
     import socket
     import struct
     from harness import api_versions_v0, frame, read_response, request_header_v1
@@ -259,7 +260,17 @@ def test_find_coordinator_answers_an_error(broker):
     corr, body = read_response(s)
     assert corr == 55
     _throttle, err = struct.unpack(">ih", body[:6])
-    assert err != 0, "FindCoordinator claimed success although groups are not implemented"
-    assert api_versions_v0(s, 56)[0] == 56      # connection still usable
+    assert err == 0, f"FindCoordinator for a group failed with {err}"
+    (msg_len,) = struct.unpack(">h", body[6:8])
+    rest = body[8 + max(msg_len, 0):]
+    (node_id, host_len) = struct.unpack(">ih", rest[:6])
+    host = rest[6:6 + host_len].decode()
+    (port,) = struct.unpack(">i", rest[6 + host_len:10 + host_len])
+    assert (node_id, host, port) == (0, broker.host, broker.port)
+    s.sendall(frame(request_header_v1(10, 1, 56) + struct.pack(">h", len(key)) + key + b"\x01"))
+    corr, body = read_response(s)
+    assert corr == 56
+    assert struct.unpack(">ih", body[:6])[1] == 15   # COORDINATOR_NOT_AVAILABLE
+    assert api_versions_v0(s, 57)[0] == 57      # connection still usable
     s.close()
     assert broker.alive()

@@ -1,48 +1,79 @@
 //! FindCoordinator (key 10), versions 0–6.
 //!
-//! Consumer groups and transactions do not exist yet, so every key gets COORDINATOR_NOT_AVAILABLE with a
-//! message saying so (v1+). v4+ batches several keys into `coordinators`.
+//! Groups (key type 0): this node, once `__consumer_offsets` exists (created here on first use, as Kafka
+//! does). Transactions (key type 1) have no coordinator yet: COORDINATOR_NOT_AVAILABLE. Any other key type:
+//! INVALID_REQUEST. v4+ batches several keys into `coordinators`; v0–3 carry one key.
 
 use super::{simple, str_bytes};
+use crate::group::ensure_offsets_topic;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
 use net::{DecodedHeader, DispatchFuture};
 use std::rc::Rc;
 
 pub const VERSIONS: (i16, i16) = (0, 6);
 
-const MESSAGE: &str = "this broker has no group or transaction coordinator yet";
+const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
     simple(
         state,
         header,
-        |_state, request: FindCoordinatorRequest, version| async move {
-            let code = ResponseError::CoordinatorNotAvailable.code();
+        |state, request: FindCoordinatorRequest, version| async move {
+            let keys: Vec<StrBytes> = if version >= 4 {
+                request.coordinator_keys.clone()
+            } else {
+                vec![request.key.clone()]
+            };
+            let outcome: Result<(), (ResponseError, &str)> = match request.key_type {
+                GROUP => ensure_offsets_topic(&state)
+                    .await
+                    .map_err(|code| (code, "the offsets topic is not available yet")),
+                TRANSACTION => Err((
+                    ResponseError::CoordinatorNotAvailable,
+                    "this broker has no transaction coordinator yet",
+                )),
+                _ => Err((
+                    ResponseError::InvalidRequest,
+                    "unknown coordinator key type",
+                )),
+            };
+            let config = &state.config;
+            let coordinators: Vec<Coordinator> = keys
+                .into_iter()
+                .map(|key| {
+                    let mut coordinator = Coordinator::default();
+                    coordinator.key = key;
+                    match outcome {
+                        Ok(()) => {
+                            coordinator.node_id = BrokerId(config.node_id);
+                            coordinator.host = str_bytes(config.advertise_host.clone());
+                            coordinator.port = config.advertise_port as i32;
+                        }
+                        Err((code, message)) => {
+                            coordinator.node_id = BrokerId(-1);
+                            coordinator.port = -1;
+                            coordinator.error_code = code.code();
+                            coordinator.error_message = Some(str_bytes(message));
+                        }
+                    }
+                    coordinator
+                })
+                .collect();
             let mut response = FindCoordinatorResponse::default();
             if version >= 4 {
-                response.coordinators = request
-                    .coordinator_keys
-                    .iter()
-                    .map(|key| {
-                        let mut coordinator = Coordinator::default();
-                        coordinator.key = key.clone();
-                        coordinator.node_id = BrokerId(-1);
-                        coordinator.port = -1;
-                        coordinator.error_code = code;
-                        coordinator.error_message = Some(str_bytes(MESSAGE));
-                        coordinator
-                    })
-                    .collect();
-            } else {
-                response.error_code = code;
-                response.error_message = Some(str_bytes(MESSAGE));
-                response.node_id = BrokerId(-1);
-                response.port = -1;
+                response.coordinators = coordinators;
+            } else if let Some(only) = coordinators.into_iter().next() {
+                response.error_code = only.error_code;
+                response.error_message = only.error_message;
+                response.node_id = only.node_id;
+                response.host = only.host;
+                response.port = only.port;
             }
-            tracing::debug!(key = %request.key, "FindCoordinator: no coordinator yet");
             response
         },
     )

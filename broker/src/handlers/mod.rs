@@ -16,15 +16,25 @@ use std::rc::Rc;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 pub type Handler = fn(Rc<ShardState>, DecodedHeader) -> DispatchFuture;
 
@@ -53,13 +63,23 @@ pub const APIS: &[ApiEntry] = &[
     api!(Fetch, fetch),
     api!(ListOffsets, list_offsets),
     api!(Metadata, metadata),
+    api!(OffsetCommit, offset_commit),
+    api!(OffsetFetch, offset_fetch),
     api!(FindCoordinator, find_coordinator),
+    api!(JoinGroup, join_group),
+    api!(Heartbeat, heartbeat),
+    api!(LeaveGroup, leave_group),
+    api!(SyncGroup, sync_group),
+    api!(DescribeGroups, describe_groups),
+    api!(ListGroups, list_groups),
     api!(ApiVersions, api_versions),
     api!(CreateTopics, create_topics),
     api!(DeleteTopics, delete_topics),
     api!(InitProducerId, init_producer_id),
     api!(DescribeConfigs, describe_configs),
     api!(CreatePartitions, create_partitions),
+    api!(DeleteGroups, delete_groups),
+    api!(OffsetDelete, offset_delete),
     api!(DescribeCluster, describe_cluster),
 ];
 
@@ -150,6 +170,12 @@ where
         encode(&header, &response)
     })
 }
+
+/// Per topic, each partition's error (None: no error yet), in request order.
+pub type PartitionErrors = Vec<(
+    String,
+    Vec<(i32, Option<kafka_protocol::error::ResponseError>)>,
+)>;
 
 /// A topic name as the protocol carries it.
 pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {

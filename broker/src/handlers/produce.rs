@@ -7,6 +7,7 @@
 //! no response at all.
 
 use super::{close, decode, encode, str_bytes, topic_name};
+use crate::group::OFFSETS_TOPIC;
 use crate::messages::ShardMessage;
 use crate::partitions::{start_produce, ProduceItem, ProduceOutcome};
 use crate::shard_state::ShardState;
@@ -46,6 +47,11 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     Slot::Failed(
                         ResponseError::InvalidRequiredAcks,
                         format!("acks must be -1, 0 or 1, not {acks}"),
+                    )
+                } else if name == OFFSETS_TOPIC {
+                    Slot::Failed(
+                        ResponseError::InvalidTopicException,
+                        format!("cannot append to internal topic {OFFSETS_TOPIC}"),
                     )
                 } else {
                     match (metadata.shard_of(&name, data.index), data.records) {

@@ -1,0 +1,180 @@
+//! The group coordinator: consumer groups and their committed offsets.
+//!
+//! Layout: `state.rs` is one group's state machine (no I/O); `records.rs` the record formats of
+//! `__consumer_offsets`; `coordinator.rs` one coordinator partition: the groups that hash to one
+//! partition of `__consumer_offsets`, their operations, persistence and replay. This file places groups
+//! (Kafka's hash, so a group has the same partition as on a Kafka cluster with as many partitions), keeps
+//! each shard's coordinator partitions, and routes a group's requests to the shard that owns its partition.
+//!
+//! Every state change is appended to the group's partition before it is acknowledged, and replayed when
+//! the partition opens; until replay ends, requests get COORDINATOR_LOAD_IN_PROGRESS. The internal topic
+//! is created on the first FindCoordinator for a group (as Kafka does).
+//!
+//! Room for KIP-848: a `ConsumerGroupHeartbeat` group would be another kind of group in the same
+//! partition map, with its own state machine beside `state.rs` and its own record keys.
+
+pub mod coordinator;
+pub mod records;
+pub mod state;
+
+use crate::control::{control, offsets_topic, topic_outcomes, ControlRequest};
+use crate::metadata::ClusterMetadata;
+use crate::partitions::Partition;
+use crate::shard_state::ShardState;
+use coordinator::CoordinatorPartition;
+use kafka_protocol::error::ResponseError;
+use shard::ShardId;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+
+/// The internal topic holding group metadata and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The partition of `__consumer_offsets` that coordinates `group_id`: Java's `String.hashCode`, made
+/// non-negative as Kafka's `Utils.abs` does, modulo the partition count.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    assert!(partitions > 0);
+    let hash = group_id.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(unit as i32)
+    });
+    (hash & 0x7fff_ffff) % partitions
+}
+
+/// The coordinator partitions of one shard.
+#[derive(Default)]
+pub struct GroupCoordinator {
+    partitions: RefCell<HashMap<i32, Rc<CoordinatorPartition>>>,
+}
+
+impl GroupCoordinator {
+    /// A `__consumer_offsets` partition opened on this shard: its coordinator starts loading.
+    pub fn partition_opened(&self, state: &Rc<ShardState>, partition: Rc<Partition>) {
+        let coordinator = Rc::new(CoordinatorPartition::new(
+            partition,
+            state.config.groups.clone(),
+        ));
+        self.partitions
+            .borrow_mut()
+            .insert(coordinator.index(), coordinator.clone());
+        shard::task::spawn(async move { coordinator.load().await });
+    }
+
+    pub fn partition_closed(&self, index: i32) {
+        if let Some(coordinator) = self.partitions.borrow_mut().remove(&index) {
+            coordinator.unload();
+        }
+    }
+
+    pub fn get(&self, index: i32) -> Option<Rc<CoordinatorPartition>> {
+        self.partitions.borrow().get(&index).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Rc<CoordinatorPartition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Session and rebalance timers of every group on this shard (called from the housekeeping tick).
+    pub async fn tick(&self) {
+        for coordinator in self.all() {
+            coordinator.tick().await;
+        }
+    }
+}
+
+/// Where `group_id` is coordinated: its partition and that partition's shard. None when the offsets
+/// topic does not exist yet.
+pub fn locate(metadata: &ClusterMetadata, group_id: &str) -> Option<(i32, ShardId)> {
+    let topic = metadata.topics.get(OFFSETS_TOPIC)?;
+    let partition = partition_for(group_id, topic.partition_count());
+    let shard = metadata.shard_of(OFFSETS_TOPIC, partition)?;
+    Some((partition, ShardId(shard)))
+}
+
+/// Runs `work` on `group_id`'s coordinator partition, on the shard that owns it. Errors are the ones a
+/// client expects before the coordinator is reachable: COORDINATOR_NOT_AVAILABLE (no offsets topic yet,
+/// or the shard is gone), NOT_COORDINATOR (the partition is not open there), and
+/// COORDINATOR_LOAD_IN_PROGRESS (still replaying).
+pub async fn with_coordinator<T, F, Fut>(
+    state: &Rc<ShardState>,
+    group_id: &str,
+    work: F,
+) -> Result<T, ResponseError>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<CoordinatorPartition>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+{
+    let Some((partition, shard)) = locate(&state.metadata(), group_id) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    state
+        .invoke_on(shard, move |state| async move {
+            let coordinator = state
+                .groups
+                .get(partition)
+                .ok_or(ResponseError::NotCoordinator)?;
+            if !coordinator.is_loaded() {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+            Ok(work(coordinator).await)
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+}
+
+/// Creates `__consumer_offsets` if it does not exist yet (the first FindCoordinator for a group).
+pub async fn ensure_offsets_topic(state: &Rc<ShardState>) -> Result<(), ResponseError> {
+    if state.metadata().topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let request = ControlRequest::CreateTopics {
+        topics: vec![offsets_topic(state)],
+        validate_only: false,
+    };
+    match topic_outcomes(control(state, request).await, 1).pop() {
+        Some(Ok(())) => Ok(()),
+        Some(Err((ResponseError::TopicAlreadyExists, _))) => Ok(()),
+        Some(Err((code, message))) => {
+            tracing::error!(?code, %message, "cannot create {OFFSETS_TOPIC}");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+        None => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// Runs `work` on every shard and collects the results (ListGroups).
+pub async fn on_every_shard<T, F, Fut>(state: &Rc<ShardState>, work: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Rc<ShardState>) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = T> + 'static,
+{
+    let mut results = Vec::with_capacity(state.config.shards);
+    for shard in (0..state.config.shards).map(ShardId) {
+        if let Ok(result) = state.invoke_on(shard, work.clone()).await {
+            results.push(result);
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_for;
+
+    #[test]
+    fn groups_hash_like_kafka() {
+        // Java: Math.abs("my-group".hashCode()) % 50 etc., computed with Kafka's Utils.abs.
+        assert_eq!(partition_for("", 50), 0);
+        assert_eq!(partition_for("a", 50), 97 % 50);
+        // "my-group".hashCode() == -1_906_497_762; Utils.abs keeps the low 31 bits: 240_985_886.
+        assert_eq!(partition_for("my-group", 50), 240_985_886 % 50);
+        // A negative hash: "polygenelubricants".hashCode() == i32::MIN; Utils.abs gives 0.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        for partitions in 1..60 {
+            assert!((0..partitions).contains(&partition_for("any-group-id", partitions)));
+        }
+    }
+}

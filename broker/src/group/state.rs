@@ -1,0 +1,695 @@
+//! One consumer group's state machine (Kafka's classic group protocol), synchronous and free of I/O: the
+//! coordinator (`coordinator.rs`) calls it, persists what it says to persist, and completes the
+//! responses it parks in the members.
+//!
+//! ```text
+//!            join / first member                 all joined, or rebalance timeout
+//!   Empty ─────────────────────► PreparingRebalance ─────────────────────► CompletingRebalance
+//!     ▲   (initial delay first)        ▲      │ no members left                 │ leader's SyncGroup
+//!     └────────────────────────────────┼──────┘ (generation + 1)                ▼ (assignment stored)
+//!                                      └──── join with new metadata, leave, ── Stable
+//!                                            member expiry, leader rejoin
+//! ```
+//!
+//! Invariants: `generation` only grows; a member is in at most one of `members` / `pending`; every
+//! static member's instance id maps to exactly one member id (`static_members`); in
+//! CompletingRebalance and Stable `protocol` is set and every member supports it.
+
+use super::records::{CommittedOffset, StoredGroup, StoredMember};
+use bytes::Bytes;
+use futures_channel::oneshot;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::handlers::str_bytes;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    /// The name DescribeGroups and ListGroups report.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+pub struct Member {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    /// (protocol name, metadata), in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    /// A JoinGroup waiting for the rebalance to complete.
+    pub awaiting_join: Option<oneshot::Sender<JoinGroupResponse>>,
+    /// A SyncGroup waiting for the leader's assignment.
+    pub awaiting_sync: Option<oneshot::Sender<SyncGroupResponse>>,
+    /// The member is removed when this passes while it is not waiting on a join or sync.
+    pub heartbeat_deadline: Instant,
+    /// Join order: the leader is the longest-standing member.
+    pub seniority: u64,
+}
+
+impl Member {
+    pub fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, metadata)| metadata.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn same_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
+        self.protocols == protocols
+    }
+
+    fn waiting(&self) -> bool {
+        self.awaiting_join.is_some() || self.awaiting_sync.is_some()
+    }
+}
+
+/// What a join asks of the caller.
+pub struct JoinParams {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// KIP-394 (JoinGroup v4+): a new member first gets MEMBER_ID_REQUIRED and its id.
+    pub require_known_member_id: bool,
+}
+
+pub struct Group {
+    pub id: String,
+    pub state: GroupState,
+    /// None for a group that only stores offsets ("simple" consumers).
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub generation: i32,
+    pub leader: Option<String>,
+    pub members: BTreeMap<String, Member>,
+    /// KIP-394 members that were given an id and have not joined with it yet: id → deadline.
+    pub pending: HashMap<String, Instant>,
+    pub static_members: HashMap<String, String>,
+    pub offsets: HashMap<(String, i32), CommittedOffset>,
+    /// PreparingRebalance: when the join phase ends whether or not everyone rejoined.
+    pub rebalance_deadline: Option<Instant>,
+    /// The first rebalance of an empty group waits this long for more members (extended per join,
+    /// never past `rebalance_deadline`).
+    pub initial_delay_until: Option<Instant>,
+    /// CompletingRebalance: when members that have not synced are removed.
+    pub sync_deadline: Option<Instant>,
+    pub state_timestamp: i64,
+    next_seniority: u64,
+}
+
+impl Group {
+    pub fn new(id: String, now_ms: i64) -> Group {
+        Group {
+            id,
+            state: GroupState::Empty,
+            protocol_type: None,
+            protocol: None,
+            generation: 0,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            static_members: HashMap::new(),
+            offsets: HashMap::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+            sync_deadline: None,
+            state_timestamp: now_ms,
+            next_seniority: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.pending.is_empty()
+    }
+
+    /// A static member whose instance id now belongs to another member id has been replaced.
+    pub fn is_fenced(&self, instance_id: Option<&str>, member_id: &str) -> bool {
+        match instance_id.and_then(|instance| self.static_members.get(instance)) {
+            Some(current) => current != member_id,
+            None => false,
+        }
+    }
+
+    /// Protocols every member supports (for a new member: also supported by it).
+    fn candidate_protocols<'a>(&'a self, extra: Option<&'a [(String, Bytes)]>) -> Vec<&'a str> {
+        let mut lists: Vec<&[(String, Bytes)]> = self
+            .members
+            .values()
+            .map(|member| member.protocols.as_slice())
+            .collect();
+        lists.extend(extra);
+        let Some(first) = lists.first() else {
+            return Vec::new();
+        };
+        first
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| {
+                lists
+                    .iter()
+                    .all(|list| list.iter().any(|(other, _)| other == name))
+            })
+            .collect()
+    }
+
+    /// Can a member with this protocol type and these protocols join?
+    pub fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.members.is_empty() {
+            return !protocol_type.is_empty() && !protocols.is_empty();
+        }
+        self.protocol_type.as_deref() == Some(protocol_type)
+            && !self.candidate_protocols(Some(protocols)).is_empty()
+    }
+
+    /// Kafka's choice: each member votes for its most preferred protocol among those all support; most
+    /// votes wins (ties to the earliest candidate).
+    pub fn select_protocol(&self) -> Option<String> {
+        let candidates = self.candidate_protocols(None);
+        let mut votes: Vec<(usize, &str)> = candidates.iter().map(|name| (0, *name)).collect();
+        for member in self.members.values() {
+            if let Some((name, _)) = member
+                .protocols
+                .iter()
+                .find(|(name, _)| candidates.contains(&name.as_str()))
+            {
+                if let Some(entry) = votes.iter_mut().find(|(_, candidate)| candidate == name) {
+                    entry.0 += 1;
+                }
+            }
+        }
+        let best = votes.iter().map(|(count, _)| *count).max()?;
+        votes
+            .iter()
+            .find(|(count, _)| *count == best)
+            .map(|(_, name)| name.to_string())
+    }
+
+    pub fn add_member(&mut self, params: &JoinParams, member_id: String, now: Instant) {
+        debug_assert!(!self.members.contains_key(&member_id));
+        if self.members.is_empty() {
+            self.protocol_type = Some(params.protocol_type.clone());
+        }
+        if let Some(instance) = &params.instance_id {
+            self.static_members
+                .insert(instance.clone(), member_id.clone());
+        }
+        self.pending.remove(&member_id);
+        self.next_seniority += 1;
+        self.members.insert(
+            member_id.clone(),
+            Member {
+                id: member_id,
+                instance_id: params.instance_id.clone(),
+                client_id: params.client_id.clone(),
+                client_host: params.client_host.clone(),
+                session_timeout: params.session_timeout,
+                rebalance_timeout: params.rebalance_timeout,
+                protocols: params.protocols.clone(),
+                assignment: Bytes::new(),
+                awaiting_join: None,
+                awaiting_sync: None,
+                heartbeat_deadline: now + params.session_timeout,
+                seniority: self.next_seniority,
+            },
+        );
+    }
+
+    /// Replaces a static member's id (a restarted instance): the old id is fenced from now on, and its
+    /// parked responses get FENCED_INSTANCE_ID.
+    pub fn replace_static_member(
+        &mut self,
+        instance_id: &str,
+        new_id: String,
+        params: &JoinParams,
+    ) {
+        let old_id = self.static_members[instance_id].clone();
+        let mut member = self
+            .members
+            .remove(&old_id)
+            .expect("static member is a member");
+        if let Some(join) = member.awaiting_join.take() {
+            let _ = join.send(join_error(ResponseError::FencedInstanceId, &old_id));
+        }
+        if let Some(sync) = member.awaiting_sync.take() {
+            let _ = sync.send(sync_error(ResponseError::FencedInstanceId));
+        }
+        member.id = new_id.clone();
+        member.client_id = params.client_id.clone();
+        member.client_host = params.client_host.clone();
+        member.session_timeout = params.session_timeout;
+        member.rebalance_timeout = params.rebalance_timeout;
+        member.protocols = params.protocols.clone();
+        if self.leader.as_deref() == Some(old_id.as_str()) {
+            self.leader = Some(new_id.clone());
+        }
+        self.static_members
+            .insert(instance_id.to_string(), new_id.clone());
+        self.members.insert(new_id, member);
+    }
+
+    /// Starts (or restarts) the join phase.
+    pub fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration, reason: &str) {
+        if self.state == GroupState::CompletingRebalance {
+            // Members waiting for an assignment that will not come.
+            for member in self.members.values_mut() {
+                member.assignment = Bytes::new();
+                if let Some(sync) = member.awaiting_sync.take() {
+                    let _ = sync.send(sync_error(ResponseError::RebalanceInProgress));
+                }
+            }
+        }
+        let timeout = self
+            .members
+            .values()
+            .map(|member| member.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        self.rebalance_deadline = Some(now + timeout);
+        self.initial_delay_until = (self.state == GroupState::Empty && !initial_delay.is_zero())
+            .then(|| (now + initial_delay).min(now + timeout));
+        self.sync_deadline = None;
+        tracing::info!(group = %self.id, generation = self.generation, from = self.state.name(), reason, "preparing to rebalance");
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    /// During the initial delay a new member pushes the end of the delay out (never past the rebalance
+    /// deadline), as Kafka's InitialDelayedJoin does.
+    pub fn extend_initial_delay(&mut self, now: Instant, initial_delay: Duration) {
+        if let (Some(until), Some(deadline)) = (self.initial_delay_until, self.rebalance_deadline) {
+            if until > now {
+                self.initial_delay_until = Some((now + initial_delay).min(deadline));
+            }
+        }
+    }
+
+    /// Ends the join phase if everyone has rejoined (and the initial delay is over), or if the rebalance
+    /// deadline passed (members that did not rejoin are removed). Returns true when it completed.
+    pub fn try_complete_join(&mut self, now: Instant) -> bool {
+        if self.state != GroupState::PreparingRebalance {
+            return false;
+        }
+        if self.initial_delay_until.is_some_and(|until| now < until) {
+            return false;
+        }
+        let all_joined = self.pending.is_empty()
+            && self
+                .members
+                .values()
+                .all(|member| member.awaiting_join.is_some());
+        let timed_out = self
+            .rebalance_deadline
+            .is_some_and(|deadline| now >= deadline);
+        if !all_joined && !timed_out {
+            return false;
+        }
+        if !all_joined {
+            let late: Vec<String> = self
+                .members
+                .values()
+                .filter(|member| member.awaiting_join.is_none())
+                .map(|member| member.id.clone())
+                .collect();
+            for id in late {
+                tracing::info!(group = %self.id, member = %id, "member did not rejoin in time; removed");
+                self.remove_member(&id);
+            }
+            self.pending.clear();
+        }
+        self.complete_join(now);
+        true
+    }
+
+    fn complete_join(&mut self, now: Instant) {
+        self.generation += 1;
+        self.rebalance_deadline = None;
+        self.initial_delay_until = None;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            self.leader = None;
+            tracing::info!(group = %self.id, generation = self.generation, "group is empty");
+            return;
+        }
+        self.protocol = self.select_protocol();
+        assert!(
+            self.protocol.is_some(),
+            "members of a group always share a protocol"
+        );
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|leader| self.members.contains_key(leader))
+        {
+            self.leader = self
+                .members
+                .values()
+                .min_by_key(|member| member.seniority)
+                .map(|member| member.id.clone());
+        }
+        self.state = GroupState::CompletingRebalance;
+        let sync_timeout = self
+            .members
+            .values()
+            .map(|member| member.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        self.sync_deadline = Some(now + sync_timeout);
+        tracing::info!(group = %self.id, generation = self.generation, protocol = ?self.protocol, leader = ?self.leader, members = self.members.len(), "rebalance: join phase complete");
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let response = self.join_response(&id, false);
+            let member = self.members.get_mut(&id).expect("listed above");
+            member.heartbeat_deadline = now + member.session_timeout;
+            if let Some(join) = member.awaiting_join.take() {
+                let _ = join.send(response);
+            }
+        }
+    }
+
+    /// The JoinGroup answer for `member_id` in the current generation (the leader gets every member's
+    /// metadata).
+    pub fn join_response(&self, member_id: &str, skip_assignment: bool) -> JoinGroupResponse {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let mut response = JoinGroupResponse::default();
+        response.generation_id = self.generation;
+        response.protocol_type = self.protocol_type.clone().map(str_bytes);
+        response.protocol_name = Some(str_bytes(protocol.clone()));
+        response.leader = str_bytes(self.leader.clone().unwrap_or_default());
+        response.member_id = str_bytes(member_id);
+        response.skip_assignment = skip_assignment;
+        if self.leader.as_deref() == Some(member_id) {
+            response.members = self
+                .members
+                .values()
+                .map(|member| {
+                    let mut entry = JoinGroupResponseMember::default();
+                    entry.member_id = str_bytes(member.id.clone());
+                    entry.group_instance_id = member.instance_id.clone().map(str_bytes);
+                    entry.metadata = member.metadata_for(&protocol);
+                    entry
+                })
+                .collect();
+        }
+        response
+    }
+
+    /// Removes a member (left, expired, fenced out): its parked responses are dropped, and the group
+    /// rebalances or completes a join phase waiting on it.
+    pub fn remove_member(&mut self, member_id: &str) -> bool {
+        let Some(member) = self.members.remove(member_id) else {
+            return self.pending.remove(member_id).is_some();
+        };
+        if let Some(instance) = &member.instance_id {
+            if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
+                self.static_members.remove(instance);
+            }
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+        true
+    }
+
+    /// After removing members: what the group does next.
+    pub fn after_removal(&mut self, now: Instant, reason: &str) {
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(now, Duration::ZERO, reason);
+                self.try_complete_join(now);
+            }
+            GroupState::PreparingRebalance => {
+                self.try_complete_join(now);
+            }
+            GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    /// The leader's SyncGroup: sets every member's assignment (absent ones get an empty one) and
+    /// answers everyone waiting. The caller has already persisted [`Group::stored`] with these.
+    pub fn complete_sync(&mut self, assignments: &HashMap<String, Bytes>) {
+        assert_eq!(self.state, GroupState::CompletingRebalance);
+        let protocol_type = self.protocol_type.clone();
+        let protocol = self.protocol.clone();
+        for member in self.members.values_mut() {
+            member.assignment = assignments.get(&member.id).cloned().unwrap_or_default();
+            if let Some(sync) = member.awaiting_sync.take() {
+                let mut response = SyncGroupResponse::default();
+                response.protocol_type = protocol_type.clone().map(str_bytes);
+                response.protocol_name = protocol.clone().map(str_bytes);
+                response.assignment = member.assignment.clone();
+                let _ = sync.send(response);
+            }
+        }
+        self.sync_deadline = None;
+        self.state = GroupState::Stable;
+        tracing::info!(group = %self.id, generation = self.generation, "rebalance complete: stable");
+    }
+
+    /// Expires members whose session ran out, pending members that never rejoined, and members that did
+    /// not sync in time; ends a join phase whose time is up. Returns whether anything changed.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        let pending_expired: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in pending_expired {
+            self.pending.remove(&id);
+            changed = true;
+        }
+        let sync_late = self.state == GroupState::CompletingRebalance
+            && self.sync_deadline.is_some_and(|deadline| now >= deadline);
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|member| {
+                (!member.waiting() && member.heartbeat_deadline <= now)
+                    || (sync_late && member.awaiting_sync.is_none())
+            })
+            .map(|member| member.id.clone())
+            .collect();
+        if !expired.is_empty() {
+            for id in &expired {
+                tracing::info!(group = %self.id, member = %id, "member session expired; removed");
+                self.remove_member(id);
+            }
+            self.after_removal(now, "member expired");
+            changed = true;
+        }
+        if self.state == GroupState::PreparingRebalance && self.try_complete_join(now) {
+            changed = true;
+        }
+        changed
+    }
+
+    /// The group as stored in `__consumer_offsets`.
+    pub fn stored(&self, assignments: Option<&HashMap<String, Bytes>>) -> StoredGroup {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        StoredGroup {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp: self.state_timestamp,
+            members: self
+                .members
+                .values()
+                .map(|member| StoredMember {
+                    member_id: member.id.clone(),
+                    instance_id: member.instance_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    rebalance_timeout_ms: member.rebalance_timeout.as_millis() as i32,
+                    session_timeout_ms: member.session_timeout.as_millis() as i32,
+                    subscription: member.metadata_for(&protocol),
+                    assignment: match assignments {
+                        Some(assignments) => {
+                            assignments.get(&member.id).cloned().unwrap_or_default()
+                        }
+                        None => member.assignment.clone(),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Restores a group from its stored metadata (on load): Stable with its members if it had any, else
+    /// Empty. Members get a full session to show up again.
+    pub fn restore(&mut self, stored: StoredGroup, now: Instant) {
+        self.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
+        self.generation = stored.generation;
+        self.protocol = stored.protocol;
+        self.leader = stored.leader;
+        self.state_timestamp = stored.state_timestamp;
+        self.members.clear();
+        self.static_members.clear();
+        self.pending.clear();
+        let protocol = self.protocol.clone().unwrap_or_default();
+        for member in stored.members {
+            if let Some(instance) = &member.instance_id {
+                self.static_members
+                    .insert(instance.clone(), member.member_id.clone());
+            }
+            self.next_seniority += 1;
+            let session_timeout = Duration::from_millis(member.session_timeout_ms.max(0) as u64);
+            self.members.insert(
+                member.member_id.clone(),
+                Member {
+                    id: member.member_id,
+                    instance_id: member.instance_id,
+                    client_id: member.client_id,
+                    client_host: member.client_host,
+                    session_timeout,
+                    rebalance_timeout: Duration::from_millis(
+                        member.rebalance_timeout_ms.max(0) as u64
+                    ),
+                    protocols: vec![(protocol.clone(), member.subscription)],
+                    assignment: member.assignment,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    heartbeat_deadline: now + session_timeout,
+                    seniority: self.next_seniority,
+                },
+            );
+        }
+        self.state = if self.members.is_empty() || self.protocol.is_none() {
+            self.members.clear();
+            self.static_members.clear();
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+    }
+}
+
+pub fn join_error(code: ResponseError, member_id: &str) -> JoinGroupResponse {
+    let mut response = JoinGroupResponse::default();
+    response.error_code = code.code();
+    response.generation_id = -1;
+    response.member_id = str_bytes(member_id);
+    response
+}
+
+pub fn sync_error(code: ResponseError) -> SyncGroupResponse {
+    let mut response = SyncGroupResponse::default();
+    response.error_code = code.code();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(protocols: &[&str]) -> JoinParams {
+        JoinParams {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: protocols
+                .iter()
+                .map(|name| (name.to_string(), Bytes::from_static(b"m")))
+                .collect(),
+            require_known_member_id: true,
+        }
+    }
+
+    #[test]
+    fn protocol_is_chosen_by_votes_among_common_ones() {
+        let now = Instant::now();
+        let mut group = Group::new("g".into(), 0);
+        group.add_member(&params(&["range", "roundrobin"]), "a".into(), now);
+        group.add_member(&params(&["roundrobin", "range"]), "b".into(), now);
+        group.add_member(&params(&["roundrobin"]), "c".into(), now);
+        assert_eq!(group.select_protocol().as_deref(), Some("roundrobin"));
+        assert!(group.supports("consumer", &params(&["roundrobin", "sticky"]).protocols));
+        assert!(!group.supports("consumer", &params(&["sticky"]).protocols));
+        assert!(!group.supports("connect", &params(&["roundrobin"]).protocols));
+    }
+
+    #[test]
+    fn join_phase_completes_when_all_rejoin_or_on_timeout() {
+        let now = Instant::now();
+        let mut group = Group::new("g".into(), 0);
+        group.add_member(&params(&["range"]), "a".into(), now);
+        group.add_member(&params(&["range"]), "b".into(), now);
+        group.prepare_rebalance(now, Duration::ZERO, "test");
+        let (a, mut a_rx) = oneshot::channel();
+        group.members.get_mut("a").unwrap().awaiting_join = Some(a);
+        assert!(!group.try_complete_join(now));
+        // b never rejoins: removed at the rebalance deadline.
+        assert!(group.try_complete_join(now + Duration::from_secs(31)));
+        assert_eq!(group.state, GroupState::CompletingRebalance);
+        assert_eq!(group.generation, 1);
+        assert!(!group.members.contains_key("b"));
+        let response = a_rx.try_recv().unwrap().unwrap();
+        assert_eq!(response.leader.as_str(), "a");
+        assert_eq!(response.members.len(), 1);
+    }
+
+    #[test]
+    fn expired_members_are_removed_and_the_last_leaves_an_empty_group() {
+        let now = Instant::now();
+        let mut group = Group::new("g".into(), 0);
+        group.add_member(&params(&["range"]), "a".into(), now);
+        group.prepare_rebalance(now, Duration::ZERO, "test");
+        let (a, _a_rx) = oneshot::channel();
+        group.members.get_mut("a").unwrap().awaiting_join = Some(a);
+        assert!(group.try_complete_join(now));
+        let mut assignments = HashMap::new();
+        assignments.insert("a".to_string(), Bytes::from_static(b"x"));
+        group.complete_sync(&assignments);
+        assert_eq!(group.state, GroupState::Stable);
+        assert!(!group.expire(now + Duration::from_secs(5)));
+        assert!(group.expire(now + Duration::from_secs(11)));
+        assert_eq!(group.state, GroupState::Empty);
+        assert_eq!(group.generation, 2);
+    }
+
+    #[test]
+    fn a_replaced_static_member_is_fenced() {
+        let now = Instant::now();
+        let mut group = Group::new("g".into(), 0);
+        let mut static_params = params(&["range"]);
+        static_params.instance_id = Some("i".into());
+        group.add_member(&static_params, "old".into(), now);
+        group.leader = Some("old".into());
+        group.replace_static_member("i", "new".into(), &static_params);
+        assert!(group.is_fenced(Some("i"), "old"));
+        assert!(!group.is_fenced(Some("i"), "new"));
+        assert_eq!(group.leader.as_deref(), Some("new"));
+        assert!(group.members.contains_key("new") && !group.members.contains_key("old"));
+    }
+}

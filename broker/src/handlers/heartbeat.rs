@@ -1,0 +1,41 @@
+//! Heartbeat (key 12), versions 0–4.
+//!
+//! Keeps a member's session alive; REBALANCE_IN_PROGRESS tells it to rejoin. v3+ carries the instance id.
+
+use super::simple;
+use crate::group::coordinator::MemberRef;
+use crate::group::with_coordinator;
+use crate::shard_state::ShardState;
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use net::{DecodedHeader, DispatchFuture};
+use std::rc::Rc;
+
+pub const VERSIONS: (i16, i16) = (0, 4);
+
+pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
+    simple(
+        state,
+        header,
+        |state, request: HeartbeatRequest, _version| async move {
+            let group_id = request.group_id.to_string();
+            let gid = group_id.clone();
+            let error = with_coordinator(&state, &group_id, move |coordinator| async move {
+                let member_id = request.member_id.to_string();
+                let instance_id = request.group_instance_id.map(|id| id.to_string());
+                coordinator.heartbeat(
+                    &gid,
+                    MemberRef {
+                        member_id: &member_id,
+                        instance_id: instance_id.as_deref(),
+                        generation: request.generation_id,
+                    },
+                )
+            })
+            .await
+            .unwrap_or_else(Some);
+            let mut response = HeartbeatResponse::default();
+            response.error_code = error.map_or(0, |code| code.code());
+            response
+        },
+    )
+}

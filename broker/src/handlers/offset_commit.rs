@@ -1,0 +1,116 @@
+//! OffsetCommit (key 8), versions 2–8.
+//!
+//! Partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION and metadata over
+//! `offset.metadata.max.bytes` OFFSET_METADATA_TOO_LARGE; the rest go to the group's coordinator, whose
+//! answer (membership and generation checks, then one append) applies to all of them. Generation -1 with
+//! an empty member id commits for a group that does not use the coordinator (an empty group only).
+//! v2–4 carry a retention time, which is ignored (offsets do not expire yet); v6+ the leader epoch; v7+ the
+//! instance id.
+
+use super::{simple, topic_name, PartitionErrors};
+use crate::group::coordinator::MemberRef;
+use crate::group::records::CommittedOffset;
+use crate::group::with_coordinator;
+use crate::shard_state::{now_ms, ShardState};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use net::{DecodedHeader, DispatchFuture};
+use std::rc::Rc;
+
+pub const VERSIONS: (i16, i16) = (2, 8);
+
+pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
+    simple(
+        state,
+        header,
+        |state, request: OffsetCommitRequest, version| async move {
+            let metadata = state.metadata();
+            let max_metadata = state.config.groups.offset_metadata_max_bytes;
+            let now = now_ms();
+            // (topic, partition, precheck error)
+            let mut layout: PartitionErrors = Vec::new();
+            let mut valid: Vec<(String, i32, CommittedOffset)> = Vec::new();
+            for topic in &request.topics {
+                let name = topic.name.to_string();
+                let mut partitions = Vec::with_capacity(topic.partitions.len());
+                for partition in &topic.partitions {
+                    let text = partition
+                        .committed_metadata
+                        .as_ref()
+                        .map(|text| text.to_string())
+                        .unwrap_or_default();
+                    let error = if metadata
+                        .shard_of(&name, partition.partition_index)
+                        .is_none()
+                    {
+                        Some(ResponseError::UnknownTopicOrPartition)
+                    } else if text.len() > max_metadata {
+                        Some(ResponseError::OffsetMetadataTooLarge)
+                    } else {
+                        valid.push((
+                            name.clone(),
+                            partition.partition_index,
+                            CommittedOffset {
+                                offset: partition.committed_offset,
+                                leader_epoch: if version >= 6 {
+                                    partition.committed_leader_epoch
+                                } else {
+                                    -1
+                                },
+                                metadata: text,
+                                commit_timestamp: now,
+                            },
+                        ));
+                        None
+                    };
+                    partitions.push((partition.partition_index, error));
+                }
+                layout.push((name, partitions));
+            }
+            let group_id = request.group_id.to_string();
+            let outcome = if valid.is_empty() {
+                None
+            } else {
+                let gid = group_id.clone();
+                let member_id = request.member_id.to_string();
+                let instance_id = request.group_instance_id.map(|id| id.to_string());
+                let generation = request.generation_id_or_member_epoch;
+                with_coordinator(&state, &group_id, move |coordinator| async move {
+                    let member = MemberRef {
+                        member_id: &member_id,
+                        instance_id: instance_id.as_deref(),
+                        generation,
+                    };
+                    coordinator.commit(&gid, member, valid).await
+                })
+                .await
+                .unwrap_or_else(Some)
+            };
+            if let Some(code) = outcome {
+                tracing::debug!(group = %group_id, ?code, "offset commit refused");
+            }
+            let mut response = OffsetCommitResponse::default();
+            response.topics = layout
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let mut topic = OffsetCommitResponseTopic::default();
+                    topic.name = topic_name(&name);
+                    topic.partitions = partitions
+                        .into_iter()
+                        .map(|(index, error)| {
+                            let mut partition = OffsetCommitResponsePartition::default();
+                            partition.partition_index = index;
+                            partition.error_code = error.or(outcome).map_or(0, |code| code.code());
+                            partition
+                        })
+                        .collect();
+                    topic
+                })
+                .collect();
+            response
+        },
+    )
+}

@@ -1,0 +1,150 @@
+//! OffsetFetch (key 9), versions 1–8.
+//!
+//! v1–7 ask for one group (v2+: a null topic list means every committed partition; v2+ carries a
+//! top-level error); v8+ for several groups, each with its own error. A partition without a committed
+//! offset gets offset -1 and no error. v5+ returns the committed leader epoch. `require_stable` (v7+)
+//! needs nothing yet: there are no pending transactional offsets.
+
+use super::{simple, str_bytes, topic_name};
+use crate::group::coordinator::CommittedByTopic;
+use crate::group::records::CommittedOffset;
+use crate::group::with_coordinator;
+use crate::shard_state::ShardState;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use net::{DecodedHeader, DispatchFuture};
+use std::rc::Rc;
+
+pub const VERSIONS: (i16, i16) = (1, 8);
+
+async fn fetch(
+    state: &Rc<ShardState>,
+    group_id: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<CommittedByTopic, ResponseError> {
+    let gid = group_id.clone();
+    with_coordinator(state, &group_id, move |coordinator| async move {
+        coordinator.committed(&gid, topics)
+    })
+    .await
+}
+
+/// (offset, leader epoch, metadata) as the response carries them.
+fn fields(value: Option<CommittedOffset>) -> (i64, i32, String) {
+    match value {
+        Some(value) => (value.offset, value.leader_epoch, value.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
+    simple(
+        state,
+        header,
+        |state, request: OffsetFetchRequest, version| async move {
+            let mut response = OffsetFetchResponse::default();
+            if version >= 8 {
+                for group in request.groups {
+                    let topics = group.topics.map(|topics| {
+                        topics
+                            .into_iter()
+                            .map(|topic| (topic.name.to_string(), topic.partition_indexes))
+                            .collect()
+                    });
+                    let mut entry = OffsetFetchResponseGroup::default();
+                    entry.group_id = group.group_id.clone();
+                    match fetch(&state, group.group_id.to_string(), topics).await {
+                        Ok(committed) => {
+                            entry.topics = committed
+                                .into_iter()
+                                .map(|(name, partitions)| {
+                                    let mut topic = OffsetFetchResponseTopics::default();
+                                    topic.name = topic_name(&name);
+                                    topic.partitions = partitions
+                                        .into_iter()
+                                        .map(|(index, value)| {
+                                            let (offset, epoch, metadata) = fields(value);
+                                            let mut partition =
+                                                OffsetFetchResponsePartitions::default();
+                                            partition.partition_index = index;
+                                            partition.committed_offset = offset;
+                                            partition.committed_leader_epoch = epoch;
+                                            partition.metadata = Some(str_bytes(metadata));
+                                            partition
+                                        })
+                                        .collect();
+                                    topic
+                                })
+                                .collect();
+                        }
+                        Err(code) => entry.error_code = code.code(),
+                    }
+                    response.groups.push(entry);
+                }
+                return response;
+            }
+            let wanted: Option<Vec<(String, Vec<i32>)>> = request.topics.map(|topics| {
+                topics
+                    .into_iter()
+                    .map(|topic| (topic.name.to_string(), topic.partition_indexes))
+                    .collect()
+            });
+            let GroupId(group_id) = request.group_id;
+            match fetch(&state, group_id.to_string(), wanted.clone()).await {
+                Ok(committed) => {
+                    response.topics = committed
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            let mut topic = OffsetFetchResponseTopic::default();
+                            topic.name = topic_name(&name);
+                            topic.partitions = partitions
+                                .into_iter()
+                                .map(|(index, value)| {
+                                    let (offset, epoch, metadata) = fields(value);
+                                    let mut partition = OffsetFetchResponsePartition::default();
+                                    partition.partition_index = index;
+                                    partition.committed_offset = offset;
+                                    if version >= 5 {
+                                        partition.committed_leader_epoch = epoch;
+                                    }
+                                    partition.metadata = Some(str_bytes(metadata));
+                                    partition
+                                })
+                                .collect();
+                            topic
+                        })
+                        .collect();
+                }
+                // v2+ has a top-level error; v1 only per-partition ones.
+                Err(code) if version >= 2 => response.error_code = code.code(),
+                Err(code) => {
+                    response.topics = wanted
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            let mut topic = OffsetFetchResponseTopic::default();
+                            topic.name = topic_name(&name);
+                            topic.partitions = partitions
+                                .into_iter()
+                                .map(|index| {
+                                    let mut partition = OffsetFetchResponsePartition::default();
+                                    partition.partition_index = index;
+                                    partition.committed_offset = -1;
+                                    partition.metadata = Some(str_bytes(""));
+                                    partition.error_code = code.code();
+                                    partition
+                                })
+                                .collect();
+                            topic
+                        })
+                        .collect();
+                }
+            }
+            response
+        },
+    )
+}
