@@ -99,28 +99,33 @@ impl StorageFile for DmaOrBufferedFile {
         }
     }
 
-    async fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
+    async fn write_parts_at(&self, pos: u64, parts: &[&[u8]], len: usize) -> io::Result<()> {
         match self {
             DmaOrBufferedFile::Direct(file) => {
                 let alignment = file.alignment() as usize;
                 assert!(
-                    (pos as usize).is_multiple_of(alignment)
-                        && data.len().is_multiple_of(alignment),
-                    "unaligned O_DIRECT write at {pos} of {}",
-                    data.len()
+                    (pos as usize).is_multiple_of(alignment) && len.is_multiple_of(alignment),
+                    "unaligned O_DIRECT write at {pos} of {len}"
                 );
-                let mut buffer = file.alloc_dma_buffer(data.len());
-                buffer.as_bytes_mut().copy_from_slice(data);
+                // The one copy: the parts into the aligned DMA buffer, zero padding after them.
+                let mut buffer = file.alloc_dma_buffer(len);
+                let target = buffer.as_bytes_mut();
+                let mut filled = 0;
+                for part in parts {
+                    target[filled..filled + part.len()].copy_from_slice(part);
+                    filled += part.len();
+                }
+                target[filled..].fill(0);
                 let written = file.write_at(buffer, pos).await.map_err(io::Error::from)?;
-                if written != data.len() {
+                if written != len {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
-                        format!("short O_DIRECT write: {written} of {}", data.len()),
+                        format!("short O_DIRECT write: {written} of {len}"),
                     ));
                 }
                 Ok(())
             }
-            DmaOrBufferedFile::Buffered(file) => file.write_at(pos, data).await,
+            DmaOrBufferedFile::Buffered(file) => file.write_parts_at(pos, parts, len).await,
         }
     }
 

@@ -10,6 +10,7 @@
 //! `RefCell` is never borrowed across an `.await`.
 
 use crate::io::StorageFile;
+use bytes::Bytes;
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
@@ -19,10 +20,13 @@ struct State {
     logical: u64,
     /// Bytes that are in the file (writes completed).
     written: u64,
-    /// File position of `buf[0]`: `written` rounded down to the alignment.
+    /// File position of the first byte of `tail`: `written` rounded down to the alignment.
     buf_start: u64,
-    /// Bytes `[buf_start, logical)`.
-    buf: Vec<u8>,
+    /// Bytes `[buf_start, written)`: the written part of the last, partial page (less than one
+    /// alignment unit; always empty with alignment 1). Rewritten in front of the next write.
+    tail: Vec<u8>,
+    /// Bytes `[written, logical)`, as appended: the callers' buffers, not copies.
+    pending: Vec<Bytes>,
 }
 
 pub struct Appender<Fl: StorageFile> {
@@ -37,7 +41,7 @@ impl<Fl: StorageFile> Appender<Fl> {
     pub async fn open(file: Rc<Fl>, size: u64) -> io::Result<Self> {
         let align = file.write_alignment().max(1) as u64;
         let buf_start = size / align * align;
-        let buf = if buf_start < size {
+        let tail = if buf_start < size {
             let b = file.read_at(buf_start, (size - buf_start) as usize).await?;
             if (b.len() as u64) < size - buf_start {
                 return Err(io::Error::new(
@@ -45,7 +49,7 @@ impl<Fl: StorageFile> Appender<Fl> {
                     "file shorter than its logical size",
                 ));
             }
-            b.to_vec()
+            b[..(size - buf_start) as usize].to_vec()
         } else {
             Vec::new()
         };
@@ -56,7 +60,8 @@ impl<Fl: StorageFile> Appender<Fl> {
                 logical: size,
                 written: size,
                 buf_start,
-                buf,
+                tail,
+                pending: Vec::new(),
             }),
         })
     }
@@ -75,38 +80,72 @@ impl<Fl: StorageFile> Appender<Fl> {
         self.state.borrow().written
     }
 
-    pub fn append(&self, data: &[u8]) {
+    /// Queues `data` for the next flush (kept by reference: no copy).
+    pub fn append(&self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
         let mut s = self.state.borrow_mut();
-        s.buf.extend_from_slice(data);
         s.logical += data.len() as u64;
+        s.pending.push(data);
     }
 
-    /// Writes everything appended so far.
+    /// Writes everything appended so far: the partial page and the queued buffers in one gather write.
     pub async fn flush(&self) -> io::Result<()> {
-        let (start, mut buf, logical) = {
+        let (start, tail, pending, logical) = {
             let mut s = self.state.borrow_mut();
             if s.logical == s.written {
                 return Ok(());
             }
-            (s.buf_start, std::mem::take(&mut s.buf), s.logical)
+            (
+                s.buf_start,
+                std::mem::take(&mut s.tail),
+                std::mem::take(&mut s.pending),
+                s.logical,
+            )
         };
-        let data_len = buf.len();
+        let data_len = (logical - start) as usize;
         let padded = (data_len as u64).div_ceil(self.align) * self.align;
-        buf.resize(padded as usize, 0);
         debug_assert_eq!(start % self.align, 0);
-        let res = self.file.write_at(start, &buf).await;
-        buf.truncate(data_len);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(pending.len() + 1);
+        parts.push(&tail);
+        parts.extend(pending.iter().map(|part| &part[..]));
+        debug_assert_eq!(parts.iter().map(|part| part.len()).sum::<usize>(), data_len);
+        let res = self
+            .file
+            .write_parts_at(start, &parts, padded as usize)
+            .await;
         let mut s = self.state.borrow_mut();
-        if res.is_ok() {
-            s.written = logical;
-            let new_start = logical / self.align * self.align;
-            buf.drain(..(new_start - start) as usize);
-            s.buf_start = new_start;
+        match res {
+            Ok(()) => {
+                s.written = logical;
+                let new_start = logical / self.align * self.align;
+                s.tail = last_bytes(&parts, (logical - new_start) as usize);
+                s.buf_start = new_start;
+                // Appends made while we were writing (none under the writer lock) stay queued.
+            }
+            Err(_) => {
+                s.tail = tail;
+                let later = std::mem::replace(&mut s.pending, pending);
+                s.pending.extend(later);
+            }
         }
-        // Appends made while we were writing (none under the writer lock, but stay correct).
-        let extra = std::mem::take(&mut s.buf);
-        buf.extend_from_slice(&extra);
-        s.buf = buf;
         res
     }
+}
+
+/// The last `count` bytes of the concatenation of `parts` (`count` is below the alignment: small).
+fn last_bytes(parts: &[&[u8]], count: usize) -> Vec<u8> {
+    let mut out = vec![0u8; count];
+    let mut missing = count;
+    for part in parts.iter().rev() {
+        if missing == 0 {
+            break;
+        }
+        let take = missing.min(part.len());
+        out[missing - take..missing].copy_from_slice(&part[part.len() - take..]);
+        missing -= take;
+    }
+    assert_eq!(missing, 0, "the parts hold at least `count` bytes");
+    out
 }

@@ -265,6 +265,17 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
 }
 
 /// Marks the batch as LogAppendTime with maxTimestamp = `now_ms` and recomputes the CRC.
+/// As [`set_log_append_time`] for a batch held as its header (the first [`HEADER_SIZE`] bytes, owned)
+/// and its body (the records, shared and left untouched): the CRC is computed over both parts.
+pub fn set_log_append_time_split(header: &mut [u8], body: &[u8], now_ms: i64) {
+    assert_eq!(header.len(), HEADER_SIZE);
+    let attrs = be_i16(header, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
+    header[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    header[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[OFF_ATTRIBUTES..]), body);
+    header[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attrs = be_i16(batch, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
     batch[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());

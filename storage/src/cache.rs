@@ -3,7 +3,8 @@
 //! One `Rc<BatchCache>` is shared by all logs of a shard; each log registers for a unique id and
 //! entries are keyed by `(log id, batch base offset)`. The cache is bounded by a byte budget and
 //! evicts in FIFO order (oldest appended first), which for an append-only workload is also the
-//! least likely to be read. Entries hold `Bytes` slices of the appended record sets (no copy).
+//! least likely to be read. Entries hold a batch as the log appended it: its header (owned, 61 bytes)
+//! and its body (a slice of the producer's request buffer): no copy of record data.
 //! A log invalidates all its entries on close and truncation.
 
 use crate::batch::{BatchHeader, HEADER_SIZE};
@@ -24,7 +25,14 @@ pub struct BatchCache {
 struct Entry {
     last_offset: i64,
     generation: u64,
-    bytes: Bytes,
+    header: Bytes,
+    body: Bytes,
+}
+
+impl Entry {
+    fn len(&self) -> usize {
+        self.header.len() + self.body.len()
+    }
 }
 
 impl BatchCache {
@@ -51,25 +59,27 @@ impl BatchCache {
         self.used.get()
     }
 
-    /// Caches one batch (its header gives the offsets).
-    pub fn insert(&self, log: u64, batch: Bytes) {
-        if batch.len() > self.budget || batch.len() < HEADER_SIZE {
+    /// Caches one batch, held as its header (which gives the offsets) and its body.
+    pub fn insert(&self, log: u64, header: Bytes, body: Bytes) {
+        let size = header.len() + body.len();
+        if size > self.budget || header.len() < HEADER_SIZE {
             return;
         }
-        let h = BatchHeader::parse(&batch);
+        let h = BatchHeader::parse(&header);
+        debug_assert_eq!(h.total_size(), size);
         let gen = self.generation.get() + 1;
         self.generation.set(gen);
-        let size = batch.len();
         let old = self.logs.borrow_mut().entry(log).or_default().insert(
             h.base_offset,
             Entry {
                 last_offset: h.last_offset(),
                 generation: gen,
-                bytes: batch,
+                header,
+                body,
             },
         );
         if let Some(old) = old {
-            self.used.set(self.used.get() - old.bytes.len());
+            self.used.set(self.used.get() - old.len());
         }
         self.used.set(self.used.get() + size);
         self.fifo.borrow_mut().push_back((log, h.base_offset, gen));
@@ -86,7 +96,7 @@ impl BatchCache {
             if let Some(m) = logs.get_mut(&log) {
                 if m.get(&base).is_some_and(|e| e.generation == gen) {
                     let e = m.remove(&base).unwrap();
-                    self.used.set(self.used.get() - e.bytes.len());
+                    self.used.set(self.used.get() - e.len());
                     if m.is_empty() {
                         logs.remove(&log);
                     }
@@ -106,7 +116,7 @@ impl BatchCache {
     /// Drops every entry of `log`.
     pub fn invalidate(&self, log: u64) {
         if let Some(m) = self.logs.borrow_mut().remove(&log) {
-            let freed: usize = m.values().map(|e| e.bytes.len()).sum();
+            let freed: usize = m.values().map(Entry::len).sum();
             self.used.set(self.used.get() - freed);
         }
     }
@@ -122,12 +132,13 @@ impl BatchCache {
                 .collect();
             for k in doomed {
                 let e = m.remove(&k).unwrap();
-                self.used.set(self.used.get() - e.bytes.len());
+                self.used.set(self.used.get() - e.len());
             }
         }
     }
 
-    /// Serves a read entirely from the cache, as the cached batches themselves: whole batches starting with the one containing
+    /// Serves a read entirely from the cache, as the cached buffers themselves (two per batch: header
+    /// and body): whole batches starting with the one containing
     /// `from`, contiguous, below `upper`, up to `max_bytes` (at least one batch when
     /// `min_one_batch`). Returns `None` unless the cache holds the batch containing `from` and the
     /// run of cached batches reaches either `max_bytes` or `upper`, so the answer is the same as a
@@ -146,7 +157,7 @@ impl BatchCache {
         if first.last_offset < from {
             return None;
         }
-        let mut parts: Vec<&Bytes> = Vec::new();
+        let mut parts: Vec<&Entry> = Vec::new();
         let mut total = 0usize;
         let mut next = None;
         let mut complete = false;
@@ -160,15 +171,15 @@ impl BatchCache {
                 complete = true;
                 break;
             }
-            if total + e.bytes.len() > max_bytes {
+            if total + e.len() > max_bytes {
                 if parts.is_empty() && min_one_batch {
-                    parts.push(&e.bytes);
+                    parts.push(e);
                 }
                 complete = true;
                 break;
             }
-            total += e.bytes.len();
-            parts.push(&e.bytes);
+            total += e.len();
+            parts.push(e);
             next = Some(e.last_offset + 1);
             if e.last_offset + 1 == upper {
                 complete = true;
@@ -179,6 +190,11 @@ impl BatchCache {
             return None;
         }
         // The batches stay in the buffers they were cached in: no copy.
-        Some(parts.into_iter().cloned().collect())
+        Some(
+            parts
+                .into_iter()
+                .flat_map(|e| [e.header.clone(), e.body.clone()])
+                .collect(),
+        )
     }
 }

@@ -37,8 +37,15 @@ pub trait StorageFile: 'static {
     fn write_alignment(&self) -> usize;
     /// Reads up to `len` bytes at `pos`; fewer only at end of file.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// Writes the concatenation of `parts` at `pos`, followed by zeros up to `len` bytes in all
+    /// (`pos` and `len` aligned per [`StorageFile::write_alignment`]). A gather write: an O_DIRECT
+    /// implementation copies the parts once, into its aligned buffer, and that is the only copy of
+    /// record data between the request buffer and the disk.
+    async fn write_parts_at(&self, pos: u64, parts: &[&[u8]], len: usize) -> io::Result<()>;
     /// Writes all of `data` at `pos` (aligned per [`StorageFile::write_alignment`]).
-    async fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()>;
+    async fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
+        self.write_parts_at(pos, &[data], data.len()).await
+    }
     /// fdatasync.
     async fn sync_data(&self) -> io::Result<()>;
     async fn truncate(&self, len: u64) -> io::Result<()>;
@@ -89,9 +96,18 @@ impl StorageFile for StdFile {
         buf.truncate(filled);
         Ok(Bytes::from(buf))
     }
-    async fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
+    async fn write_parts_at(&self, pos: u64, parts: &[&[u8]], len: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        self.file.write_all_at(data, pos)
+        let mut at = pos;
+        for part in parts {
+            self.file.write_all_at(part, at)?;
+            at += part.len() as u64;
+        }
+        let padding = (pos + len as u64).saturating_sub(at) as usize;
+        if padding > 0 {
+            self.file.write_all_at(&vec![0u8; padding], at)?;
+        }
+        Ok(())
     }
     async fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()

@@ -127,7 +127,9 @@ struct Active<Fl: StorageFile> {
 }
 
 struct Pending {
-    bytes: Bytes,
+    /// Per batch: its header (owned: offsets were assigned in it) and its body (a slice of the
+    /// producer's request buffer: not copied).
+    parts: Vec<(Bytes, Bytes)>,
     headers: Vec<BatchHeader>,
     last: i64,
     now_ms: i64,
@@ -309,7 +311,7 @@ async fn recover_segment<Fl: StorageFile>(
 async fn write_whole<Fl: StorageFile>(file: Rc<Fl>, data: &[u8]) -> io::Result<Rc<Appender<Fl>>> {
     file.truncate(0).await?;
     let app = Appender::open(file, 0).await?;
-    app.append(data);
+    app.append(Bytes::copy_from_slice(data));
     app.flush().await?;
     Ok(Rc::new(app))
 }
@@ -717,28 +719,31 @@ impl<F: FileSystem> Log<F> {
                 staged = Some(st);
             }
             let log_append = i.config.timestamp_type == TimestampType::LogAppendTime;
-            let mut buf = records
-                .try_into_mut()
-                .unwrap_or_else(|b| BytesMut::from(&b[..]));
             let base = i.next_offset;
             let mut off = base;
             let mut pos = 0usize;
             let mut out_headers = Vec::with_capacity(headers.len());
+            let mut parts = Vec::with_capacity(headers.len());
             let mut records_total = 0u64;
             for h in &headers {
                 let size = h.total_size();
-                let b = &mut buf[pos..pos + size];
-                batch::set_base_offset(b, off);
-                batch::set_leader_epoch(b, leader_epoch.0);
+                // Only the header changes (base offset, leader epoch, maybe the append time and CRC):
+                // it is copied; the records stay in the request buffer.
+                let mut header = BytesMut::from(&records[pos..pos + batch::HEADER_SIZE]);
+                let body = records.slice(pos + batch::HEADER_SIZE..pos + size);
+                batch::set_base_offset(&mut header, off);
+                batch::set_leader_epoch(&mut header, leader_epoch.0);
                 if log_append {
-                    batch::set_log_append_time(b, now_ms);
+                    batch::set_log_append_time_split(&mut header, &body, now_ms);
                 }
-                let nh = BatchHeader::parse(b);
+                let nh = BatchHeader::parse(&header);
+                debug_assert_eq!(nh.total_size(), size);
                 if staged.is_none() {
                     i.producers.update(&nh);
                 }
                 records_total += nh.records_count as u64;
                 out_headers.push(nh);
+                parts.push((header.freeze(), body));
                 off = nh.last_offset() + 1;
                 pos += size;
             }
@@ -748,7 +753,7 @@ impl<F: FileSystem> Log<F> {
             let last = off - 1;
             i.next_offset = off;
             i.pending.push_back(Pending {
-                bytes: buf.freeze(),
+                parts,
                 headers: out_headers,
                 last,
                 now_ms,
@@ -789,9 +794,7 @@ impl<F: FileSystem> Log<F> {
                 return Ok(());
             }
             for it in &items {
-                let mut bpos = 0usize;
-                for h in &it.headers {
-                    let bsize = h.total_size();
+                for (h, (header, body)) in it.headers.iter().zip(&it.parts) {
                     if self.needs_roll(h, it.now_ms) {
                         self.roll(h.base_offset).await?;
                     }
@@ -838,13 +841,13 @@ impl<F: FileSystem> Log<F> {
                     }
                     i.active.bytes_since_index = bytes_since;
                     if let Some(e) = oe {
-                        i.active.idx.append(&e.encode());
+                        i.active.idx.append(Bytes::copy_from_slice(&e.encode()));
                     }
                     if let Some(e) = te {
-                        i.active.tidx.append(&e.encode());
+                        i.active.tidx.append(Bytes::copy_from_slice(&e.encode()));
                     }
-                    i.active.log.append(&it.bytes[bpos..bpos + bsize]);
-                    bpos += bsize;
+                    i.active.log.append(header.clone());
+                    i.active.log.append(body.clone());
                 }
             }
             let app = self.inner.borrow().active.log.clone();
@@ -862,12 +865,9 @@ impl<F: FileSystem> Log<F> {
                     sync = true;
                 }
             }
-            for it in &items {
-                let mut pos = 0;
-                for h in &it.headers {
-                    let size = h.total_size();
-                    self.cache.insert(self.id, it.bytes.slice(pos..pos + size));
-                    pos += size;
+            for it in items {
+                for (header, body) in it.parts {
+                    self.cache.insert(self.id, header, body);
                 }
             }
             if sync {
@@ -962,7 +962,7 @@ impl<F: FileSystem> Log<F> {
                 None
             };
             if let Some(e) = entry {
-                ta.append(&e.encode());
+                ta.append(Bytes::copy_from_slice(&e.encode()));
             }
             (la, ia, ta)
         };
@@ -1086,8 +1086,10 @@ impl<F: FileSystem> Log<F> {
     }
 
     /// Whole batches starting with the one containing `from`, up to `max_bytes` (at least one
-    /// batch when `min_one_batch`, KIP-74), none at or beyond `upper`, each in the buffer it lives
-    /// in (no copy: the batch cache's buffers, or slices of what was read from the segment file).
+    /// batch when `min_one_batch`, KIP-74), none at or beyond `upper`, in the buffers they live in
+    /// (no copy): the batch cache's (a batch is two buffers there, its header and its body) or slices
+    /// of what was read from the segment file (one per batch). The buffers concatenated are the
+    /// batches; a caller that needs batch boundaries parses the headers.
     /// Served from the batch cache when possible, else from the segment files via the offset index.
     pub async fn read_batches(
         &self,

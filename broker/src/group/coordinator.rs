@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use storage::types::Offset;
-use storage::BatchHeader;
 use uuid::Uuid;
 
 /// Bytes read per round while replaying a partition.
@@ -102,19 +101,21 @@ impl CoordinatorPartition {
         let mut count = 0usize;
         // Bounded: every round moves `offset` past at least one batch, and stops at `end`.
         while offset < end {
-            let batches = match log.read_batches(offset, LOAD_READ_BYTES, end, true).await {
-                Ok(batches) => batches,
+            // Loading is rare: the batches come joined in one buffer, cut at batch boundaries below.
+            let joined = match log.read(offset, LOAD_READ_BYTES, end, true).await {
+                Ok(joined) => joined,
                 Err(error) => {
                     tracing::error!(partition = self.index(), %error, "cannot load group coordinator partition; it stays unavailable");
                     return;
                 }
             };
-            if batches.is_empty() {
+            if joined.is_empty() {
                 break;
             }
-            for batch in batches {
-                let header = BatchHeader::parse(&batch);
-                offset = Offset(header.base_offset + header.last_offset_delta as i64 + 1);
+            let before = offset;
+            for (position, header) in storage::batch::iter_batches(&joined) {
+                offset = Offset(header.last_offset() + 1);
+                let batch = joined.slice(position..position + header.total_size());
                 match records::decode_batch(batch) {
                     Ok(decoded) => {
                         count += decoded.len();
@@ -126,6 +127,14 @@ impl CoordinatorPartition {
                         tracing::error!(partition = self.index(), base_offset = header.base_offset, %error, "skipping an unreadable batch");
                     }
                 }
+            }
+            if offset == before {
+                tracing::error!(
+                    partition = self.index(),
+                    offset = offset.0,
+                    "group coordinator load made no progress; it stays unavailable"
+                );
+                return;
             }
         }
         if self.unloaded.get() {
@@ -498,7 +507,7 @@ impl CoordinatorPartition {
         let now = Instant::now();
         let emptied: Vec<GroupRecord> = {
             let mut groups = self.groups.borrow_mut();
-            groups
+            let emptied = groups
                 .values_mut()
                 .filter_map(|group| {
                     let generation = group.generation;
@@ -508,7 +517,16 @@ impl CoordinatorPartition {
                         value: Some(stored),
                     })
                 })
-                .collect()
+                .collect();
+            // Groups that never completed a generation nor hold offsets (a client that got its member id
+            // and went away) were never stored: they simply go.
+            groups.retain(|_, group| {
+                !(group.state == GroupState::Empty
+                    && group.generation == 0
+                    && group.is_empty()
+                    && group.offsets.is_empty())
+            });
+            emptied
         };
         let _ = self.append(&emptied).await;
     }

@@ -33,12 +33,36 @@ async fn fetch(
     .await
 }
 
-/// (offset, leader epoch, metadata) as the response carries them.
-fn fields(value: Option<CommittedOffset>) -> (i64, i32, String) {
-    match value {
-        Some(value) => (value.offset, value.leader_epoch, value.metadata),
-        None => (-1, -1, String::new()),
-    }
+/// Response topics from committed offsets, for either layout (v1–7 and v8+ have the same fields in
+/// different types). The leader epoch exists from v5.
+macro_rules! response_topics {
+    ($committed:expr, $topic:ty, $partition:ty, $version:expr) => {
+        $committed
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut topic = <$topic>::default();
+                topic.name = topic_name(&name);
+                topic.partitions = partitions
+                    .into_iter()
+                    .map(|(index, value): (i32, Option<CommittedOffset>)| {
+                        let mut partition = <$partition>::default();
+                        partition.partition_index = index;
+                        partition.committed_offset = -1;
+                        partition.metadata = Some(str_bytes(""));
+                        if let Some(value) = value {
+                            partition.committed_offset = value.offset;
+                            if $version >= 5 {
+                                partition.committed_leader_epoch = value.leader_epoch;
+                            }
+                            partition.metadata = Some(str_bytes(value.metadata));
+                        }
+                        partition
+                    })
+                    .collect();
+                topic
+            })
+            .collect()
+    };
 }
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
@@ -59,27 +83,12 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     entry.group_id = group.group_id.clone();
                     match fetch(&state, group.group_id.to_string(), topics).await {
                         Ok(committed) => {
-                            entry.topics = committed
-                                .into_iter()
-                                .map(|(name, partitions)| {
-                                    let mut topic = OffsetFetchResponseTopics::default();
-                                    topic.name = topic_name(&name);
-                                    topic.partitions = partitions
-                                        .into_iter()
-                                        .map(|(index, value)| {
-                                            let (offset, epoch, metadata) = fields(value);
-                                            let mut partition =
-                                                OffsetFetchResponsePartitions::default();
-                                            partition.partition_index = index;
-                                            partition.committed_offset = offset;
-                                            partition.committed_leader_epoch = epoch;
-                                            partition.metadata = Some(str_bytes(metadata));
-                                            partition
-                                        })
-                                        .collect();
-                                    topic
-                                })
-                                .collect();
+                            entry.topics = response_topics!(
+                                committed,
+                                OffsetFetchResponseTopics,
+                                OffsetFetchResponsePartitions,
+                                version
+                            );
                         }
                         Err(code) => entry.error_code = code.code(),
                     }
@@ -96,28 +105,12 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
             let GroupId(group_id) = request.group_id;
             match fetch(&state, group_id.to_string(), wanted.clone()).await {
                 Ok(committed) => {
-                    response.topics = committed
-                        .into_iter()
-                        .map(|(name, partitions)| {
-                            let mut topic = OffsetFetchResponseTopic::default();
-                            topic.name = topic_name(&name);
-                            topic.partitions = partitions
-                                .into_iter()
-                                .map(|(index, value)| {
-                                    let (offset, epoch, metadata) = fields(value);
-                                    let mut partition = OffsetFetchResponsePartition::default();
-                                    partition.partition_index = index;
-                                    partition.committed_offset = offset;
-                                    if version >= 5 {
-                                        partition.committed_leader_epoch = epoch;
-                                    }
-                                    partition.metadata = Some(str_bytes(metadata));
-                                    partition
-                                })
-                                .collect();
-                            topic
-                        })
-                        .collect();
+                    response.topics = response_topics!(
+                        committed,
+                        OffsetFetchResponseTopic,
+                        OffsetFetchResponsePartition,
+                        version
+                    );
                 }
                 // v2+ has a top-level error; v1 only per-partition ones.
                 Err(code) if version >= 2 => response.error_code = code.code(),
