@@ -6,6 +6,11 @@
 //! least likely to be read. Entries hold a batch as the log appended it: its header (owned, 61 bytes)
 //! and its body (a slice of the producer's request buffer): no copy of record data.
 //! A log invalidates all its entries on close and truncation.
+//!
+//! Memory: a cached body is a slice of the connection's receive buffer (allocated in chunks of at least
+//! 64 KiB and shared by the requests read into it), so it keeps that chunk alive. The budget counts batch
+//! bytes; since eviction is FIFO, the chunks are released in the order they were filled, and what the
+//! budget does not count stays around one chunk per producing connection plus request headers.
 
 use crate::batch::{BatchHeader, HEADER_SIZE};
 use bytes::Bytes;

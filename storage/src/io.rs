@@ -98,16 +98,19 @@ impl StorageFile for StdFile {
     }
     async fn write_parts_at(&self, pos: u64, parts: &[&[u8]], len: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let mut at = pos;
+        if let [only] = parts {
+            if only.len() == len {
+                return self.file.write_all_at(only, pos);
+            }
+        }
+        // One write call, not one per part: each call is a blocking syscall on the executor thread, and
+        // an index flush can hold hundreds of 12-byte entries.
+        let mut joined = Vec::with_capacity(len);
         for part in parts {
-            self.file.write_all_at(part, at)?;
-            at += part.len() as u64;
+            joined.extend_from_slice(part);
         }
-        let padding = (pos + len as u64).saturating_sub(at) as usize;
-        if padding > 0 {
-            self.file.write_all_at(&vec![0u8; padding], at)?;
-        }
-        Ok(())
+        joined.resize(len.max(joined.len()), 0);
+        self.file.write_all_at(&joined, pos)
     }
     async fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()

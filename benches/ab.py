@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""A/B comparison of two broker binaries on one kbench workload, runs interleaved (A B A B ...) so that
+drift of the machine hits both alike. Reports, per run and as medians: produce MB/s, consume MB/s, ack
+p50/p99, broker CPU ms per MB (user+system of the broker process over produced+consumed MB) and RSS.
+
+    cargo build --release -p broker -p benches
+    python3 benches/ab.py --a /path/to/old/broker --b target/release/broker --runs 3 -- \
+        --partitions 16 --consumers 0 --duration 10 --warmup 2
+
+Everything after `--` goes to `kbench run` unchanged.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baseline  # noqa: E402  (Broker process wrapper and the kbench runner)
+
+
+def one_run(binary, shards, workdir, label, kbench_args):
+    baseline.BROKER = binary
+    broker = baseline.Broker(shards, workdir)
+    try:
+        data = baseline.kbench(broker, workdir, label, kbench_args)
+    finally:
+        broker.stop()
+    ack = data["produce_ack_latency"]
+    return {
+        "produce_mb_s": data["produce"]["mb_per_sec"],
+        "consume_mb_s": data["consume"]["mb_per_sec"],
+        "ack_p50_ms": ack.get("p50_ms"),
+        "ack_p99_ms": ack.get("p99_ms"),
+        "cpu_ms_per_mb": data["broker_cpu_ms_per_mb"],
+        "rss_mib": data["broker_memory"]["rss_kib"] / 1024,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", required=True, help="broker binary A (baseline)")
+    parser.add_argument("--b", required=True, help="broker binary B (candidate)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--out", default=None, help="keep kbench outputs here (default: a temp dir)")
+    parser.add_argument("kbench", nargs=argparse.REMAINDER, help="-- then kbench run arguments")
+    args = parser.parse_args()
+    kbench_args = [a for a in args.kbench if a != "--"]
+    workdir = args.out or tempfile.mkdtemp(prefix="ab-")
+    os.makedirs(workdir, exist_ok=True)
+    results = {"A": [], "B": []}
+    for run in range(args.runs):
+        for name, binary in (("A", args.a), ("B", args.b)):
+            result = one_run(binary, args.shards, workdir, f"{name}{run}", kbench_args)
+            results[name].append(result)
+            print(f"{name} run {run}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items() if v is not None),
+                  flush=True)
+    print()
+    print("| binary | " + " | ".join(results["A"][0].keys()) + " |")
+    print("|---|" + "---|" * len(results["A"][0]))
+    for name in ("A", "B"):
+        medians = {k: statistics.median(r[k] for r in results[name]) for k in results[name][0]}
+        print(f"| {name} (median of {args.runs}) | " + " | ".join(f"{v:.3f}" for v in medians.values()) + " |")
+    json.dump(results, open(os.path.join(workdir, "ab.json"), "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
