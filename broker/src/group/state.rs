@@ -358,10 +358,20 @@ impl Group {
             return;
         }
         self.protocol = self.select_protocol();
-        assert!(
-            self.protocol.is_some(),
-            "members of a group always share a protocol"
-        );
+        if self.protocol.is_none() {
+            // Joins are checked against the other members' protocols, so this cannot happen; if it
+            // does, the members are told and the group starts over rather than the shard stopping.
+            tracing::error!(group = %self.id, "members share no protocol; group emptied");
+            for (id, member) in std::mem::take(&mut self.members) {
+                if let Some(join) = member.awaiting_join {
+                    let _ = join.send(join_error(ResponseError::InconsistentGroupProtocol, &id));
+                }
+            }
+            self.static_members.clear();
+            self.state = GroupState::Empty;
+            self.leader = None;
+            return;
+        }
         if !self
             .leader
             .as_ref()
