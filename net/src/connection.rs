@@ -64,6 +64,12 @@ pub enum ConnectionError {
 }
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bounds of what one read offers the socket. The offered bytes are zeroed first (the stream reads into
+/// an initialized slice), so the offer follows what arrives: it doubles while reads fill it and shrinks
+/// to the size of a read that did not. Offering a fixed 64 KiB to receive 1 KiB requests zeroed 64 KiB
+/// per request.
+const MIN_READ_BYTES: usize = 4 * 1024;
+const MAX_READ_BYTES: usize = 256 * 1024;
 /// Iterations of the loop with progress before the task yields to its executor (fairness between
 /// connections on one shard).
 const LOOP_BUDGET: u32 = 64;
@@ -78,6 +84,8 @@ struct Connection<'a, S, Svc> {
     service: &'a Svc,
     limits: ConnectionLimits,
     read_buffer: BytesMut,
+    /// Bytes the next read offers (see [`MIN_READ_BYTES`]).
+    read_size: usize,
     read_closed: bool,
     dispatching: Option<DispatchFuture>,
     in_flight: VecDeque<Slot>,
@@ -101,6 +109,7 @@ where
         service,
         limits,
         read_buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        read_size: MIN_READ_BYTES,
         read_closed: false,
         dispatching: None,
         in_flight: VecDeque::with_capacity(limits.max_in_flight),
@@ -174,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
             return Ok(false);
         }
         let filled = self.read_buffer.len();
-        let want = READ_CHUNK_BYTES.max(self.read_buffer.capacity() - filled);
+        let want = self.read_size;
         self.read_buffer.resize(filled + want, 0);
         let result = Pin::new(&mut self.stream).poll_read(cx, &mut self.read_buffer[filled..]);
         match result {
@@ -185,6 +194,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
             }
             Poll::Ready(Ok(read)) => {
                 self.read_buffer.truncate(filled + read);
+                self.read_size = if read == want {
+                    (want * 2).min(MAX_READ_BYTES)
+                } else {
+                    read.next_power_of_two()
+                        .clamp(MIN_READ_BYTES, MAX_READ_BYTES)
+                };
                 Ok(true)
             }
             Poll::Ready(Err(error)) => {
