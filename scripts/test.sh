@@ -27,6 +27,9 @@ apt_pkgs=()
 if ! command -v kcat >/dev/null 2>&1; then
     apt_pkgs+=(kcat)
 fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_pkgs+=(nodejs npm)
+fi
 if ! command -v python3 >/dev/null 2>&1; then
     apt_pkgs+=(python3 python3-venv)
 elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -64,6 +67,18 @@ else
     fi
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ"
     echo "$want_hash" > "$STAMP"
+fi
+
+# ---------------------------------------------------------------- kafkajs
+# The kafkajs client (tests/kafkajs), pinned by package-lock.json.
+KJS="tests/kafkajs"
+kjs_hash="$(sha256sum "$KJS/package-lock.json" | cut -d' ' -f1)"
+if [ -d "$KJS/node_modules/kafkajs" ] && [ "$(cat "$KJS/node_modules/.lock.sha256" 2>/dev/null)" = "$kjs_hash" ]; then
+    log "kafkajs up to date ($KJS)"
+else
+    log "npm ci ($KJS)"
+    (cd "$KJS" && npm ci --no-audit --no-fund)
+    echo "$kjs_hash" > "$KJS/node_modules/.lock.sha256"
 fi
 
 # ------------------------------------------------------------------ build
