@@ -618,20 +618,24 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
     let (mut pf, mut ef) = (mk("produce.hlog")?, mk("e2e.hlog")?);
     let (mut ps_ser, mut es_ser) = (V2DeflateSerializer::new(), V2DeflateSerializer::new());
     let begin_wall = UNIX_EPOCH + Duration::from_nanos(clock.wall0_ns + begin_ns);
-    let mut pw: LogWriter = IntervalLogWriterBuilder::new()
-        .add_comment("kbench produce-acknowledgement latency, microseconds; tag=warmup marks warmup intervals")
-        .with_start_time(begin_wall)
-        .with_base_time(begin_wall)
-        .with_max_value_divisor(1000.0)
-        .begin_log_with(&mut pf, &mut ps_ser)
-        .map_err(|e| e.to_string())?;
-    let mut ew: LogWriter = IntervalLogWriterBuilder::new()
-        .add_comment("kbench end-to-end latency (intended send -> consumed), microseconds")
-        .with_start_time(begin_wall)
-        .with_base_time(begin_wall)
-        .with_max_value_divisor(1000.0)
-        .begin_log_with(&mut ef, &mut es_ser)
-        .map_err(|e| e.to_string())?;
+    let builder = |comment: &str| {
+        let mut builder = IntervalLogWriterBuilder::new();
+        builder
+            .add_comment(comment)
+            .with_start_time(begin_wall)
+            .with_base_time(begin_wall)
+            .with_max_value_divisor(1000.0);
+        builder
+    };
+    let mut pw: LogWriter = builder(
+        "kbench produce-acknowledgement latency, microseconds; tag=warmup marks warmup intervals",
+    )
+    .begin_log_with(&mut pf, &mut ps_ser)
+    .map_err(|e| e.to_string())?;
+    let mut ew: LogWriter =
+        builder("kbench end-to-end latency (intended send -> consumed), microseconds")
+            .begin_log_with(&mut ef, &mut es_ser)
+            .map_err(|e| e.to_string())?;
 
     // Release everyone at begin_ns.
     while clock.now_ns() < begin_ns {

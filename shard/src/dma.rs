@@ -176,7 +176,7 @@ mod tests {
                 let file = fs.open(&path, FileKind::SegmentData, true).await.unwrap();
                 let alignment = file.write_alignment();
                 let data = vec![7u8; alignment * 2];
-                file.write_at(0, &data).await.unwrap();
+                file.write_parts_at(0, &[&data], data.len()).await.unwrap();
                 file.truncate(alignment as u64 + 10).await.unwrap();
                 let back = file.read_at(0, alignment * 4).await.unwrap();
                 assert_eq!(back.len(), alignment + 10);

@@ -265,23 +265,16 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
 }
 
 /// Marks the batch as LogAppendTime with maxTimestamp = `now_ms` and recomputes the CRC.
-/// As [`set_log_append_time`] for a batch held as its header (the first [`HEADER_SIZE`] bytes, owned)
-/// and its body (the records, shared and left untouched): the CRC is computed over both parts.
-pub fn set_log_append_time_split(header: &mut [u8], body: &[u8], now_ms: i64) {
+/// Marks a batch LogAppendTime with `now_ms` as its max timestamp and recomputes its CRC. The batch is
+/// given as its header (the first [`HEADER_SIZE`] bytes, changed here) and its body (the records, read
+/// only): the log keeps the two apart so that only the header is copied out of the request.
+pub fn set_log_append_time(header: &mut [u8], body: &[u8], now_ms: i64) {
     assert_eq!(header.len(), HEADER_SIZE);
     let attrs = be_i16(header, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
     header[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
     header[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&header[OFF_ATTRIBUTES..]), body);
     header[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-}
-
-pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let attrs = be_i16(batch, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
-    batch[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
-    batch[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = compute_crc(batch);
-    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Iterates over the complete batches of a byte range (headers only, no CRC check), yielding
@@ -456,7 +449,8 @@ mod tests {
         let mut b = simple_batch(2, 5, 1);
         set_base_offset(&mut b, 77);
         set_leader_epoch(&mut b, 3);
-        set_log_append_time(&mut b, 999);
+        let (header, body) = b.split_at_mut(HEADER_SIZE);
+        set_log_append_time(header, body, 999);
         let h = validate_batches(&b, 1 << 20).unwrap()[0];
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 999);

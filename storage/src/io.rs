@@ -42,10 +42,6 @@ pub trait StorageFile: 'static {
     /// implementation copies the parts once, into its aligned buffer, and that is the only copy of
     /// record data between the request buffer and the disk.
     async fn write_parts_at(&self, pos: u64, parts: &[&[u8]], len: usize) -> io::Result<()>;
-    /// Writes all of `data` at `pos` (aligned per [`StorageFile::write_alignment`]).
-    async fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
-        self.write_parts_at(pos, &[data], data.len()).await
-    }
     /// fdatasync.
     async fn sync_data(&self) -> io::Result<()>;
     async fn truncate(&self, len: u64) -> io::Result<()>;

@@ -16,7 +16,7 @@
 //! # Appends
 //! `append` validates and assigns offsets synchronously (so offsets follow call order), queues the
 //! batches and then takes the writer lock: whoever holds it writes every queued batch in one
-//! `write_at` (group commit), rolling segments as needed. `durable_end_offset` advances once the
+//! gather write (group commit), rolling segments as needed. `durable_end_offset` advances once the
 //! write completed. An I/O error marks the log failed.
 
 use crate::appender::Appender;
@@ -734,7 +734,7 @@ impl<F: FileSystem> Log<F> {
                 batch::set_base_offset(&mut header, off);
                 batch::set_leader_epoch(&mut header, leader_epoch.0);
                 if log_append {
-                    batch::set_log_append_time_split(&mut header, &body, now_ms);
+                    batch::set_log_append_time(&mut header, &body, now_ms);
                 }
                 let nh = BatchHeader::parse(&header);
                 debug_assert_eq!(nh.total_size(), size);

@@ -35,9 +35,18 @@ const LOAD_READ_BYTES: usize = 1 << 20;
 pub struct CoordinatorPartition {
     partition: Rc<Partition>,
     config: GroupConfig,
-    loaded: Cell<bool>,
-    unloaded: Cell<bool>,
+    load: Cell<LoadState>,
     groups: RefCell<HashMap<String, Group>>,
+}
+
+/// Where a coordinator partition is in its life: requests are served only when `Loaded`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoadState {
+    /// Replaying the partition (requests get COORDINATOR_LOAD_IN_PROGRESS).
+    Loading,
+    Loaded,
+    /// The partition closed (requests get NOT_COORDINATOR); a replay still running discards its result.
+    Unloaded,
 }
 
 /// A member's position in a group, as requests name it.
@@ -67,8 +76,7 @@ impl CoordinatorPartition {
         CoordinatorPartition {
             partition,
             config,
-            loaded: Cell::new(false),
-            unloaded: Cell::new(false),
+            load: Cell::new(LoadState::Loading),
             groups: RefCell::new(HashMap::new()),
         }
     }
@@ -78,12 +86,12 @@ impl CoordinatorPartition {
     }
 
     pub fn is_loaded(&self) -> bool {
-        self.loaded.get() && !self.unloaded.get()
+        self.load.get() == LoadState::Loaded
     }
 
     /// The partition is gone (shutdown): parked responses are dropped, requests get NOT_COORDINATOR.
     pub fn unload(&self) {
-        self.unloaded.set(true);
+        self.load.set(LoadState::Unloaded);
         self.groups.borrow_mut().clear();
     }
 
@@ -137,7 +145,7 @@ impl CoordinatorPartition {
                 return;
             }
         }
-        if self.unloaded.get() {
+        if self.load.get() == LoadState::Unloaded {
             return;
         }
         let now = Instant::now();
@@ -164,7 +172,7 @@ impl CoordinatorPartition {
             );
         }
         *self.groups.borrow_mut() = groups;
-        self.loaded.set(true);
+        self.load.set(LoadState::Loaded);
     }
 
     /// Appends `records` to the partition; the error is the one a group client expects.

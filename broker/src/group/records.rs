@@ -20,7 +20,7 @@
 //! ```
 //!
 //! kafka-protocol keeps its primitive codecs private and has no schema for these internal records, so the
-//! few primitives they need are here (`put_*` / `Reader`).
+//! few primitives they need are here (`put_*` / `Reader`, over `bytes`' checked getters).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
@@ -222,16 +222,13 @@ impl Reader {
         Ok(())
     }
     fn i16(&mut self) -> Result<i16, RecordError> {
-        self.need(2)?;
-        Ok(self.0.get_i16())
+        self.0.try_get_i16().map_err(malformed)
     }
     fn i32(&mut self) -> Result<i32, RecordError> {
-        self.need(4)?;
-        Ok(self.0.get_i32())
+        self.0.try_get_i32().map_err(malformed)
     }
     fn i64(&mut self) -> Result<i64, RecordError> {
-        self.need(8)?;
-        Ok(self.0.get_i64())
+        self.0.try_get_i64().map_err(malformed)
     }
     fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
         let length = self.i16()?;
