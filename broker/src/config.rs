@@ -64,6 +64,8 @@ pub struct FileConfig {
     pub group_initial_rebalance_delay_ms: Option<u64>,
     pub group_min_session_timeout_ms: Option<i32>,
     pub group_max_session_timeout_ms: Option<i32>,
+    pub startup_timeout_ms: Option<u64>,
+    pub shutdown_timeout_ms: Option<u64>,
 }
 
 /// Group coordinator settings (Kafka's `group.*` / `offsets.*` broker settings).
@@ -111,6 +113,11 @@ pub struct BrokerConfig {
     /// O_DIRECT for segment data (falls back to buffered where refused).
     pub direct_io: bool,
     pub groups: GroupConfig,
+    /// Every shard must be serving within this long of the start, or the broker exits with an error.
+    pub startup_timeout: std::time::Duration,
+    /// After SIGTERM / SIGINT, the process exits within this long even if a shard has not finished
+    /// (a second signal exits at once).
+    pub shutdown_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +259,12 @@ impl BrokerConfig {
             batch_cache_bytes: file.batch_cache_bytes.unwrap_or(64 * 1024 * 1024),
             direct_io: file.direct_io.unwrap_or(true),
             groups,
+            startup_timeout: std::time::Duration::from_millis(
+                file.startup_timeout_ms.unwrap_or(120_000),
+            ),
+            shutdown_timeout: std::time::Duration::from_millis(
+                file.shutdown_timeout_ms.unwrap_or(30_000),
+            ),
         })
     }
 

@@ -8,8 +8,13 @@ use clap::Parser;
 use shard::MeshBuilder;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Request decoding reserves no memory for element counts a frame cannot hold (see `net::decode_guard`).
+#[global_allocator]
+static ALLOCATOR: net::GuardedAllocator = net::GuardedAllocator::new();
 
 /// Present in the data directory only after a clean shutdown; removed at start-up.
 const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
@@ -65,12 +70,15 @@ fn run() -> Result<(), String> {
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, shutdown.clone())
+        // A second signal while shutting down exits at once (status 1).
+        signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.clone())
+            .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
             .map_err(|error| format!("cannot install signal handler: {error}"))?;
     }
     let config = Arc::new(config);
     let metadata = Arc::new(metadata);
-    let mesh = MeshBuilder::new(config.shards);
+    let mesh = MeshBuilder::new(config.shards)
+        .map_err(|error| format!("cannot create the shard mesh: {error}"))?;
     let ready = Arc::new(AtomicUsize::new(0));
     let body = {
         let (config, shutdown, ready) = (config.clone(), shutdown.clone(), ready.clone());
@@ -88,8 +96,10 @@ fn run() -> Result<(), String> {
             )
         }
     };
-    shard::start_shards(config.shards, body).map_err(|error| error.to_string())?;
-    if ready.load(std::sync::atomic::Ordering::SeqCst) < config.shards {
+    let shards = shard::start_shards(config.shards, body).map_err(|error| error.to_string())?;
+    supervise(&shards, &config, &ready, &shutdown)?;
+    shards.join().map_err(|error| error.to_string())?;
+    if ready.load(Ordering::SeqCst) < config.shards {
         return Err("not every shard started; see the errors above".into());
     }
     std::fs::write(&marker, b"")
@@ -97,6 +107,62 @@ fn run() -> Result<(), String> {
     sync_dir(&config.data_dir);
     tracing::info!("clean shutdown complete");
     Ok(())
+}
+
+/// How often the main thread looks at the shards while they run.
+const SUPERVISION_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Watches the running shards from the main thread until all have returned. Start-up must complete within
+/// `startup_timeout` and a requested shutdown within `shutdown_timeout`; past either the process exits with
+/// an error instead of hanging (what the shards already flushed stays flushed; the next start recovers the
+/// rest, as after a crash).
+fn supervise(
+    shards: &shard::RunningShards,
+    config: &BrokerConfig,
+    ready: &AtomicUsize,
+    shutdown: &AtomicBool,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut shutdown_requested: Option<Instant> = None;
+    let mut announced_ready = false;
+    while shards.finished() < shards.count() {
+        std::thread::sleep(SUPERVISION_INTERVAL);
+        let serving = ready.load(Ordering::SeqCst);
+        if !announced_ready && serving == shards.count() {
+            announced_ready = true;
+            tracing::info!(
+                shards = serving,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "broker ready"
+            );
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            let since = *shutdown_requested.get_or_insert_with(Instant::now);
+            if since.elapsed() > config.shutdown_timeout {
+                exit_now(&format!(
+                    "shutdown did not complete within {} ms ({} of {} shards finished); exiting",
+                    config.shutdown_timeout.as_millis(),
+                    shards.finished(),
+                    shards.count()
+                ));
+            }
+        } else if !announced_ready && started.elapsed() > config.startup_timeout {
+            exit_now(&format!(
+                "start-up did not complete within {} ms ({serving} of {} shards serving); exiting \
+                 (raise startup_timeout_ms if recovery of a large data directory needs longer)",
+                config.startup_timeout.as_millis(),
+                shards.count()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Exits the process at once with status 1, after logging why (shard threads are not waited for).
+fn exit_now(message: &str) -> ! {
+    tracing::error!("{message}");
+    eprintln!("broker: {message}");
+    std::process::exit(1)
 }
 
 /// Holds an exclusive lock on the data directory for the life of the process.

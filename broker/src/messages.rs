@@ -12,7 +12,6 @@ use crate::partitions::{
     FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome,
 };
 use crate::shard_state::ShardState;
-use futures_channel::oneshot;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -20,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use storage::types::Offset;
 
-pub type Reply<T> = oneshot::Sender<T>;
+/// The one-shot answer to a request (awaitable across shards without lost wake-ups: `shard::mesh`).
+pub type Reply<T> = shard::ReplySender<T>;
 
 pub enum ShardMessage {
     /// Append batches to partitions of the receiving shard.

@@ -40,7 +40,7 @@ pub struct ShardStart {
 
 /// The body of shard `id`'s executor. Returns after a clean shutdown.
 pub async fn run_shard(id: ShardId, start: ShardStart) {
-    let (mesh, receivers) = start.mesh.join().await;
+    let (mesh, receivers) = start.mesh.join(id);
     let direct = start.config.direct_io
         && DmaFileSystem::prepare(&start.config.data_dir, id.0)
             .await

@@ -7,7 +7,6 @@ use crate::group::GroupCoordinator;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::partitions::Partition;
-use futures_channel::oneshot;
 use kafka_protocol::error::ResponseError;
 use shard::dma::DmaFileSystem;
 use shard::{Mesh, ShardId};
@@ -57,12 +56,17 @@ impl ShardState {
     pub async fn send<T>(
         &self,
         to: ShardId,
-        make: impl FnOnce(oneshot::Sender<T>) -> ShardMessage,
-    ) -> Result<oneshot::Receiver<T>, ResponseError> {
-        let (reply, receiver) = oneshot::channel();
+        make: impl FnOnce(shard::ReplySender<T>) -> ShardMessage,
+    ) -> Result<shard::ReplyReceiver<T>, ResponseError> {
+        let (reply, receiver) = shard::reply_channel();
         match self.mesh.send(to, make(reply)).await {
             Ok(()) => Ok(receiver),
-            Err(_) => Err(ResponseError::BrokerNotAvailable),
+            Err(error) => {
+                if let shard::SendError::NoSuchShard(..) = error {
+                    tracing::error!(%to, shards = self.mesh.shard_count(), "message for a shard outside the mesh");
+                }
+                Err(ResponseError::BrokerNotAvailable)
+            }
         }
     }
 }

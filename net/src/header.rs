@@ -58,8 +58,12 @@ pub fn decode_header(frame: Bytes) -> Result<DecodedHeader, HeaderError> {
         api_key.request_header_version(api_version)
     };
     let mut buffer = frame;
-    let header = RequestHeader::decode(&mut buffer, header_version)
-        .map_err(|error| HeaderError::Malformed(error.to_string()))?;
+    let frame_bytes = buffer.len();
+    let header = crate::decode_guard::guarded(frame_bytes, || {
+        RequestHeader::decode(&mut buffer, header_version)
+            .map_err(|error| crate::DecodeError::Malformed(error.to_string()))
+    })
+    .map_err(|error| HeaderError::Malformed(error.to_string()))?;
     Ok(DecodedHeader {
         api_key,
         api_version,

@@ -6,11 +6,13 @@
 //! - [`header`]: request-header decoding (via `kafka-protocol`) and response framing.
 //! - [`splice`]: response frames as several buffers, so fetched record data is sent from the buffers it
 //!   lives in (zero copy) rather than copied into the response.
+//! - [`decode_guard`]: decoding request bodies from hostile bytes (element counts cannot reserve memory).
 //! - [`connection`]: one connection's loop: reads frames, dispatches them *in order*, lets their completions
 //!   overlap, and writes responses strictly in request order (pipelining).
 //!
 //! This crate knows nothing of the runtime or of Kafka semantics: the broker passes a [`connection::Service`].
 pub mod connection;
+pub mod decode_guard;
 pub mod frame;
 pub mod header;
 pub mod splice;
@@ -19,6 +21,7 @@ pub use connection::{
     serve_connection, CloseConnection, ConnectionError, ConnectionLimits, DispatchFuture,
     ResponseFuture, Service,
 };
+pub use decode_guard::{decode_request, DecodeError, GuardedAllocator};
 pub use frame::{FrameError, DEFAULT_MAX_REQUEST_BYTES};
 pub use header::{decode_header, encode_response, DecodedHeader, HeaderError};
 pub use splice::{encode_response_spliced, records_field, Frame};

@@ -3,8 +3,10 @@
 //! Layout:
 //! - [`runtime`]: starting N shards (one `LocalExecutor` each, pinned, with its own io_uring ring), raising
 //!   RLIMIT_MEMLOCK, and the [`ShardId`] newtype.
-//! - [`mesh`]: bounded cross-shard channels (glommio's channel mesh). The message type is the caller's (the
+//! - [`mesh`]: bounded cross-shard channels and one-shot replies. The message type is the caller's (the
 //!   broker's single `ShardMessage` enum); this module only moves it.
+//! - [`doorbell`]: waking a shard from another thread without losing the wake-up (glommio's own
+//!   cross-thread notification can lose it); every cross-shard wait goes through it.
 //! - [`task`]: spawning detached tasks, sleeping, timeouts — the runtime services other crates use.
 //! - [`dma`]: the storage file layer on glommio: O_DIRECT `DmaFile`s for segment data, buffered io_uring
 //!   files for small files.
@@ -12,10 +14,13 @@
 //!
 //! No other crate of ours depends on glommio.
 pub mod dma;
+pub mod doorbell;
 pub mod mesh;
 pub mod net;
 pub mod runtime;
 pub mod task;
 
-pub use mesh::{Mesh, MeshBuilder};
-pub use runtime::{online_cores, raise_memlock_limit, start_shards, RuntimeError, ShardId};
+pub use mesh::{reply_channel, Canceled, Mesh, MeshBuilder, ReplyReceiver, ReplySender, SendError};
+pub use runtime::{
+    online_cores, raise_memlock_limit, start_shards, RunningShards, RuntimeError, ShardId,
+};

@@ -1,6 +1,8 @@
 //! Starting the shards.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Index of a shard (0..N). Shard 0 also runs the control plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,32 +72,60 @@ pub fn online_cores() -> Vec<usize> {
     }
 }
 
+/// The executors of a running broker: the main thread supervises them (start-up deadline, shutdown grace)
+/// instead of blocking in a join it cannot bound.
+pub struct RunningShards {
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    finished: Arc<AtomicUsize>,
+}
+
+impl RunningShards {
+    /// How many shards' bodies have returned.
+    pub fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    pub fn count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Waits for every executor thread to end (call once [`RunningShards::finished`] says they are done).
+    pub fn join(self) -> Result<(), RuntimeError> {
+        for (index, handle) in self.handles.into_iter().enumerate() {
+            handle
+                .join()
+                .map_err(|_| RuntimeError::Panicked { shard: index })?;
+        }
+        Ok(())
+    }
+}
+
 /// Starts `shards` executors, shard i pinned to the i-th online core (wrapping when there are more shards
-/// than cores), each running `body(ShardId)`. Blocks until all of them return.
-pub fn start_shards<G, F>(shards: usize, body: G) -> Result<(), RuntimeError>
+/// than cores), each running `body(ShardId)`. Returns at once; see [`RunningShards`].
+pub fn start_shards<G, F>(shards: usize, body: G) -> Result<RunningShards, RuntimeError>
 where
     G: Fn(ShardId) -> F + Send + Clone + 'static,
     F: Future<Output = ()> + 'static,
 {
     assert!(shards > 0, "at least one shard");
     let cores = online_cores();
+    let finished = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(shards);
     for index in 0..shards {
         let body = body.clone();
         let core = cores[index % cores.len()];
+        let done = finished.clone();
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core))
             .name(&format!("shard-{index}"))
-            .spawn(move || body(ShardId(index)))
+            .spawn(move || async move {
+                body(ShardId(index)).await;
+                done.fetch_add(1, Ordering::SeqCst);
+            })
             .map_err(|error| RuntimeError::Spawn {
                 shard: index,
                 message: error.to_string(),
             })?;
         handles.push(handle);
     }
-    for (index, handle) in handles.into_iter().enumerate() {
-        handle
-            .join()
-            .map_err(|_| RuntimeError::Panicked { shard: index })?;
-    }
-    Ok(())
+    Ok(RunningShards { handles, finished })
 }

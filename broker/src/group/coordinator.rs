@@ -21,7 +21,6 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{
     ConsumerProtocolSubscription, GroupId, JoinGroupResponse, SyncGroupResponse,
 };
-use kafka_protocol::protocol::Decodable;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -853,7 +852,8 @@ fn subscribed_topics(group: &Group) -> HashSet<String> {
         }
         let version = i16::from_be_bytes([metadata[0], metadata[1]]);
         bytes::Buf::advance(&mut metadata, 2);
-        match ConsumerProtocolSubscription::decode(&mut metadata, version.clamp(0, 3)) {
+        // Client-supplied bytes: decoded under the decode guard like a request body.
+        match net::decode_request::<ConsumerProtocolSubscription>(&metadata, version.clamp(0, 3)) {
             Ok(subscription) => {
                 topics.extend(subscription.topics.iter().map(|topic| topic.to_string()))
             }

@@ -370,7 +370,13 @@ pub fn decode_batch(mut batch: Bytes) -> Result<Vec<GroupRecord>, RecordError> {
     let mut out = Vec::new();
     // Bounded: every iteration consumes one batch from `batch`.
     while batch.has_remaining() {
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(malformed)?;
+        // kafka-protocol reserves the batch's declared record count up front: decode under the guard.
+        let frame_bytes = batch.len();
+        let set = net::decode_guard::guarded(frame_bytes, || {
+            RecordBatchDecoder::decode(&mut batch)
+                .map_err(|error| net::DecodeError::Malformed(error.to_string()))
+        })
+        .map_err(malformed)?;
         for record in set.records {
             if record.control {
                 continue;

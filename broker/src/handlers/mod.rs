@@ -44,49 +44,64 @@ pub struct ApiEntry {
     pub min_version: i16,
     pub max_version: i16,
     pub handle: Handler,
+    /// Decodes the request body (under the decode guard) and drops it: what the fuzz target and the
+    /// decoding tests drive, without a shard.
+    pub check_decode: fn(&DecodedHeader) -> Result<(), net::DecodeError>,
 }
 
 macro_rules! api {
-    ($key:ident, $module:ident) => {
+    ($key:ident, $module:ident, $request:ident) => {
         ApiEntry {
             key: ApiKey::$key,
             min_version: $module::VERSIONS.0,
             max_version: $module::VERSIONS.1,
             handle: $module::handle,
+            check_decode: |header| {
+                net::decode_request::<kafka_protocol::messages::$request>(
+                    &header.body,
+                    header.api_version,
+                )
+                .map(drop)
+            },
         }
     };
 }
 
 /// Every API this broker serves. ApiVersions answers from this list.
 pub const APIS: &[ApiEntry] = &[
-    api!(Produce, produce),
-    api!(Fetch, fetch),
-    api!(ListOffsets, list_offsets),
-    api!(Metadata, metadata),
-    api!(OffsetCommit, offset_commit),
-    api!(OffsetFetch, offset_fetch),
-    api!(FindCoordinator, find_coordinator),
-    api!(JoinGroup, join_group),
-    api!(Heartbeat, heartbeat),
-    api!(LeaveGroup, leave_group),
-    api!(SyncGroup, sync_group),
-    api!(DescribeGroups, describe_groups),
-    api!(ListGroups, list_groups),
-    api!(ApiVersions, api_versions),
-    api!(CreateTopics, create_topics),
-    api!(DeleteTopics, delete_topics),
-    api!(InitProducerId, init_producer_id),
-    api!(DescribeConfigs, describe_configs),
-    api!(CreatePartitions, create_partitions),
-    api!(DeleteGroups, delete_groups),
-    api!(OffsetDelete, offset_delete),
-    api!(DescribeCluster, describe_cluster),
+    api!(Produce, produce, ProduceRequest),
+    api!(Fetch, fetch, FetchRequest),
+    api!(ListOffsets, list_offsets, ListOffsetsRequest),
+    api!(Metadata, metadata, MetadataRequest),
+    api!(OffsetCommit, offset_commit, OffsetCommitRequest),
+    api!(OffsetFetch, offset_fetch, OffsetFetchRequest),
+    api!(FindCoordinator, find_coordinator, FindCoordinatorRequest),
+    api!(JoinGroup, join_group, JoinGroupRequest),
+    api!(Heartbeat, heartbeat, HeartbeatRequest),
+    api!(LeaveGroup, leave_group, LeaveGroupRequest),
+    api!(SyncGroup, sync_group, SyncGroupRequest),
+    api!(DescribeGroups, describe_groups, DescribeGroupsRequest),
+    api!(ListGroups, list_groups, ListGroupsRequest),
+    api!(ApiVersions, api_versions, ApiVersionsRequest),
+    api!(CreateTopics, create_topics, CreateTopicsRequest),
+    api!(DeleteTopics, delete_topics, DeleteTopicsRequest),
+    api!(InitProducerId, init_producer_id, InitProducerIdRequest),
+    api!(DescribeConfigs, describe_configs, DescribeConfigsRequest),
+    api!(CreatePartitions, create_partitions, CreatePartitionsRequest),
+    api!(DeleteGroups, delete_groups, DeleteGroupsRequest),
+    api!(OffsetDelete, offset_delete, OffsetDeleteRequest),
+    api!(DescribeCluster, describe_cluster, DescribeClusterRequest),
 ];
+
+/// The registry entry of `key`, if this broker serves it.
+pub fn entry(key: ApiKey) -> Option<&'static ApiEntry> {
+    APIS.iter().find(|entry| entry.key == key)
+}
 
 /// Routes a request to its handler; unknown APIs and versions close the connection with a log line,
 /// except ApiVersions, which answers an unknown version in the v0 format (clients then pick a version).
 pub fn dispatch(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
-    let Some(entry) = APIS.iter().find(|entry| entry.key == header.api_key) else {
+    let Some(entry) = entry(header.api_key) else {
         tracing::warn!(api = ?header.api_key, version = header.api_version, client = ?header.client_id, "unsupported API; closing the connection");
         return close();
     };
@@ -110,10 +125,11 @@ pub fn close() -> DispatchFuture {
     Box::pin(std::future::ready(Err(CloseConnection)))
 }
 
-/// Decodes a request body; a malformed one is logged and closes the connection (as Kafka does).
+/// Decodes a request body under the decode guard (`net::decode_guard`: an element count the frame cannot
+/// hold is refused instead of reserving memory); a malformed one is logged and closes the connection (as
+/// Kafka does).
 pub fn decode<R: Decodable>(header: &DecodedHeader) -> Result<R, CloseConnection> {
-    let mut body = header.body.clone();
-    R::decode(&mut body, header.api_version).map_err(|error| {
+    net::decode_request::<R>(&header.body, header.api_version).map_err(|error| {
         tracing::warn!(api = ?header.api_key, version = header.api_version, client = ?header.client_id, %error, "malformed request; closing the connection");
         CloseConnection
     })
