@@ -244,6 +244,9 @@ async fn fetch(
         outcomes = read_all(&state, &wanted, max_bytes, read_committed).await;
     }
 
+    // Each shard kept to `max_bytes` on its own; the request's budget spans them all.
+    apply_request_budget(&mut outcomes, max_bytes);
+
     let mut by_topic: Vec<Vec<PartitionData>> = topics.iter().map(|_| Vec::new()).collect();
     let mut sent = Vec::with_capacity(wanted.len());
     for (position, (wanted, outcome)) in wanted.iter().zip(outcomes).enumerate() {
@@ -309,6 +312,85 @@ async fn fetch(
         })
         .collect();
     (response, splices)
+}
+
+/// Applies the request's `max_bytes` to the whole response, in request order, as Kafka does (KIP-74): whole
+/// batches are kept while they fit; the first batch of the first partition with data is kept even when it
+/// alone exceeds the budget (so a consumer always progresses); after the first batch that does not fit, a
+/// partition keeps nothing more (its records stay contiguous from the fetch offset).
+fn apply_request_budget(outcomes: &mut [Option<FetchOutcome>], max_bytes: usize) {
+    let mut remaining = max_bytes;
+    let mut first = true;
+    for outcome in outcomes.iter_mut().flatten() {
+        let batches = batch_sizes(&outcome.records);
+        let mut keep_bytes = 0usize;
+        for size in batches {
+            if size <= remaining || first {
+                remaining = remaining.saturating_sub(size);
+                keep_bytes += size;
+                first = false;
+            } else {
+                remaining = 0;
+                break;
+            }
+        }
+        truncate_parts(&mut outcome.records, keep_bytes);
+    }
+}
+
+/// Sizes of the whole batches laid end to end in `parts` (a batch may span parts: a stored batch is an
+/// owned header and a body slice). A trailing fragment too short to hold a batch's length is not counted.
+fn batch_sizes(parts: &[Bytes]) -> Vec<usize> {
+    let total: usize = parts.iter().map(Bytes::len).sum();
+    let mut sizes = Vec::new();
+    let mut position = 0usize;
+    while position + storage::batch::LOG_OVERHEAD <= total {
+        let mut prefix = [0u8; storage::batch::LOG_OVERHEAD];
+        copy_at(parts, position, &mut prefix);
+        let length = i32::from_be_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+        let size = storage::batch::LOG_OVERHEAD + length.max(0) as usize;
+        if position + size > total || length <= 0 {
+            break;
+        }
+        sizes.push(size);
+        position += size;
+    }
+    sizes
+}
+
+/// Copies `out.len()` bytes starting at `position` of the concatenation of `parts`.
+fn copy_at(parts: &[Bytes], mut position: usize, out: &mut [u8]) {
+    let mut filled = 0;
+    for part in parts {
+        if filled == out.len() {
+            break;
+        }
+        if position >= part.len() {
+            position -= part.len();
+            continue;
+        }
+        let take = (part.len() - position).min(out.len() - filled);
+        out[filled..filled + take].copy_from_slice(&part[position..position + take]);
+        filled += take;
+        position = 0;
+    }
+}
+
+/// Keeps the first `keep` bytes of the concatenation of `parts` (slicing, not copying).
+fn truncate_parts(parts: &mut Vec<Bytes>, keep: usize) {
+    let mut left = keep;
+    let mut kept = 0;
+    for part in parts.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        if part.len() > left {
+            part.truncate(left);
+        }
+        left -= part.len();
+        kept += 1;
+    }
+    parts.truncate(kept);
 }
 
 /// Reads every wanted partition on its shard; `None` for partitions that do not exist.
@@ -424,4 +506,69 @@ async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], seen: &[i64], m
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+
+    /// A fake batch of `size` bytes: base offset, length, filler.
+    fn batch(size: usize) -> Bytes {
+        let mut buffer = BytesMut::new();
+        buffer.put_i64(0);
+        buffer.put_i32((size - 12) as i32);
+        buffer.put_bytes(7, size - 12);
+        buffer.freeze()
+    }
+
+    fn outcome(parts: Vec<Bytes>) -> Option<FetchOutcome> {
+        let mut outcome = FetchOutcome::failed(ResponseError::UnknownServerError);
+        outcome.error = None;
+        outcome.records = parts;
+        Some(outcome)
+    }
+
+    fn kept(outcomes: &[Option<FetchOutcome>]) -> Vec<usize> {
+        outcomes
+            .iter()
+            .map(|outcome| outcome.as_ref().map_or(0, FetchOutcome::records_bytes))
+            .collect()
+    }
+
+    #[test]
+    fn the_budget_spans_partitions_of_every_shard() {
+        // Three partitions (as if read by three shards, each within max_bytes on its own).
+        let mut outcomes = vec![
+            outcome(vec![batch(400), batch(400)]),
+            None,
+            outcome(vec![batch(300), batch(300)]),
+            outcome(vec![batch(100)]),
+        ];
+        apply_request_budget(&mut outcomes, 1000);
+        assert_eq!(kept(&outcomes), vec![800, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_first_batch_may_exceed_the_budget_alone() {
+        let mut outcomes = vec![outcome(vec![]), outcome(vec![batch(5000), batch(20)])];
+        apply_request_budget(&mut outcomes, 1000);
+        assert_eq!(kept(&outcomes), vec![0, 5000]);
+    }
+
+    #[test]
+    fn batches_split_into_header_and_body_parts_are_cut_whole() {
+        let first = batch(200);
+        let second = batch(200);
+        let parts = vec![
+            first.slice(..61),
+            first.slice(61..),
+            second.slice(..61),
+            second.slice(61..),
+        ];
+        let mut outcomes = vec![outcome(parts)];
+        apply_request_budget(&mut outcomes, 300);
+        assert_eq!(kept(&outcomes), vec![200]);
+        assert_eq!(outcomes[0].as_ref().unwrap().records.len(), 2);
+    }
 }
