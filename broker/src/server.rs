@@ -69,6 +69,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
             tracing::error!(address = %start.config.listen, %error, "cannot listen");
             start.shutdown.store(true, Ordering::SeqCst);
             partitions::close_all(&state).await;
+            state.mesh.shut_down();
             return;
         }
     };
@@ -84,6 +85,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
     partitions::close_all(&state).await;
+    state.mesh.shut_down();
     tracing::info!(shard = id.0, "shard stopped");
 }
 

@@ -137,11 +137,19 @@ impl<M: Send + 'static> Mesh<M> {
             .map_err(|error| SendError::Closed(error.into_inner()))
     }
 
-    /// Closes this shard's outgoing channels: peers' receivers end once they are drained.
-    pub fn close(&self) {
+    /// Stops this shard's part of the mesh when it shuts down: its incoming channels are closed (peers'
+    /// sends fail with [`SendError::Closed`]) and what they still hold is dropped (so peers waiting for a
+    /// reply see [`Canceled`] instead of waiting forever); its outgoing channels are closed too (peers'
+    /// receivers end once drained).
+    pub fn shut_down(&self) {
         let shards = self.shared.shards;
-        for to in (0..shards).filter(|&to| to != self.me.0) {
-            self.shared.channels[self.me.0 * shards + to].0.close();
+        for peer in (0..shards).filter(|&peer| peer != self.me.0) {
+            let (incoming_sender, incoming) = &self.shared.channels[peer * shards + self.me.0];
+            incoming_sender.close();
+            while let Ok(message) = incoming.try_recv() {
+                drop(message);
+            }
+            self.shared.channels[self.me.0 * shards + peer].0.close();
         }
     }
 }

@@ -194,3 +194,62 @@ fn many_starts_with_cpu_hogs() {
     }
     println!("{starts} starts in {:?}", started.elapsed());
 }
+
+#[test]
+fn a_shard_that_shuts_down_cancels_what_it_did_not_answer() {
+    shard::raise_memlock_limit().expect("memlock");
+    let mesh = MeshBuilder::<Message>::with_depth(2, 4).expect("mesh");
+    let outcome = Arc::new(AtomicU64::new(0));
+    let body = {
+        let outcome = outcome.clone();
+        move |id: ShardId| {
+            let (mesh, outcome) = (mesh.clone(), outcome.clone());
+            async move {
+                let (mesh, _receivers) = mesh.join(id);
+                if id.0 == 1 {
+                    // Never reads its messages; shuts down after a moment.
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                    mesh.shut_down();
+                    return;
+                }
+                let (reply, answer) = reply_channel::<u64>();
+                let ping = Message::Ping {
+                    from: 0,
+                    sequence: 0,
+                    reply,
+                };
+                assert!(mesh.send(ShardId(1), ping).await.is_ok());
+                assert!(answer.await.is_err(), "dropped unanswered");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                let note = Message::Note {
+                    from: 0,
+                    sequence: 1,
+                };
+                assert!(matches!(
+                    mesh.send(ShardId(1), note).await,
+                    Err(shard::SendError::Closed(_))
+                ));
+                assert!(matches!(
+                    mesh.send(
+                        ShardId(7),
+                        Message::Note {
+                            from: 0,
+                            sequence: 2
+                        }
+                    )
+                    .await,
+                    Err(shard::SendError::NoSuchShard(..))
+                ));
+                outcome.store(1, Ordering::SeqCst);
+            }
+        }
+    };
+    let running = shard::start_shards(2, body).expect("start");
+    let started = Instant::now();
+    while running.finished() < running.count() {
+        assert!(started.elapsed() < Duration::from_secs(20), "hung");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running.join().expect("no panic");
+    assert_eq!(outcome.load(Ordering::SeqCst), 1);
+}
