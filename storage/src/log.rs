@@ -735,6 +735,8 @@ impl<F: FileSystem> Log<F> {
                 batch::set_leader_epoch(&mut header, leader_epoch.0);
                 if log_append {
                     batch::set_log_append_time(&mut header, &body, now_ms);
+                } else if BatchHeader::parse(&header).max_timestamp != h.max_timestamp {
+                    batch::set_max_timestamp(&mut header, &body, h.max_timestamp);
                 }
                 let nh = BatchHeader::parse(&header);
                 debug_assert_eq!(nh.total_size(), size);
