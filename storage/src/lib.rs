@@ -32,4 +32,6 @@ pub use log::{delete_log_dir, AppendInfo, Log, LogConfig, TimestampType};
 pub use producer_state::{ProducerEntry, ProducerStateManager};
 
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;

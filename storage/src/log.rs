@@ -308,6 +308,81 @@ async fn recover_segment<Fl: StorageFile>(
     Ok(r)
 }
 
+/// The tail of a cleanly closed active segment, as [`scan_clean_tail`] found it.
+struct CleanTail {
+    last_offset: i64,
+    max_ts: i64,
+    offset_of_max_ts: i64,
+    bytes_since_index: u64,
+}
+
+/// Checks the batches after the active segment's last offset index entry (all of them when the
+/// index is empty): complete, CRC-valid, and each based at the previous one's last offset + 1 (the
+/// first at the offset the index entry names, or at the segment's base). Returns `None` when
+/// anything is wrong, so that the caller recovers the whole segment.
+async fn scan_clean_tail<Fl: StorageFile>(
+    file: &Fl,
+    seg: &Segment<Fl>,
+    log_size: u64,
+) -> io::Result<Option<CleanTail>> {
+    let last_entry = seg.index.as_ref().and_then(|index| index.last()).copied();
+    let start = last_entry.map_or(0, |entry| entry.position as u64);
+    let mut last = last_entry.map_or(seg.base - 1, |entry| {
+        seg.base + entry.relative_offset as i64 - 1
+    });
+    let (mut max_ts, mut offset_of_max_ts) = (seg.max_ts, seg.offset_of_max_ts);
+    let mut continuous = true;
+    let end = scan(file, start, log_size, 1 << 20, true, |_, h, _| {
+        if h.base_offset != last + 1 || h.last_offset() - seg.base > u32::MAX as i64 {
+            continuous = false;
+            return false;
+        }
+        last = h.last_offset();
+        if h.max_timestamp > max_ts {
+            max_ts = h.max_timestamp;
+            offset_of_max_ts = h.last_offset();
+        }
+        true
+    })
+    .await?;
+    Ok((continuous && end == log_size).then_some(CleanTail {
+        last_offset: last,
+        max_ts,
+        offset_of_max_ts,
+        bytes_since_index: end - start,
+    }))
+}
+
+/// Logs (WARN) what a recovery is about to cut from a segment: where, how many bytes, the last
+/// offset kept, and the offsets the first cut batch claims when its header is readable.
+async fn warn_truncation<Fl: StorageFile>(
+    file: &Fl,
+    path: &Path,
+    recovered: &Recovered,
+    log_size: u64,
+) {
+    let cut_header = match file.read_at(recovered.valid_end, batch::HEADER_SIZE).await {
+        Ok(bytes) if bytes.len() == batch::HEADER_SIZE && bytes.iter().any(|b| *b != 0) => {
+            let header = BatchHeader::parse(&bytes);
+            format!(
+                "{}..={} (as its header claims)",
+                header.base_offset,
+                header.last_offset()
+            )
+        }
+        Ok(_) => "none readable (zero padding or a partial header)".to_string(),
+        Err(error) => format!("unreadable: {error}"),
+    };
+    tracing::warn!(
+        segment = %path.display(),
+        position = recovered.valid_end,
+        bytes_cut = log_size - recovered.valid_end,
+        last_offset_kept = recovered.last_offset,
+        first_cut_batch_offsets = %cut_header,
+        "truncating a damaged segment tail: every offset after last_offset_kept is cut"
+    );
+}
+
 async fn write_whole<Fl: StorageFile>(file: Rc<Fl>, data: &[u8]) -> io::Result<Rc<Appender<Fl>>> {
     file.truncate(0).await?;
     let app = Appender::open(file, 0).await?;
@@ -324,8 +399,10 @@ impl<F: FileSystem> Log<F> {
     /// Opens or creates the log in `dir`. With `clean_shutdown == false` the active segment (and
     /// any segment whose indexes are missing or inconsistent) is scanned: every batch's length,
     /// magic and CRC are checked, the torn tail (or zero padding) is truncated and the indexes are
-    /// rebuilt. Producer state comes from the newest usable snapshot plus a replay of the batches
-    /// after it.
+    /// rebuilt. After a clean shutdown only the active segment's tail (after its last index entry)
+    /// is checked (CRCs and offset continuity); damage there sends it through the same recovery.
+    /// Every truncation is logged at WARN (segment, position, bytes and offsets cut). Producer state
+    /// comes from the newest usable snapshot plus a replay of the batches after it.
     pub async fn open(
         fs: F,
         dir: PathBuf,
@@ -417,16 +494,25 @@ impl<F: FileSystem> Log<F> {
                     _ => consistent = false,
                 }
             }
-            if !consistent || (is_active && !clean_shutdown) {
+            // After a clean stop the active segment's tail (from its last index entry) is still
+            // checked: CRCs, and offset continuity (the base offset is not covered by the CRC). Any
+            // damage there sends the segment through the full recovery below.
+            let clean_tail = if consistent && is_active && clean_shutdown {
+                let tail = scan_clean_tail(&*file, &seg, log_size).await?;
+                if tail.is_none() {
+                    tracing::warn!(
+                        segment = %lp.display(),
+                        "damaged tail after a clean shutdown; recovering the segment"
+                    );
+                }
+                tail
+            } else {
+                None
+            };
+            if !consistent || (is_active && clean_tail.is_none()) {
                 let r = recover_segment(&*file, base, log_size, interval).await?;
                 if r.valid_end < log_size {
-                    tracing::warn!(
-                        dir = %dir.display(),
-                        base,
-                        valid = r.valid_end,
-                        size = log_size,
-                        "truncating torn segment tail"
-                    );
+                    warn_truncation(&*file, &lp, &r, log_size).await;
                     file.truncate(r.valid_end).await?;
                     file.sync_data().await?;
                 }
@@ -445,43 +531,22 @@ impl<F: FileSystem> Log<F> {
                 }
             }
             if is_active {
-                let (bytes_since, first_ts, ia, ta) = match rec {
-                    Some((r, ia, ta)) => (r.bytes_since_index, r.first_ts, ia, ta),
-                    None => {
-                        // Clean: scan the tail after the last index entry for the end offset.
-                        let start = seg.index.as_ref().unwrap().last().map_or(0, |e| e.position);
-                        let mut last = seg
-                            .index
-                            .as_ref()
-                            .unwrap()
-                            .last()
-                            .map_or(base - 1, |e| base + e.relative_offset as i64 - 1);
-                        let (mut mts, mut omts) = (seg.max_ts, seg.offset_of_max_ts);
-                        let end = scan(&*file, start as u64, log_size, 1 << 20, true, |_, h, _| {
-                            if h.base_offset <= last {
-                                return false;
-                            }
-                            last = h.last_offset();
-                            if h.max_timestamp > mts {
-                                mts = h.max_timestamp;
-                                omts = h.last_offset();
-                            }
-                            true
-                        })
-                        .await?;
-                        if end < log_size {
-                            file.truncate(end).await?;
-                        }
-                        seg.size = end;
-                        seg.last_offset = last;
-                        seg.max_ts = mts;
-                        seg.offset_of_max_ts = omts;
+                let (bytes_since, first_ts, ia, ta) = match (rec, clean_tail) {
+                    (Some((r, ia, ta)), _) => (r.bytes_since_index, r.first_ts, ia, ta),
+                    (None, Some(tail)) => {
+                        seg.size = log_size;
+                        seg.last_offset = tail.last_offset;
+                        seg.max_ts = tail.max_ts;
+                        seg.offset_of_max_ts = tail.offset_of_max_ts;
                         let first = file.read_at(0, batch::HEADER_SIZE).await?;
                         let first_ts = (first.len() == batch::HEADER_SIZE)
                             .then(|| BatchHeader::parse(&first).max_timestamp);
                         let ia = Rc::new(Appender::open(idx_file.clone(), idx_size).await?);
                         let ta = Rc::new(Appender::open(tidx_file.clone(), tidx_size).await?);
-                        (end - start as u64, first_ts, ia, ta)
+                        (tail.bytes_since_index, first_ts, ia, ta)
+                    }
+                    (None, None) => {
+                        unreachable!("an active segment is recovered or has a clean tail")
                     }
                 };
                 let la = Rc::new(Appender::open(file.clone(), seg.size).await?);
