@@ -35,3 +35,5 @@ pub use producer_state::{ProducerEntry, ProducerStateManager};
 mod recovery_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_failure_tests;

@@ -17,8 +17,10 @@
 //! `append` validates and assigns offsets synchronously (so offsets follow call order), queues the
 //! batches and then takes the writer lock: whoever holds it writes every queued batch in one
 //! gather write (group commit), rolling segments as needed. `durable_end_offset` advances once the
-//! write completed. An I/O error marks the log failed.
+//! write completed. A failed write is undone and refused (see `write_failure`); an I/O error the
+//! log cannot undo marks it failed (offline for appends; reads of what is on disk go on).
 
+use self::write_failure::{undone_error, OutcomeCell, WriteFailure, WriteOutcome};
 use crate::appender::Appender;
 use crate::batch::{self, BatchCheck, BatchHeader, LOG_OVERHEAD};
 use crate::cache::BatchCache;
@@ -134,7 +136,12 @@ struct Pending {
     last: i64,
     now_ms: i64,
     records: u64,
+    /// Tells the append whether its batches were written or undone.
+    outcome: OutcomeCell,
 }
+
+#[path = "log_write_failure.rs"]
+mod write_failure;
 
 struct Inner<Fl: StorageFile> {
     segments: BTreeMap<i64, Segment<Fl>>,
@@ -149,6 +156,8 @@ struct Inner<Fl: StorageFile> {
     last_sync_ms: Option<i64>,
     dirty: bool,
     failed: bool,
+    /// A failed write is being undone: appends are refused until it is.
+    undoing: bool,
     closed: bool,
 }
 
@@ -582,6 +591,7 @@ impl<F: FileSystem> Log<F> {
                 last_sync_ms: None,
                 dirty: false,
                 failed: false,
+                undoing: false,
                 closed: false,
             }),
             writer: async_lock::Mutex::new(()),
@@ -727,6 +737,15 @@ impl<F: FileSystem> Log<F> {
             .map(|(b, _)| *b)
     }
 
+    /// Reads only need the log open: a failed log still serves what is on disk (up to the durable
+    /// end, which a failed write never moves).
+    fn check_open(i: &Inner<F::File>) -> Result<(), StorageError> {
+        if i.closed {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
     fn check_usable(i: &Inner<F::File>) -> Result<(), StorageError> {
         if i.failed {
             return Err(StorageError::failed());
@@ -745,9 +764,13 @@ impl<F: FileSystem> Log<F> {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        let outcome: OutcomeCell = Rc::new(std::cell::Cell::new(WriteOutcome::Queued));
         let info = {
             let mut i = self.inner.borrow_mut();
             Self::check_usable(&i)?;
+            if i.undoing {
+                return Err(StorageError::Io(undone_error()));
+            }
             let headers = batch::validate_batches(&records, i.config.max_message_bytes)?;
             // Idempotence checks. A multi-batch request is checked against a staged copy so that
             // a failure leaves the state untouched.
@@ -825,6 +848,7 @@ impl<F: FileSystem> Log<F> {
                 last,
                 now_ms,
                 records: records_total,
+                outcome: outcome.clone(),
             });
             AppendInfo {
                 base_offset: Offset(base),
@@ -836,35 +860,59 @@ impl<F: FileSystem> Log<F> {
             }
         };
         let _g = self.writer.lock().await;
-        {
-            let i = self.inner.borrow();
-            if i.failed {
-                return Err(StorageError::failed());
-            }
-            if i.durable_end > info.last_offset.0 {
-                return Ok(info); // written by an earlier writer's group commit
-            }
+        match outcome.get() {
+            WriteOutcome::Written => return Ok(info), // an earlier writer's group commit
+            WriteOutcome::Undone => return Err(StorageError::Io(undone_error())),
+            WriteOutcome::Queued => {}
         }
-        if let Err(e) = self.write_pending().await {
-            tracing::error!(dir = %self.dir.display(), error = %e, "log write failed; log is offline");
-            self.inner.borrow_mut().failed = true;
-            return Err(e.into());
+        if self.inner.borrow().failed {
+            return Err(StorageError::failed());
         }
-        Ok(info)
+        self.write_pending()
+            .await
+            .map_err(|failure| self.write_failed(failure))?;
+        match outcome.get() {
+            WriteOutcome::Written => Ok(info),
+            _ => Err(StorageError::Io(undone_error())),
+        }
     }
 
-    /// Writes every queued batch. Caller holds the writer lock.
-    async fn write_pending(&self) -> io::Result<()> {
+    /// The error for a failed `write_pending`; marks the log failed unless the write was undone.
+    fn write_failed(&self, failure: WriteFailure) -> StorageError {
+        match failure {
+            WriteFailure::Undone(error) => error.into(),
+            WriteFailure::Offline(error) => {
+                tracing::error!(dir = %self.dir.display(), %error, "log write failed; log is offline");
+                self.inner.borrow_mut().failed = true;
+                error.into()
+            }
+        }
+    }
+
+    /// Writes every queued batch. Caller holds the writer lock. A failed write is undone when it
+    /// can be (see `write_failure`).
+    async fn write_pending(&self) -> Result<(), WriteFailure> {
         loop {
             let items: Vec<Pending> = self.inner.borrow_mut().pending.drain(..).collect();
             if items.is_empty() {
                 return Ok(());
             }
+            let mut checkpoint = self.checkpoint();
+            // A roll after some of these batches were appended finalizes them in the old segment:
+            // a later failure can then not be undone.
+            let (mut appended, mut rolled) = (false, false);
             for it in &items {
                 for (h, (header, body)) in it.headers.iter().zip(&it.parts) {
                     if self.needs_roll(h, it.now_ms) {
-                        self.roll(h.base_offset).await?;
+                        rolled |= appended;
+                        self.roll(h.base_offset)
+                            .await
+                            .map_err(WriteFailure::Offline)?;
+                        if !appended {
+                            checkpoint = self.checkpoint();
+                        }
                     }
+                    appended = true;
                     let mut i = self.inner.borrow_mut();
                     let interval = i.config.index_interval_bytes;
                     let pos = i.active.log.logical_size();
@@ -918,7 +966,13 @@ impl<F: FileSystem> Log<F> {
                 }
             }
             let app = self.inner.borrow().active.log.clone();
-            app.flush().await?;
+            if let Err(error) = app.flush().await {
+                return Err(if rolled {
+                    WriteFailure::Offline(error)
+                } else {
+                    self.undo_write(checkpoint, items, error).await
+                });
+            }
             let mut sync = false;
             {
                 let mut i = self.inner.borrow_mut();
@@ -933,12 +987,13 @@ impl<F: FileSystem> Log<F> {
                 }
             }
             for it in items {
+                it.outcome.set(WriteOutcome::Written);
                 for (header, body) in it.parts {
                     self.cache.insert(self.id, header, body);
                 }
             }
             if sync {
-                self.sync_active().await?;
+                self.sync_active().await.map_err(WriteFailure::Offline)?;
             }
         }
     }
@@ -1167,7 +1222,7 @@ impl<F: FileSystem> Log<F> {
     ) -> Result<Vec<Bytes>, StorageError> {
         let (start, end) = {
             let i = self.inner.borrow();
-            Self::check_usable(&i)?;
+            Self::check_open(&i)?;
             (i.log_start, i.next_offset)
         };
         if from.0 < start || from.0 > end {
@@ -1248,7 +1303,7 @@ impl<F: FileSystem> Log<F> {
     ) -> Result<Option<(Offset, i64)>, StorageError> {
         let cands: Vec<(i64, i64)> = {
             let i = self.inner.borrow();
-            Self::check_usable(&i)?;
+            Self::check_open(&i)?;
             i.segments
                 .values()
                 .filter(|s| s.offset_of_max_ts >= 0 && s.max_ts >= ts_ms)
@@ -1311,7 +1366,7 @@ impl<F: FileSystem> Log<F> {
     pub async fn max_timestamp(&self) -> Result<Option<(Offset, i64)>, StorageError> {
         let best = {
             let i = self.inner.borrow();
-            Self::check_usable(&i)?;
+            Self::check_open(&i)?;
             let mut best: Option<(i64, i64)> = None;
             for s in i.segments.values() {
                 if s.offset_of_max_ts >= 0 && best.is_none_or(|(t, _)| s.max_ts > t) {
@@ -1362,16 +1417,11 @@ impl<F: FileSystem> Log<F> {
     pub async fn flush(&self) -> Result<(), StorageError> {
         let _g = self.writer.lock().await;
         Self::check_usable(&self.inner.borrow())?;
-        let r = async {
-            self.write_pending().await?;
-            self.sync_active().await
-        }
-        .await;
-        if let Err(e) = r {
-            self.inner.borrow_mut().failed = true;
-            return Err(e.into());
-        }
-        Ok(())
+        let result = match self.write_pending().await {
+            Ok(()) => self.sync_active().await.map_err(WriteFailure::Offline),
+            Err(failure) => Err(failure),
+        };
+        result.map_err(|failure| self.write_failed(failure))
     }
 
     /// Writes everything, truncates padding, fsyncs, writes a producer-state snapshot and drops
@@ -1388,7 +1438,11 @@ impl<F: FileSystem> Log<F> {
             }
         }
         let r = async {
-            self.write_pending().await?;
+            self.write_pending()
+                .await
+                .map_err(|failure| match failure {
+                    WriteFailure::Undone(error) | WriteFailure::Offline(error) => error,
+                })?;
             self.finish_active().await?;
             let (off, data) = {
                 let i = self.inner.borrow();
