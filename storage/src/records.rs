@@ -43,6 +43,11 @@ const COMPRESSION_SNAPPY: i16 = 2;
 const COMPRESSION_LZ4: i16 = 3;
 const COMPRESSION_ZSTD: i16 = 4;
 
+thread_local! {
+    static ZSTD_CONTEXT: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// What the walk over a batch's records found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordsSummary {
@@ -100,10 +105,22 @@ fn decompress(codec: i16, body: &[u8]) -> Result<Vec<u8>, StorageError> {
                 .map_err(corrupt)?;
         }
         COMPRESSION_ZSTD => {
-            zstd::stream::read::Decoder::new(body)
-                .map_err(corrupt)?
-                .take(limit)
-                .read_to_end(&mut out)
+            // One decompression context per thread (a shard): creating one costs more than
+            // decompressing a small batch.
+            ZSTD_CONTEXT
+                .with(|slot| {
+                    let mut slot = slot.borrow_mut();
+                    let context = slot.get_or_insert_with(zstd::zstd_safe::DCtx::create);
+                    context
+                        .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                        .map_err(|code| {
+                            std::io::Error::other(zstd::zstd_safe::get_error_name(code))
+                        })?;
+                    let read = zstd::stream::read::Decoder::with_context(body, context)
+                        .take(limit)
+                        .read_to_end(&mut out);
+                    read
+                })
                 .map_err(corrupt)?;
         }
         COMPRESSION_LZ4 => {
