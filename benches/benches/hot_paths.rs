@@ -3,7 +3,7 @@
 //! Layout: one group per hot path --
 //! - `validate`: storage::validate_batches (header checks, CRC-32C, record walk) of a 16 KiB batch,
 //!   and the record walk alone; `validate_small_records`: 1000 records of 16 bytes;
-//!   `validate_compressed`: a zstd batch of 16 × 1000-byte records (decompressed, then walked);
+//!   `validate_compressed`: a batch of 16 × 1000-byte records per codec (decompressed, walked);
 //! - `append`: storage::Log::append of a 16 KiB batch on StdFileSystem in a tempdir;
 //! - `index`: storage::index::lookup_offset / lookup_time on a full 10 MiB-index-sized table;
 //! - `protocol`: net::decode_header + kafka-protocol ProduceRequest v9 decode/encode carrying a
@@ -15,6 +15,7 @@ use futures_lite::future::block_on;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::Compression;
 use std::rc::Rc;
 use std::time::Duration;
 use storage::batch::testing::simple_batch;
@@ -64,21 +65,26 @@ fn bench_validate(c: &mut Criterion) {
         bench.iter(|| storage::records::validate_records(&small_header, black_box(&small)).unwrap())
     });
     g.finish();
-    // Compressed batches are decompressed to be walked: 16 records of 1000 bytes, zstd.
-    let compressed = zstd_batch_16k();
+    // Compressed batches are decompressed to be walked: 16 records of 1000 bytes.
     let mut g = quick(c, "validate_compressed");
     g.throughput(Throughput::Elements(16));
-    g.bench_function("validate_batches_zstd_16x1k", |bench| {
-        bench.iter(|| storage::validate_batches(black_box(&compressed), 1 << 20).unwrap())
-    });
+    for (name, compression) in [
+        ("zstd", Compression::Zstd),
+        ("lz4", Compression::Lz4),
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+    ] {
+        let compressed = compressed_batch_16k(compression);
+        g.bench_function(format!("validate_batches_{name}_16x1k"), |bench| {
+            bench.iter(|| storage::validate_batches(black_box(&compressed), 1 << 20).unwrap())
+        });
+    }
     g.finish();
 }
 
-/// 16 records of 1000 (compressible) bytes in one zstd batch.
-fn zstd_batch_16k() -> Vec<u8> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+/// 16 records of 1000 (compressible) bytes in one compressed batch.
+fn compressed_batch_16k(compression: Compression) -> Vec<u8> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = (0..16)
         .map(|index| Record {
             transactional: false,
@@ -106,7 +112,7 @@ fn zstd_batch_16k() -> Vec<u8> {
         &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::Zstd,
+            compression,
         },
     )
     .unwrap();
