@@ -1,7 +1,9 @@
 //! Criterion micro-benchmarks of the broker's hot paths (quick: small samples, ~2 s each).
 //!
 //! Layout: one group per hot path --
-//! - `validate`: storage::validate_batches (header checks + CRC-32C) of a 16 KiB batch;
+//! - `validate`: storage::validate_batches (header checks, CRC-32C, record walk) of a 16 KiB batch,
+//!   and the record walk alone; `validate_small_records`: 1000 records of 16 bytes;
+//!   `validate_compressed`: a batch of 16 × 1000-byte records per codec (decompressed, walked);
 //! - `append`: storage::Log::append of a 16 KiB batch on StdFileSystem in a tempdir;
 //! - `index`: storage::index::lookup_offset / lookup_time on a full 10 MiB-index-sized table;
 //! - `protocol`: net::decode_header + kafka-protocol ProduceRequest v9 decode/encode carrying a
@@ -13,6 +15,7 @@ use futures_lite::future::block_on;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::Compression;
 use std::rc::Rc;
 use std::time::Duration;
 use storage::batch::testing::simple_batch;
@@ -44,7 +47,76 @@ fn bench_validate(c: &mut Criterion) {
     g.bench_function("validate_batches_16k", |bench| {
         bench.iter(|| storage::validate_batches(black_box(&b), 1 << 20).unwrap())
     });
+    // The record walk alone (part of validate_batches above): 16 records of 1000 bytes.
+    let header = storage::BatchHeader::parse(&b);
+    g.bench_function("records_walk_16x1k", |bench| {
+        bench.iter(|| storage::records::validate_records(&header, black_box(&b)).unwrap())
+    });
     g.finish();
+    // Many small records: the walk's per-record cost dominates.
+    let small = simple_batch(1000, 16, 1_700_000_000_000);
+    let small_header = storage::BatchHeader::parse(&small);
+    let mut g = quick(c, "validate_small_records");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("validate_batches_1000x16b", |bench| {
+        bench.iter(|| storage::validate_batches(black_box(&small), 1 << 20).unwrap())
+    });
+    g.bench_function("records_walk_1000x16b", |bench| {
+        bench.iter(|| storage::records::validate_records(&small_header, black_box(&small)).unwrap())
+    });
+    g.finish();
+    // Compressed batches are decompressed to be walked: 16 records of 1000 bytes.
+    let mut g = quick(c, "validate_compressed");
+    g.throughput(Throughput::Elements(16));
+    for (name, compression) in [
+        ("zstd", Compression::Zstd),
+        ("lz4", Compression::Lz4),
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+    ] {
+        let compressed = compressed_batch_16k(compression);
+        g.bench_function(format!("validate_batches_{name}_16x1k"), |bench| {
+            bench.iter(|| storage::validate_batches(black_box(&compressed), 1 << 20).unwrap())
+        });
+    }
+    g.finish();
+}
+
+/// 16 records of 1000 (compressible) bytes in one compressed batch.
+fn compressed_batch_16k(compression: Compression) -> Vec<u8> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..16)
+        .map(|index| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index,
+            sequence: index as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(
+                (0..1000u32)
+                    .map(|i| (i % 251) as u8 ^ index as u8)
+                    .collect::<Vec<u8>>(),
+            )),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buffer.to_vec()
 }
 
 fn bench_append(c: &mut Criterion) {

@@ -90,6 +90,30 @@ impl<Fl: StorageFile> Appender<Fl> {
         s.pending.push(data);
     }
 
+    /// Drops what was appended after the logical size `size` and not written yet (a write that
+    /// failed is abandoned: its batches are not acknowledged). `size` must lie between the written
+    /// size and the logical size, on a boundary between appended buffers.
+    pub fn discard_after(&self, size: u64) {
+        let mut s = self.state.borrow_mut();
+        assert!(
+            s.written <= size && size <= s.logical,
+            "discard to {size} outside [{}, {}]",
+            s.written,
+            s.logical
+        );
+        while s.logical > size {
+            let last = s
+                .pending
+                .pop()
+                .expect("appended buffers past the written size");
+            s.logical -= last.len() as u64;
+        }
+        assert_eq!(
+            s.logical, size,
+            "discard to {size} splits an appended buffer"
+        );
+    }
+
     /// Writes everything appended so far: the partial page and the queued buffers in one gather write.
     pub async fn flush(&self) -> io::Result<()> {
         let (start, tail, pending, logical) = {

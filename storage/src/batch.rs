@@ -196,11 +196,14 @@ pub fn check_batch_at(b: &[u8], check_crc: bool) -> BatchCheck {
     BatchCheck::Valid(h)
 }
 
-/// Validates a produce request's record set (one or more batches) and returns their headers.
+/// Validates a produce request's record set (one or more batches) and returns their headers, the
+/// records included (see `records`). A returned CreateTime header carries the largest record
+/// timestamp as its `max_timestamp`, which may differ from the one in the batch's bytes.
 ///
 /// Errors: `UnsupportedMagic` (magic != 2), `CorruptMessage` (bad length, truncated, CRC),
 /// `MessageTooLarge` (a batch larger than `max_message_bytes`), `InvalidRecord` (record count does
-/// not match lastOffsetDelta+1, empty batch, control batch from a client, or empty record set).
+/// not match lastOffsetDelta+1 or the records present, a record that does not parse, empty batch,
+/// control batch from a client, or empty record set).
 pub fn validate_batches(
     records: &[u8],
     max_message_bytes: u32,
@@ -240,6 +243,12 @@ pub fn validate_batches(
                         "clients may not produce control batches".into(),
                     ));
                 }
+                let summary = crate::records::validate_records(&h, &rest[..h.total_size()])?;
+                let mut h = h;
+                if !h.is_log_append_time() {
+                    // The log rewrites a wrong maxTimestamp (see `set_max_timestamp`).
+                    h.max_timestamp = summary.max_timestamp;
+                }
                 pos += h.total_size();
                 out.push(h);
             }
@@ -264,7 +273,15 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Marks the batch as LogAppendTime with maxTimestamp = `now_ms` and recomputes the CRC.
+/// Writes a CreateTime batch's maxTimestamp (a producer's was wrong: Kafka corrects it too) and
+/// recomputes the CRC; header and body as in [`set_log_append_time`].
+pub fn set_max_timestamp(header: &mut [u8], body: &[u8], max_timestamp: i64) {
+    assert_eq!(header.len(), HEADER_SIZE);
+    header[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[OFF_ATTRIBUTES..]), body);
+    header[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Marks a batch LogAppendTime with `now_ms` as its max timestamp and recomputes its CRC. The batch is
 /// given as its header (the first [`HEADER_SIZE`] bytes, changed here) and its body (the records, read
 /// only): the log keeps the two apart so that only the header is copied out of the request.

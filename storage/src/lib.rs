@@ -6,6 +6,7 @@
 //! * [`types`] — newtypes: `Offset`, `ProducerId`, `ProducerEpoch`, `LeaderEpoch`, `Sequence`.
 //! * [`batch`] — the record batch v2 format: `BatchHeader`, `validate_batches`, in-place rewrites
 //!   (base offset, leader epoch, LogAppendTime + CRC), and `batch::testing` builders.
+//! * [`records`] — record-level validation of produced batches (walk, decompression, counts).
 //! * [`appender`] — alignment-aware append writer (O_DIRECT: partial last page kept in memory).
 //! * [`index`] — `.index` / `.timeindex` formats and lookups.
 //! * [`producer_state`] — idempotent producer state and its `.snapshot` format.
@@ -21,6 +22,7 @@ pub mod index;
 pub mod io;
 pub mod log;
 pub mod producer_state;
+pub mod records;
 pub mod types;
 
 pub use batch::{validate_batches, BatchHeader};
@@ -30,4 +32,8 @@ pub use log::{delete_log_dir, AppendInfo, Log, LogConfig, TimestampType};
 pub use producer_state::{ProducerEntry, ProducerStateManager};
 
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_failure_tests;

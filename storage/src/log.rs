@@ -17,8 +17,10 @@
 //! `append` validates and assigns offsets synchronously (so offsets follow call order), queues the
 //! batches and then takes the writer lock: whoever holds it writes every queued batch in one
 //! gather write (group commit), rolling segments as needed. `durable_end_offset` advances once the
-//! write completed. An I/O error marks the log failed.
+//! write completed. A failed write is undone and refused (see `write_failure`); an I/O error the
+//! log cannot undo marks it failed (offline for appends; reads of what is on disk go on).
 
+use self::write_failure::{undone_error, OutcomeCell, WriteFailure, WriteOutcome};
 use crate::appender::Appender;
 use crate::batch::{self, BatchCheck, BatchHeader, LOG_OVERHEAD};
 use crate::cache::BatchCache;
@@ -134,7 +136,12 @@ struct Pending {
     last: i64,
     now_ms: i64,
     records: u64,
+    /// Tells the append whether its batches were written or undone.
+    outcome: OutcomeCell,
 }
+
+#[path = "log_write_failure.rs"]
+mod write_failure;
 
 struct Inner<Fl: StorageFile> {
     segments: BTreeMap<i64, Segment<Fl>>,
@@ -149,6 +156,8 @@ struct Inner<Fl: StorageFile> {
     last_sync_ms: Option<i64>,
     dirty: bool,
     failed: bool,
+    /// A failed write is being undone: appends are refused until it is.
+    undoing: bool,
     closed: bool,
 }
 
@@ -308,6 +317,81 @@ async fn recover_segment<Fl: StorageFile>(
     Ok(r)
 }
 
+/// The tail of a cleanly closed active segment, as [`scan_clean_tail`] found it.
+struct CleanTail {
+    last_offset: i64,
+    max_ts: i64,
+    offset_of_max_ts: i64,
+    bytes_since_index: u64,
+}
+
+/// Checks the batches after the active segment's last offset index entry (all of them when the
+/// index is empty): complete, CRC-valid, and each based at the previous one's last offset + 1 (the
+/// first at the offset the index entry names, or at the segment's base). Returns `None` when
+/// anything is wrong, so that the caller recovers the whole segment.
+async fn scan_clean_tail<Fl: StorageFile>(
+    file: &Fl,
+    seg: &Segment<Fl>,
+    log_size: u64,
+) -> io::Result<Option<CleanTail>> {
+    let last_entry = seg.index.as_ref().and_then(|index| index.last()).copied();
+    let start = last_entry.map_or(0, |entry| entry.position as u64);
+    let mut last = last_entry.map_or(seg.base - 1, |entry| {
+        seg.base + entry.relative_offset as i64 - 1
+    });
+    let (mut max_ts, mut offset_of_max_ts) = (seg.max_ts, seg.offset_of_max_ts);
+    let mut continuous = true;
+    let end = scan(file, start, log_size, 1 << 20, true, |_, h, _| {
+        if h.base_offset != last + 1 || h.last_offset() - seg.base > u32::MAX as i64 {
+            continuous = false;
+            return false;
+        }
+        last = h.last_offset();
+        if h.max_timestamp > max_ts {
+            max_ts = h.max_timestamp;
+            offset_of_max_ts = h.last_offset();
+        }
+        true
+    })
+    .await?;
+    Ok((continuous && end == log_size).then_some(CleanTail {
+        last_offset: last,
+        max_ts,
+        offset_of_max_ts,
+        bytes_since_index: end - start,
+    }))
+}
+
+/// Logs (WARN) what a recovery is about to cut from a segment: where, how many bytes, the last
+/// offset kept, and the offsets the first cut batch claims when its header is readable.
+async fn warn_truncation<Fl: StorageFile>(
+    file: &Fl,
+    path: &Path,
+    recovered: &Recovered,
+    log_size: u64,
+) {
+    let cut_header = match file.read_at(recovered.valid_end, batch::HEADER_SIZE).await {
+        Ok(bytes) if bytes.len() == batch::HEADER_SIZE && bytes.iter().any(|b| *b != 0) => {
+            let header = BatchHeader::parse(&bytes);
+            format!(
+                "{}..={} (as its header claims)",
+                header.base_offset,
+                header.last_offset()
+            )
+        }
+        Ok(_) => "none readable (zero padding or a partial header)".to_string(),
+        Err(error) => format!("unreadable: {error}"),
+    };
+    tracing::warn!(
+        segment = %path.display(),
+        position = recovered.valid_end,
+        bytes_cut = log_size - recovered.valid_end,
+        last_offset_kept = recovered.last_offset,
+        first_cut_batch_offsets = %cut_header,
+        "truncating a damaged segment tail: every offset after last_offset_kept is cut"
+    );
+}
+
 async fn write_whole<Fl: StorageFile>(file: Rc<Fl>, data: &[u8]) -> io::Result<Rc<Appender<Fl>>> {
     file.truncate(0).await?;
     let app = Appender::open(file, 0).await?;
@@ -324,8 +408,10 @@ impl<F: FileSystem> Log<F> {
     /// Opens or creates the log in `dir`. With `clean_shutdown == false` the active segment (and
     /// any segment whose indexes are missing or inconsistent) is scanned: every batch's length,
     /// magic and CRC are checked, the torn tail (or zero padding) is truncated and the indexes are
-    /// rebuilt. Producer state comes from the newest usable snapshot plus a replay of the batches
-    /// after it.
+    /// rebuilt. After a clean shutdown only the active segment's tail (after its last index entry)
+    /// is checked (CRCs and offset continuity); damage there sends it through the same recovery.
+    /// Every truncation is logged at WARN (segment, position, bytes and offsets cut). Producer state
+    /// comes from the newest usable snapshot plus a replay of the batches after it.
     pub async fn open(
         fs: F,
         dir: PathBuf,
@@ -417,16 +503,25 @@ impl<F: FileSystem> Log<F> {
                     _ => consistent = false,
                 }
             }
-            if !consistent || (is_active && !clean_shutdown) {
+            // After a clean stop the active segment's tail (from its last index entry) is still
+            // checked: CRCs, and offset continuity (the base offset is not covered by the CRC). Any
+            // damage there sends the segment through the full recovery below.
+            let clean_tail = if consistent && is_active && clean_shutdown {
+                let tail = scan_clean_tail(&*file, &seg, log_size).await?;
+                if tail.is_none() {
+                    tracing::warn!(
+                        segment = %lp.display(),
+                        "damaged tail after a clean shutdown; recovering the segment"
+                    );
+                }
+                tail
+            } else {
+                None
+            };
+            if !consistent || (is_active && clean_tail.is_none()) {
                 let r = recover_segment(&*file, base, log_size, interval).await?;
                 if r.valid_end < log_size {
-                    tracing::warn!(
-                        dir = %dir.display(),
-                        base,
-                        valid = r.valid_end,
-                        size = log_size,
-                        "truncating torn segment tail"
-                    );
+                    warn_truncation(&*file, &lp, &r, log_size).await;
                     file.truncate(r.valid_end).await?;
                     file.sync_data().await?;
                 }
@@ -445,43 +540,22 @@ impl<F: FileSystem> Log<F> {
                 }
             }
             if is_active {
-                let (bytes_since, first_ts, ia, ta) = match rec {
-                    Some((r, ia, ta)) => (r.bytes_since_index, r.first_ts, ia, ta),
-                    None => {
-                        // Clean: scan the tail after the last index entry for the end offset.
-                        let start = seg.index.as_ref().unwrap().last().map_or(0, |e| e.position);
-                        let mut last = seg
-                            .index
-                            .as_ref()
-                            .unwrap()
-                            .last()
-                            .map_or(base - 1, |e| base + e.relative_offset as i64 - 1);
-                        let (mut mts, mut omts) = (seg.max_ts, seg.offset_of_max_ts);
-                        let end = scan(&*file, start as u64, log_size, 1 << 20, true, |_, h, _| {
-                            if h.base_offset <= last {
-                                return false;
-                            }
-                            last = h.last_offset();
-                            if h.max_timestamp > mts {
-                                mts = h.max_timestamp;
-                                omts = h.last_offset();
-                            }
-                            true
-                        })
-                        .await?;
-                        if end < log_size {
-                            file.truncate(end).await?;
-                        }
-                        seg.size = end;
-                        seg.last_offset = last;
-                        seg.max_ts = mts;
-                        seg.offset_of_max_ts = omts;
+                let (bytes_since, first_ts, ia, ta) = match (rec, clean_tail) {
+                    (Some((r, ia, ta)), _) => (r.bytes_since_index, r.first_ts, ia, ta),
+                    (None, Some(tail)) => {
+                        seg.size = log_size;
+                        seg.last_offset = tail.last_offset;
+                        seg.max_ts = tail.max_ts;
+                        seg.offset_of_max_ts = tail.offset_of_max_ts;
                         let first = file.read_at(0, batch::HEADER_SIZE).await?;
                         let first_ts = (first.len() == batch::HEADER_SIZE)
                             .then(|| BatchHeader::parse(&first).max_timestamp);
                         let ia = Rc::new(Appender::open(idx_file.clone(), idx_size).await?);
                         let ta = Rc::new(Appender::open(tidx_file.clone(), tidx_size).await?);
-                        (end - start as u64, first_ts, ia, ta)
+                        (tail.bytes_since_index, first_ts, ia, ta)
+                    }
+                    (None, None) => {
+                        unreachable!("an active segment is recovered or has a clean tail")
                     }
                 };
                 let la = Rc::new(Appender::open(file.clone(), seg.size).await?);
@@ -517,6 +591,7 @@ impl<F: FileSystem> Log<F> {
                 last_sync_ms: None,
                 dirty: false,
                 failed: false,
+                undoing: false,
                 closed: false,
             }),
             writer: async_lock::Mutex::new(()),
@@ -662,6 +737,15 @@ impl<F: FileSystem> Log<F> {
             .map(|(b, _)| *b)
     }
 
+    /// Reads only need the log open: a failed log still serves what is on disk (up to the durable
+    /// end, which a failed write never moves).
+    fn check_open(i: &Inner<F::File>) -> Result<(), StorageError> {
+        if i.closed {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
     fn check_usable(i: &Inner<F::File>) -> Result<(), StorageError> {
         if i.failed {
             return Err(StorageError::failed());
@@ -680,9 +764,13 @@ impl<F: FileSystem> Log<F> {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        let outcome: OutcomeCell = Rc::new(std::cell::Cell::new(WriteOutcome::Queued));
         let info = {
             let mut i = self.inner.borrow_mut();
             Self::check_usable(&i)?;
+            if i.undoing {
+                return Err(StorageError::Io(undone_error()));
+            }
             let headers = batch::validate_batches(&records, i.config.max_message_bytes)?;
             // Idempotence checks. A multi-batch request is checked against a staged copy so that
             // a failure leaves the state untouched.
@@ -735,6 +823,8 @@ impl<F: FileSystem> Log<F> {
                 batch::set_leader_epoch(&mut header, leader_epoch.0);
                 if log_append {
                     batch::set_log_append_time(&mut header, &body, now_ms);
+                } else if BatchHeader::parse(&header).max_timestamp != h.max_timestamp {
+                    batch::set_max_timestamp(&mut header, &body, h.max_timestamp);
                 }
                 let nh = BatchHeader::parse(&header);
                 debug_assert_eq!(nh.total_size(), size);
@@ -758,6 +848,7 @@ impl<F: FileSystem> Log<F> {
                 last,
                 now_ms,
                 records: records_total,
+                outcome: outcome.clone(),
             });
             AppendInfo {
                 base_offset: Offset(base),
@@ -769,35 +860,59 @@ impl<F: FileSystem> Log<F> {
             }
         };
         let _g = self.writer.lock().await;
-        {
-            let i = self.inner.borrow();
-            if i.failed {
-                return Err(StorageError::failed());
-            }
-            if i.durable_end > info.last_offset.0 {
-                return Ok(info); // written by an earlier writer's group commit
-            }
+        match outcome.get() {
+            WriteOutcome::Written => return Ok(info), // an earlier writer's group commit
+            WriteOutcome::Undone => return Err(StorageError::Io(undone_error())),
+            WriteOutcome::Queued => {}
         }
-        if let Err(e) = self.write_pending().await {
-            tracing::error!(dir = %self.dir.display(), error = %e, "log write failed; log is offline");
-            self.inner.borrow_mut().failed = true;
-            return Err(e.into());
+        if self.inner.borrow().failed {
+            return Err(StorageError::failed());
         }
-        Ok(info)
+        self.write_pending()
+            .await
+            .map_err(|failure| self.write_failed(failure))?;
+        match outcome.get() {
+            WriteOutcome::Written => Ok(info),
+            _ => Err(StorageError::Io(undone_error())),
+        }
     }
 
-    /// Writes every queued batch. Caller holds the writer lock.
-    async fn write_pending(&self) -> io::Result<()> {
+    /// The error for a failed `write_pending`; marks the log failed unless the write was undone.
+    fn write_failed(&self, failure: WriteFailure) -> StorageError {
+        match failure {
+            WriteFailure::Undone(error) => error.into(),
+            WriteFailure::Offline(error) => {
+                tracing::error!(dir = %self.dir.display(), %error, "log write failed; log is offline");
+                self.inner.borrow_mut().failed = true;
+                error.into()
+            }
+        }
+    }
+
+    /// Writes every queued batch. Caller holds the writer lock. A failed write is undone when it
+    /// can be (see `write_failure`).
+    async fn write_pending(&self) -> Result<(), WriteFailure> {
         loop {
             let items: Vec<Pending> = self.inner.borrow_mut().pending.drain(..).collect();
             if items.is_empty() {
                 return Ok(());
             }
+            let mut checkpoint = self.checkpoint();
+            // A roll after some of these batches were appended finalizes them in the old segment:
+            // a later failure can then not be undone.
+            let (mut appended, mut rolled) = (false, false);
             for it in &items {
                 for (h, (header, body)) in it.headers.iter().zip(&it.parts) {
                     if self.needs_roll(h, it.now_ms) {
-                        self.roll(h.base_offset).await?;
+                        rolled |= appended;
+                        self.roll(h.base_offset)
+                            .await
+                            .map_err(WriteFailure::Offline)?;
+                        if !appended {
+                            checkpoint = self.checkpoint();
+                        }
                     }
+                    appended = true;
                     let mut i = self.inner.borrow_mut();
                     let interval = i.config.index_interval_bytes;
                     let pos = i.active.log.logical_size();
@@ -851,7 +966,13 @@ impl<F: FileSystem> Log<F> {
                 }
             }
             let app = self.inner.borrow().active.log.clone();
-            app.flush().await?;
+            if let Err(error) = app.flush().await {
+                return Err(if rolled {
+                    WriteFailure::Offline(error)
+                } else {
+                    self.undo_write(checkpoint, items, error).await
+                });
+            }
             let mut sync = false;
             {
                 let mut i = self.inner.borrow_mut();
@@ -866,12 +987,13 @@ impl<F: FileSystem> Log<F> {
                 }
             }
             for it in items {
+                it.outcome.set(WriteOutcome::Written);
                 for (header, body) in it.parts {
                     self.cache.insert(self.id, header, body);
                 }
             }
             if sync {
-                self.sync_active().await?;
+                self.sync_active().await.map_err(WriteFailure::Offline)?;
             }
         }
     }
@@ -1100,7 +1222,7 @@ impl<F: FileSystem> Log<F> {
     ) -> Result<Vec<Bytes>, StorageError> {
         let (start, end) = {
             let i = self.inner.borrow();
-            Self::check_usable(&i)?;
+            Self::check_open(&i)?;
             (i.log_start, i.next_offset)
         };
         if from.0 < start || from.0 > end {
@@ -1181,7 +1303,7 @@ impl<F: FileSystem> Log<F> {
     ) -> Result<Option<(Offset, i64)>, StorageError> {
         let cands: Vec<(i64, i64)> = {
             let i = self.inner.borrow();
-            Self::check_usable(&i)?;
+            Self::check_open(&i)?;
             i.segments
                 .values()
                 .filter(|s| s.offset_of_max_ts >= 0 && s.max_ts >= ts_ms)
@@ -1244,7 +1366,7 @@ impl<F: FileSystem> Log<F> {
     pub async fn max_timestamp(&self) -> Result<Option<(Offset, i64)>, StorageError> {
         let best = {
             let i = self.inner.borrow();
-            Self::check_usable(&i)?;
+            Self::check_open(&i)?;
             let mut best: Option<(i64, i64)> = None;
             for s in i.segments.values() {
                 if s.offset_of_max_ts >= 0 && best.is_none_or(|(t, _)| s.max_ts > t) {
@@ -1295,16 +1417,11 @@ impl<F: FileSystem> Log<F> {
     pub async fn flush(&self) -> Result<(), StorageError> {
         let _g = self.writer.lock().await;
         Self::check_usable(&self.inner.borrow())?;
-        let r = async {
-            self.write_pending().await?;
-            self.sync_active().await
-        }
-        .await;
-        if let Err(e) = r {
-            self.inner.borrow_mut().failed = true;
-            return Err(e.into());
-        }
-        Ok(())
+        let result = match self.write_pending().await {
+            Ok(()) => self.sync_active().await.map_err(WriteFailure::Offline),
+            Err(failure) => Err(failure),
+        };
+        result.map_err(|failure| self.write_failed(failure))
     }
 
     /// Writes everything, truncates padding, fsyncs, writes a producer-state snapshot and drops
@@ -1321,7 +1438,11 @@ impl<F: FileSystem> Log<F> {
             }
         }
         let r = async {
-            self.write_pending().await?;
+            self.write_pending()
+                .await
+                .map_err(|failure| match failure {
+                    WriteFailure::Undone(error) | WriteFailure::Offline(error) => error,
+                })?;
             self.finish_active().await?;
             let (off, data) = {
                 let i = self.inner.borrow();
