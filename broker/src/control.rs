@@ -155,6 +155,7 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
                     if *count > MAX_PARTITIONS_PER_TOPIC {
                         return Err((ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic")));
                     }
+                    crate::descriptor_budget::check_partition_budget(&state.config, &metadata, *count - current)?;
                     if !validate_only {
                         let placed = metadata.place_partitions(shards, (*count - current) as usize);
                         metadata.topics.get_mut(name).expect("checked above").shards.extend(placed);
@@ -244,6 +245,7 @@ fn create_topic(
     }
     TopicConfig::resolve(&state.config.log_defaults, &topic.configs)
         .map_err(|message| (ResponseError::InvalidConfig, message))?;
+    crate::descriptor_budget::check_partition_budget(&state.config, metadata, topic.partitions)?;
     if !validate_only {
         let shards = metadata.place_partitions(state.config.shards, topic.partitions as usize);
         tracing::info!(topic = %topic.name, partitions = topic.partitions, ?shards, "creating topic");

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let config = BrokerConfig::from_cli(Cli::parse()).map_err(|error| error.to_string())?;
     let memlock = shard::raise_memlock_limit().map_err(|error| error.to_string())?;
+    log_descriptor_budget(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|error| {
         format!(
             "cannot create data directory {}: {error}",
@@ -97,6 +98,25 @@ fn run() -> Result<(), String> {
     sync_dir(&config.data_dir);
     tracing::info!("clean shutdown complete");
     Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit and logs how descriptors are shared.
+fn log_descriptor_budget(config: &BrokerConfig) {
+    let (soft, hard) = broker::descriptor_budget::raise_open_files_limit();
+    let budget = broker::descriptor_budget::DescriptorBudget::of(config);
+    tracing::info!(
+        soft,
+        hard,
+        reserved = budget.reserved,
+        max_connections = config.effective_max_connections(),
+        max_partitions = budget.partitions,
+        "file-descriptor limit"
+    );
+    if budget.partitions == 0 {
+        tracing::warn!(
+            "max_connections leaves no descriptors for partitions: topic creation will be refused"
+        );
+    }
 }
 
 /// Holds an exclusive lock on the data directory for the life of the process.

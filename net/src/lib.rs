@@ -6,18 +6,22 @@
 //! - [`header`]: request-header decoding (via `kafka-protocol`) and response framing.
 //! - [`splice`]: response frames as several buffers, so fetched record data is sent from the buffers it
 //!   lives in (zero copy) rather than copied into the response.
+//! - [`budget`]: what connections of one shard share (the request-bytes budget) and what a connection
+//!   shares with its idle watchdog.
 //! - [`connection`]: one connection's loop: reads frames, dispatches them *in order*, lets their completions
 //!   overlap, and writes responses strictly in request order (pipelining).
 //!
 //! This crate knows nothing of the runtime or of Kafka semantics: the broker passes a [`connection::Service`].
+pub mod budget;
 pub mod connection;
 pub mod frame;
 pub mod header;
 pub mod splice;
 
+pub use budget::{ConnectionActivity, RequestBudget};
 pub use connection::{
-    serve_connection, CloseConnection, ConnectionError, ConnectionLimits, DispatchFuture,
-    ResponseFuture, Service,
+    serve_connection, CloseConnection, ConnectionError, ConnectionLimits, ConnectionShared,
+    DispatchFuture, ResponseFuture, Service, DEFAULT_MAX_QUEUED_RESPONSE_BYTES,
 };
 pub use frame::{FrameError, DEFAULT_MAX_REQUEST_BYTES};
 pub use header::{decode_header, encode_response, DecodedHeader, HeaderError};
