@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +22,8 @@ pub struct ConnectionRegistry {
     max_connections: usize,
     max_per_address: usize,
     open: AtomicUsize,
+    /// Connections closed since start (the memory trimmer looks at it).
+    closed: AtomicU64,
     per_address: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -39,6 +41,7 @@ impl ConnectionRegistry {
             max_connections,
             max_per_address,
             open: AtomicUsize::new(0),
+            closed: AtomicU64::new(0),
             per_address: Mutex::new(HashMap::new()),
         })
     }
@@ -52,6 +55,10 @@ impl ConnectionRegistry {
 
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn closed_connections(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
     }
 
     pub fn admit(
@@ -106,6 +113,7 @@ impl Drop for ConnectionPermit {
             }
         }
         self.registry.open.fetch_sub(1, Ordering::AcqRel);
+        self.registry.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -135,6 +143,7 @@ mod tests {
         assert_eq!(registry.open_connections(), 3);
         drop(first);
         assert_eq!(registry.open_connections(), 2);
+        assert_eq!(registry.closed_connections(), 1);
         let _again = registry.admit(Some(one)).unwrap();
         assert_eq!(registry.lock_addresses().get(&one), Some(&2));
     }

@@ -10,7 +10,7 @@
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
 //! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
-//! - [`connection_limits`], [`descriptor_budget`], [`log_limit`]: what bounds clients' use of the broker
+//! - [`connection_limits`], [`descriptor_budget`], [`log_limit`], [`memory_trim`]: what bounds clients' use of the broker
 //!   (connections, descriptors, log lines).
 //!
 //! A request's path: a shard accepts the connection → `net` frames it → `handlers::dispatch` → the API's
@@ -24,6 +24,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod log_limit;
+pub mod memory_trim;
 pub mod messages;
 pub mod metadata;
 pub mod partitions;

@@ -114,6 +114,9 @@ async fn accept_loop(state: Rc<ShardState>, listener: shard::net::Listener) {
         config.effective_max_connections_per_ip(),
     );
     let request_budget = Rc::new(RequestBudget::new(config.queued_max_request_bytes));
+    if state.id == crate::control::CONTROL_SHARD {
+        shard::task::spawn(crate::memory_trim::return_freed_memory(registry.clone()));
+    }
     let idle_timeout = (config.connections_max_idle_ms > 0)
         .then(|| Duration::from_millis(config.connections_max_idle_ms));
     loop {

@@ -14,8 +14,14 @@ use std::time::{Duration, Instant};
 /// A connection that cannot reserve waits: it stops reading (TCP pushes back on the client) until a
 /// release wakes it. A frame larger than the whole budget is admitted when nothing else is reserved, so
 /// every frame up to `socket.request.max.bytes` is eventually served (no deadlock; at worst one at a time).
+///
+/// Frames up to [`ALWAYS_ADMITTED_FRAME_BYTES`] are counted but never wait: a client that announces a
+/// huge frame and sends it slowly (holding most of the budget until `connections.max.idle.ms` closes it)
+/// must not stall every other client's metadata, fetch and ordinary produce requests. Their memory is
+/// bounded per connection by the in-flight limit instead.
 pub struct RequestBudget {
     capacity: usize,
+    always_admitted: usize,
     in_use: Cell<usize>,
     /// Tasks waiting for a release; drained (all woken) by each release.
     waiters: RefCell<Vec<Waker>>,
@@ -29,10 +35,19 @@ pub struct BudgetWait {
     registered_in: Option<u64>,
 }
 
+/// Frames up to this size are never held back by the budget (see [`RequestBudget`]): 1 MiB.
+pub const ALWAYS_ADMITTED_FRAME_BYTES: usize = 1024 * 1024;
+
 impl RequestBudget {
     pub fn new(capacity: usize) -> RequestBudget {
+        RequestBudget::with_always_admitted(capacity, ALWAYS_ADMITTED_FRAME_BYTES)
+    }
+
+    /// A budget whose frames up to `always_admitted` bytes never wait.
+    pub fn with_always_admitted(capacity: usize, always_admitted: usize) -> RequestBudget {
         RequestBudget {
             capacity,
+            always_admitted,
             in_use: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             generation: Cell::new(0),
@@ -55,7 +70,10 @@ impl RequestBudget {
     /// Reserves `bytes`, or registers `cx`'s waker (once per drain) and returns false.
     pub fn try_reserve(&self, bytes: usize, wait: &mut BudgetWait, cx: &mut Context<'_>) -> bool {
         let in_use = self.in_use.get();
-        if in_use == 0 || in_use.saturating_add(bytes) <= self.capacity {
+        if in_use == 0
+            || bytes <= self.always_admitted
+            || in_use.saturating_add(bytes) <= self.capacity
+        {
             self.in_use.set(in_use + bytes);
             wait.registered_in = None;
             return true;
@@ -141,7 +159,7 @@ mod tests {
 
     #[test]
     fn reservations_wait_for_releases_and_oversized_frames_run_alone() {
-        let budget = RequestBudget::new(100);
+        let budget = RequestBudget::with_always_admitted(100, 0);
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
@@ -160,6 +178,18 @@ mod tests {
         assert!(!budget.try_reserve(1, &mut second, &mut cx));
         budget.release(500);
         assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn small_frames_never_wait_behind_a_large_one() {
+        let budget = RequestBudget::with_always_admitted(100, 10);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let (mut large, mut small) = (BudgetWait::default(), BudgetWait::default());
+        assert!(budget.try_reserve(100, &mut large, &mut cx));
+        assert!(budget.try_reserve(10, &mut small, &mut cx));
+        assert!(!budget.try_reserve(11, &mut small, &mut cx));
+        assert_eq!(budget.in_use(), 110);
     }
 
     #[test]

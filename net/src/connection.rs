@@ -600,7 +600,7 @@ mod bound_tests {
 
     #[test]
     fn a_spent_request_budget_holds_back_the_body_until_a_release() {
-        let budget = Rc::new(crate::budget::RequestBudget::new(100));
+        let budget = Rc::new(crate::budget::RequestBudget::with_always_admitted(100, 0));
         let shared = ConnectionShared {
             request_budget: budget.clone(),
             activity: Rc::default(),
