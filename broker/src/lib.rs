@@ -30,3 +30,4 @@ pub mod metadata;
 pub mod partitions;
 pub mod server;
 pub mod shard_state;
+pub mod unopened_partitions;

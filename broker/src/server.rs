@@ -269,10 +269,11 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
             ShardMessage::ApplyMetadata { metadata, reply } => {
                 // Applied before the next message from shard 0 is looked at.
                 let mut applying = Box::pin(apply_metadata(&state, metadata));
-                if poll_once(&mut applying).await.is_none() {
-                    applying.await;
-                }
-                let _ = reply.send(());
+                let unopened = match poll_once(&mut applying).await {
+                    Some(unopened) => unopened,
+                    None => applying.await,
+                };
+                let _ = reply.send(unopened);
             }
             ShardMessage::Invoke(task) => {
                 shard::task::spawn(task(state.clone()));

@@ -179,3 +179,18 @@ def test_partitions_beyond_the_descriptor_budget_are_refused(limited_broker):
     assert len(md.topics["fits"].partitions) == 150
     assert len(md.topics["still-fits"].partitions) == 3
     assert "too-many" not in md.topics
+
+
+def test_a_partition_that_cannot_be_opened_is_not_reported_created(broker):
+    from confluent_kafka.admin import NewTopic
+    from confluent_kafka import KafkaError, KafkaException
+    # A file where partition 1's directory should go: that partition cannot be opened.
+    (broker.data_dir / "blocked-1").write_bytes(b"")
+    admin = ck_admin(broker.bootstrap)
+    futures = admin.create_topics([NewTopic("blocked", num_partitions=3, replication_factor=1)],
+                                  request_timeout=20)
+    with pytest.raises(KafkaException) as failed:
+        futures["blocked"].result(30)
+    assert failed.value.args[0].code() == KafkaError.KAFKA_STORAGE_ERROR
+    assert "[1]" in failed.value.args[0].str()
+    assert _served(broker)
