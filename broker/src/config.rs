@@ -66,7 +66,17 @@ pub struct FileConfig {
     pub group_max_session_timeout_ms: Option<i32>,
     pub startup_timeout_ms: Option<u64>,
     pub shutdown_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub connections_max_idle_ms: Option<u64>,
+    pub queued_max_request_bytes: Option<i64>,
+    pub connection_max_queued_response_bytes: Option<usize>,
 }
+
+/// Default `connections.max.idle.ms` (Kafka's): 10 minutes.
+pub const DEFAULT_CONNECTIONS_MAX_IDLE_MS: u64 = 600_000;
+/// Default `queued.max.request.bytes`, per shard (Kafka's default, -1, is unbounded): 100 MiB.
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
 /// Group coordinator settings (Kafka's `group.*` / `offsets.*` broker settings).
 #[derive(Clone, Debug)]
@@ -118,6 +128,18 @@ pub struct BrokerConfig {
     /// After SIGTERM / SIGINT, the process exits within this long even if a shard has not finished
     /// (a second signal exits at once).
     pub shutdown_timeout: std::time::Duration,
+    /// `max.connections`: client connections open at once, broker-wide. `None`: derived from the
+    /// file-descriptor limit (see `descriptor_budget`).
+    pub max_connections: Option<usize>,
+    /// `max.connections.per.ip`. `None`: the same as `max.connections`.
+    pub max_connections_per_ip: Option<usize>,
+    /// `connections.max.idle.ms`: a connection with no complete request, no response being prepared and
+    /// nothing written for this long is closed (0: never).
+    pub connections_max_idle_ms: u64,
+    /// `queued.max.request.bytes`, per shard: request bytes held at once (usize::MAX: unbounded).
+    pub queued_max_request_bytes: usize,
+    /// Completed-response bytes a connection may have waiting to be sent before it stops taking requests.
+    pub connection_max_queued_response_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +287,28 @@ impl BrokerConfig {
             shutdown_timeout: std::time::Duration::from_millis(
                 file.shutdown_timeout_ms.unwrap_or(30_000),
             ),
+            max_connections: positive(file.max_connections, "max_connections")?,
+            max_connections_per_ip: positive(
+                file.max_connections_per_ip,
+                "max_connections_per_ip",
+            )?,
+            connections_max_idle_ms: file
+                .connections_max_idle_ms
+                .unwrap_or(DEFAULT_CONNECTIONS_MAX_IDLE_MS),
+            queued_max_request_bytes: match file.queued_max_request_bytes {
+                None => DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+                Some(-1) => usize::MAX,
+                Some(bytes) if bytes > 0 => bytes as usize,
+                Some(bytes) => {
+                    return Err(ConfigError::Invalid {
+                        key: "queued_max_request_bytes",
+                        message: format!("{bytes} is neither positive nor -1 (unbounded)"),
+                    })
+                }
+            },
+            connection_max_queued_response_bytes: file
+                .connection_max_queued_response_bytes
+                .unwrap_or(net::DEFAULT_MAX_QUEUED_RESPONSE_BYTES),
         })
     }
 
@@ -368,7 +412,54 @@ impl BrokerConfig {
                 groups.max_session_timeout_ms.to_string(),
                 groups.max_session_timeout_ms == group_defaults.max_session_timeout_ms,
             ),
+            (
+                "max.connections",
+                self.effective_max_connections().to_string(),
+                self.max_connections.is_none(),
+            ),
+            (
+                "max.connections.per.ip",
+                self.effective_max_connections_per_ip().to_string(),
+                self.max_connections_per_ip.is_none(),
+            ),
+            (
+                "connections.max.idle.ms",
+                self.connections_max_idle_ms.to_string(),
+                self.connections_max_idle_ms == DEFAULT_CONNECTIONS_MAX_IDLE_MS,
+            ),
+            (
+                "queued.max.request.bytes",
+                if self.queued_max_request_bytes == usize::MAX {
+                    "-1".to_string()
+                } else {
+                    self.queued_max_request_bytes.to_string()
+                },
+                self.queued_max_request_bytes == DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+            ),
         ]
+    }
+
+    /// `max.connections` as configured, else its share of the file-descriptor budget.
+    pub fn effective_max_connections(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            crate::descriptor_budget::DescriptorBudget::of(self).connections as usize
+        })
+    }
+
+    /// `max.connections.per.ip` as configured, else `max.connections`.
+    pub fn effective_max_connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+            .unwrap_or_else(|| self.effective_max_connections())
+    }
+}
+
+fn positive(value: Option<usize>, key: &'static str) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::Invalid {
+            key,
+            message: "must be positive".into(),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -588,6 +679,8 @@ mod tests {
             .expect("deploy/broker.toml matches FileConfig");
         assert_eq!(file.offsets_topic_num_partitions, Some(50));
         assert_eq!(file.group_initial_rebalance_delay_ms, Some(3000));
+        assert_eq!(file.connections_max_idle_ms, Some(600_000));
+        assert_eq!(file.queued_max_request_bytes, Some(100 * 1024 * 1024));
     }
 
     #[test]

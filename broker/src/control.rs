@@ -90,6 +90,7 @@ pub fn topic_outcomes(response: ControlResponse, count: usize) -> Vec<TopicOutco
 async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResponse {
     let _serialized = state.control_lock.lock().await;
     let mut metadata: ClusterMetadata = (*state.metadata()).clone();
+    let requested = crate::unopened_partitions::requested_topics(&request);
     let (response, changed_topics) = match request {
         ControlRequest::CreateTopics {
             topics,
@@ -155,6 +156,7 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
                     if *count > MAX_PARTITIONS_PER_TOPIC {
                         return Err((ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic")));
                     }
+                    crate::descriptor_budget::check_partition_budget(&state.config, &metadata, *count - current)?;
                     if !validate_only {
                         let placed = metadata.place_partitions(shards, (*count - current) as usize);
                         metadata.topics.get_mut(name).expect("checked above").shards.extend(placed);
@@ -193,7 +195,8 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
                 count
             ]);
         }
-        broadcast(state, Arc::new(metadata)).await;
+        let unopened = broadcast(state, Arc::new(metadata)).await;
+        return crate::unopened_partitions::fail_unopened(response, &requested, &unopened);
     }
     response
 }
@@ -244,6 +247,7 @@ fn create_topic(
     }
     TopicConfig::resolve(&state.config.log_defaults, &topic.configs)
         .map_err(|message| (ResponseError::InvalidConfig, message))?;
+    crate::descriptor_budget::check_partition_budget(&state.config, metadata, topic.partitions)?;
     if !validate_only {
         let shards = metadata.place_partitions(state.config.shards, topic.partitions as usize);
         tracing::info!(topic = %topic.name, partitions = topic.partitions, ?shards, "creating topic");
@@ -272,8 +276,12 @@ pub fn offsets_topic(state: &ShardState) -> NewTopic {
     }
 }
 
-/// Makes every shard adopt `metadata`, shard 0 included; returns once all have.
-async fn broadcast(state: &Rc<ShardState>, metadata: Arc<ClusterMetadata>) {
+/// Makes every shard adopt `metadata`, shard 0 included; returns once all have, with the partitions
+/// that could not be opened.
+async fn broadcast(
+    state: &Rc<ShardState>,
+    metadata: Arc<ClusterMetadata>,
+) -> Vec<crate::unopened_partitions::UnopenedPartition> {
     let mut replies = Vec::with_capacity(state.config.shards);
     for peer in (0..state.config.shards)
         .map(ShardId)
@@ -291,8 +299,11 @@ async fn broadcast(state: &Rc<ShardState>, metadata: Arc<ClusterMetadata>) {
             Err(_) => tracing::error!(%peer, "cannot reach shard to apply metadata"),
         }
     }
-    apply_metadata(state, metadata).await;
+    let mut unopened = apply_metadata(state, metadata).await;
     for reply in replies {
-        let _ = reply.await;
+        if let Ok(more) = reply.await {
+            unopened.extend(more);
+        }
     }
+    unopened
 }

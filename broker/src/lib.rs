@@ -10,17 +10,24 @@
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
 //! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
+//! - [`connection_limits`], [`descriptor_budget`], [`log_limit`], [`memory_trim`]: what bounds clients' use of the broker
+//!   (connections, descriptors, log lines).
 //!
 //! A request's path: a shard accepts the connection → `net` frames it → `handlers::dispatch` → the API's
 //! handler splits the work by owning shard (`partitions` locally, a `ShardMessage` otherwise) → the
 //! response leaves the connection in request order.
 pub mod config;
+pub mod connection_limits;
 pub mod control;
+pub mod descriptor_budget;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod log_limit;
+pub mod memory_trim;
 pub mod messages;
 pub mod metadata;
 pub mod partitions;
 pub mod server;
 pub mod shard_state;
+pub mod unopened_partitions;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let config = BrokerConfig::from_cli(Cli::parse()).map_err(|error| error.to_string())?;
     let memlock = shard::raise_memlock_limit().map_err(|error| error.to_string())?;
+    log_descriptor_budget(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|error| {
         format!(
             "cannot create data directory {}: {error}",
@@ -163,6 +164,25 @@ fn exit_now(message: &str) -> ! {
     tracing::error!("{message}");
     eprintln!("broker: {message}");
     std::process::exit(1)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit and logs how descriptors are shared.
+fn log_descriptor_budget(config: &BrokerConfig) {
+    let (soft, hard) = broker::descriptor_budget::raise_open_files_limit();
+    let budget = broker::descriptor_budget::DescriptorBudget::of(config);
+    tracing::info!(
+        soft,
+        hard,
+        reserved = budget.reserved,
+        max_connections = config.effective_max_connections(),
+        max_partitions = budget.partitions,
+        "file-descriptor limit"
+    );
+    if budget.partitions == 0 {
+        tracing::warn!(
+            "max_connections leaves no descriptors for partitions: topic creation will be refused"
+        );
+    }
 }
 
 /// Holds an exclusive lock on the data directory for the life of the process.

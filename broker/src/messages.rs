@@ -54,7 +54,8 @@ pub enum ShardMessage {
     /// A new metadata version from shard 0: adopt it, open/close partitions accordingly, then reply.
     ApplyMetadata {
         metadata: Arc<ClusterMetadata>,
-        reply: Reply<()>,
+        /// The partitions this shard could not open.
+        reply: Reply<Vec<crate::unopened_partitions::UnopenedPartition>>,
     },
     /// Run a task on the receiving shard (Seastar's `submit_to`): how group requests reach the shard that
     /// owns their coordinator partition (see `ShardState::invoke_on`). The task replies by itself.

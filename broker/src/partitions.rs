@@ -278,7 +278,11 @@ pub async fn list_offsets(state: &Rc<ShardState>, items: Vec<OffsetQuery>) -> Ve
 
 /// Adopts a new metadata version: opens the partitions newly placed on this shard, closes and deletes
 /// those whose topic is gone (or was re-created with another id).
-pub async fn apply_metadata(state: &Rc<ShardState>, metadata: std::sync::Arc<ClusterMetadata>) {
+pub async fn apply_metadata(
+    state: &Rc<ShardState>,
+    metadata: std::sync::Arc<ClusterMetadata>,
+) -> Vec<crate::unopened_partitions::UnopenedPartition> {
+    let mut unopened = Vec::new();
     let previous = state.metadata.replace(metadata.clone());
     // Close and delete partitions that no longer exist.
     let owned: Vec<(String, i32)> = state.partitions.borrow().keys().cloned().collect();
@@ -317,9 +321,11 @@ pub async fn apply_metadata(state: &Rc<ShardState>, metadata: std::sync::Arc<Clu
             }
             if let Err(error) = open_partition(state, topic, index, &topic_metadata.configs).await {
                 tracing::error!(%topic, partition = index, %error, "cannot open partition");
+                unopened.push((topic.clone(), index));
             }
         }
     }
+    unopened
 }
 
 async fn open_partition(

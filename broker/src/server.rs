@@ -2,15 +2,20 @@
 //! SO_REUSEPORT listener, answer other shards' messages, and shut down cleanly.
 
 use crate::config::BrokerConfig;
+use crate::connection_limits::ConnectionRegistry;
 use crate::control::{control, ControlResponse};
 use crate::handlers;
+use crate::log_limit::LogLimiter;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::partitions::{self, apply_metadata};
 use crate::shard_state::ShardState;
 use bytes::Bytes;
 use futures_lite::future::poll_once;
-use net::{CloseConnection, ConnectionLimits, DispatchFuture, Service};
+use net::{
+    CloseConnection, ConnectionActivity, ConnectionLimits, ConnectionShared, DispatchFuture,
+    RequestBudget, Service,
+};
 use shard::dma::DmaFileSystem;
 use shard::mesh::Receiver;
 use shard::{MeshBuilder, ShardId};
@@ -19,7 +24,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use storage::BatchCache;
 
 /// How often a shard looks at the shutdown flag, time-based flushes and group session deadlines.
@@ -27,6 +32,16 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most requests one connection may have awaiting their responses.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 32;
+
+/// Client-triggered log lines: at most this many per window, then a count (see `log_limit`).
+const CLIENT_LOG_WINDOW: Duration = Duration::from_secs(10);
+const CLIENT_LOG_BURST: u32 = 5;
+static REFUSED_CONNECTIONS: LogLimiter = LogLimiter::new(CLIENT_LOG_WINDOW, CLIENT_LOG_BURST);
+static FAILED_ACCEPTS: LogLimiter = LogLimiter::new(CLIENT_LOG_WINDOW, CLIENT_LOG_BURST);
+static BROKEN_CONNECTIONS: LogLimiter = LogLimiter::new(CLIENT_LOG_WINDOW, CLIENT_LOG_BURST);
+static BAD_HEADERS: LogLimiter = LogLimiter::new(CLIENT_LOG_WINDOW, CLIENT_LOG_BURST);
+/// After an accept fails for want of descriptors (EMFILE/ENFILE), wait this long before the next.
+const ACCEPT_BACKOFF_NO_DESCRIPTORS: Duration = Duration::from_millis(100);
 
 pub struct ShardStart {
     pub config: Arc<BrokerConfig>,
@@ -90,32 +105,95 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
 }
 
 async fn accept_loop(state: Rc<ShardState>, listener: shard::net::Listener) {
+    let config = &state.config;
     let limits = ConnectionLimits {
-        max_request_bytes: state.config.socket_request_max_bytes,
+        max_request_bytes: config.socket_request_max_bytes,
         max_in_flight: MAX_IN_FLIGHT_PER_CONNECTION,
+        max_queued_response_bytes: config.connection_max_queued_response_bytes,
     };
+    let registry = ConnectionRegistry::global(
+        config.effective_max_connections(),
+        config.effective_max_connections_per_ip(),
+    );
+    let request_budget = Rc::new(RequestBudget::new(config.queued_max_request_bytes));
+    if state.id == crate::control::CONTROL_SHARD {
+        shard::task::spawn(crate::memory_trim::return_freed_memory(registry.clone()));
+    }
+    let idle_timeout = (config.connections_max_idle_ms > 0)
+        .then(|| Duration::from_millis(config.connections_max_idle_ms));
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let peer = stream.peer_addr().ok();
+                let permit = match registry.admit(peer.map(|address| address.ip())) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        crate::warn_limited!(REFUSED_CONNECTIONS, ?peer, %refusal, "connection refused");
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let service = KafkaService {
                     state: state.clone(),
                     peer: peer.map(|address| address.ip()),
                 };
+                let shared = ConnectionShared {
+                    request_budget: request_budget.clone(),
+                    activity: Rc::default(),
+                };
                 shard::task::spawn(async move {
-                    if let Err(error) = net::serve_connection(stream, &service, limits).await {
-                        match error {
-                            net::ConnectionError::Io(ref io) if is_disconnect(io) => {}
-                            error => tracing::warn!(?peer, %error, "connection closed"),
+                    let activity = shared.activity.clone();
+                    let serving = async {
+                        Some(net::serve_connection(stream, &service, limits, shared).await)
+                    };
+                    let watching = async {
+                        match idle_timeout {
+                            Some(timeout) => close_when_idle(&activity, timeout).await,
+                            None => std::future::pending().await,
                         }
+                        None
+                    };
+                    match futures_lite::future::or(serving, watching).await {
+                        Some(Ok(())) => {}
+                        Some(Err(net::ConnectionError::Io(ref io))) if is_disconnect(io) => {}
+                        // The service has logged why (rate-limited).
+                        Some(Err(net::ConnectionError::ClosedByService)) => {}
+                        Some(Err(error)) => {
+                            crate::warn_limited!(BROKEN_CONNECTIONS, ?peer, %error, "connection closed")
+                        }
+                        None => tracing::debug!(
+                            ?peer,
+                            "idle connection closed (connections.max.idle.ms)"
+                        ),
                     }
+                    drop(permit);
                 });
             }
             Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                shard::task::sleep(Duration::from_millis(10)).await;
+                let no_descriptors =
+                    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                crate::warn_limited!(FAILED_ACCEPTS, %error, open_connections = registry.open_connections(), "accept failed");
+                let backoff = if no_descriptors {
+                    ACCEPT_BACKOFF_NO_DESCRIPTORS
+                } else {
+                    Duration::from_millis(10)
+                };
+                shard::task::sleep(backoff).await;
             }
         }
+    }
+}
+
+/// Returns once `activity` has been idle for `timeout` (Kafka's `connections.max.idle.ms`): no complete
+/// request, no response being prepared and nothing written. A partial frame does not count, so a client
+/// that trickles a frame byte by byte is closed too.
+async fn close_when_idle(activity: &ConnectionActivity, timeout: Duration) {
+    loop {
+        let idle = activity.idle_for(Instant::now());
+        if idle >= timeout {
+            return;
+        }
+        shard::task::sleep(timeout - idle).await;
     }
 }
 
@@ -193,10 +271,11 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
             ShardMessage::ApplyMetadata { metadata, reply } => {
                 // Applied before the next message from shard 0 is looked at.
                 let mut applying = Box::pin(apply_metadata(&state, metadata));
-                if poll_once(&mut applying).await.is_none() {
-                    applying.await;
-                }
-                let _ = reply.send(());
+                let unopened = match poll_once(&mut applying).await {
+                    Some(unopened) => unopened,
+                    None => applying.await,
+                };
+                let _ = reply.send(unopened);
             }
             ShardMessage::Invoke(task) => {
                 shard::task::spawn(task(state.clone()));
@@ -220,7 +299,7 @@ impl Service for KafkaService {
                 handlers::dispatch(self.state.clone(), header)
             }
             Err(error) => {
-                tracing::warn!(%error, "bad request header; closing the connection");
+                crate::warn_limited!(BAD_HEADERS, peer = ?self.peer, %error, "bad request header; closing the connection");
                 Box::pin(std::future::ready(Err(CloseConnection)))
             }
         }

@@ -11,17 +11,29 @@
 //!                                                                        │ completed front slots
 //!  socket ◄──write── write_queue ◄──────────────────────────────────────┘
 //! ```
-//! Bounds: one frame is at most `max_request_bytes`; at most `max_in_flight` requests await their response;
-//! reading stops (back-pressure through TCP) while either bound is reached.
+//! Bounds (reading stops, and TCP pushes back on the client, while any is reached):
+//! - one frame is at most `max_request_bytes`, and its buffer grows only as its bytes arrive (the
+//!   announced length is the peer's claim, not an allocation);
+//! - a frame's announced size is reserved from the shard's [`RequestBudget`] before its body is read and
+//!   returned when its response is complete; a connection that cannot reserve waits;
+//! - at most `max_in_flight` requests await their response;
+//! - no request is dispatched while more than `max_queued_response_bytes` of completed responses wait to
+//!   be sent (a client that pipelines fetches and never reads holds at most that, plus the responses of
+//!   the requests already in flight).
+//!
+//! The connection reports its progress to a [`ConnectionActivity`] that the broker's idle watchdog reads.
 
-use crate::frame::{take_frame, FrameError};
+use crate::budget::{BudgetWait, ConnectionActivity, RequestBudget};
+use crate::frame::{peek_frame_length, take_frame, FrameError, LENGTH_PREFIX_BYTES};
 use crate::splice::Frame;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// The response frame (length prefix included), or `None` when the request gets no response (acks=0).
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Option<Frame>>>>;
@@ -42,13 +54,35 @@ pub trait Service {
 pub struct ConnectionLimits {
     pub max_request_bytes: usize,
     pub max_in_flight: usize,
+    /// No request is dispatched while more completed-response bytes than this wait to be sent.
+    pub max_queued_response_bytes: usize,
 }
+
+/// Default of [`ConnectionLimits::max_queued_response_bytes`]: 8 MiB.
+pub const DEFAULT_MAX_QUEUED_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             max_request_bytes: crate::frame::DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight: 32,
+            max_queued_response_bytes: DEFAULT_MAX_QUEUED_RESPONSE_BYTES,
+        }
+    }
+}
+
+/// What a connection shares with others on its shard and with its idle watchdog.
+#[derive(Clone)]
+pub struct ConnectionShared {
+    pub request_budget: Rc<RequestBudget>,
+    pub activity: Rc<ConnectionActivity>,
+}
+
+impl Default for ConnectionShared {
+    fn default() -> Self {
+        ConnectionShared {
+            request_budget: Rc::new(RequestBudget::unbounded()),
+            activity: Rc::default(),
         }
     }
 }
@@ -77,12 +111,26 @@ const LOOP_BUDGET: u32 = 64;
 struct Slot {
     response: ResponseFuture,
     done: Option<Option<Frame>>,
+    /// Request bytes reserved from the budget until the response is complete.
+    reserved: usize,
 }
 
 struct Connection<'a, S, Svc> {
     stream: S,
     service: &'a Svc,
     limits: ConnectionLimits,
+    shared: ConnectionShared,
+    budget_wait: BudgetWait,
+    /// Reserved for the frame at the front of `read_buffer` (its length prefix has arrived).
+    front_reserved: Option<usize>,
+    /// Reserved for the request being dispatched.
+    dispatching_reserved: usize,
+    /// Everything this connection holds from the budget (returned on drop).
+    held: usize,
+    /// Bytes of completed responses not yet written.
+    queued_response_bytes: usize,
+    /// A complete request, a completed response or written bytes since the activity was last updated.
+    progressed: bool,
     read_buffer: BytesMut,
     /// Bytes the next read offers (see [`MIN_READ_BYTES`]).
     read_size: usize,
@@ -98,6 +146,7 @@ pub async fn serve_connection<S, Svc>(
     stream: S,
     service: &Svc,
     limits: ConnectionLimits,
+    shared: ConnectionShared,
 ) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -108,6 +157,13 @@ where
         stream,
         service,
         limits,
+        shared,
+        budget_wait: BudgetWait::default(),
+        front_reserved: None,
+        dispatching_reserved: 0,
+        held: 0,
+        queued_response_bytes: 0,
+        progressed: false,
         read_buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
         read_size: MIN_READ_BYTES,
         read_closed: false,
@@ -121,6 +177,17 @@ where
 
 impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+        let result = self.poll_loop(cx);
+        if std::mem::take(&mut self.progressed) {
+            self.shared.activity.progressed(Instant::now());
+        }
+        self.shared
+            .activity
+            .set_busy(self.dispatching.is_some() || !self.in_flight.is_empty());
+        result
+    }
+
+    fn poll_loop(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
         for _ in 0..LOOP_BUDGET {
             let mut progress = false;
             progress |= self.poll_dispatch(cx)?;
@@ -157,17 +224,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
                         self.in_flight.push_back(Slot {
                             response,
                             done: None,
+                            reserved: std::mem::take(&mut self.dispatching_reserved),
                         });
                         progress = true;
                     }
                 }
             }
-            if self.in_flight.len() >= self.limits.max_in_flight {
+            if self.in_flight.len() >= self.limits.max_in_flight
+                || self.queued_response_bytes > self.limits.max_queued_response_bytes
+                || !self.reserve_front_frame(cx)?
+            {
                 return Ok(progress);
             }
             match take_frame(&mut self.read_buffer, self.limits.max_request_bytes)? {
                 Some(frame) => {
+                    self.dispatching_reserved = self.front_reserved.take().unwrap_or(0);
                     self.dispatching = Some(self.service.call(frame));
+                    self.progressed = true;
                     progress = true;
                 }
                 None => return Ok(progress),
@@ -175,10 +248,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
         }
     }
 
+    /// True when the frame at the front of the read buffer holds its reservation; false when its length
+    /// prefix has not arrived yet or the budget is spent (then this task is woken by a release).
+    fn reserve_front_frame(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        if self.front_reserved.is_some() {
+            return Ok(true);
+        }
+        let Some(length) = peek_frame_length(&self.read_buffer, self.limits.max_request_bytes)?
+        else {
+            return Ok(false);
+        };
+        let bytes = LENGTH_PREFIX_BYTES + length;
+        if !self
+            .shared
+            .request_budget
+            .try_reserve(bytes, &mut self.budget_wait, cx)
+        {
+            return Ok(false);
+        }
+        self.held += bytes;
+        self.front_reserved = Some(bytes);
+        Ok(true)
+    }
+
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
         if self.read_closed
             || self.dispatching.is_some()
             || self.in_flight.len() >= self.limits.max_in_flight
+            || self.queued_response_bytes > self.limits.max_queued_response_bytes
+        {
+            return Ok(false);
+        }
+        // A frame whose length has arrived is read only once its size is reserved.
+        if self.front_reserved.is_none()
+            && peek_frame_length(&self.read_buffer, self.limits.max_request_bytes)?.is_some()
         {
             return Ok(false);
         }
@@ -218,7 +321,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
         let mut progress = false;
         for slot in self.in_flight.iter_mut().filter(|slot| slot.done.is_none()) {
             if let Poll::Ready(output) = slot.response.as_mut().poll(cx) {
+                if let Some(frame) = &output {
+                    self.queued_response_bytes += frame.len();
+                }
                 slot.done = Some(output);
+                let reserved = std::mem::take(&mut slot.reserved);
+                self.held -= reserved;
+                self.shared.request_budget.release(reserved);
+                self.progressed = true;
                 progress = true;
             }
         }
@@ -246,6 +356,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
                 }
                 Poll::Ready(Ok(written)) => {
                     front.advance(written);
+                    self.queued_response_bytes -= written;
+                    self.progressed = true;
                     if front.is_empty() {
                         self.write_queue.pop_front();
                     }
@@ -264,6 +376,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
             }
         }
         Ok(progress)
+    }
+}
+
+impl<S, Svc> Drop for Connection<'_, S, Svc> {
+    fn drop(&mut self) {
+        self.shared.request_budget.release(self.held);
     }
 }
 
@@ -327,6 +445,7 @@ mod tests {
                     if frame[0] == b'q' {
                         return None;
                     }
+
                     let mut out = BytesMut::new();
                     out.put_i32(frame.len() as i32);
                     out.put_slice(&frame);
@@ -356,6 +475,7 @@ mod tests {
                 dispatch_order: order.clone(),
             },
             ConnectionLimits::default(),
+            ConnectionShared::default(),
         ))
         .unwrap();
         let mut expected = BytesMut::new();
@@ -378,6 +498,7 @@ mod tests {
         let limits = ConnectionLimits {
             max_request_bytes: 100,
             max_in_flight: 4,
+            ..ConnectionLimits::default()
         };
         let result = block_on(serve_connection(
             pipe,
@@ -385,6 +506,7 @@ mod tests {
                 dispatch_order: Default::default(),
             },
             limits,
+            ConnectionShared::default(),
         ));
         assert!(matches!(
             result,
@@ -395,3 +517,8 @@ mod tests {
         ));
     }
 }
+
+/// Tests of the bounds (back-pressure, request budget, idle progress), with their own pipes.
+#[cfg(test)]
+#[path = "connection_bound_tests.rs"]
+mod bound_tests;

@@ -16,10 +16,10 @@ pub enum FrameError {
     NegativeLength(i32),
 }
 
-/// If `buffer` holds a whole frame, splits it off (without its length prefix) and returns it.
-/// `Ok(None)` means more bytes are needed; `needed` then says how many bytes the buffer must hold in total
-/// for the frame to be complete, so the caller can reserve space once.
-pub fn take_frame(buffer: &mut BytesMut, max_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+/// The announced length of the frame at the front of `buffer` (without its prefix), once its length
+/// prefix has arrived. The length is checked against `max_bytes` but nothing is reserved for it: the
+/// announcement is the peer's claim, so buffers grow only as bytes actually arrive.
+pub fn peek_frame_length(buffer: &[u8], max_bytes: usize) -> Result<Option<usize>, FrameError> {
     if buffer.len() < LENGTH_PREFIX_BYTES {
         return Ok(None);
     }
@@ -34,8 +34,16 @@ pub fn take_frame(buffer: &mut BytesMut, max_bytes: usize) -> Result<Option<Byte
             max: max_bytes,
         });
     }
+    Ok(Some(length))
+}
+
+/// If `buffer` holds a whole frame, splits it off (without its length prefix) and returns it.
+/// `Ok(None)` means more bytes are needed. Never reserves the announced size (see [`peek_frame_length`]).
+pub fn take_frame(buffer: &mut BytesMut, max_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+    let Some(length) = peek_frame_length(buffer, max_bytes)? else {
+        return Ok(None);
+    };
     if buffer.len() < LENGTH_PREFIX_BYTES + length {
-        buffer.reserve(LENGTH_PREFIX_BYTES + length - buffer.len());
         return Ok(None);
     }
     buffer.advance(LENGTH_PREFIX_BYTES);
@@ -61,6 +69,20 @@ mod tests {
         );
         assert_eq!(take_frame(&mut buffer, 100).unwrap().unwrap(), Bytes::new());
         assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing() {
+        let mut buffer = BytesMut::new();
+        buffer.put_i32(90 * 1024 * 1024);
+        buffer.put_slice(b"abc");
+        let capacity = buffer.capacity();
+        assert_eq!(take_frame(&mut buffer, 100 * 1024 * 1024), Ok(None));
+        assert_eq!(buffer.capacity(), capacity);
+        assert_eq!(
+            peek_frame_length(&buffer, 100 * 1024 * 1024),
+            Ok(Some(90 * 1024 * 1024))
+        );
     }
 
     #[test]

@@ -7,19 +7,23 @@
 //! - [`splice`]: response frames as several buffers, so fetched record data is sent from the buffers it
 //!   lives in (zero copy) rather than copied into the response.
 //! - [`decode_guard`]: decoding request bodies from hostile bytes (element counts cannot reserve memory).
+//! - [`budget`]: what connections of one shard share (the request-bytes budget) and what a connection
+//!   shares with its idle watchdog.
 //! - [`connection`]: one connection's loop: reads frames, dispatches them *in order*, lets their completions
 //!   overlap, and writes responses strictly in request order (pipelining).
 //!
 //! This crate knows nothing of the runtime or of Kafka semantics: the broker passes a [`connection::Service`].
+pub mod budget;
 pub mod connection;
 pub mod decode_guard;
 pub mod frame;
 pub mod header;
 pub mod splice;
 
+pub use budget::{ConnectionActivity, RequestBudget};
 pub use connection::{
-    serve_connection, CloseConnection, ConnectionError, ConnectionLimits, DispatchFuture,
-    ResponseFuture, Service,
+    serve_connection, CloseConnection, ConnectionError, ConnectionLimits, ConnectionShared,
+    DispatchFuture, ResponseFuture, Service, DEFAULT_MAX_QUEUED_RESPONSE_BYTES,
 };
 pub use decode_guard::{decode_request, DecodeError, GuardedAllocator};
 pub use frame::{FrameError, DEFAULT_MAX_REQUEST_BYTES};

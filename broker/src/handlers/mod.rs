@@ -12,6 +12,11 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use net::{CloseConnection, DecodedHeader, DispatchFuture, Frame, ResponseFuture};
 use std::future::Future;
 use std::rc::Rc;
+use std::time::Duration;
+
+/// Lines a client can trigger at will are rate-limited (see `log_limit`).
+static BAD_REQUESTS: crate::log_limit::LogLimiter =
+    crate::log_limit::LogLimiter::new(Duration::from_secs(10), 5);
 
 pub mod api_versions;
 pub mod create_partitions;
@@ -102,14 +107,15 @@ pub fn entry(key: ApiKey) -> Option<&'static ApiEntry> {
 /// except ApiVersions, which answers an unknown version in the v0 format (clients then pick a version).
 pub fn dispatch(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
     let Some(entry) = entry(header.api_key) else {
-        tracing::warn!(api = ?header.api_key, version = header.api_version, client = ?header.client_id, "unsupported API; closing the connection");
+        crate::warn_limited!(BAD_REQUESTS, api = ?header.api_key, version = header.api_version, client = ?header.client_id, "unsupported API; closing the connection");
         return close();
     };
     if header.api_version < entry.min_version || header.api_version > entry.max_version {
         if header.api_key == ApiKey::ApiVersions {
             return api_versions::unsupported_version(header);
         }
-        tracing::warn!(
+        crate::warn_limited!(
+            BAD_REQUESTS,
             api = ?header.api_key,
             version = header.api_version,
             supported = ?(entry.min_version..=entry.max_version),
@@ -130,7 +136,7 @@ pub fn close() -> DispatchFuture {
 /// Kafka does).
 pub fn decode<R: Decodable>(header: &DecodedHeader) -> Result<R, CloseConnection> {
     net::decode_request::<R>(&header.body, header.api_version).map_err(|error| {
-        tracing::warn!(api = ?header.api_key, version = header.api_version, client = ?header.client_id, %error, "malformed request; closing the connection");
+        crate::warn_limited!(BAD_REQUESTS, api = ?header.api_key, version = header.api_version, client = ?header.client_id, %error, "malformed request; closing the connection");
         CloseConnection
     })
 }

@@ -1,0 +1,175 @@
+//! The file-descriptor budget: how the process's descriptor limit (RLIMIT_NOFILE) is shared between
+//! the broker's own files, client connections and partitions' files, so that no configuration the
+//! defaults produce can exhaust descriptors.
+//!
+//! ```text
+//!  limit (soft RLIMIT_NOFILE, raised to the hard limit at start)
+//!  ├── reserved:    max(256, limit / 10)  metadata, locks, io_uring rings, DMA probes, accept slack
+//!  ├── connections: max.connections (default 2/5 of what is left)
+//!  └── partitions:  the rest, DESCRIPTORS_PER_PARTITION each
+//! ```
+//! Topic creation and partition increases that would take the partition count past its share are
+//! refused with INVALID_PARTITIONS, as Redpanda refuses them ("would exceed FD limit"): Kafka has no
+//! code of its own for this, and INVALID_PARTITIONS is what clients already report for partition counts
+//! the broker cannot take.
+
+use crate::config::BrokerConfig;
+use crate::metadata::ClusterMetadata;
+use kafka_protocol::error::ResponseError;
+
+/// Descriptors one open partition holds: its active segment's log, offset index and time index.
+pub const DESCRIPTORS_PER_PARTITION: u64 = 3;
+/// Fewest descriptors kept for the broker's own files.
+pub const MIN_RESERVED_DESCRIPTORS: u64 = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DescriptorBudget {
+    /// The soft RLIMIT_NOFILE.
+    pub limit: u64,
+    /// Kept for the broker's own files.
+    pub reserved: u64,
+    /// Client connections open at once (`max.connections`).
+    pub connections: u64,
+    /// Partitions whose files fit in what is left.
+    pub partitions: u64,
+}
+
+/// Splits `limit` descriptors; `max_connections` is the configured `max.connections`, if any.
+pub fn descriptor_budget(limit: u64, max_connections: Option<usize>) -> DescriptorBudget {
+    let reserved = (limit / 10).max(MIN_RESERVED_DESCRIPTORS).min(limit);
+    let available = limit - reserved;
+    let connections = match max_connections {
+        Some(configured) => configured as u64,
+        None => (available * 2 / 5).max(1),
+    };
+    let partitions = available.saturating_sub(connections) / DESCRIPTORS_PER_PARTITION;
+    DescriptorBudget {
+        limit,
+        reserved,
+        connections,
+        partitions,
+    }
+}
+
+impl DescriptorBudget {
+    /// The budget of this process under `config`.
+    pub fn of(config: &BrokerConfig) -> DescriptorBudget {
+        descriptor_budget(open_files_limit(), config.max_connections)
+    }
+}
+
+/// The soft RLIMIT_NOFILE of this process (RLIM_INFINITY reads as u64::MAX).
+pub fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct on the stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_cur
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns (soft, hard) as they are afterwards.
+pub fn raise_open_files_limit() -> (u64, u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a stack struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return (1024, 1024);
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    (limit.rlim_cur, limit.rlim_max)
+}
+
+/// Refuses `additional` partitions when the cluster's partitions would no longer fit the budget.
+pub fn check_partition_budget(
+    config: &BrokerConfig,
+    metadata: &ClusterMetadata,
+    additional: i32,
+) -> Result<(), (ResponseError, String)> {
+    let existing: u64 = metadata
+        .topics
+        .values()
+        .map(|topic| topic.partition_count().max(0) as u64)
+        .sum();
+    partitions_fit(
+        &DescriptorBudget::of(config),
+        existing,
+        additional.max(0) as u64,
+    )
+}
+
+fn partitions_fit(
+    budget: &DescriptorBudget,
+    existing: u64,
+    additional: u64,
+) -> Result<(), (ResponseError, String)> {
+    let total = existing.saturating_add(additional);
+    if total <= budget.partitions {
+        return Ok(());
+    }
+    Err((
+        ResponseError::InvalidPartitions,
+        format!(
+            "refusing {additional} partitions: {total} partitions would exceed the {} that the \
+             file-descriptor limit of {} allows ({DESCRIPTORS_PER_PARTITION} per partition, {} kept \
+             for connections, {} for the broker); raise the limit or lower max_connections",
+            budget.partitions, budget.limit, budget.connections, budget.reserved
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_split_never_exceeds_the_limit() {
+        for limit in [300, 1024, 20_000, 1_048_576] {
+            let budget = descriptor_budget(limit, None);
+            let used = budget.reserved
+                + budget.connections
+                + budget.partitions * DESCRIPTORS_PER_PARTITION;
+            assert!(used <= limit, "{budget:?}");
+            assert!(
+                budget.partitions > 0 && budget.connections > 0,
+                "{budget:?}"
+            );
+        }
+        let budget = descriptor_budget(20_000, None);
+        assert_eq!(budget.reserved, 2_000);
+        assert_eq!(budget.connections, 7_200);
+        assert_eq!(budget.partitions, 3_600);
+    }
+
+    #[test]
+    fn configured_connections_leave_the_rest_to_partitions() {
+        let budget = descriptor_budget(20_000, Some(1_000));
+        assert_eq!(budget.partitions, (18_000 - 1_000) / 3);
+        // More connections than there are descriptors: no partitions at all.
+        assert_eq!(descriptor_budget(1_000, Some(5_000)).partitions, 0);
+    }
+
+    #[test]
+    fn partitions_past_the_budget_are_refused_with_invalid_partitions() {
+        let budget = descriptor_budget(20_000, None);
+        assert!(partitions_fit(&budget, 3_000, 600).is_ok());
+        let (error, message) = partitions_fit(&budget, 3_000, 601).unwrap_err();
+        assert_eq!(error, ResponseError::InvalidPartitions);
+        assert!(message.contains("3601 partitions"), "{message}");
+    }
+}
