@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`config`]: flags, the TOML file, topic configs and their validation.
+//! - [`data_dir`]: start-up checks of the data directory (metadata load, re-placement).
 //! - [`metadata`]: the cluster metadata snapshot (topics, partition → shard placement), persisted.
 //! - [`messages`]: the one enum of cross-shard messages.
 //! - [`shard_state`]: what one shard owns; [`server`]: one shard's life (listener, peers, shutdown).
@@ -16,6 +17,7 @@
 //! response leaves the connection in request order.
 pub mod config;
 pub mod control;
+pub mod data_dir;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;

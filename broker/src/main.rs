@@ -42,8 +42,7 @@ fn run() -> Result<(), String> {
         )
     })?;
     let _lock = lock_data_dir(&config.data_dir)?;
-    let metadata = ClusterMetadata::load_or_create(&config.data_dir)
-        .map_err(|error| format!("cannot load cluster metadata: {error}"))?;
+    let metadata = load_metadata(&config)?;
     let marker = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
     let clean_start = marker.exists();
     if clean_start {
@@ -97,6 +96,12 @@ fn run() -> Result<(), String> {
     sync_dir(&config.data_dir);
     tracing::info!("clean shutdown complete");
     Ok(())
+}
+
+/// The cluster metadata, checked against the data directory and fitted to this process's shards.
+fn load_metadata(config: &BrokerConfig) -> Result<ClusterMetadata, String> {
+    broker::data_dir::load_metadata(&config.data_dir, config.shards)
+        .map_err(|error| error.to_string())
 }
 
 /// Holds an exclusive lock on the data directory for the life of the process.

@@ -59,6 +59,11 @@ impl ShardState {
         to: ShardId,
         make: impl FnOnce(oneshot::Sender<T>) -> ShardMessage,
     ) -> Result<oneshot::Receiver<T>, ResponseError> {
+        // Metadata is fitted to the shard count at start-up; never hand the mesh an index it lacks.
+        if to.0 >= self.config.shards {
+            tracing::error!(shard = to.0, shards = self.config.shards, "no such shard");
+            return Err(ResponseError::BrokerNotAvailable);
+        }
         let (reply, receiver) = oneshot::channel();
         match self.mesh.send(to, make(reply)).await {
             Ok(()) => Ok(receiver),
