@@ -67,6 +67,7 @@ fn run() -> Result<(), String> {
         signal_hook::flag::register(signal, shutdown.clone())
             .map_err(|error| format!("cannot install signal handler: {error}"))?;
     }
+    ensure_listen_address_free(&config)?;
     let config = Arc::new(config);
     let metadata = Arc::new(metadata);
     let mesh = MeshBuilder::new(config.shards);
@@ -102,6 +103,17 @@ fn run() -> Result<(), String> {
 fn load_metadata(config: &BrokerConfig) -> Result<ClusterMetadata, String> {
     broker::data_dir::load_metadata(&config.data_dir, config.shards)
         .map_err(|error| error.to_string())
+}
+
+/// Refuses to start on an address another process listens on (the shards' SO_REUSEPORT sockets would
+/// otherwise join it and split its clients).
+fn ensure_listen_address_free(config: &BrokerConfig) -> Result<(), String> {
+    shard::net::ensure_address_free(config.listen).map_err(|error| {
+        format!(
+            "cannot listen on {}: {error} (another process, maybe another broker, listens there)",
+            config.listen
+        )
+    })
 }
 
 /// Holds an exclusive lock on the data directory for the life of the process.

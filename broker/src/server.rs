@@ -59,19 +59,20 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         fetch_sessions: Default::default(),
         groups: Default::default(),
     });
-    apply_metadata(&state, start.metadata.clone()).await;
-    for (peer, receiver) in receivers {
-        shard::task::spawn(serve_peer(state.clone(), peer, receiver));
-    }
+    // Bind first (connections wait in the backlog until the accept loop runs): the narrower the gap
+    // after main's check that the port is free, the less room for another process to slip in.
     let listener = match shard::net::Listener::bind(start.config.listen) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(address = %start.config.listen, %error, "cannot listen");
             start.shutdown.store(true, Ordering::SeqCst);
-            partitions::close_all(&state).await;
             return;
         }
     };
+    apply_metadata(&state, start.metadata.clone()).await;
+    for (peer, receiver) in receivers {
+        shard::task::spawn(serve_peer(state.clone(), peer, receiver));
+    }
     tracing::info!(
         shard = id.0,
         partitions = state.partitions.borrow().len(),
