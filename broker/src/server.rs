@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use storage::BatchCache;
 
-/// How often a shard looks at the shutdown flag, time-based flushes and group session deadlines.
+/// How often a shard looks at the shutdown flag and time-based flushes (group deadlines have their own
+/// timer, `group::run_timer`).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most requests one connection may have awaiting their responses.
@@ -81,6 +82,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     );
     start.ready.fetch_add(1, Ordering::SeqCst);
     let accepting = accept_loop(state.clone(), listener);
+    shard::task::spawn(crate::group::run_timer(state.clone()));
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
@@ -136,7 +138,6 @@ async fn housekeeping(state: Rc<ShardState>, shutdown: Arc<AtomicBool>) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
             }
         }
-        state.groups.tick().await;
     }
 }
 
