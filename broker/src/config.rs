@@ -35,6 +35,10 @@ pub struct Cli {
     /// This broker's node id [default: 0].
     #[arg(long)]
     pub node_id: Option<i32>,
+    /// Start even though the data directory holds partition directories but no usable metadata file:
+    /// rebuild the metadata from them (new cluster id, default topic configs).
+    #[arg(long)]
+    pub recover_unknown_data: bool,
 }
 
 /// The TOML file: the same settings as the flags plus the Kafka-level defaults.
@@ -64,6 +68,7 @@ pub struct FileConfig {
     pub group_initial_rebalance_delay_ms: Option<u64>,
     pub group_min_session_timeout_ms: Option<i32>,
     pub group_max_session_timeout_ms: Option<i32>,
+    pub recover_unknown_data: Option<bool>,
 }
 
 /// Group coordinator settings (Kafka's `group.*` / `offsets.*` broker settings).
@@ -111,6 +116,8 @@ pub struct BrokerConfig {
     /// O_DIRECT for segment data (falls back to buffered where refused).
     pub direct_io: bool,
     pub groups: GroupConfig,
+    /// Rebuild missing cluster metadata from the partition directories instead of refusing to start.
+    pub recover_unknown_data: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +259,8 @@ impl BrokerConfig {
             batch_cache_bytes: file.batch_cache_bytes.unwrap_or(64 * 1024 * 1024),
             direct_io: file.direct_io.unwrap_or(true),
             groups,
+            recover_unknown_data: cli.recover_unknown_data
+                || file.recover_unknown_data.unwrap_or(false),
         })
     }
 

@@ -99,9 +99,10 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The cluster metadata, checked against the data directory and fitted to this process's shards.
+/// The cluster metadata, checked against the data directory (leftovers of deleted topics removed, data
+/// the metadata cannot account for refused or moved aside) and fitted to this process's shards.
 fn load_metadata(config: &BrokerConfig) -> Result<ClusterMetadata, String> {
-    broker::data_dir::load_metadata(&config.data_dir, config.shards)
+    broker::data_dir::load_metadata(&config.data_dir, config.shards, config.recover_unknown_data)
         .map_err(|error| error.to_string())
 }
 
