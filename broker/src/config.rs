@@ -35,6 +35,10 @@ pub struct Cli {
     /// This broker's node id [default: 0].
     #[arg(long)]
     pub node_id: Option<i32>,
+    /// Start even though the data directory holds partition directories but no usable metadata file:
+    /// rebuild the metadata from them (new cluster id, default topic configs).
+    #[arg(long)]
+    pub recover_unknown_data: bool,
 }
 
 /// The TOML file: the same settings as the flags plus the Kafka-level defaults.
@@ -71,6 +75,7 @@ pub struct FileConfig {
     pub connections_max_idle_ms: Option<u64>,
     pub queued_max_request_bytes: Option<i64>,
     pub connection_max_queued_response_bytes: Option<usize>,
+    pub recover_unknown_data: Option<bool>,
 }
 
 /// Default `connections.max.idle.ms` (Kafka's): 10 minutes.
@@ -140,6 +145,8 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: usize,
     /// Completed-response bytes a connection may have waiting to be sent before it stops taking requests.
     pub connection_max_queued_response_bytes: usize,
+    /// Rebuild missing cluster metadata from the partition directories instead of refusing to start.
+    pub recover_unknown_data: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +316,8 @@ impl BrokerConfig {
             connection_max_queued_response_bytes: file
                 .connection_max_queued_response_bytes
                 .unwrap_or(net::DEFAULT_MAX_QUEUED_RESPONSE_BYTES),
+            recover_unknown_data: cli.recover_unknown_data
+                || file.recover_unknown_data.unwrap_or(false),
         })
     }
 

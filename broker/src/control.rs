@@ -266,14 +266,19 @@ fn create_topic(
 /// `__consumer_offsets` as the group coordinator needs it: `offsets.topic.num.partitions` partitions,
 /// compacted, 100 MiB segments (Kafka's `offsets.topic.segment.bytes`).
 pub fn offsets_topic(state: &ShardState) -> NewTopic {
-    let mut configs = BTreeMap::new();
-    configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
     NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: state.config.groups.offsets_topic_partitions,
-        configs,
+        configs: offsets_topic_configs(),
     }
+}
+
+/// The topic configs `__consumer_offsets` is created with.
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
+    configs
 }
 
 /// Makes every shard adopt `metadata`, shard 0 included; returns once all have, with the partitions

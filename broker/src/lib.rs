@@ -2,6 +2,8 @@
 //!
 //! Layout:
 //! - [`config`]: flags, the TOML file, topic configs and their validation.
+//! - [`data_dir`]: start-up checks of the data directory (metadata load, re-placement, leftovers).
+//! - [`partition_dir`]: partition directory names, their recorded topic ids, crash-safe deletion.
 //! - [`metadata`]: the cluster metadata snapshot (topics, partition → shard placement), persisted.
 //! - [`messages`]: the one enum of cross-shard messages.
 //! - [`shard_state`]: what one shard owns; [`server`]: one shard's life (listener, peers, shutdown).
@@ -19,6 +21,7 @@
 pub mod config;
 pub mod connection_limits;
 pub mod control;
+pub mod data_dir;
 pub mod descriptor_budget;
 pub mod fetch_session;
 pub mod group;
@@ -27,6 +30,7 @@ pub mod log_limit;
 pub mod memory_trim;
 pub mod messages;
 pub mod metadata;
+pub mod partition_dir;
 pub mod partitions;
 pub mod server;
 pub mod shard_state;

@@ -48,8 +48,7 @@ fn run() -> Result<(), String> {
         )
     })?;
     let _lock = lock_data_dir(&config.data_dir)?;
-    let metadata = ClusterMetadata::load_or_create(&config.data_dir)
-        .map_err(|error| format!("cannot load cluster metadata: {error}"))?;
+    let metadata = load_metadata(&config)?;
     let marker = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
     let clean_start = marker.exists();
     if clean_start {
@@ -76,6 +75,7 @@ fn run() -> Result<(), String> {
             .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
             .map_err(|error| format!("cannot install signal handler: {error}"))?;
     }
+    ensure_listen_address_free(&config)?;
     let config = Arc::new(config);
     let metadata = Arc::new(metadata);
     let mesh = MeshBuilder::new(config.shards)
@@ -183,6 +183,24 @@ fn log_descriptor_budget(config: &BrokerConfig) {
             "max_connections leaves no descriptors for partitions: topic creation will be refused"
         );
     }
+}
+
+/// The cluster metadata, checked against the data directory (leftovers of deleted topics removed, data
+/// the metadata cannot account for refused or moved aside) and fitted to this process's shards.
+fn load_metadata(config: &BrokerConfig) -> Result<ClusterMetadata, String> {
+    broker::data_dir::load_metadata(&config.data_dir, config.shards, config.recover_unknown_data)
+        .map_err(|error| error.to_string())
+}
+
+/// Refuses to start on an address another process listens on (the shards' SO_REUSEPORT sockets would
+/// otherwise join it and split its clients).
+fn ensure_listen_address_free(config: &BrokerConfig) -> Result<(), String> {
+    shard::net::ensure_address_free(config.listen).map_err(|error| {
+        format!(
+            "cannot listen on {}: {error} (another process, maybe another broker, listens there)",
+            config.listen
+        )
+    })
 }
 
 /// Holds an exclusive lock on the data directory for the life of the process.

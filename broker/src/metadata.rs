@@ -3,7 +3,9 @@
 //! One immutable snapshot ([`ClusterMetadata`]) is shared by every shard (`Arc`); shard 0 (the control
 //! plane) makes each new version and broadcasts it. It persists in `<data-dir>/cluster_metadata.toml`,
 //! written to a temporary file, fsynced and renamed over the old one, so a crash leaves either the old or
-//! the new version. Format (TOML):
+//! the new version. The version it replaces stays as `cluster_metadata.toml.prev` (a hard link made
+//! before the rename, so it is never partly written); start-up falls back to it when the current file is
+//! missing or unreadable. Format (TOML):
 //!
 //! ```toml
 //! cluster_id = "…"            # generated on first start
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 pub const METADATA_FILE: &str = "cluster_metadata.toml";
+pub const PREVIOUS_METADATA_FILE: &str = "cluster_metadata.toml.prev";
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ClusterMetadata {
@@ -59,20 +62,12 @@ impl ClusterMetadata {
         }
     }
 
+    /// Loads the metadata file, or creates a new cluster where there is none (tests; the broker starts
+    /// through `data_dir::load_metadata`, which also checks the directory).
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<ClusterMetadata> {
-        let path = data_dir.join(METADATA_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let mut metadata: ClusterMetadata = toml::from_str(&text).map_err(|error| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{}: {error}", path.display()),
-                    )
-                })?;
-                metadata.version = 1;
-                Ok(metadata)
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        match ClusterMetadata::load_file(&data_dir.join(METADATA_FILE)) {
+            Ok(Some(metadata)) => Ok(metadata),
+            Ok(None) => {
                 let metadata = ClusterMetadata::new_cluster();
                 metadata.persist(data_dir)?;
                 Ok(metadata)
@@ -81,7 +76,29 @@ impl ClusterMetadata {
         }
     }
 
-    /// Atomically replaces the metadata file (write temp, fsync, rename, fsync the directory).
+    /// Reads one metadata file: `None` if it does not exist, `InvalidData` if it does not parse.
+    pub fn load_file(path: &Path) -> std::io::Result<Option<ClusterMetadata>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mut metadata: ClusterMetadata = toml::from_str(&text).map_err(|error| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {error}", path.display()),
+                    )
+                })?;
+                metadata.version = 1;
+                Ok(Some(metadata))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Err(
+                std::io::Error::new(error.kind(), format!("{}: {error}", path.display())),
+            ),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Atomically replaces the metadata file (write temp, fsync, rename, fsync the directory), keeping
+    /// the version it replaces as [`PREVIOUS_METADATA_FILE`].
     pub fn persist(&self, data_dir: &Path) -> std::io::Result<()> {
         let text =
             toml::to_string(self).map_err(|error| std::io::Error::other(error.to_string()))?;
@@ -89,7 +106,16 @@ impl ClusterMetadata {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&temporary, data_dir.join(METADATA_FILE))?;
+        let current = data_dir.join(METADATA_FILE);
+        if current.exists() {
+            // Link the current inode under a temporary name, then rename that over the previous copy:
+            // `.prev` is always some complete version, never a partly written file.
+            let previous_temporary = data_dir.join(format!("{PREVIOUS_METADATA_FILE}.tmp"));
+            let _ = std::fs::remove_file(&previous_temporary);
+            std::fs::hard_link(&current, &previous_temporary)?;
+            std::fs::rename(&previous_temporary, data_dir.join(PREVIOUS_METADATA_FILE))?;
+        }
+        std::fs::rename(&temporary, &current)?;
         std::fs::File::open(data_dir)?.sync_all()
     }
 
@@ -196,6 +222,28 @@ mod tests {
         assert_eq!(metadata.fit_to_shards(2), 2);
         assert!(metadata.topics["a"].shards.iter().all(|&shard| shard < 2));
         assert_eq!(metadata.fit_to_shards(2), 0);
+    }
+
+    #[test]
+    fn persist_keeps_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut metadata = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        assert!(!dir.path().join(PREVIOUS_METADATA_FILE).exists());
+        let first = metadata.clone();
+        metadata.next_producer_id = 5;
+        metadata.persist(dir.path()).unwrap();
+        let previous = ClusterMetadata::load_file(&dir.path().join(PREVIOUS_METADATA_FILE))
+            .unwrap()
+            .unwrap();
+        assert_eq!(previous, first);
+        metadata.next_producer_id = 6;
+        metadata.persist(dir.path()).unwrap();
+        let previous = ClusterMetadata::load_file(&dir.path().join(PREVIOUS_METADATA_FILE))
+            .unwrap()
+            .unwrap();
+        assert_eq!(previous.next_producer_id, 5);
+        let current = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        assert_eq!(current.next_producer_id, 6);
     }
 
     #[test]

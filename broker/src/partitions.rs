@@ -284,7 +284,9 @@ pub async fn apply_metadata(
 ) -> Vec<crate::unopened_partitions::UnopenedPartition> {
     let mut unopened = Vec::new();
     let previous = state.metadata.replace(metadata.clone());
-    // Close and delete partitions that no longer exist.
+    // Close and delete partitions that no longer exist: each directory is renamed to its `-delete` name
+    // (and the rename fsynced) here, then removed in the background; see `partition_dir`.
+    let mut deleted_dirs = Vec::new();
     let owned: Vec<(String, i32)> = state.partitions.borrow().keys().cloned().collect();
     for (topic, index) in owned {
         let gone = match (metadata.topics.get(&topic), previous.topics.get(&topic)) {
@@ -304,14 +306,13 @@ pub async fn apply_metadata(
                 if let Err(error) = partition.log.close().await {
                     tracing::warn!(%topic, partition = index, %error, "closing a deleted partition");
                 }
-                let dir = partition_dir(&state.config.data_dir, &topic, index);
-                if let Err(error) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), %error, "removing a deleted partition");
-                }
+                deleted_dirs.push(partition_dir(&state.config.data_dir, &topic, index));
                 tracing::info!(%topic, partition = index, "partition deleted");
             }
         }
     }
+    let marked = crate::partition_dir::mark_all_deleted(&state.config.data_dir, &deleted_dirs);
+    crate::partition_dir::remove_in_background(marked);
     // Open partitions placed here that are not open yet.
     for (topic, topic_metadata) in &metadata.topics {
         for (index, &owner) in topic_metadata.shards.iter().enumerate() {
@@ -319,7 +320,15 @@ pub async fn apply_metadata(
             if owner != state.id.0 || state.partition(topic, index).is_some() {
                 continue;
             }
-            if let Err(error) = open_partition(state, topic, index, &topic_metadata.configs).await {
+            if let Err(error) = open_partition(
+                state,
+                topic,
+                index,
+                topic_metadata.id,
+                &topic_metadata.configs,
+            )
+            .await
+            {
                 tracing::error!(%topic, partition = index, %error, "cannot open partition");
                 unopened.push((topic.clone(), index));
             }
@@ -332,11 +341,12 @@ async fn open_partition(
     state: &Rc<ShardState>,
     topic: &str,
     index: i32,
+    topic_id: uuid::Uuid,
     configs: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), String> {
     let config = TopicConfig::resolve(&state.config.log_defaults, configs)?;
     let dir = partition_dir(&state.config.data_dir, topic, index);
-    std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    claim_partition_dir(&dir, topic_id)?;
     let log = Log::open(
         state.fs,
         dir,
@@ -362,6 +372,34 @@ async fn open_partition(
         state.groups.partition_opened(state, partition);
     }
     Ok(())
+}
+
+/// Makes `dir` the directory of topic `topic_id`'s partition: creates it and records the id, or checks
+/// the id an existing one records. A directory recording another id (left by a deleted topic of the same
+/// name) is never adopted: it is marked deleted and a fresh one is made. Start-up has already reconciled
+/// the data directory, so that happens only if something slipped past it.
+fn claim_partition_dir(dir: &std::path::Path, topic_id: uuid::Uuid) -> Result<(), String> {
+    let describe = |error: std::io::Error| format!("{}: {error}", dir.display());
+    if dir.exists() {
+        match crate::partition_dir::read_topic_id(dir) {
+            Ok(Some(recorded)) if recorded == topic_id => return Ok(()),
+            // Listed by the metadata and without an id: start-up records ids; a crash right after mkdir.
+            Ok(None) => {
+                return crate::partition_dir::write_topic_id(dir, topic_id).map_err(describe)
+            }
+            Ok(Some(recorded)) => {
+                tracing::warn!(dir = %dir.display(), %recorded, %topic_id, "partition directory of another topic id; not adopting it");
+                let marked = crate::partition_dir::mark_deleted(dir).map_err(describe)?;
+                crate::partition_dir::remove_in_background(vec![marked]);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "unreadable partition.metadata; moving the directory aside");
+                crate::partition_dir::mark_stray(dir).map_err(describe)?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(describe)?;
+    crate::partition_dir::write_topic_id(dir, topic_id).map_err(describe)
 }
 
 /// Closes every partition of this shard (clean shutdown): flush, trim, snapshot.

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::BatchCache;
 
-/// How often a shard looks at the shutdown flag, time-based flushes and group session deadlines.
+/// How often a shard looks at the shutdown flag and time-based flushes (group deadlines have their own
+/// timer, `group::run_timer`).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most requests one connection may have awaiting their responses.
@@ -74,20 +75,21 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         fetch_sessions: Default::default(),
         groups: Default::default(),
     });
-    apply_metadata(&state, start.metadata.clone()).await;
-    for (peer, receiver) in receivers {
-        shard::task::spawn(serve_peer(state.clone(), peer, receiver));
-    }
+    // Bind first (connections wait in the backlog until the accept loop runs): the narrower the gap
+    // after main's check that the port is free, the less room for another process to slip in.
     let listener = match shard::net::Listener::bind(start.config.listen) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(address = %start.config.listen, %error, "cannot listen");
             start.shutdown.store(true, Ordering::SeqCst);
-            partitions::close_all(&state).await;
             state.mesh.shut_down();
             return;
         }
     };
+    apply_metadata(&state, start.metadata.clone()).await;
+    for (peer, receiver) in receivers {
+        shard::task::spawn(serve_peer(state.clone(), peer, receiver));
+    }
     tracing::info!(
         shard = id.0,
         partitions = state.partitions.borrow().len(),
@@ -96,6 +98,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     );
     start.ready.fetch_add(1, Ordering::SeqCst);
     let accepting = accept_loop(state.clone(), listener);
+    shard::task::spawn(crate::group::run_timer(state.clone()));
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
@@ -215,7 +218,6 @@ async fn housekeeping(state: Rc<ShardState>, shutdown: Arc<AtomicBool>) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
             }
         }
-        state.groups.tick().await;
     }
 }
 

@@ -58,6 +58,7 @@ impl ShardState {
         to: ShardId,
         make: impl FnOnce(shard::ReplySender<T>) -> ShardMessage,
     ) -> Result<shard::ReplyReceiver<T>, ResponseError> {
+        // Metadata is fitted to the shard count at start-up; the mesh refuses an index it lacks too.
         let (reply, receiver) = shard::reply_channel();
         match self.mesh.send(to, make(reply)).await {
             Ok(()) => Ok(receiver),

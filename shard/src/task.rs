@@ -12,6 +12,14 @@ pub async fn sleep(duration: Duration) {
     glommio::timer::sleep(duration).await;
 }
 
+/// Sleeps until `deadline` (returns at once if it has passed).
+pub async fn sleep_until(deadline: std::time::Instant) {
+    let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+    if !remaining.is_zero() {
+        glommio::timer::sleep(remaining).await;
+    }
+}
+
 /// `Some(output)` if `future` finished within `duration`, else `None` (and `future` is dropped).
 pub async fn timeout<T, F: Future<Output = T>>(duration: Duration, future: F) -> Option<T> {
     futures_lite::future::or(async { Some(future.await) }, async {

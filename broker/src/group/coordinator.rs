@@ -506,6 +506,18 @@ impl CoordinatorPartition {
         results
     }
 
+    /// The earliest deadline of any group here (see [`Group::next_deadline`]).
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        if !self.is_loaded() {
+            return None;
+        }
+        self.groups
+            .borrow()
+            .values()
+            .filter_map(|group| group.next_deadline(now))
+            .min()
+    }
+
     /// Session, join and sync deadlines of every group here.
     pub async fn tick(&self) {
         if !self.is_loaded() {

@@ -28,6 +28,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// The internal topic holding group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -75,11 +76,43 @@ impl GroupCoordinator {
         self.partitions.borrow().values().cloned().collect()
     }
 
-    /// Session and rebalance timers of every group on this shard (called from the housekeeping tick).
+    /// Session and rebalance timers of every group on this shard.
     pub async fn tick(&self) {
         for coordinator in self.all() {
             coordinator.tick().await;
         }
+    }
+
+    /// The earliest group deadline on this shard.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        self.all()
+            .iter()
+            .filter_map(|coordinator| coordinator.next_deadline(now))
+            .min()
+    }
+}
+
+/// Longest the group timer sleeps before looking again for deadlines. A deadline set while it sleeps and
+/// due sooner than this (new members' sessions are at least `group.min.session.timeout.ms` away, so only
+/// short join delays) is acted on up to this late; every other deadline exactly when it passes.
+const TIMER_RESCAN: Duration = Duration::from_millis(100);
+const MIN_TIMER_SLEEP: Duration = Duration::from_millis(1);
+
+/// The group timer of one shard: sleeps until the earliest deadline of its groups (a session expiring, a
+/// join or sync phase ending) and acts on it then, so a member is removed within a millisecond or so of
+/// its session timeout. Returns once the shard shuts down.
+pub async fn run_timer(state: Rc<ShardState>) {
+    while !state.shutting_down.get() {
+        let now = Instant::now();
+        let rescan = now + TIMER_RESCAN;
+        // At least a millisecond: a deadline that passed without changing anything never spins.
+        let wake = state
+            .groups
+            .next_deadline(now)
+            .map_or(rescan, |deadline| deadline.min(rescan))
+            .max(now + MIN_TIMER_SLEEP);
+        shard::task::sleep_until(wake).await;
+        state.groups.tick().await;
     }
 }
 

@@ -521,6 +521,32 @@ impl Group {
         changed
     }
 
+    /// The earliest instant at which [`Group::expire`] could change something: a member's session
+    /// deadline, a KIP-394 pending member's deadline, the sync deadline, the end of the join phase
+    /// (its initial delay, then its rebalance deadline). `None`: nothing is timed.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|member| !member.waiting())
+            .map(|member| member.heartbeat_deadline);
+        let sync = self
+            .sync_deadline
+            .filter(|_| self.state == GroupState::CompletingRebalance);
+        let join = match self.state {
+            GroupState::PreparingRebalance => self
+                .initial_delay_until
+                .filter(|&until| until > now)
+                .or(self.rebalance_deadline),
+            _ => None,
+        };
+        sessions
+            .chain(self.pending.values().copied())
+            .chain(sync)
+            .chain(join)
+            .min()
+    }
+
     /// The group as stored in `__consumer_offsets`.
     pub fn stored(&self, assignments: Option<&HashMap<String, Bytes>>) -> StoredGroup {
         let protocol = self.protocol.clone().unwrap_or_default();
@@ -686,6 +712,37 @@ mod tests {
         assert!(group.expire(now + Duration::from_secs(11)));
         assert_eq!(group.state, GroupState::Empty);
         assert_eq!(group.generation, 2);
+    }
+
+    #[test]
+    fn next_deadline_is_the_session_deadline_that_expire_acts_on() {
+        let now = Instant::now();
+        let mut group = Group::new("g".into(), 0);
+        assert_eq!(group.next_deadline(now), None);
+        group.add_member(&params(&["range"]), "a".into(), now);
+        group.prepare_rebalance(now, Duration::from_millis(300), "test");
+        // The join phase: first its initial delay, once that passed the rebalance deadline.
+        assert_eq!(
+            group.next_deadline(now),
+            Some(now + Duration::from_millis(300))
+        );
+        let later = now + Duration::from_millis(400);
+        assert_eq!(
+            group.next_deadline(later),
+            Some(now + Duration::from_secs(10))
+        );
+        let (a, _a_rx) = oneshot::channel();
+        group.members.get_mut("a").unwrap().awaiting_join = Some(a);
+        assert!(group.try_complete_join(later));
+        let mut assignments = HashMap::new();
+        assignments.insert("a".to_string(), Bytes::from_static(b"x"));
+        group.complete_sync(&assignments);
+        let deadline = group.next_deadline(later).unwrap();
+        assert_eq!(deadline, group.members["a"].heartbeat_deadline);
+        assert!(!group.expire(deadline - Duration::from_millis(1)));
+        assert!(group.expire(deadline));
+        assert_eq!(group.state, GroupState::Empty);
+        assert_eq!(group.next_deadline(deadline), None);
     }
 
     #[test]

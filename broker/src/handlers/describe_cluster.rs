@@ -1,6 +1,6 @@
 //! DescribeCluster (key 60), versions 0–2: this broker, as the whole cluster and its controller.
 
-use super::metadata::OPERATIONS_NOT_REQUESTED;
+use super::metadata::{authorized_operations, ALL_CLUSTER_OPERATIONS};
 use super::{simple, str_bytes};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
@@ -13,11 +13,6 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 
 /// Endpoint types (v1+): 1 = brokers, 2 = controllers.
 const ENDPOINT_BROKERS: i8 = 1;
-
-/// Every cluster operation allowed (no ACLs yet): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const ALL_CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
     simple(
@@ -48,12 +43,10 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
             response.cluster_id = str_bytes(state.metadata().cluster_id.clone());
             response.controller_id = BrokerId(state.config.node_id);
             response.brokers = vec![broker];
-            response.cluster_authorized_operations =
-                if request.include_cluster_authorized_operations {
-                    ALL_CLUSTER_OPERATIONS
-                } else {
-                    OPERATIONS_NOT_REQUESTED
-                };
+            response.cluster_authorized_operations = authorized_operations(
+                request.include_cluster_authorized_operations,
+                ALL_CLUSTER_OPERATIONS,
+            );
             response
         },
     )

@@ -27,6 +27,21 @@ pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 pub const ALL_TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
+/// Every cluster operation allowed (no ACLs yet): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE (Kafka's answer for a superuser).
+pub const ALL_CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// The authorized-operations field of a response: `all` when the request asked for it (there is no
+/// authorizer, so everything is allowed), else "not requested".
+pub fn authorized_operations(requested: bool, all: i32) -> i32 {
+    if requested {
+        all
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    }
+}
+
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
     simple(
         state,
@@ -111,11 +126,8 @@ async fn metadata(
         response.name = Some(topic_name(name));
         response.topic_id = topic.id;
         response.is_internal = name.starts_with("__");
-        response.topic_authorized_operations = if include_operations {
-            ALL_TOPIC_OPERATIONS
-        } else {
-            OPERATIONS_NOT_REQUESTED
-        };
+        response.topic_authorized_operations =
+            authorized_operations(include_operations, ALL_TOPIC_OPERATIONS);
         response.partitions = (0..topic.partition_count())
             .map(|index| {
                 let mut partition = MetadataResponsePartition::default();
@@ -175,7 +187,42 @@ async fn metadata(
     response.brokers = vec![broker];
     response.cluster_id = Some(str_bytes(metadata.cluster_id.clone()));
     response.controller_id = BrokerId(config.node_id);
-    response.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    // Only v8–10 carry the field (decoded as false elsewhere, and not encoded there).
+    response.cluster_authorized_operations = authorized_operations(
+        request.include_cluster_authorized_operations,
+        ALL_CLUSTER_OPERATIONS,
+    );
     response.topics = topics;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kafka's AclOperation codes a superuser is granted on each resource type.
+    const CLUSTER: [i32; 7] = [5, 7, 8, 9, 10, 11, 12];
+    const TOPIC: [i32; 8] = [3, 4, 5, 6, 7, 8, 10, 11];
+
+    fn bits(codes: &[i32]) -> i32 {
+        codes.iter().map(|code| 1 << code).sum()
+    }
+
+    #[test]
+    fn authorized_operations_answer_what_is_asked() {
+        assert_eq!(
+            authorized_operations(true, ALL_CLUSTER_OPERATIONS),
+            bits(&CLUSTER)
+        );
+        assert_eq!(ALL_CLUSTER_OPERATIONS.count_ones(), 7);
+        assert_eq!(
+            authorized_operations(true, ALL_TOPIC_OPERATIONS),
+            bits(&TOPIC)
+        );
+        assert_eq!(
+            authorized_operations(false, ALL_CLUSTER_OPERATIONS),
+            i32::MIN
+        );
+        assert_eq!(authorized_operations(false, ALL_TOPIC_OPERATIONS), i32::MIN);
+    }
 }
