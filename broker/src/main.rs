@@ -21,6 +21,15 @@ const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
 const LOCK_FILE: &str = ".lock";
 
 fn main() -> ExitCode {
+    // Fail-stop: a panic on any shard ends the whole process (after the usual report), so a broker is
+    // never left half alive, its dead shard's listener taking connections nobody accepts. Acknowledged data
+    // is on disk; the restart recovers as after kill -9.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("broker: a thread panicked; aborting the process");
+        std::process::abort();
+    }));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

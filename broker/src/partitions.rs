@@ -96,7 +96,29 @@ type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// Appends `records` (whole batches) to a partition of this shard and wakes the long polls waiting on
 /// it. Offsets are assigned on the first poll, so appends are ordered as they are first polled.
-pub async fn append_records(partition: &Partition, records: Bytes) -> ProduceOutcome {
+///
+/// Once that first poll has begun the write, the rest runs in a task of its own: a caller that goes away
+/// (a client that disconnects mid-produce drops its request's future) must not cancel a segment write
+/// half-way, which leaves the log's appender without the bytes it counted (a later write then fails an
+/// assertion and takes the shard down; found by the wire fuzzer).
+pub async fn append_records(partition: Rc<Partition>, records: Bytes) -> ProduceOutcome {
+    let mut append = Box::pin(write_records(partition, records));
+    if let Some(done) = poll_once(&mut append).await {
+        return done;
+    }
+    let (sender, receiver) = futures_channel::oneshot::channel();
+    shard::task::spawn(async move {
+        let _ = sender.send(append.await);
+    });
+    receiver.await.unwrap_or_else(|_| {
+        Err((
+            ResponseError::UnknownServerError,
+            "append task dropped".to_string(),
+        ))
+    })
+}
+
+async fn write_records(partition: Rc<Partition>, records: Bytes) -> ProduceOutcome {
     let result = partition
         .log
         .append(records, partition.leader_epoch, now_ms())
@@ -107,11 +129,15 @@ pub async fn append_records(partition: &Partition, records: Bytes) -> ProduceOut
             Ok(info)
         }
         Err(error) => {
-            tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "append rejected");
+            crate::warn_limited!(APPEND_REJECTED, topic = %partition.topic, partition = partition.index, %error, "append rejected");
             Err((error_code(&error), error.to_string()))
         }
     }
 }
+
+/// Refused appends are client-triggered (corrupt or invalid batches): their log lines are rate-limited.
+static APPEND_REJECTED: crate::log_limit::LogLimiter =
+    crate::log_limit::LogLimiter::new(std::time::Duration::from_secs(10), 5);
 
 /// Dispatch stage of a produce on the owning shard: assigns offsets to every item's batches (in order),
 /// and returns a future that completes once they are written.
@@ -128,8 +154,7 @@ pub async fn start_produce(
             )))));
             continue;
         };
-        let mut append: Pending<ProduceOutcome> =
-            Box::pin(async move { append_records(&partition, item.records).await });
+        let mut append: Pending<ProduceOutcome> = Box::pin(append_records(partition, item.records));
         // Run the append up to its first suspension: offsets are assigned now, in request order.
         match poll_once(&mut append).await {
             Some(done) => pending.push(Box::pin(std::future::ready(done))),

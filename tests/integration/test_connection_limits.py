@@ -194,8 +194,9 @@ def test_partitions_beyond_the_descriptor_budget_are_refused(limited_broker):
 def test_a_partition_that_cannot_be_opened_is_not_reported_created(broker):
     from confluent_kafka.admin import NewTopic
     from confluent_kafka import KafkaError, KafkaException
-    # A file where partition 1's directory should go: that partition cannot be opened.
-    (broker.data_dir / "blocked-1").write_bytes(b"")
+    # A directory where partition 1's first segment file should go: that partition cannot be opened.
+    # (A plain file in place of the partition directory is moved aside as a stray and does not block.)
+    (broker.data_dir / "blocked-1" / "00000000000000000000.log").mkdir(parents=True)
     admin = ck_admin(broker.bootstrap)
     futures = admin.create_topics([NewTopic("blocked", num_partitions=3, replication_factor=1)],
                                   request_timeout=20)

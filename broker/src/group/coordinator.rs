@@ -180,7 +180,7 @@ impl CoordinatorPartition {
             return Ok(());
         }
         let batch = records::encode_batch(records, now_ms());
-        append_records(&self.partition, batch)
+        append_records(self.partition.clone(), batch)
             .await
             .map(|_| ())
             .map_err(|(code, message)| {

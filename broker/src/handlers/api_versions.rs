@@ -38,7 +38,8 @@ pub fn handle(_state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
 
 /// The v0-format answer to an ApiVersions request of unknown version.
 pub fn unsupported_version(header: DecodedHeader) -> DispatchFuture {
-    tracing::info!(version = header.api_version, client = ?header.client_id, "ApiVersions of unsupported version; answering in v0");
+    // Normal client behaviour (kafka-python asks for v4 first): not worth a line per connection.
+    tracing::debug!(version = header.api_version, client = ?header.client_id, "ApiVersions of unsupported version; answering in v0");
     respond_later(async move {
         let mut response = supported();
         response.error_code = ResponseError::UnsupportedVersion.code();
