@@ -4,10 +4,15 @@
 //!
 //! ```text
 //!  limit (soft RLIMIT_NOFILE, raised to the hard limit at start)
-//!  ├── reserved:    max(256, limit / 10)  metadata, locks, io_uring rings, DMA probes, accept slack
+//!  ├── reserved:    max(256, limit / 10)  metadata, locks, io_uring rings, DMA probes, accept slack,
+//!  │                and (half of it) the shards' pools of open inactive-segment files
 //!  ├── connections: max.connections (default 2/5 of what is left)
 //!  └── partitions:  the rest, DESCRIPTORS_PER_PARTITION each
 //! ```
+//! A partition costs its active segment's three files, however many segments it has: inactive
+//! segments' `.log` files are opened on demand through each shard's bounded pool
+//! (`storage::SegmentFilePool`, [`segment_files_per_shard`]) and their indexes are read into memory
+//! and closed, so any data directory the broker once served can be opened again.
 //! Topic creation and partition increases that would take the partition count past its share are
 //! refused with INVALID_PARTITIONS, as Redpanda refuses them ("would exceed FD limit"): Kafka has no
 //! code of its own for this, and INVALID_PARTITIONS is what clients already report for partition counts
@@ -17,8 +22,12 @@ use crate::config::BrokerConfig;
 use crate::metadata::ClusterMetadata;
 use kafka_protocol::error::ResponseError;
 
-/// Descriptors one open partition holds: its active segment's log, offset index and time index.
+/// Descriptors one open partition holds: its active segment's log, offset index and time index
+/// (inactive segments' files come from the shards' pools, counted in the reserve).
 pub const DESCRIPTORS_PER_PARTITION: u64 = 3;
+/// Most inactive-segment files one shard keeps open (Kafka's readers rarely touch more than a few
+/// old segments per partition at once; a miss costs one open).
+pub const MAX_SEGMENT_FILES_PER_SHARD: u64 = storage::DEFAULT_OPEN_SEGMENT_FILES as u64;
 /// Fewest descriptors kept for the broker's own files.
 pub const MIN_RESERVED_DESCRIPTORS: u64 = 256;
 
@@ -56,6 +65,13 @@ impl DescriptorBudget {
     pub fn of(config: &BrokerConfig) -> DescriptorBudget {
         descriptor_budget(open_files_limit(), config.max_connections)
     }
+}
+
+/// The capacity of each shard's pool of open inactive-segment files: half the reserve split between
+/// the shards, at most [`MAX_SEGMENT_FILES_PER_SHARD`], at least 1 (so 256 per shard from a limit
+/// of 5,120 descriptors per shard up; 64 per shard for 2 shards under a limit of 1,024).
+pub fn segment_files_per_shard(budget: &DescriptorBudget, shards: usize) -> usize {
+    (budget.reserved / 2 / shards.max(1) as u64).clamp(1, MAX_SEGMENT_FILES_PER_SHARD) as usize
 }
 
 /// The soft RLIMIT_NOFILE of this process (RLIM_INFINITY reads as u64::MAX).
@@ -154,6 +170,19 @@ mod tests {
         assert_eq!(budget.reserved, 2_000);
         assert_eq!(budget.connections, 7_200);
         assert_eq!(budget.partitions, 3_600);
+    }
+
+    #[test]
+    fn segment_file_pools_fit_in_half_the_reserve() {
+        let budget = descriptor_budget(1_024, None);
+        assert_eq!(segment_files_per_shard(&budget, 2), 64);
+        assert_eq!(segment_files_per_shard(&budget, 1), 128);
+        let large = descriptor_budget(1_048_576, None);
+        assert_eq!(segment_files_per_shard(&large, 8), 256);
+        for shards in [1, 2, 16, 64] {
+            let pools = segment_files_per_shard(&budget, shards) as u64 * shards as u64;
+            assert!(pools <= budget.reserved / 2, "{shards} shards: {pools}");
+        }
     }
 
     #[test]

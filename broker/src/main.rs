@@ -185,6 +185,8 @@ fn log_descriptor_budget(config: &BrokerConfig) {
         reserved = budget.reserved,
         max_connections = config.effective_max_connections(),
         max_partitions = budget.partitions,
+        segment_files_per_shard =
+            broker::descriptor_budget::segment_files_per_shard(&budget, config.shards),
         "file-descriptor limit"
     );
     if budget.partitions == 0 {

@@ -372,11 +372,12 @@ async fn open_partition(
     let config = TopicConfig::resolve(&state.config.log_defaults, configs)?;
     let dir = partition_dir(&state.config.data_dir, topic, index);
     claim_partition_dir(&dir, topic_id)?;
-    let log = Log::open(
+    let log = Log::open_with_file_pool(
         state.fs,
         dir,
         config.log,
         state.cache.clone(),
+        state.segment_files.clone(),
         state.clean_start,
     )
     .await

@@ -61,6 +61,12 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         && DmaFileSystem::prepare(&start.config.data_dir, id.0)
             .await
             .unwrap_or(false);
+    let fs = DmaFileSystem { direct };
+    let budget = crate::descriptor_budget::DescriptorBudget::of(&start.config);
+    let segment_files = Rc::new(storage::SegmentFilePool::new(
+        fs,
+        crate::descriptor_budget::segment_files_per_shard(&budget, start.config.shards),
+    ));
     let state = Rc::new(ShardState {
         id,
         config: start.config.clone(),
@@ -68,7 +74,8 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
         partitions: RefCell::new(HashMap::new()),
         cache: Rc::new(BatchCache::new(start.config.batch_cache_bytes)),
-        fs: DmaFileSystem { direct },
+        fs,
+        segment_files,
         clean_start: start.clean_start,
         control_lock: async_lock::Mutex::new(()),
         shutting_down: Cell::new(false),

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use storage::BatchCache;
+use storage::{BatchCache, SegmentFilePool};
 
 pub type TopicPartition = (String, i32);
 
@@ -28,6 +28,8 @@ pub struct ShardState {
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     pub cache: Rc<BatchCache>,
     pub fs: DmaFileSystem,
+    /// Open inactive-segment files of this shard's logs (bounded; see `descriptor_budget`).
+    pub segment_files: Rc<SegmentFilePool<DmaFileSystem>>,
     /// The data directory was shut down cleanly: logs may skip recovery.
     pub clean_start: bool,
     /// Serializes control-plane changes (shard 0 only).

@@ -13,6 +13,7 @@
 //! * [`cache`] — the per-shard `BatchCache` of recently appended batches.
 //! * [`log`] — `Log`: a partition directory of segments; append (group commit), read, time
 //!   lookups, roll, recovery, flush policy, close.
+//! * [`segment_files`] — the bounded pool of open inactive-segment files (`SegmentFilePool`).
 //! * [`error`] — `StorageError` and its Kafka error codes.
 pub mod appender;
 pub mod batch;
@@ -23,6 +24,7 @@ pub mod io;
 pub mod log;
 pub mod producer_state;
 pub mod records;
+pub mod segment_files;
 pub mod types;
 
 pub use batch::{validate_batches, BatchHeader};
@@ -30,9 +32,12 @@ pub use cache::BatchCache;
 pub use error::StorageError;
 pub use log::{delete_log_dir, AppendInfo, Log, LogConfig, TimestampType};
 pub use producer_state::{ProducerEntry, ProducerStateManager};
+pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 
 #[cfg(test)]
 mod recovery_tests;
+#[cfg(test)]
+mod segment_files_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -28,6 +28,7 @@ use crate::error::StorageError;
 use crate::index::{self, OffsetEntry, TimeEntry, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 use crate::io::{FileKind, FileSystem, StorageFile};
 use crate::producer_state::{ProducerEntry, ProducerStateManager, SequenceCheck};
+use crate::segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 use crate::types::{LeaderEpoch, Offset};
 use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
@@ -106,7 +107,9 @@ fn parse_name(name: &str) -> Option<(i64, &str)> {
 
 struct Segment<Fl> {
     base: i64,
-    file: Rc<Fl>,
+    /// The active segment's `.log` file, held open; `None` for inactive segments, whose file is
+    /// opened on demand through the log's [`SegmentFilePool`].
+    file: Option<Rc<Fl>>,
     /// Readable bytes (writes completed).
     size: u64,
     /// Last offset in the segment; `base - 1` when empty.
@@ -114,7 +117,8 @@ struct Segment<Fl> {
     max_ts: i64,
     /// Last offset of the batch holding `max_ts` (-1: none).
     offset_of_max_ts: i64,
-    /// Loaded lazily for inactive segments; always present for the active one.
+    /// Loaded lazily for inactive segments (the file is read whole and closed at once); always
+    /// present for the active one.
     index: Option<Vec<OffsetEntry>>,
     time_index: Option<Vec<TimeEntry>>,
 }
@@ -171,6 +175,8 @@ pub struct Log<F: FileSystem> {
     fs: F,
     dir: PathBuf,
     cache: Rc<BatchCache>,
+    /// Open inactive-segment files (usually shared by the shard's logs).
+    files: Rc<SegmentFilePool<F>>,
     id: u64,
     inner: RefCell<Inner<F::File>>,
     writer: async_lock::Mutex<()>,
@@ -412,11 +418,29 @@ impl<F: FileSystem> Log<F> {
     /// is checked (CRCs and offset continuity); damage there sends it through the same recovery.
     /// Every truncation is logged at WARN (segment, position, bytes and offsets cut). Producer state
     /// comes from the newest usable snapshot plus a replay of the batches after it.
+    ///
+    /// The log gets a pool of its own for its inactive segments' files (see
+    /// [`Log::open_with_file_pool`] to share one between logs).
     pub async fn open(
         fs: F,
         dir: PathBuf,
         config: LogConfig,
         cache: Rc<BatchCache>,
+        clean_shutdown: bool,
+    ) -> Result<Self, StorageError> {
+        let files = Rc::new(SegmentFilePool::new(fs.clone(), DEFAULT_OPEN_SEGMENT_FILES));
+        Self::open_with_file_pool(fs, dir, config, cache, files, clean_shutdown).await
+    }
+
+    /// As [`Log::open`], reading inactive segments through `files` (a shard's pool). Only the
+    /// active segment's files stay open; an inactive segment's `.log` is opened only when it must
+    /// be recovered, and closed again.
+    pub async fn open_with_file_pool(
+        fs: F,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+        files: Rc<SegmentFilePool<F>>,
         clean_shutdown: bool,
     ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(&dir)?;
@@ -446,18 +470,26 @@ impl<F: FileSystem> Log<F> {
         for (i, &base) in bases.iter().enumerate() {
             let is_active = i + 1 == n;
             let lp = dir.join(file_name(base, "log"));
-            let file = Rc::new(fs.open(&lp, FileKind::SegmentData, true).await?);
+            // Inactive segments' data files are opened only to be recovered (and then closed).
+            let active_file = if is_active {
+                Some(Rc::new(fs.open(&lp, FileKind::SegmentData, true).await?))
+            } else {
+                None
+            };
             let ip = dir.join(file_name(base, "index"));
             let tp = dir.join(file_name(base, "timeindex"));
             let files_exist = ip.exists() && tp.exists();
             let idx_file = Rc::new(fs.open(&ip, FileKind::Small, true).await?);
             let tidx_file = Rc::new(fs.open(&tp, FileKind::Small, true).await?);
-            let log_size = file.size().await?;
+            let log_size = match &active_file {
+                Some(file) => file.size().await?,
+                None => std::fs::metadata(&lp)?.len(),
+            };
             let idx_size = idx_file.size().await?;
             let tidx_size = tidx_file.size().await?;
             let mut seg = Segment {
                 base,
-                file: file.clone(),
+                file: active_file.clone(),
                 size: log_size,
                 last_offset: bases.get(i + 1).map_or(base - 1, |b| b - 1),
                 max_ts: -1,
@@ -506,19 +538,24 @@ impl<F: FileSystem> Log<F> {
             // After a clean stop the active segment's tail (from its last index entry) is still
             // checked: CRCs, and offset continuity (the base offset is not covered by the CRC). Any
             // damage there sends the segment through the full recovery below.
-            let clean_tail = if consistent && is_active && clean_shutdown {
-                let tail = scan_clean_tail(&*file, &seg, log_size).await?;
-                if tail.is_none() {
-                    tracing::warn!(
-                        segment = %lp.display(),
-                        "damaged tail after a clean shutdown; recovering the segment"
-                    );
-                }
-                tail
-            } else {
-                None
-            };
+            let clean_tail =
+                if let (true, Some(file)) = (consistent && clean_shutdown, &active_file) {
+                    let tail = scan_clean_tail(&**file, &seg, log_size).await?;
+                    if tail.is_none() {
+                        tracing::warn!(
+                            segment = %lp.display(),
+                            "damaged tail after a clean shutdown; recovering the segment"
+                        );
+                    }
+                    tail
+                } else {
+                    None
+                };
             if !consistent || (is_active && clean_tail.is_none()) {
+                let file = match &active_file {
+                    Some(file) => file.clone(),
+                    None => Rc::new(fs.open(&lp, FileKind::SegmentData, false).await?),
+                };
                 let r = recover_segment(&*file, base, log_size, interval).await?;
                 if r.valid_end < log_size {
                     warn_truncation(&*file, &lp, &r, log_size).await;
@@ -539,7 +576,7 @@ impl<F: FileSystem> Log<F> {
                     rec = Some((r, ia, ta));
                 }
             }
-            if is_active {
+            if let Some(file) = active_file {
                 let (bytes_since, first_ts, ia, ta) = match (rec, clean_tail) {
                     (Some((r, ia, ta)), _) => (r.bytes_since_index, r.first_ts, ia, ta),
                     (None, Some(tail)) => {
@@ -577,6 +614,7 @@ impl<F: FileSystem> Log<F> {
             fs,
             dir,
             cache,
+            files,
             id,
             inner: RefCell::new(Inner {
                 segments,
@@ -656,6 +694,10 @@ impl<F: FileSystem> Log<F> {
                 return Ok(None);
             };
             (base, seg.file.clone(), seg.size, seg.index.is_some())
+        };
+        let file = match file {
+            Some(file) => file,
+            None => self.files.get(&self.path(base, "log")).await?,
         };
         if !loaded {
             let p = self.path(base, "index");
@@ -1141,11 +1183,14 @@ impl<F: FileSystem> Log<F> {
             first_append_ms: None,
         };
         let mut i = self.inner.borrow_mut();
+        // The finished segment is inactive now: its file is read through the pool from here on (the
+        // descriptor closes once the old appender and reads in progress let go of it).
+        i.active_seg().file = None;
         i.segments.insert(
             new_base,
             Segment {
                 base: new_base,
-                file,
+                file: Some(file),
                 size: 0,
                 last_offset: new_base - 1,
                 max_ts: -1,
@@ -1452,6 +1497,7 @@ impl<F: FileSystem> Log<F> {
         }
         .await;
         self.cache.invalidate(self.id);
+        self.files.forget_dir(&self.dir);
         let mut i = self.inner.borrow_mut();
         i.closed = true;
         if let Err(e) = r {
@@ -1459,5 +1505,12 @@ impl<F: FileSystem> Log<F> {
             return Err(e.into());
         }
         Ok(())
+    }
+}
+
+impl<F: FileSystem> Drop for Log<F> {
+    /// A log dropped without `close` (a failed open, a shard stopping) leaves no file in the pool.
+    fn drop(&mut self) {
+        self.files.forget_dir(&self.dir);
     }
 }
