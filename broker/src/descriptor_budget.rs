@@ -89,26 +89,8 @@ pub fn open_files_limit() -> u64 {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns (soft, hard) as they are afterwards.
 pub fn raise_open_files_limit() -> (u64, u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a stack struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return (1024, 1024);
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit.rlim_cur = limit.rlim_max;
-            }
-        }
-    }
-    (limit.rlim_cur, limit.rlim_max)
+    shard::runtime::raise_soft_limit(shard::runtime::ResourceLimit::OpenFiles)
+        .unwrap_or((1024, 1024))
 }
 
 /// Refuses `additional` partitions when the cluster's partitions would no longer fit the budget.

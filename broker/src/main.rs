@@ -138,15 +138,28 @@ fn supervise(
     while shards.finished() < shards.count() {
         std::thread::sleep(SUPERVISION_INTERVAL);
         let serving = ready.load(Ordering::SeqCst);
-        if !announced_ready && serving == shards.count() {
-            announced_ready = true;
-            tracing::info!(
-                shards = serving,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "broker ready"
-            );
+        let stopping = shutdown.load(Ordering::SeqCst);
+        if !announced_ready {
+            // The deadline is checked before readiness: a start is in time only if it was seen complete
+            // before the deadline (with a tiny deadline the first look is already too late).
+            if !stopping && started.elapsed() > config.startup_timeout {
+                exit_now(&format!(
+                    "start-up did not complete within {} ms ({serving} of {} shards serving); exiting \
+                     (raise startup_timeout_ms if recovery of a large data directory needs longer)",
+                    config.startup_timeout.as_millis(),
+                    shards.count()
+                ));
+            }
+            if serving == shards.count() {
+                announced_ready = true;
+                tracing::info!(
+                    shards = serving,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "broker ready"
+                );
+            }
         }
-        if shutdown.load(Ordering::SeqCst) {
+        if stopping {
             let since = *shutdown_requested.get_or_insert_with(Instant::now);
             if since.elapsed() > config.shutdown_timeout {
                 exit_now(&format!(
@@ -156,13 +169,6 @@ fn supervise(
                     shards.count()
                 ));
             }
-        } else if !announced_ready && started.elapsed() > config.startup_timeout {
-            exit_now(&format!(
-                "start-up did not complete within {} ms ({serving} of {} shards serving); exiting \
-                 (raise startup_timeout_ms if recovery of a large data directory needs longer)",
-                config.startup_timeout.as_millis(),
-                shards.count()
-            ));
         }
     }
     Ok(())

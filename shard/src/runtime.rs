@@ -31,34 +31,56 @@ pub enum RuntimeError {
 /// What glommio refuses to start below (see glommio's reactor).
 pub const MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
 
-/// Raises the soft RLIMIT_MEMLOCK to the hard limit; errors clearly if that is still below what the
-/// io_uring reactor needs. Returns the soft limit now in force.
-pub fn raise_memlock_limit() -> Result<u64, RuntimeError> {
+/// A per-process resource limit the broker raises at start.
+#[derive(Clone, Copy, Debug)]
+pub enum ResourceLimit {
+    /// RLIMIT_MEMLOCK: what io_uring rings may lock.
+    LockedMemory,
+    /// RLIMIT_NOFILE: open file descriptors.
+    OpenFiles,
+}
+
+/// Raises the soft limit of `resource` to its hard limit where allowed; returns (soft, hard) as they are
+/// afterwards, or `None` if the limit cannot be read.
+pub fn raise_soft_limit(resource: ResourceLimit) -> Option<(u64, u64)> {
+    let resource = match resource {
+        ResourceLimit::LockedMemory => libc::RLIMIT_MEMLOCK,
+        ResourceLimit::OpenFiles => libc::RLIMIT_NOFILE,
+    };
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: plain syscalls on a stack struct.
     unsafe {
-        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit);
+        if libc::getrlimit(resource, &mut limit) != 0 {
+            return None;
+        }
         if limit.rlim_cur < limit.rlim_max {
             let raised = libc::rlimit {
                 rlim_cur: limit.rlim_max,
                 rlim_max: limit.rlim_max,
             };
-            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+            if libc::setrlimit(resource, &raised) == 0 {
                 limit.rlim_cur = limit.rlim_max;
             }
         }
     }
-    if limit.rlim_cur < MIN_MEMLOCK_BYTES {
+    Some((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Raises the soft RLIMIT_MEMLOCK to the hard limit; errors clearly if that is still below what the
+/// io_uring reactor needs. Returns the soft limit now in force.
+pub fn raise_memlock_limit() -> Result<u64, RuntimeError> {
+    let (soft, hard) = raise_soft_limit(ResourceLimit::LockedMemory).unwrap_or((0, 0));
+    if soft < MIN_MEMLOCK_BYTES {
         return Err(RuntimeError::MemlockTooLow {
-            have: limit.rlim_cur,
-            hard: limit.rlim_max,
+            have: soft,
+            hard,
             need: MIN_MEMLOCK_BYTES,
         });
     }
-    Ok(limit.rlim_cur)
+    Ok(soft)
 }
 
 /// The CPUs this process may run on, in order.
