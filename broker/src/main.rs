@@ -47,6 +47,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    if !net::decode_guard::installed() {
+        return Err("built without the decode guard's allocator (net::GuardedAllocator)".into());
+    }
     let config = BrokerConfig::from_cli(Cli::parse()).map_err(|error| error.to_string())?;
     let memlock = shard::raise_memlock_limit().map_err(|error| error.to_string())?;
     log_descriptor_budget(&config);

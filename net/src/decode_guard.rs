@@ -219,28 +219,15 @@ fn with_decode_bound<T>(frame_bytes: usize, decode: impl FnOnce() -> T) -> (T, b
 /// Decodes a request body (or any message) of `version` from `body` under the guard.
 pub fn decode_request<R: Decodable>(body: &Bytes, version: i16) -> Result<R, DecodeError> {
     let mut buffer = body.clone();
-    let frame_bytes = body.len();
-    let (result, violated) = with_decode_bound(frame_bytes, || {
-        let result = R::decode(&mut buffer, version);
-        // A decode that made an impossible allocation is refused even if it finished: drop what it built
-        // while the bound is still in force (the reservation is released here, on this thread).
-        match result {
-            Ok(message) if DECODE_VIOLATED.with(Cell::get) => {
-                drop(message);
-                None
-            }
-            other => Some(other),
-        }
-    });
-    match result {
-        _ if violated => Err(DecodeError::ImpossibleCount { frame_bytes }),
-        Some(Ok(message)) => Ok(message),
-        Some(Err(error)) => Err(DecodeError::Malformed(error.to_string())),
-        None => Err(DecodeError::ImpossibleCount { frame_bytes }),
-    }
+    guarded(body.len(), || {
+        R::decode(&mut buffer, version).map_err(|error| DecodeError::Malformed(error.to_string()))
+    })
 }
 
-/// As [`decode_request`], for a decoder that is not a `Decodable` (a request header, a whole frame).
+/// Runs `decode` under the bound of a `frame_bytes`-byte frame. A decode that made an impossible allocation
+/// is refused even if it finished: what it built is dropped while the bound is still in force (the
+/// reservation is released here, on this thread). Also for decoders that are not a `Decodable` (a request
+/// header, a record batch).
 pub fn guarded<T>(
     frame_bytes: usize,
     decode: impl FnOnce() -> Result<T, DecodeError>,

@@ -58,8 +58,6 @@ pub struct Doorbell {
     ringer: UnixStream,
     /// The owner's end, until the owning shard takes it to listen.
     listener: Mutex<Option<UnixStream>>,
-    /// Bytes written (statistics and tests).
-    rings: AtomicUsize,
 }
 
 thread_local! {
@@ -82,7 +80,6 @@ impl Doorbell {
             wakers: ConcurrentQueue::unbounded(),
             ringer,
             listener: Mutex::new(Some(listener)),
-            rings: AtomicUsize::new(0),
         }))
     }
 
@@ -95,7 +92,6 @@ impl Doorbell {
         // An unbounded queue only refuses when closed, which this one never is.
         let _ = self.wakers.push(waker);
         if !self.rung.swap(true, Ordering::SeqCst) {
-            self.rings.fetch_add(1, Ordering::Relaxed);
             match (&self.ringer).write(&[1]) {
                 Ok(_) => {}
                 // Full: bytes the owner has not read yet will wake it.
@@ -113,11 +109,6 @@ impl Doorbell {
                 .as_ref()
                 .is_some_and(|doorbell| doorbell.id == self.id)
         })
-    }
-
-    /// Bytes written to the bell so far.
-    pub fn rings(&self) -> usize {
-        self.rings.load(Ordering::Relaxed)
     }
 
     /// Makes this the calling shard's doorbell and answers it until the ringers' end closes. Spawn it once,

@@ -99,15 +99,6 @@ pub enum SendError<M> {
     Closed(M),
 }
 
-impl<M> SendError<M> {
-    pub fn into_message(self) -> M {
-        match self {
-            SendError::NoSuchShard(_, message) | SendError::ToSelf(message) => message,
-            SendError::Closed(message) => message,
-        }
-    }
-}
-
 /// The sending side of the mesh, held by one shard.
 pub struct Mesh<M: Send + 'static> {
     me: ShardId,
@@ -196,10 +187,6 @@ impl<T> ReplySender<T> {
     /// Completes when the asker stops waiting (drops its receiver).
     pub async fn cancellation(&mut self) {
         OnShard::new(self.inner.cancellation()).await
-    }
-
-    pub fn is_canceled(&self) -> bool {
-        self.inner.is_canceled()
     }
 }
 
