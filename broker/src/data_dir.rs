@@ -13,8 +13,8 @@
 //!    metadata does not own.
 
 use crate::config::validate_topic_name;
-use crate::control::{offsets_topic_configs, MAX_PARTITIONS_PER_TOPIC};
-use crate::group::OFFSETS_TOPIC;
+use crate::control::MAX_PARTITIONS_PER_TOPIC;
+use crate::internal_topics;
 use crate::metadata::{ClusterMetadata, TopicMetadata, METADATA_FILE, PREVIOUS_METADATA_FILE};
 use crate::partition_dir::{self, parse_dir_name, DirName};
 use std::collections::BTreeMap;
@@ -176,18 +176,14 @@ fn rebuild(partitions: &[(PathBuf, String, i32)], shards: usize) -> ClusterMetad
         }
     }
     let mut metadata = ClusterMetadata::new_cluster();
-    metadata.next_producer_id = crate::shard_state::now_ms();
+    metadata.next_producer_id = shard::task::wall_clock_ms();
     for (name, (count, ids)) in topics {
         let id = ids
             .into_iter()
             .max_by_key(|&(_, votes)| votes)
             .map(|(id, _)| id)
             .unwrap_or_else(Uuid::new_v4);
-        let configs = if name == OFFSETS_TOPIC {
-            offsets_topic_configs()
-        } else {
-            BTreeMap::new()
-        };
+        let configs = internal_topics::topic_configs(&name).unwrap_or_default();
         let shards = metadata.place_partitions(shards, count as usize);
         metadata.topics.insert(
             name.to_string(),

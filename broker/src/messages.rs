@@ -6,10 +6,12 @@
 //! (offsets of produced batches are assigned before the next message is looked at), so a connection's
 //! produce order to a partition on another shard is kept.
 
-use crate::control::{ControlRequest, ControlResponse};
+use crate::control::requests::{ControlRequest, ControlResponse};
 use crate::metadata::ClusterMetadata;
-use crate::partitions::{
-    FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome,
+use crate::partition::delayed::Completion;
+use crate::partition::manager::UnopenedPartition;
+use crate::partition::requests::{
+    FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
 };
 use crate::shard_state::ShardState;
 use std::future::Future;
@@ -17,7 +19,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::types::Offset;
 
 /// The one-shot answer to a request (awaitable across shards without lost wake-ups: `shard::mesh`).
 pub type Reply<T> = shard::ReplySender<T>;
@@ -34,12 +35,12 @@ pub enum ShardMessage {
         max_bytes: usize,
         reply: Reply<Vec<FetchOutcome>>,
     },
-    /// Reply once any of the partitions has data at or past the given offset (high watermark moved past
-    /// it), or after `max_wait`, or when the asker stops waiting (reply dropped).
+    /// Reply once any of the partitions has a high watermark past the offset seen (a delayed fetch in
+    /// the receiver's purgatory), or after `max_wait`, or when the asker stops waiting (reply dropped).
     WaitForData {
-        items: Vec<(String, i32, Offset)>,
+        items: Vec<WaitItem>,
         max_wait: Duration,
-        reply: Reply<()>,
+        reply: Reply<Completion>,
     },
     /// ListOffsets for partitions of the receiving shard.
     ListOffsets {
@@ -55,7 +56,7 @@ pub enum ShardMessage {
     ApplyMetadata {
         metadata: Arc<ClusterMetadata>,
         /// The partitions this shard could not open.
-        reply: Reply<Vec<crate::unopened_partitions::UnopenedPartition>>,
+        reply: Reply<Vec<UnopenedPartition>>,
     },
     /// Run a task on the receiving shard (Seastar's `submit_to`): how group requests reach the shard that
     /// owns their coordinator partition (see `ShardState::invoke_on`). The task replies by itself.

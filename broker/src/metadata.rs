@@ -123,6 +123,12 @@ impl ClusterMetadata {
         self.topics.iter().find(|(_, topic)| topic.id == id)
     }
 
+    /// The leader epoch of a partition. A single node leads every partition from epoch 0 on; the Raft
+    /// metadata quorum assigns epochs when leaders change (replication).
+    pub fn leader_epoch(&self, _topic: &str, _partition: i32) -> storage::types::LeaderEpoch {
+        storage::types::LeaderEpoch(0)
+    }
+
     /// Owning shard of a partition, if it exists.
     pub fn shard_of(&self, topic: &str, partition: i32) -> Option<usize> {
         let topic = self.topics.get(topic)?;

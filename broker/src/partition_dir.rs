@@ -188,6 +188,32 @@ pub fn remove_all(dirs: &[PathBuf]) {
     }
 }
 
+/// Makes `dir` the directory of topic `topic_id`'s partition: creates it and records the id, or checks
+/// the id an existing one records. A directory recording another id (left by a deleted topic of the same
+/// name) is never adopted: it is marked deleted and a fresh one is made. Start-up has already reconciled
+/// the data directory, so that happens only if something slipped past it.
+pub fn claim_partition_dir(dir: &std::path::Path, topic_id: uuid::Uuid) -> Result<(), String> {
+    let describe = |error: std::io::Error| format!("{}: {error}", dir.display());
+    if dir.exists() {
+        match read_topic_id(dir) {
+            Ok(Some(recorded)) if recorded == topic_id => return Ok(()),
+            // Listed by the metadata and without an id: start-up records ids; a crash right after mkdir.
+            Ok(None) => return write_topic_id(dir, topic_id).map_err(describe),
+            Ok(Some(recorded)) => {
+                tracing::warn!(dir = %dir.display(), %recorded, %topic_id, "partition directory of another topic id; not adopting it");
+                let marked = mark_deleted(dir).map_err(describe)?;
+                remove_in_background(vec![marked]);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "unreadable partition.metadata; moving the directory aside");
+                mark_stray(dir).map_err(describe)?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(describe)?;
+    write_topic_id(dir, topic_id).map_err(describe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

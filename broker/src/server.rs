@@ -8,7 +8,8 @@ use crate::handlers;
 use crate::log_limit::LogLimiter;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
-use crate::partitions::{self, apply_metadata};
+use crate::partition::delayed::Completion;
+use crate::partition::manager::{PartitionManager, PartitionResources};
 use crate::shard_state::ShardState;
 use bytes::Bytes;
 use futures_lite::future::poll_once;
@@ -20,7 +21,6 @@ use shard::dma::DmaFileSystem;
 use shard::mesh::Receiver;
 use shard::{MeshBuilder, ShardId};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,16 +67,19 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         fs,
         crate::descriptor_budget::segment_files_per_shard(&budget, start.config.shards),
     ));
+    let partitions = PartitionManager::new(PartitionResources {
+        config: start.config.clone(),
+        files: fs,
+        cache: Rc::new(BatchCache::new(start.config.batch_cache_bytes)),
+        segment_files,
+        clean_start: start.clean_start,
+    });
     let state = Rc::new(ShardState {
         id,
         config: start.config.clone(),
         mesh,
         metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
-        partitions: RefCell::new(HashMap::new()),
-        cache: Rc::new(BatchCache::new(start.config.batch_cache_bytes)),
-        fs,
-        segment_files,
-        clean_start: start.clean_start,
+        partitions,
         control_lock: async_lock::Mutex::new(()),
         shutting_down: Cell::new(false),
         fetch_sessions: Default::default(),
@@ -93,13 +96,18 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
             return;
         }
     };
-    apply_metadata(&state, start.metadata.clone()).await;
+    state
+        .partitions
+        .subscribe(Rc::new(crate::group::lifecycle::CoordinatorListener {
+            state: Rc::downgrade(&state),
+        }));
+    state.apply_metadata(start.metadata.clone()).await;
     for (peer, receiver) in receivers {
         shard::task::spawn(serve_peer(state.clone(), peer, receiver));
     }
     tracing::info!(
         shard = id.0,
-        partitions = state.partitions.borrow().len(),
+        partitions = state.partitions.len(),
         direct_io = direct,
         "shard ready"
     );
@@ -109,7 +117,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
-    partitions::close_all(&state).await;
+    state.partitions.close_all().await;
     state.mesh.shut_down();
     tracing::info!(shard = id.0, "shard stopped");
 }
@@ -218,13 +226,10 @@ fn is_disconnect(error: &std::io::Error) -> bool {
 async fn housekeeping(state: Rc<ShardState>, shutdown: Arc<AtomicBool>) {
     while !shutdown.load(Ordering::SeqCst) {
         shard::task::sleep(HOUSEKEEPING_INTERVAL).await;
-        let now = crate::shard_state::now_ms();
-        let partitions: Vec<_> = state.partitions.borrow().values().cloned().collect();
-        for partition in partitions {
-            if let Err(error) = partition.log.flush_if_due(now).await {
-                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
-            }
-        }
+        state
+            .partitions
+            .flush_if_due(shard::task::wall_clock_ms())
+            .await;
     }
 }
 
@@ -234,7 +239,7 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
         match message {
             ShardMessage::Produce { items, reply } => {
                 // Dispatch (offset assignment) happens here, before the next message is read.
-                let completion = partitions::start_produce(&state, items).await;
+                let completion = state.partitions.start_produce(items).await;
                 shard::task::spawn(async move {
                     let _ = reply.send(completion.await);
                 });
@@ -246,7 +251,7 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
             } => {
                 let state = state.clone();
                 shard::task::spawn(async move {
-                    let _ = reply.send(partitions::read(&state, items, max_bytes, true).await);
+                    let _ = reply.send(state.partitions.read(items, max_bytes).await);
                 });
             }
             ShardMessage::WaitForData {
@@ -256,18 +261,19 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
             } => {
                 let state = state.clone();
                 shard::task::spawn(async move {
-                    let waiting = partitions::wait_for_data(&state, &items, max_wait);
-                    futures_lite::future::or(waiting, async {
+                    let waiting = state.partitions.wait_for_data(items, max_wait);
+                    let completion = futures_lite::future::or(waiting, async {
                         reply.cancellation().await;
+                        Completion::Expired
                     })
                     .await;
-                    let _ = reply.send(());
+                    let _ = reply.send(completion);
                 });
             }
             ShardMessage::ListOffsets { items, reply } => {
                 let state = state.clone();
                 shard::task::spawn(async move {
-                    let _ = reply.send(partitions::list_offsets(&state, items).await);
+                    let _ = reply.send(state.partitions.list_offsets(items).await);
                 });
             }
             ShardMessage::Control { request, reply } => {
@@ -279,7 +285,7 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
             }
             ShardMessage::ApplyMetadata { metadata, reply } => {
                 // Applied before the next message from shard 0 is looked at.
-                let mut applying = Box::pin(apply_metadata(&state, metadata));
+                let mut applying = Box::pin(state.apply_metadata(metadata));
                 let unopened = match poll_once(&mut applying).await {
                     Some(unopened) => unopened,
                     None => applying.await,

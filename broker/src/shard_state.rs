@@ -1,22 +1,19 @@
-//! Everything one shard owns: its copy of the metadata, its partitions, its caches, its mesh endpoint.
-//! Lives in an `Rc` on the shard's executor; never crosses threads.
+//! Everything one shard owns: its copy of the metadata, its partitions (and their caches), its fetch
+//! sessions, its group coordinators, its mesh endpoint. Lives in an `Rc` on the shard's executor; never
+//! crosses threads.
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessions;
 use crate::group::GroupCoordinator;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
-use crate::partitions::Partition;
+use crate::partition::manager::PartitionManager;
+use crate::partition::Partition;
 use kafka_protocol::error::ResponseError;
-use shard::dma::DmaFileSystem;
 use shard::{Mesh, ShardId};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use storage::{BatchCache, SegmentFilePool};
-
-pub type TopicPartition = (String, i32);
 
 pub struct ShardState {
     pub id: ShardId,
@@ -25,13 +22,7 @@ pub struct ShardState {
     /// This shard's copy of the cluster metadata (replaced wholesale by shard 0's broadcasts).
     pub metadata: RefCell<Arc<ClusterMetadata>>,
     /// The partitions this shard owns.
-    pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
-    pub cache: Rc<BatchCache>,
-    pub fs: DmaFileSystem,
-    /// Open inactive-segment files of this shard's logs (bounded; see `descriptor_budget`).
-    pub segment_files: Rc<SegmentFilePool<DmaFileSystem>>,
-    /// The data directory was shut down cleanly: logs may skip recovery.
-    pub clean_start: bool,
+    pub partitions: PartitionManager,
     /// Serializes control-plane changes (shard 0 only).
     pub control_lock: async_lock::Mutex<()>,
     pub shutting_down: Cell<bool>,
@@ -47,10 +38,19 @@ impl ShardState {
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions.get(topic, partition)
+    }
+
+    /// Adopts a new metadata version: this shard's partitions open, close or go accordingly. Returns the
+    /// partitions it could not open.
+    pub async fn apply_metadata(
+        &self,
+        metadata: Arc<ClusterMetadata>,
+    ) -> Vec<crate::partition::manager::UnopenedPartition> {
+        let previous = self.metadata.replace(metadata.clone());
         self.partitions
-            .borrow()
-            .get(&(topic.to_string(), partition))
-            .cloned()
+            .apply_metadata(self.id.0, &metadata, &previous)
+            .await
     }
 
     /// Sends `make(reply)` to shard `to` and returns the receiver of its reply once the message is in the
@@ -105,9 +105,7 @@ impl ShardState {
     }
 }
 
+/// Milliseconds since the Unix epoch (the runtime's wall clock: manual in simulations).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    shard::task::wall_clock_ms()
 }

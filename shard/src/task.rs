@@ -28,3 +28,16 @@ pub async fn timeout<T, F: Future<Output = T>>(duration: Duration, future: F) ->
     })
     .await
 }
+
+/// The monotonic clock (temporary; the seam branch replaces this).
+pub fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Milliseconds since the Unix epoch (temporary; the seam branch replaces this).
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}

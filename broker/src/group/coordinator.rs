@@ -12,7 +12,7 @@ use super::records::{self, CommittedOffset, GroupRecord, StoredGroup};
 use super::state::{join_error, sync_error, Group, GroupState, JoinParams};
 use crate::config::GroupConfig;
 use crate::handlers::str_bytes;
-use crate::partitions::{append_records, Partition};
+use crate::partition::Partition;
 use crate::shard_state::now_ms;
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -180,7 +180,7 @@ impl CoordinatorPartition {
             return Ok(());
         }
         let batch = records::encode_batch(records, now_ms());
-        append_records(self.partition.clone(), batch)
+        self.partition.clone().append(batch)
             .await
             .map(|_| ())
             .map_err(|(code, message)| {

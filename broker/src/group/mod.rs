@@ -14,12 +14,13 @@
 //! partition map, with its own state machine beside `state.rs` and its own record keys.
 
 pub mod coordinator;
+pub mod lifecycle;
 pub mod records;
 pub mod state;
 
-use crate::control::{control, offsets_topic, topic_outcomes, ControlRequest};
+use crate::control::{control, internal_topic, topic_outcomes, ControlRequest};
 use crate::metadata::ClusterMetadata;
-use crate::partitions::Partition;
+use crate::partition::Partition;
 use crate::shard_state::ShardState;
 use coordinator::CoordinatorPartition;
 use kafka_protocol::error::ResponseError;
@@ -30,8 +31,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// The internal topic holding group metadata and committed offsets.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::internal_topics::OFFSETS_TOPIC;
 
 /// The partition of `__consumer_offsets` that coordinates `group_id`: Java's `String.hashCode`, made
 /// non-negative as Kafka's `Utils.abs` does, modulo the partition count.
@@ -162,8 +162,11 @@ pub async fn ensure_offsets_topic(state: &Rc<ShardState>) -> Result<(), Response
     if state.metadata().topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
+    let Some(topic) = internal_topic(&state.config, OFFSETS_TOPIC) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
     let request = ControlRequest::CreateTopics {
-        topics: vec![offsets_topic(state)],
+        topics: vec![topic],
         validate_only: false,
     };
     match topic_outcomes(control(state, request).await, 1).pop() {

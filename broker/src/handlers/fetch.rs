@@ -1,28 +1,27 @@
 //! Fetch (key 1), versions 4–16, consumers only (no follower fetching yet).
 //!
 //! Reads each partition on its owning shard, up to the high watermark. When fewer than `min_bytes` are
-//! available, the request long-polls: each owning shard is asked to report when any of its partitions gets
-//! new data, and the fetch re-reads after the first report or at `max_wait_ms` — nothing spins, so an idle
-//! consumer costs (close to) no CPU.
+//! available, the request long-polls: each owning shard parks a delayed fetch in its purgatory, completed
+//! when one of its partitions' high watermark moves past what the fetch saw; the fetch re-reads after the
+//! first completion or at `max_wait_ms` — nothing spins, so an idle consumer costs (close to) no CPU.
 //!
 //! Incremental fetch sessions (KIP-227, v7+) are kept per shard: see [`crate::fetch_session`].
 
 use super::{close, decode, respond_later_frame};
 use crate::fetch_session::{SessionError, SessionPartition};
 use crate::messages::ShardMessage;
-use crate::partitions::{self, FetchItem, FetchOutcome};
+use crate::partition::delayed::Completion;
+use crate::partition::requests::{FetchItem, FetchOutcome, WaitItem};
+use crate::scatter_gather::{scatter, Pending, ShardSplit};
 use crate::shard_state::ShardState;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use net::{DecodedHeader, DispatchFuture};
-use shard::ShardId;
-use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use storage::types::Offset;
 use uuid::Uuid;
 
@@ -210,7 +209,7 @@ async fn fetch(
     };
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline =
-        Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+        shard::task::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
 
     let mut outcomes = read_all(&state, &wanted, max_bytes, read_committed).await;
     // Bounded: every round waits for new data or the deadline, and stops at the deadline.
@@ -226,7 +225,7 @@ async fn fetch(
                 .as_ref()
                 .is_none_or(|outcome| outcome.error.is_some())
         });
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.saturating_duration_since(shard::task::now());
         if bytes >= min_bytes || failed || remaining.is_zero() || state.shutting_down.get() {
             break;
         }
@@ -400,11 +399,11 @@ async fn read_all(
     max_bytes: usize,
     read_committed: bool,
 ) -> Vec<Option<FetchOutcome>> {
-    let mut per_shard: BTreeMap<usize, Vec<(usize, FetchItem)>> = BTreeMap::new();
-    for (position, item) in wanted.iter().enumerate() {
-        if let (Some(shard), Some(name)) = (item.shard, &item.name) {
-            per_shard.entry(shard).or_default().push((
-                position,
+    let mut split = ShardSplit::new();
+    for item in wanted {
+        match (item.shard, &item.name) {
+            (Some(shard), Some(name)) => split.push(
+                shard,
                 FetchItem {
                     topic: name.clone(),
                     partition: item.partition,
@@ -412,99 +411,68 @@ async fn read_all(
                     partition_max_bytes: item.partition_max_bytes,
                     read_committed,
                 },
-            ));
-        }
-    }
-    let mut outcomes: Vec<Option<FetchOutcome>> = wanted.iter().map(|_| None).collect();
-    // Other shards first, so they read while this shard does its own part.
-    let mut remote = Vec::new();
-    let mut local = None;
-    for (shard, entries) in per_shard {
-        let (positions, items): (Vec<usize>, Vec<FetchItem>) = entries.into_iter().unzip();
-        if shard == state.id.0 {
-            local = Some((positions, items));
-        } else {
-            let receiver = state
-                .send(ShardId(shard), |reply| ShardMessage::Fetch {
-                    items,
-                    max_bytes,
-                    reply,
-                })
-                .await;
-            remote.push((positions, receiver));
-        }
-    }
-    if let Some((positions, items)) = local {
-        let results = partitions::read(state, items, max_bytes, true).await;
-        for (position, outcome) in positions.into_iter().zip(results) {
-            outcomes[position] = Some(outcome);
-        }
-    }
-    for (positions, receiver) in remote {
-        let results = match receiver {
-            Ok(receiver) => receiver.await.ok(),
-            Err(_) => None,
+            ),
+            _ => split.skip(),
         };
-        match results {
-            Some(results) => {
-                for (position, outcome) in positions.into_iter().zip(results) {
-                    outcomes[position] = Some(outcome);
-                }
-            }
-            None => {
-                for position in positions {
-                    outcomes[position] =
-                        Some(FetchOutcome::failed(ResponseError::BrokerNotAvailable));
-                }
-            }
-        }
     }
-    outcomes
+    let local_state = state.clone();
+    scatter(
+        state,
+        split,
+        |items| async move {
+            let outcomes = local_state.partitions.read(items, max_bytes).await;
+            Box::pin(std::future::ready(outcomes)) as Pending<_>
+        },
+        |items, reply| ShardMessage::Fetch {
+            items,
+            max_bytes,
+            reply,
+        },
+    )
+    .await
+    .all(FetchOutcome::failed)
+    .await
 }
 
 /// Completes when any owning shard reports a high watermark past `seen` (parallel to `wanted`) for one of
-/// the partitions, or after `max_wait`.
+/// the partitions, or after `max_wait`: each shard parks a delayed fetch in its purgatory.
 async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], seen: &[i64], max_wait: Duration) {
     assert_eq!(wanted.len(), seen.len());
-    let mut per_shard: BTreeMap<usize, Vec<(String, i32, Offset)>> = BTreeMap::new();
+    let mut split = ShardSplit::new();
     for (item, &seen) in wanted.iter().zip(seen) {
         if let (Some(shard), Some(name)) = (item.shard, &item.name) {
-            per_shard
-                .entry(shard)
-                .or_default()
-                .push((name.clone(), item.partition, Offset(seen)));
+            split.push(
+                shard,
+                WaitItem {
+                    topic: name.clone(),
+                    partition: item.partition,
+                    seen: Offset(seen),
+                },
+            );
         }
     }
-    let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::with_capacity(per_shard.len() + 1);
-    for (shard, items) in per_shard {
-        if shard == state.id.0 {
-            let state = state.clone();
-            waits.push(Box::pin(async move {
-                partitions::wait_for_data(&state, &items, max_wait).await
-            }));
-        } else if let Ok(receiver) = state
-            .send(ShardId(shard), |reply| ShardMessage::WaitForData {
-                items,
-                max_wait,
-                reply,
-            })
-            .await
-        {
-            waits.push(Box::pin(async move {
-                let _ = receiver.await;
-            }));
-        }
-    }
-    waits.push(Box::pin(shard::task::sleep(max_wait)));
+    let local_state = state.clone();
+    let waits = scatter(
+        state,
+        split,
+        |items| async move {
+            Box::pin(async move { local_state.partitions.wait_for_data(items, max_wait).await })
+                as Pending<Completion>
+        },
+        |items, reply| ShardMessage::WaitForData {
+            items,
+            max_wait,
+            reply,
+        },
+    )
+    .await;
     // Dropping the other waits cancels them (remote shards see their reply channel close).
-    std::future::poll_fn(|cx| {
-        for wait in waits.iter_mut() {
-            if wait.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
+    futures_lite::future::or(
+        async {
+            let _ = waits.first().await;
+        },
+        shard::task::sleep(max_wait),
+    )
     .await
 }
 

@@ -3,7 +3,8 @@
 
 use super::simple;
 use crate::messages::ShardMessage;
-use crate::partitions::{self, OffsetOutcome, OffsetQuery};
+use crate::partition::requests::{OffsetOutcome, OffsetQuery};
+use crate::scatter_gather::{scatter, ShardSplit};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -11,8 +12,6 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use net::{DecodedHeader, DispatchFuture};
-use shard::ShardId;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub const VERSIONS: (i16, i16) = (1, 8);
@@ -34,67 +33,40 @@ async fn list_offsets(
 ) -> ListOffsetsResponse {
     let metadata = state.metadata();
     let read_committed = request.isolation_level == 1;
-    let mut per_shard: BTreeMap<usize, Vec<(usize, OffsetQuery)>> = BTreeMap::new();
-    let mut answers: Vec<(usize, i32, OffsetOutcome)> = Vec::new();
+    let mut split = ShardSplit::new();
+    // (topic index, partition index), by position.
+    let mut asked: Vec<(usize, i32)> = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.to_string();
         for partition in &topic.partitions {
-            let position = answers.len();
-            answers.push((
-                topic_index,
-                partition.partition_index,
-                Err(ResponseError::UnknownTopicOrPartition),
-            ));
-            if let Some(shard) = metadata.shard_of(&name, partition.partition_index) {
-                per_shard.entry(shard).or_default().push((
-                    position,
+            asked.push((topic_index, partition.partition_index));
+            match metadata.shard_of(&name, partition.partition_index) {
+                Some(shard) => split.push(
+                    shard,
                     OffsetQuery {
                         topic: name.clone(),
                         partition: partition.partition_index,
                         timestamp: partition.timestamp,
                         read_committed,
                     },
-                ));
-            }
+                ),
+                None => split.skip(),
+            };
         }
     }
-    // Other shards first, so they look up while this shard does its own part.
-    let mut local = None;
-    let mut remote = Vec::new();
-    for (shard, entries) in per_shard {
-        let (positions, items): (Vec<usize>, Vec<OffsetQuery>) = entries.into_iter().unzip();
-        if shard == state.id.0 {
-            local = Some((positions, items));
-        } else {
-            let count = items.len();
-            let receiver = state
-                .send(ShardId(shard), |reply| ShardMessage::ListOffsets {
-                    items,
-                    reply,
-                })
-                .await;
-            remote.push((positions, count, receiver));
-        }
-    }
-    if let Some((positions, items)) = local {
-        for (position, outcome) in positions
-            .into_iter()
-            .zip(partitions::list_offsets(&state, items).await)
-        {
-            answers[position].2 = outcome;
-        }
-    }
-    for (positions, count, receiver) in remote {
-        let outcomes = match receiver {
-            Ok(receiver) => receiver
-                .await
-                .unwrap_or_else(|_| vec![Err(ResponseError::BrokerNotAvailable); count]),
-            Err(code) => vec![Err(code); count],
-        };
-        for (position, outcome) in positions.into_iter().zip(outcomes) {
-            answers[position].2 = outcome;
-        }
-    }
+    let local_state = state.clone();
+    let answers = scatter(
+        &state,
+        split,
+        |items| async move {
+            let outcomes = local_state.partitions.list_offsets(items).await;
+            Box::pin(std::future::ready(outcomes)) as crate::scatter_gather::Pending<_>
+        },
+        |items, reply| ShardMessage::ListOffsets { items, reply },
+    )
+    .await
+    .all(Err)
+    .await;
     let mut topics: Vec<ListOffsetsTopicResponse> = request
         .topics
         .iter()
@@ -104,15 +76,19 @@ async fn list_offsets(
             response
         })
         .collect();
-    for (topic_index, partition_index, outcome) in answers {
+    for ((topic_index, partition_index), outcome) in asked.into_iter().zip(answers) {
+        let outcome: OffsetOutcome = outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition));
         let mut partition = ListOffsetsPartitionResponse::default();
         partition.partition_index = partition_index;
         match outcome {
-            Ok((offset, timestamp)) => {
-                partition.offset = offset;
-                partition.timestamp = timestamp;
+            Ok(answer) => {
+                partition.offset = answer.offset.0;
+                partition.timestamp = answer.timestamp;
                 // The leader epoch field exists from v4 on.
-                partition.leader_epoch = if offset >= 0 && version >= 4 { 0 } else { -1 };
+                partition.leader_epoch = match answer.leader_epoch {
+                    Some(epoch) if answer.offset.0 >= 0 && version >= 4 => epoch.0,
+                    _ => -1,
+                };
             }
             Err(code) => {
                 partition.error_code = code.code();

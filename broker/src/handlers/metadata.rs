@@ -133,7 +133,7 @@ async fn metadata(
                 let mut partition = MetadataResponsePartition::default();
                 partition.partition_index = index;
                 partition.leader_id = BrokerId(config.node_id);
-                partition.leader_epoch = 0;
+                partition.leader_epoch = metadata.leader_epoch(name, index).0;
                 partition.replica_nodes = vec![BrokerId(config.node_id)];
                 partition.isr_nodes = vec![BrokerId(config.node_id)];
                 partition

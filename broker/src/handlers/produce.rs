@@ -2,31 +2,25 @@
 //!
 //! Dispatch stage: split the request by owning shard; assign offsets to the local partitions' batches and
 //! put the other shards' parts in their queues — in request order, so pipelined produces from one
-//! connection keep their order per partition. Response stage: wait for the writes, answer (acks=1 and
-//! acks=all are the same on a single node: the record is in the log of every in-sync replica). acks=0 gets
+//! connection keep their order per partition. Response stage: wait for the writes — and for acks=all, in the
+//! partition's delayed-produce purgatory, for the high watermark to pass them (at once on a single node,
+//! where the leader is the only in-sync replica; `timeout_ms` bounds the wait) — and answer. acks=0 gets
 //! no response at all.
 
 use super::{close, decode, encode, str_bytes, topic_name};
-use crate::group::OFFSETS_TOPIC;
+use crate::internal_topics;
 use crate::messages::ShardMessage;
-use crate::partitions::{start_produce, ProduceItem, ProduceOutcome};
+use crate::partition::requests::{ProduceItem, ProduceOutcome};
+use crate::scatter_gather::{scatter, ShardSplit};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use net::{DecodedHeader, DispatchFuture, Frame, ResponseFuture};
-use shard::ShardId;
-use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 pub const VERSIONS: (i16, i16) = (3, 11);
-
-/// Where one partition's answer comes from.
-enum Slot {
-    /// The n-th item sent to this shard.
-    Shard(usize, usize),
-    Failed(ResponseError, String),
-}
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
     let request: ProduceRequest = match decode(&header) {
@@ -35,80 +29,72 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
     };
     Box::pin(async move {
         let acks = request.acks;
+        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
         let metadata = state.metadata();
-        let mut per_shard: BTreeMap<usize, Vec<ProduceItem>> = BTreeMap::new();
-        let mut layout: Vec<(String, Vec<(i32, Slot)>)> =
+        let mut split = ShardSplit::new();
+        // Per topic, its partitions in request order; an answer decided here replaces the shard's.
+        let mut layout: Vec<(String, Vec<(i32, usize)>)> =
             Vec::with_capacity(request.topic_data.len());
+        let mut refused: Vec<(usize, ProduceOutcome)> = Vec::new();
         for topic in request.topic_data {
             let name = topic.name.to_string();
             let mut partitions = Vec::with_capacity(topic.partition_data.len());
             for data in topic.partition_data {
-                let slot = if !matches!(acks, -1..=1) {
-                    Slot::Failed(
+                let refusal = if !matches!(acks, -1..=1) {
+                    Some((
                         ResponseError::InvalidRequiredAcks,
                         format!("acks must be -1, 0 or 1, not {acks}"),
-                    )
-                } else if name == OFFSETS_TOPIC {
-                    Slot::Failed(
+                    ))
+                } else if internal_topics::is_internal(&name) {
+                    Some((
                         ResponseError::InvalidTopicException,
-                        format!("cannot append to internal topic {OFFSETS_TOPIC}"),
-                    )
+                        format!("cannot append to internal topic {name}"),
+                    ))
                 } else {
                     match (metadata.shard_of(&name, data.index), data.records) {
-                        (None, _) => {
-                            Slot::Failed(ResponseError::UnknownTopicOrPartition, String::new())
-                        }
+                        (None, _) => Some((ResponseError::UnknownTopicOrPartition, String::new())),
                         (Some(_), None) => {
-                            Slot::Failed(ResponseError::InvalidRecord, "no record set".into())
+                            Some((ResponseError::InvalidRecord, "no record set".into()))
                         }
                         (Some(shard), Some(records)) => {
-                            let items = per_shard.entry(shard).or_default();
-                            items.push(ProduceItem {
-                                topic: name.clone(),
-                                partition: data.index,
-                                records,
-                            });
-                            Slot::Shard(shard, items.len() - 1)
+                            let position = split.push(
+                                shard,
+                                ProduceItem {
+                                    topic: name.clone(),
+                                    partition: data.index,
+                                    records,
+                                    acks,
+                                    timeout,
+                                },
+                            );
+                            partitions.push((data.index, position));
+                            None
                         }
                     }
                 };
-                partitions.push((data.index, slot));
+                if let Some(refusal) = refusal {
+                    let position = split.skip();
+                    refused.push((position, Err(refusal)));
+                    partitions.push((data.index, position));
+                }
             }
             layout.push((name, partitions));
         }
 
-        // Dispatch, in order: local appends get their offsets now; remote parts enter their shard's queue.
-        let mut local = None;
-        let mut remote = Vec::new();
-        for (shard, items) in per_shard {
-            if shard == state.id.0 {
-                local = Some(start_produce(&state, items).await);
-            } else {
-                let count = items.len();
-                let receiver = state
-                    .send(ShardId(shard), |reply| ShardMessage::Produce {
-                        items,
-                        reply,
-                    })
-                    .await;
-                remote.push((shard, count, receiver));
-            }
-        }
-        let local_shard = state.id.0;
+        // Dispatch: local appends get their offsets now; remote parts enter their shard's queue.
+        let manager_state = state.clone();
+        let gather = scatter(
+            &state,
+            split,
+            |items| async move { manager_state.partitions.start_produce(items).await },
+            |items, reply| ShardMessage::Produce { items, reply },
+        )
+        .await;
 
         let response: ResponseFuture = Box::pin(async move {
-            let mut results: BTreeMap<usize, Vec<ProduceOutcome>> = BTreeMap::new();
-            if let Some(local) = local {
-                results.insert(local_shard, local.await);
-            }
-            for (shard, count, receiver) in remote {
-                let outcomes = match receiver {
-                    Ok(receiver) => receiver.await.unwrap_or_else(|_| {
-                        vec![Err((ResponseError::BrokerNotAvailable, String::new())); count]
-                    }),
-                    Err(code) => vec![Err((code, String::new())); count],
-                };
-                results.insert(shard, outcomes);
+            let mut outcomes = gather.all(|code| Err((code, String::new()))).await;
+            for (position, outcome) in refused {
+                outcomes[position] = Some(outcome);
             }
             if acks == 0 {
                 return None;
@@ -121,25 +107,11 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     topic.name = topic_name(&name);
                     topic.partition_responses = partitions
                         .into_iter()
-                        .map(|(index, slot)| {
-                            let outcome = match slot {
-                                Slot::Shard(shard, position) => {
-                                    results.get_mut(&shard).map(|outcomes| {
-                                        std::mem::replace(
-                                            &mut outcomes[position],
-                                            Err((ResponseError::UnknownServerError, String::new())),
-                                        )
-                                    })
-                                }
-                                Slot::Failed(code, message) => Some(Err((code, message))),
-                            };
-                            partition_response(
-                                index,
-                                outcome.unwrap_or(Err((
-                                    ResponseError::UnknownServerError,
-                                    String::new(),
-                                ))),
-                            )
+                        .map(|(index, position)| {
+                            let outcome = outcomes[position]
+                                .take()
+                                .unwrap_or(Err((ResponseError::UnknownServerError, String::new())));
+                            partition_response(index, outcome)
                         })
                         .collect();
                     topic

@@ -4,15 +4,18 @@
 //! each has applied it (opened or deleted its partitions) → answer. Changes are serialized by a lock held
 //! across those steps, so shards see versions in order.
 
-use crate::config::{validate_topic_name, TopicConfig};
-use crate::group::OFFSETS_TOPIC;
+pub mod requests;
+pub mod unopened;
+
+use crate::config::{validate_topic_name, BrokerConfig, TopicConfig};
+use crate::internal_topics;
 use crate::messages::ShardMessage;
 use crate::metadata::{ClusterMetadata, TopicMetadata};
-use crate::partitions::apply_metadata;
+use crate::partition::manager::UnopenedPartition;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
+pub use requests::{topic_outcomes, ControlRequest, ControlResponse, NewTopic, TopicOutcome};
 use shard::ShardId;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -22,35 +25,6 @@ pub const CONTROL_SHARD: ShardId = ShardId(0);
 
 /// Most partitions one topic may have (a bound, like every other).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
-
-#[derive(Clone, Debug)]
-pub struct NewTopic {
-    pub name: String,
-    pub partitions: i32,
-    pub configs: BTreeMap<String, String>,
-}
-
-pub enum ControlRequest {
-    CreateTopics {
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-    },
-    DeleteTopics {
-        names: Vec<String>,
-    },
-    CreatePartitions {
-        topics: Vec<(String, i32)>,
-        validate_only: bool,
-    },
-    AllocateProducerId,
-}
-
-pub type TopicOutcome = Result<(), (ResponseError, String)>;
-
-pub enum ControlResponse {
-    Topics(Vec<TopicOutcome>),
-    ProducerId(Result<i64, ResponseError>),
-}
 
 /// Runs a control request: here on shard 0, else by forwarding it to shard 0.
 pub async fn control(state: &Rc<ShardState>, request: ControlRequest) -> ControlResponse {
@@ -73,24 +47,10 @@ fn unavailable() -> ControlResponse {
     ControlResponse::ProducerId(Err(ResponseError::BrokerNotAvailable))
 }
 
-/// Topic outcomes of a response, whatever went wrong on the way.
-pub fn topic_outcomes(response: ControlResponse, count: usize) -> Vec<TopicOutcome> {
-    match response {
-        ControlResponse::Topics(outcomes) => outcomes,
-        ControlResponse::ProducerId(_) => vec![
-            Err((
-                ResponseError::BrokerNotAvailable,
-                "control plane unavailable".into()
-            ));
-            count
-        ],
-    }
-}
-
 async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResponse {
     let _serialized = state.control_lock.lock().await;
     let mut metadata: ClusterMetadata = (*state.metadata()).clone();
-    let requested = crate::unopened_partitions::requested_topics(&request);
+    let requested = unopened::requested_topics(&request);
     let (response, changed_topics) = match request {
         ControlRequest::CreateTopics {
             topics,
@@ -107,12 +67,12 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             let outcomes: Vec<TopicOutcome> = names
                 .iter()
                 .map(|name| match metadata.topics.remove(name) {
-                    Some(topic) if name == OFFSETS_TOPIC => {
+                    Some(topic) if internal_topics::is_internal(name) => {
                         metadata.topics.insert(name.clone(), topic);
                         Err((
                             ResponseError::InvalidTopicException,
                             format!(
-                                "{OFFSETS_TOPIC} is internal: deleting it would lose every group"
+                                "{name} is internal: deleting it would lose its coordinator's state"
                             ),
                         ))
                     }
@@ -137,10 +97,10 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             let outcomes: Vec<TopicOutcome> = topics
                 .iter()
                 .map(|(name, count)| {
-                    if name == OFFSETS_TOPIC {
+                    if internal_topics::is_internal(name) {
                         return Err((
                             ResponseError::InvalidPartitions,
-                            format!("{OFFSETS_TOPIC} is internal: more partitions would move groups to other coordinators"),
+                            format!("{name} is internal: more partitions would move its keys to other coordinators"),
                         ));
                     }
                     let current = match metadata.topics.get(name) {
@@ -196,7 +156,7 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             ]);
         }
         let unopened = broadcast(state, Arc::new(metadata)).await;
-        return crate::unopened_partitions::fail_unopened(response, &requested, &unopened);
+        return unopened::fail_unopened(response, &requested, &unopened);
     }
     response
 }
@@ -209,12 +169,8 @@ fn create_topic(
 ) -> TopicOutcome {
     validate_topic_name(&topic.name)
         .map_err(|message| (ResponseError::InvalidTopicException, message))?;
-    // The offsets topic has the shape the group coordinator needs, whoever asks for it.
-    let topic = &if topic.name == OFFSETS_TOPIC {
-        offsets_topic(state)
-    } else {
-        topic.clone()
-    };
+    // An internal topic has the shape its coordinator needs, whoever asks for it.
+    let topic = &internal_topic(&state.config, &topic.name).unwrap_or_else(|| topic.clone());
     if metadata.topics.contains_key(&topic.name) {
         return Err((
             ResponseError::TopicAlreadyExists,
@@ -263,22 +219,13 @@ fn create_topic(
     Ok(())
 }
 
-/// `__consumer_offsets` as the group coordinator needs it: `offsets.topic.num.partitions` partitions,
-/// compacted, 100 MiB segments (Kafka's `offsets.topic.segment.bytes`).
-pub fn offsets_topic(state: &ShardState) -> NewTopic {
-    NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: state.config.groups.offsets_topic_partitions,
-        configs: offsets_topic_configs(),
-    }
-}
-
-/// The topic configs `__consumer_offsets` is created with.
-pub fn offsets_topic_configs() -> BTreeMap<String, String> {
-    let mut configs = BTreeMap::new();
-    configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
-    configs
+/// The internal topic `name` as its coordinator needs it (see `internal_topics`); None for other topics.
+pub fn internal_topic(config: &BrokerConfig, name: &str) -> Option<NewTopic> {
+    Some(NewTopic {
+        name: name.to_string(),
+        partitions: internal_topics::partition_count(name, config)?,
+        configs: internal_topics::topic_configs(name)?,
+    })
 }
 
 /// Makes every shard adopt `metadata`, shard 0 included; returns once all have, with the partitions
@@ -286,7 +233,7 @@ pub fn offsets_topic_configs() -> BTreeMap<String, String> {
 async fn broadcast(
     state: &Rc<ShardState>,
     metadata: Arc<ClusterMetadata>,
-) -> Vec<crate::unopened_partitions::UnopenedPartition> {
+) -> Vec<UnopenedPartition> {
     let mut replies = Vec::with_capacity(state.config.shards);
     for peer in (0..state.config.shards)
         .map(ShardId)
@@ -304,7 +251,7 @@ async fn broadcast(
             Err(_) => tracing::error!(%peer, "cannot reach shard to apply metadata"),
         }
     }
-    let mut unopened = apply_metadata(state, metadata).await;
+    let mut unopened = state.apply_metadata(metadata).await;
     for reply in replies {
         if let Ok(more) = reply.await {
             unopened.extend(more);

@@ -6,11 +6,9 @@
 //! gives when a log directory cannot serve a partition). The topic stays in the metadata: the next start
 //! (or a later metadata change) tries to open the partition again.
 
-use crate::control::{ControlRequest, ControlResponse};
+use super::requests::{ControlRequest, ControlResponse};
+use crate::partition::manager::UnopenedPartition;
 use kafka_protocol::error::ResponseError;
-
-/// A partition that could not be opened: (topic, partition index).
-pub type UnopenedPartition = (String, i32);
 
 /// The topics a request creates or grows, in the order of its outcomes (empty for other requests).
 pub fn requested_topics(request: &ControlRequest) -> Vec<String> {

@@ -1,0 +1,324 @@
+//! The partitions of one shard (Kafka's `ReplicaManager`, shard-local): opens, closes and deletes them as
+//! metadata versions arrive, tells lifecycle listeners, and runs each request's items for this shard —
+//! called directly for the local part of a request, from the mesh loop for a part another shard sent.
+//!
+//! Lifecycle: a partition placed on this shard by the metadata is opened and *becomes leader* (single
+//! node: this shard leads every partition it owns); one no longer placed here is *unloaded* (shutdown)
+//! or *deleted* (its topic is gone). Listeners hear each event after the map changed — the group
+//! coordinator starts or stops a coordinator for its internal topic's partitions this way, so this file
+//! knows no topic by name.
+
+use super::delayed::{Completion, DelayedOperations};
+use super::requests::{
+    FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
+};
+use super::{Files, Partition, TopicPartition};
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::metadata::{partition_dir, ClusterMetadata};
+use crate::partition_dir::claim_partition_dir;
+use futures_lite::future::poll_once;
+use kafka_protocol::error::ResponseError;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::types::Offset;
+use storage::{BatchCache, Log, SegmentFilePool};
+
+/// A partition that could not be opened: (topic, partition index).
+pub type UnopenedPartition = (String, i32);
+
+/// Told when a partition of this shard changes hands. Runs on the shard; must not block.
+pub trait PartitionListener {
+    /// `partition` was opened here and this shard leads it.
+    fn became_leader(&self, partition: &Rc<Partition>);
+    /// `partition` is no longer served here (shutdown); its data stays.
+    fn unloaded(&self, partition: &Partition);
+    /// `partition`'s topic was deleted; its data is going.
+    fn deleted(&self, partition: &Partition);
+}
+
+/// What opening a partition needs from the shard.
+pub struct PartitionResources {
+    pub config: Arc<BrokerConfig>,
+    pub files: Files,
+    pub cache: Rc<BatchCache>,
+    pub segment_files: Rc<SegmentFilePool<Files>>,
+    /// The data directory was shut down cleanly: logs may skip recovery.
+    pub clean_start: bool,
+}
+
+type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
+
+pub struct PartitionManager {
+    resources: PartitionResources,
+    partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    delayed: Rc<DelayedOperations>,
+    listeners: RefCell<Vec<Rc<dyn PartitionListener>>>,
+}
+
+impl PartitionManager {
+    pub fn new(resources: PartitionResources) -> PartitionManager {
+        PartitionManager {
+            resources,
+            partitions: RefCell::default(),
+            delayed: Rc::new(DelayedOperations::new()),
+            listeners: RefCell::default(),
+        }
+    }
+
+    /// Adds a lifecycle listener (before the first metadata is applied, to hear every partition).
+    pub fn subscribe(&self, listener: Rc<dyn PartitionListener>) {
+        self.listeners.borrow_mut().push(listener);
+    }
+
+    pub fn get(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.partitions.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    pub fn delayed(&self) -> &Rc<DelayedOperations> {
+        &self.delayed
+    }
+
+    fn listeners(&self) -> Vec<Rc<dyn PartitionListener>> {
+        self.listeners.borrow().clone()
+    }
+
+    /// Adopts metadata version `metadata` (replacing `previous`) on shard `shard`: opens the partitions
+    /// newly placed here, closes and deletes those whose topic is gone (or was re-created with another
+    /// id). Returns the partitions that could not be opened.
+    pub async fn apply_metadata(
+        &self,
+        shard: usize,
+        metadata: &ClusterMetadata,
+        previous: &ClusterMetadata,
+    ) -> Vec<UnopenedPartition> {
+        let data_dir = &self.resources.config.data_dir;
+        // Each deleted partition's directory is renamed to its `-delete` name (and the rename fsynced)
+        // here, then removed in the background; see `partition_dir`.
+        let mut deleted_dirs = Vec::new();
+        let owned: Vec<TopicPartition> = self.partitions.borrow().keys().cloned().collect();
+        for (topic, index) in owned {
+            let gone = match (metadata.topics.get(&topic), previous.topics.get(&topic)) {
+                (Some(now), Some(before)) => now.id != before.id || index >= now.partition_count(),
+                (Some(now), None) => index >= now.partition_count(),
+                (None, _) => true,
+            };
+            if !gone {
+                continue;
+            }
+            let removed = self.partitions.borrow_mut().remove(&(topic.clone(), index));
+            if let Some(partition) = removed {
+                for listener in self.listeners() {
+                    listener.deleted(&partition);
+                }
+                self.delayed.high_watermark_moved(&partition.key());
+                partition.close().await;
+                deleted_dirs.push(partition_dir(data_dir, &topic, index));
+                tracing::info!(%topic, partition = index, "partition deleted");
+            }
+        }
+        let marked = crate::partition_dir::mark_all_deleted(data_dir, &deleted_dirs);
+        crate::partition_dir::remove_in_background(marked);
+        let mut unopened = Vec::new();
+        for (topic, topic_metadata) in &metadata.topics {
+            for (index, &owner) in topic_metadata.shards.iter().enumerate() {
+                let index = index as i32;
+                if owner != shard || self.get(topic, index).is_some() {
+                    continue;
+                }
+                if let Err(error) = self.open(metadata, topic, index).await {
+                    tracing::error!(%topic, partition = index, %error, "cannot open partition");
+                    unopened.push((topic.clone(), index));
+                }
+            }
+        }
+        unopened
+    }
+
+    async fn open(
+        &self,
+        metadata: &ClusterMetadata,
+        topic: &str,
+        index: i32,
+    ) -> Result<(), String> {
+        let topic_metadata = &metadata.topics[topic];
+        let resources = &self.resources;
+        let config = TopicConfig::resolve(&resources.config.log_defaults, &topic_metadata.configs)?;
+        let dir = partition_dir(&resources.config.data_dir, topic, index);
+        claim_partition_dir(&dir, topic_metadata.id)?;
+        let log = Log::open_with_file_pool(
+            resources.files,
+            dir,
+            config.log,
+            resources.cache.clone(),
+            resources.segment_files.clone(),
+            resources.clean_start,
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        tracing::debug!(%topic, partition = index, log_end_offset = log.log_end_offset().0, "partition open");
+        let partition = Rc::new(Partition::new(
+            topic.to_string(),
+            index,
+            log,
+            metadata.leader_epoch(topic, index),
+            self.delayed.clone(),
+        ));
+        self.partitions
+            .borrow_mut()
+            .insert(partition.key(), partition.clone());
+        for listener in self.listeners() {
+            listener.became_leader(&partition);
+        }
+        Ok(())
+    }
+
+    /// Closes every partition of this shard (clean shutdown): flush, trim, snapshot.
+    pub async fn close_all(&self) {
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, partition)| partition)
+            .collect();
+        for partition in &partitions {
+            for listener in self.listeners() {
+                listener.unloaded(partition);
+            }
+            self.delayed.high_watermark_moved(&partition.key());
+        }
+        for partition in partitions {
+            partition.close().await;
+        }
+    }
+
+    /// Runs the time-based flush policy of every partition.
+    pub async fn flush_if_due(&self, now_ms: i64) {
+        for partition in self.all() {
+            if let Err(error) = partition.log.flush_if_due(now_ms).await {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
+            }
+        }
+    }
+
+    /// Dispatch stage of a produce: assigns offsets to every item's batches, in order, and returns a
+    /// future that completes once they are written (and, for acks=-1, replicated).
+    pub async fn start_produce(&self, items: Vec<ProduceItem>) -> Pending<Vec<ProduceOutcome>> {
+        let mut pending: Vec<Pending<ProduceOutcome>> = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(partition) = self.get(&item.topic, item.partition) else {
+                pending.push(Box::pin(std::future::ready(Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    String::new(),
+                )))));
+                continue;
+            };
+            let mut append: Pending<ProduceOutcome> =
+                Box::pin(partition.clone().append(item.records));
+            // Run the append up to its first suspension: offsets are assigned now, in request order.
+            let appended = match poll_once(&mut append).await {
+                Some(done) => Box::pin(std::future::ready(done)),
+                None => append,
+            };
+            if item.acks == -1 {
+                let delayed = self.delayed.clone();
+                let deadline = shard::task::now() + item.timeout;
+                pending.push(Box::pin(async move {
+                    let info = appended.await?;
+                    let required = Offset(info.last_offset.0 + 1);
+                    match delayed
+                        .wait_for_replicas(&partition, required, deadline)
+                        .await
+                    {
+                        Completion::Satisfied => Ok(info),
+                        Completion::Expired => Err((
+                            ResponseError::RequestTimedOut,
+                            "the in-sync replicas did not get the records in time".to_string(),
+                        )),
+                    }
+                }));
+            } else {
+                pending.push(appended);
+            }
+        }
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(pending.len());
+            for append in pending {
+                outcomes.push(append.await);
+            }
+            outcomes
+        })
+    }
+
+    /// Reads for a fetch. `max_bytes` is the request's remaining total budget (soft: the first partition
+    /// with data returns at least one whole batch, as KIP-74 asks).
+    pub async fn read(&self, items: Vec<FetchItem>, mut max_bytes: usize) -> Vec<FetchOutcome> {
+        let mut min_one = true;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(partition) = self.get(&item.topic, item.partition) else {
+                outcomes.push(FetchOutcome::failed(ResponseError::UnknownTopicOrPartition));
+                continue;
+            };
+            let limit = item.partition_max_bytes.min(max_bytes);
+            let outcome = partition
+                .read(Offset(item.fetch_offset), limit, min_one)
+                .await;
+            if !outcome.records.is_empty() {
+                min_one = false;
+                max_bytes = max_bytes.saturating_sub(outcome.records_bytes());
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// Waits until any listed partition's high watermark passes the offset seen, or `max_wait` passes.
+    /// Partitions not on this shard are left out; with none at all, it just waits out `max_wait`.
+    pub async fn wait_for_data(&self, items: Vec<WaitItem>, max_wait: Duration) -> Completion {
+        let deadline = shard::task::now() + max_wait;
+        let partitions: Vec<_> = items
+            .iter()
+            .filter_map(|item| {
+                let partition = self.get(&item.topic, item.partition)?;
+                Some((Rc::downgrade(&partition), item.seen))
+            })
+            .collect();
+        if partitions.is_empty() {
+            shard::task::sleep_until(deadline).await;
+            return Completion::Expired;
+        }
+        self.delayed.wait_for_data(partitions, deadline).await
+    }
+
+    /// ListOffsets lookups.
+    pub async fn list_offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetOutcome> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for query in items {
+            outcomes.push(match self.get(&query.topic, query.partition) {
+                Some(partition) => partition.offset_for(query.timestamp).await,
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            });
+        }
+        outcomes
+    }
+}

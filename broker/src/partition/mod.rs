@@ -1,0 +1,265 @@
+//! The partition layer: a [`Partition`] owns its log and its replica state, and a shard's
+//! [`manager::PartitionManager`] owns its partitions.
+//!
+//! Layout:
+//! - this file: `Partition` — the log plus the leader's view of it: log end offset, high watermark, log
+//!   start offset, last stable offset, the leader epoch and its history; appends, reads and offset
+//!   lookups of one partition.
+//! - [`requests`]: the data-plane work items a shard runs for a request (produce, fetch, list offsets)
+//!   and their outcomes; the cross-shard messages carry them.
+//! - [`manager`]: the partitions of one shard: open, close and delete them as metadata changes, tell
+//!   lifecycle listeners (the group coordinator), run a request's items for this shard.
+//! - [`delayed`]: delayed fetches and produces, parked in the shard's purgatories until the high
+//!   watermark moves or their time runs out.
+//!
+//! # Offsets (invariant, checked where they move)
+//! `log_start_offset <= high_watermark <= log_end_offset`, and `last_stable_offset <= high_watermark`.
+//! The high watermark is the end of what every in-sync replica has; on a single node the leader is the
+//! only in-sync replica and a record counts once it is durable (written; fsynced per the flush policy),
+//! so the high watermark follows the durable end. Consumers read below the high watermark only.
+
+pub mod delayed;
+pub mod manager;
+pub mod requests;
+
+use crate::partition::delayed::DelayedOperations;
+use bytes::Bytes;
+use futures_lite::future::poll_once;
+use kafka_protocol::error::ResponseError;
+use requests::{FetchOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome};
+use std::cell::RefCell;
+use std::rc::Rc;
+use storage::types::{LeaderEpoch, Offset};
+use storage::{Log, StorageError};
+
+/// The file layer partitions are stored through.
+pub type Files = shard::dma::DmaFileSystem;
+pub type PartitionLog = Log<Files>;
+
+/// A partition's name: topic and index.
+pub type TopicPartition = (String, i32);
+
+/// One leader epoch and the first offset written in it (Kafka's leader-epoch cache entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochStart {
+    pub epoch: LeaderEpoch,
+    pub start_offset: Offset,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub log: PartitionLog,
+    /// Leader epochs, oldest first, each with the offset it starts at; the last is the current one.
+    epochs: RefCell<Vec<EpochStart>>,
+    /// Where waiting fetches and produces of this shard park (shared by its partitions).
+    delayed: Rc<DelayedOperations>,
+}
+
+impl Partition {
+    pub fn new(
+        topic: String,
+        index: i32,
+        log: PartitionLog,
+        leader_epoch: LeaderEpoch,
+        delayed: Rc<DelayedOperations>,
+    ) -> Partition {
+        let start_offset = log.log_end_offset();
+        Partition {
+            topic,
+            index,
+            log,
+            epochs: RefCell::new(vec![EpochStart {
+                epoch: leader_epoch,
+                start_offset,
+            }]),
+            delayed,
+        }
+    }
+
+    pub fn key(&self) -> TopicPartition {
+        (self.topic.clone(), self.index)
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.epochs.borrow().last().expect("never empty").epoch
+    }
+
+    /// The epoch the record at `offset` was written in (the newest epoch starting at or before it).
+    pub fn epoch_for_offset(&self, offset: Offset) -> LeaderEpoch {
+        let epochs = self.epochs.borrow();
+        epochs
+            .iter()
+            .rev()
+            .find(|entry| entry.start_offset <= offset)
+            .or(epochs.first())
+            .expect("never empty")
+            .epoch
+    }
+
+    /// Becomes leader in `epoch` (from the metadata): later epochs start at the current log end.
+    pub fn become_leader(&self, epoch: LeaderEpoch) {
+        let mut epochs = self.epochs.borrow_mut();
+        let current = epochs.last().expect("never empty").epoch;
+        assert!(
+            epoch >= current,
+            "leader epoch going back: {current} -> {epoch}"
+        );
+        if epoch > current {
+            epochs.push(EpochStart {
+                epoch,
+                start_offset: self.log.log_end_offset(),
+            });
+        }
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.log.log_end_offset()
+    }
+
+    /// The end of what every in-sync replica has: the leader alone on a single node, so the durable end.
+    pub fn high_watermark(&self) -> Offset {
+        self.log.durable_end_offset()
+    }
+
+    /// Where read_committed consumers stop: the high watermark until transactions.
+    pub fn last_stable_offset(&self) -> Offset {
+        self.high_watermark()
+    }
+
+    /// Moves the high watermark to what the in-sync replicas have (today: the durable end) and completes
+    /// the delayed operations that were waiting for it.
+    fn high_watermark_may_have_moved(&self) {
+        let high_watermark = self.high_watermark();
+        debug_assert!(self.log_start_offset() <= high_watermark);
+        debug_assert!(high_watermark <= self.log_end_offset());
+        self.delayed.high_watermark_moved(&self.key());
+    }
+
+    /// Appends `records` (whole batches) and completes the operations waiting for new data. Offsets are
+    /// assigned on the first poll, so appends are ordered as they are first polled.
+    ///
+    /// Once that first poll has begun the write, the rest runs in a task of its own: a caller that goes
+    /// away (a client that disconnects mid-produce drops its request's future) must not cancel a segment
+    /// write half-way, which leaves the log's appender without the bytes it counted (a later write then
+    /// fails an assertion and takes the shard down; found by the wire fuzzer).
+    pub async fn append(self: Rc<Self>, records: Bytes) -> ProduceOutcome {
+        let mut append = Box::pin(self.write(records));
+        if let Some(done) = poll_once(&mut append).await {
+            return done;
+        }
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        shard::task::spawn(async move {
+            let _ = sender.send(append.await);
+        });
+        receiver.await.unwrap_or_else(|_| {
+            Err((
+                ResponseError::UnknownServerError,
+                "append task dropped".to_string(),
+            ))
+        })
+    }
+
+    async fn write(self: Rc<Self>, records: Bytes) -> ProduceOutcome {
+        let result = self
+            .log
+            .append(records, self.leader_epoch(), shard::task::wall_clock_ms())
+            .await;
+        match result {
+            Ok(info) => {
+                self.high_watermark_may_have_moved();
+                Ok(info)
+            }
+            Err(error) => {
+                crate::warn_limited!(APPEND_REJECTED, topic = %self.topic, partition = self.index, %error, "append rejected");
+                Err((error_code(&error), error.to_string()))
+            }
+        }
+    }
+
+    /// Reads whole batches from `fetch_offset` up to the high watermark: at most `max_bytes`, except that
+    /// with `min_one` the first batch is returned whatever its size (KIP-74).
+    pub async fn read(
+        &self,
+        fetch_offset: Offset,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> FetchOutcome {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        let result = if max_bytes == 0 && !min_one {
+            Ok(Vec::new())
+        } else {
+            self.log
+                .read_batches(fetch_offset, max_bytes, high_watermark, min_one)
+                .await
+        };
+        let (error, records) = match result {
+            Ok(records) => (None, records),
+            Err(error) => {
+                if !matches!(error, StorageError::OffsetOutOfRange { .. }) {
+                    tracing::warn!(topic = %self.topic, partition = self.index, %error, "fetch failed");
+                }
+                (Some(error_code(&error)), Vec::new())
+            }
+        };
+        FetchOutcome {
+            error,
+            high_watermark: high_watermark.0,
+            last_stable_offset: self.last_stable_offset().0,
+            log_start_offset: log_start_offset.0,
+            records,
+        }
+    }
+
+    /// ListOffsets for one partition: earliest (-2), latest (-1), max timestamp (-3), earliest local
+    /// (-4), latest tiered (-5), or the first offset with a timestamp at or after `timestamp`.
+    pub async fn offset_for(&self, timestamp: i64) -> OffsetOutcome {
+        let high_watermark = self.high_watermark();
+        let found = |offset: Offset, timestamp: i64| OffsetAnswer {
+            offset,
+            timestamp,
+            leader_epoch: Some(self.epoch_for_offset(offset)),
+        };
+        match timestamp {
+            // LATEST
+            -1 => Ok(found(high_watermark, -1)),
+            // EARLIEST, EARLIEST_LOCAL
+            -2 | -4 => Ok(found(self.log_start_offset(), -1)),
+            // MAX_TIMESTAMP
+            -3 => match self.log.max_timestamp().await {
+                Ok(Some((offset, timestamp))) => Ok(found(offset, timestamp)),
+                Ok(None) => Ok(OffsetAnswer::NONE),
+                Err(error) => Err(error_code(&error)),
+            },
+            // LATEST_TIERED: nothing is tiered
+            -5 => Ok(OffsetAnswer::NONE),
+            timestamp if timestamp >= 0 => match self.log.offset_for_timestamp(timestamp).await {
+                Ok(Some((offset, at))) if offset < high_watermark => Ok(found(offset, at)),
+                Ok(_) => Ok(OffsetAnswer::NONE),
+                Err(error) => Err(error_code(&error)),
+            },
+            _ => Err(ResponseError::InvalidRequest),
+        }
+    }
+
+    /// Flush, trim, snapshot (clean shutdown or deletion).
+    pub async fn close(&self) {
+        if let Err(error) = self.log.close().await {
+            tracing::error!(topic = %self.topic, partition = self.index, %error, "closing partition");
+        }
+    }
+}
+
+/// Refused appends are client-triggered (corrupt or invalid batches): their log lines are rate-limited.
+static APPEND_REJECTED: crate::log_limit::LogLimiter =
+    crate::log_limit::LogLimiter::new(std::time::Duration::from_secs(10), 5);
+
+/// The Kafka error a client expects for a storage error (the mapping lives with the errors, in storage).
+pub fn error_code(error: &StorageError) -> ResponseError {
+    ResponseError::try_from_code(error.error_code()).unwrap_or(ResponseError::UnknownServerError)
+}

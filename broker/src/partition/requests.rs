@@ -1,0 +1,91 @@
+//! The data-plane work one shard runs for a request on the partitions it owns — append, read, wait,
+//! list offsets — and the outcomes it sends back. The cross-shard messages (`messages`) carry these;
+//! the local part of a request runs them directly.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use std::time::Duration;
+use storage::types::{LeaderEpoch, Offset};
+use storage::AppendInfo;
+
+/// Batches to append to one partition. `acks` is the request's: -1 (all in-sync replicas), 1 (the
+/// leader) or 0 (no answer); `timeout` bounds how long an acks=-1 append waits for the replicas.
+pub struct ProduceItem {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Bytes,
+    pub acks: i16,
+    pub timeout: Duration,
+}
+
+/// The append's outcome, or the Kafka error and a message for the client.
+pub type ProduceOutcome = Result<AppendInfo, (ResponseError, String)>;
+
+/// A read of one partition.
+pub struct FetchItem {
+    pub topic: String,
+    pub partition: i32,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: usize,
+    pub read_committed: bool,
+}
+
+pub struct FetchOutcome {
+    pub error: Option<ResponseError>,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// Whole batches, each in the buffer it lives in (batch cache or segment read): no copy.
+    pub records: Vec<Bytes>,
+}
+
+impl FetchOutcome {
+    pub fn failed(code: ResponseError) -> FetchOutcome {
+        FetchOutcome {
+            error: Some(code),
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        }
+    }
+
+    pub fn records_bytes(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
+    }
+}
+
+/// A partition a long-polling fetch waits on, and the high watermark it has already seen.
+pub struct WaitItem {
+    pub topic: String,
+    pub partition: i32,
+    pub seen: Offset,
+}
+
+/// A ListOffsets lookup of one partition.
+pub struct OffsetQuery {
+    pub topic: String,
+    pub partition: i32,
+    pub timestamp: i64,
+    pub read_committed: bool,
+}
+
+/// What a ListOffsets lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffsetAnswer {
+    pub offset: Offset,
+    pub timestamp: i64,
+    /// The epoch the offset was written in; None when nothing was found.
+    pub leader_epoch: Option<LeaderEpoch>,
+}
+
+impl OffsetAnswer {
+    /// Nothing found: offset and timestamp -1.
+    pub const NONE: OffsetAnswer = OffsetAnswer {
+        offset: Offset(-1),
+        timestamp: -1,
+        leader_epoch: None,
+    };
+}
+
+pub type OffsetOutcome = Result<OffsetAnswer, ResponseError>;
