@@ -117,6 +117,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
+    tracing::debug!(shard = id.0, counters = ?state.partitions.counters().snapshot(), "partition counters");
     state.partitions.close_all().await;
     state.mesh.shut_down();
     tracing::info!(shard = id.0, "shard stopped");

@@ -8,6 +8,7 @@
 //! coordinator starts or stops a coordinator for its internal topic's partitions this way, so this file
 //! knows no topic by name.
 
+use super::counters::PartitionCounters;
 use super::delayed::{Completion, DelayedOperations};
 use super::requests::{
     FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
@@ -58,6 +59,7 @@ pub struct PartitionManager {
     partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     delayed: Rc<DelayedOperations>,
     listeners: RefCell<Vec<Rc<dyn PartitionListener>>>,
+    counters: Rc<PartitionCounters>,
 }
 
 impl PartitionManager {
@@ -67,7 +69,12 @@ impl PartitionManager {
             partitions: RefCell::default(),
             delayed: Rc::new(DelayedOperations::new()),
             listeners: RefCell::default(),
+            counters: Rc::default(),
         }
+    }
+
+    pub fn counters(&self) -> &PartitionCounters {
+        &self.counters
     }
 
     /// Adds a lifecycle listener (before the first metadata is applied, to hear every partition).
@@ -232,8 +239,17 @@ impl PartitionManager {
                 )))));
                 continue;
             };
-            let mut append: Pending<ProduceOutcome> =
-                Box::pin(partition.clone().append(item.records));
+            let bytes = item.records.len();
+            let counters = self.counters.clone();
+            let append = partition.clone().append(item.records);
+            let mut append: Pending<ProduceOutcome> = Box::pin(async move {
+                let outcome = append.await;
+                match &outcome {
+                    Ok(info) => counters.appended(bytes, info.record_count),
+                    Err(_) => counters.append_refused(),
+                }
+                outcome
+            });
             // Run the append up to its first suspension: offsets are assigned now, in request order.
             let appended = match poll_once(&mut append).await {
                 Some(done) => Box::pin(std::future::ready(done)),
@@ -241,14 +257,16 @@ impl PartitionManager {
             };
             if item.acks == -1 {
                 let delayed = self.delayed.clone();
+                let counters = self.counters.clone();
                 let deadline = shard::task::now() + item.timeout;
                 pending.push(Box::pin(async move {
                     let info = appended.await?;
                     let required = Offset(info.last_offset.0 + 1);
-                    match delayed
+                    let completion = delayed
                         .wait_for_replicas(&partition, required, deadline)
-                        .await
-                    {
+                        .await;
+                    counters.delayed_produce(completion == Completion::Expired);
+                    match completion {
                         Completion::Satisfied => Ok(info),
                         Completion::Expired => Err((
                             ResponseError::RequestTimedOut,
@@ -283,6 +301,7 @@ impl PartitionManager {
             let outcome = partition
                 .read(Offset(item.fetch_offset), limit, min_one)
                 .await;
+            self.counters.read(outcome.records_bytes());
             if !outcome.records.is_empty() {
                 min_one = false;
                 max_bytes = max_bytes.saturating_sub(outcome.records_bytes());
@@ -307,13 +326,17 @@ impl PartitionManager {
             shard::task::sleep_until(deadline).await;
             return Completion::Expired;
         }
-        self.delayed.wait_for_data(partitions, deadline).await
+        let completion = self.delayed.wait_for_data(partitions, deadline).await;
+        self.counters
+            .delayed_fetch(completion == Completion::Expired);
+        completion
     }
 
     /// ListOffsets lookups.
     pub async fn list_offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetOutcome> {
         let mut outcomes = Vec::with_capacity(items.len());
         for query in items {
+            self.counters.offset_lookup();
             outcomes.push(match self.get(&query.topic, query.partition) {
                 Some(partition) => partition.offset_for(query.timestamp).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),

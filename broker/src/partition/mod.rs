@@ -9,6 +9,7 @@
 //!   and their outcomes; the cross-shard messages carry them.
 //! - [`manager`]: the partitions of one shard: open, close and delete them as metadata changes, tell
 //!   lifecycle listeners (the group coordinator), run a request's items for this shard.
+//! - [`counters`]: the shard's partition-layer counters (appends, reads, delayed operations).
 //! - [`delayed`]: delayed fetches and produces, parked in the shard's purgatories until the high
 //!   watermark moves or their time runs out.
 //!
@@ -18,6 +19,7 @@
 //! only in-sync replica and a record counts once it is durable (written; fsynced per the flush policy),
 //! so the high watermark follows the durable end. Consumers read below the high watermark only.
 
+pub mod counters;
 pub mod delayed;
 pub mod manager;
 pub mod requests;
