@@ -67,9 +67,15 @@ impl<M: Send + 'static> MeshBuilder<M> {
 
     /// Joins the mesh as shard `me`, from that shard's executor: starts listening on its doorbell and
     /// returns the sending side and one receiver per peer.
+    ///
+    /// Inside a [`crate::simulation::Simulation`] (one thread, no glommio) the doorbell is not listened
+    /// to: the simulation's wakers are safe to call from any thread, so waits need no doorbell, and
+    /// [`OnShard`] passes them through on a thread without one.
     pub fn join(self, me: ShardId) -> (Mesh<M>, Vec<(ShardId, Receiver<M>)>) {
         assert!(me.0 < self.shared.shards, "{me} is outside the mesh");
-        crate::task::spawn(self.shared.doorbells[me.0].clone().listen());
+        if !crate::simulation::is_active() {
+            crate::task::spawn(self.shared.doorbells[me.0].clone().listen());
+        }
         let shards = self.shared.shards;
         let receivers = (0..shards)
             .filter(|&peer| peer != me.0)
