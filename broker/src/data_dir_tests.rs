@@ -1,4 +1,5 @@
 use super::*;
+use crate::internal_topics::OFFSETS_TOPIC;
 use crate::partition_dir::{read_topic_id, write_topic_id};
 
 fn topic(shards: Vec<usize>) -> TopicMetadata {
@@ -109,7 +110,7 @@ fn missing_metadata_over_partition_directories_is_refused_then_recovered() {
     assert_eq!(metadata.topics["orders"].partition_count(), 3);
     assert_eq!(
         metadata.topics[OFFSETS_TOPIC].configs,
-        offsets_topic_configs()
+        crate::internal_topics::topic_configs(OFFSETS_TOPIC).unwrap()
     );
     assert!(metadata.next_producer_id > 1_000_000);
     assert_eq!(

@@ -63,7 +63,7 @@ impl FetchSessions {
         }
         let mut sessions = self.sessions.borrow_mut();
         if sessions.len() >= MAX_SESSIONS_PER_SHARD {
-            let now = Instant::now();
+            let now = shard::task::now();
             let idle = sessions
                 .iter()
                 .filter(|(_, s)| now.duration_since(s.last_used) > SESSION_IDLE_EVICTION)
@@ -83,7 +83,7 @@ impl FetchSessions {
             FetchSession {
                 next_epoch: 1,
                 partitions,
-                last_used: Instant::now(),
+                last_used: shard::task::now(),
             },
         );
         Some(id)
@@ -133,7 +133,7 @@ impl FetchSessions {
             }
         }
         session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
-        session.last_used = Instant::now();
+        session.last_used = shard::task::now();
         Ok(session.partitions.clone())
     }
 

@@ -26,6 +26,8 @@ pub mod descriptor_budget;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+#[cfg(test)]
+mod in_process_tests;
 pub mod internal_topics;
 pub mod log_limit;
 pub mod memory_trim;

@@ -20,7 +20,7 @@ use net::{
 use shard::dma::DmaFileSystem;
 use shard::mesh::Receiver;
 use shard::{MeshBuilder, ShardId};
-use std::cell::{Cell, RefCell};
+
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -61,7 +61,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         && DmaFileSystem::prepare(&start.config.data_dir, id.0)
             .await
             .unwrap_or(false);
-    let fs = DmaFileSystem { direct };
+    let fs = shard::files::ShardFileSystem::Dma(DmaFileSystem { direct });
     let budget = crate::descriptor_budget::DescriptorBudget::of(&start.config);
     let segment_files = Rc::new(storage::SegmentFilePool::new(
         fs,
@@ -74,17 +74,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         segment_files,
         clean_start: start.clean_start,
     });
-    let state = Rc::new(ShardState {
-        id,
-        config: start.config.clone(),
-        mesh,
-        metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
-        partitions,
-        control_lock: async_lock::Mutex::new(()),
-        shutting_down: Cell::new(false),
-        fetch_sessions: Default::default(),
-        groups: Default::default(),
-    });
+    let state = Rc::new(ShardState::new(id, start.config.clone(), mesh, partitions));
     // Bind first (connections wait in the backlog until the accept loop runs): the narrower the gap
     // after main's check that the port is free, the less room for another process to slip in.
     let listener = match shard::net::Listener::bind(start.config.listen) {

@@ -33,6 +33,26 @@ pub struct ShardState {
 }
 
 impl ShardState {
+    /// A shard's state before its first metadata version (`apply_metadata` opens its partitions).
+    pub fn new(
+        id: ShardId,
+        config: Arc<BrokerConfig>,
+        mesh: Mesh<ShardMessage>,
+        partitions: PartitionManager,
+    ) -> ShardState {
+        ShardState {
+            id,
+            config,
+            mesh,
+            metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
+            partitions,
+            control_lock: async_lock::Mutex::new(()),
+            shutting_down: Cell::new(false),
+            fetch_sessions: Default::default(),
+            groups: Default::default(),
+        }
+    }
+
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
     }

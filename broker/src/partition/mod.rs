@@ -34,8 +34,9 @@ use std::rc::Rc;
 use storage::types::{LeaderEpoch, Offset};
 use storage::{Log, StorageError};
 
-/// The file layer partitions are stored through.
-pub type Files = shard::dma::DmaFileSystem;
+/// The file layer partitions are stored through: O_DIRECT/io_uring files in production, std files in
+/// in-process tests.
+pub type Files = shard::files::ShardFileSystem;
 pub type PartitionLog = Log<Files>;
 
 /// A partition's name: topic and index.

@@ -1,0 +1,1 @@
+//! A consumer group's join / sync / heartbeat cycle through the handlers (filled in below).
