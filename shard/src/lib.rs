@@ -8,6 +8,7 @@
 //! - [`doorbell`]: waking a shard from another thread without losing the wake-up (glommio's own
 //!   cross-thread notification can lose it); every cross-shard wait goes through it.
 //! - [`task`]: spawning detached tasks, sleeping, timeouts — the runtime services other crates use.
+//! - [`timing_wheel`]: a hierarchical timing wheel (Kafka's `TimingWheel`), pure: time is passed in.
 //! - [`dma`]: the storage file layer on glommio: O_DIRECT `DmaFile`s for segment data, buffered io_uring
 //!   files for small files.
 //! - [`net`]: the `SO_REUSEPORT` listener each shard binds on the Kafka port.
@@ -19,6 +20,7 @@ pub mod mesh;
 pub mod net;
 pub mod runtime;
 pub mod task;
+pub mod timing_wheel;
 
 pub use mesh::{reply_channel, Canceled, Mesh, MeshBuilder, ReplyReceiver, ReplySender, SendError};
 pub use runtime::{
