@@ -23,7 +23,7 @@ use shard::timing_wheel::{TimerId, TimingWheel};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
@@ -57,6 +57,29 @@ pub type Condition = Box<dyn Fn() -> bool>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct OperationId(u64);
+
+/// Hashes an [`OperationId`] (a sequence number we hand out, so no flooding to fear) with one
+/// multiplication (Fibonacci hashing) instead of SipHash: the maps below are keyed by it on every call.
+#[derive(Default)]
+struct OperationIdHasher(u64);
+
+impl Hasher for OperationIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type OperationIds = HashSet<OperationId, BuildHasherDefault<OperationIdHasher>>;
 
 /// Shared between the purgatory and the operation's future.
 #[derive(Default)]
@@ -93,8 +116,8 @@ impl Finished {
 
 struct Operations<K> {
     wheel: TimingWheel<OperationId>,
-    operations: HashMap<OperationId, Operation<K>>,
-    watchers: HashMap<K, HashSet<OperationId>>,
+    operations: HashMap<OperationId, Operation<K>, BuildHasherDefault<OperationIdHasher>>,
+    watchers: HashMap<K, OperationIds>,
     next_id: u64,
     counters: PurgatoryCounters,
 }
@@ -203,7 +226,7 @@ impl<K: Hash + Eq + Clone + 'static> Purgatory<K> {
         Purgatory {
             operations: Rc::new(RefCell::new(Operations {
                 wheel: TimingWheel::new(TICK, WHEEL_SIZE, start),
-                operations: HashMap::new(),
+                operations: HashMap::default(),
                 watchers: HashMap::new(),
                 next_id: 0,
                 counters: PurgatoryCounters::default(),
@@ -239,7 +262,9 @@ impl<K: Hash + Eq + Clone + 'static> Purgatory<K> {
                         watching.insert(id);
                     }
                     None => {
-                        operations.watchers.insert(key.clone(), HashSet::from([id]));
+                        operations
+                            .watchers
+                            .insert(key.clone(), OperationIds::from_iter([id]));
                     }
                 }
             }
