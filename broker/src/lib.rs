@@ -10,6 +10,7 @@
 //! - [`partitions`]: partition operations on the owning shard (append, read, wait, list offsets, open).
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
+//! - [`purgatory`]: delayed operations (waiting fetches) completed by an event on a key or by timeout.
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
 //! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
 //! - [`connection_limits`], [`descriptor_budget`], [`log_limit`], [`memory_trim`]: what bounds clients' use of the broker
@@ -35,6 +36,7 @@ pub mod messages;
 pub mod metadata;
 pub mod partition;
 pub mod partition_dir;
+pub mod purgatory;
 pub mod scatter_gather;
 pub mod server;
 pub mod shard_state;

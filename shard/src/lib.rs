@@ -11,6 +11,7 @@
 //!   crates use, and the seam that lets them run on a [`simulation`] instead of glommio.
 //! - [`simulation`]: a single-threaded executor with a manual clock for tests; while one exists on a
 //!   thread, [`task`] goes to it.
+//! - [`timing_wheel`]: a hierarchical timing wheel (Kafka's `TimingWheel`), pure: time is passed in.
 //! - [`dma`]: the storage file layer on glommio: O_DIRECT `DmaFile`s for segment data, buffered io_uring
 //!   files for small files.
 //! - [`files`]: [`files::ShardFileSystem`], the file system a shard holds: glommio's ([`dma`]) in
@@ -26,6 +27,7 @@ pub mod net;
 pub mod runtime;
 pub mod simulation;
 pub mod task;
+pub mod timing_wheel;
 
 pub use mesh::{reply_channel, Canceled, Mesh, MeshBuilder, ReplyReceiver, ReplySender, SendError};
 pub use runtime::{
