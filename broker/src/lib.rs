@@ -7,17 +7,21 @@
 //! - [`metadata`]: the cluster metadata snapshot (topics, partition → shard placement), persisted.
 //! - [`messages`]: the one enum of cross-shard messages.
 //! - [`shard_state`]: what one shard owns; [`server`]: one shard's life (listener, peers, shutdown).
-//! - [`partitions`]: partition operations on the owning shard (append, read, wait, list offsets, open).
+//! - [`partition`]: the partition layer: `Partition` (log and replica state), the shard's `PartitionManager`
+//!   (lifecycle, listeners), delayed fetches and produces.
+//! - [`scatter_gather`]: splitting a request by owning shard and gathering the answers in request order.
+//! - [`internal_topics`]: the registry of internal topics the core asks (it names none itself).
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
-//! - [`purgatory`]: delayed operations (waiting fetches) completed by an event on a key or by timeout.
+//! - [`purgatory`]: delayed operations (waiting fetches and acks=all produces) completed by an event on a key or
+//!   by timeout, on a hierarchical timing wheel.
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
 //! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
 //! - [`connection_limits`], [`descriptor_budget`], [`log_limit`], [`memory_trim`]: what bounds clients' use of the broker
 //!   (connections, descriptors, log lines).
 //!
 //! A request's path: a shard accepts the connection → `net` frames it → `handlers::dispatch` → the API's
-//! handler splits the work by owning shard (`partitions` locally, a `ShardMessage` otherwise) → the
+//! handler splits the work by owning shard (`scatter_gather`: the `PartitionManager` locally, a `ShardMessage` otherwise) → the
 //! response leaves the connection in request order.
 pub mod config;
 pub mod connection_limits;

@@ -402,9 +402,9 @@ impl<K> Drop for Purgatory<K> {
     }
 }
 
-// TODO(seam): shard::task::now()
+/// The runtime's clock (the manual one in simulations).
 fn now() -> Instant {
-    Instant::now()
+    shard::task::now()
 }
 
 /// The expiration driver of `purgatory` (spawn one per purgatory): sleeps until the next expiry (at most

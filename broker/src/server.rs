@@ -91,6 +91,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         .subscribe(Rc::new(crate::group::lifecycle::CoordinatorListener {
             state: Rc::downgrade(&state),
         }));
+    state.start_timers();
     state.apply_metadata(start.metadata.clone()).await;
     for (peer, receiver) in receivers {
         shard::task::spawn(serve_peer(state.clone(), peer, receiver));
@@ -107,7 +108,8 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
-    tracing::debug!(shard = id.0, counters = ?state.partitions.counters().snapshot(), "partition counters");
+    let (delayed_fetches, delayed_produces) = state.partitions.delayed().counters();
+    tracing::debug!(shard = id.0, counters = ?state.partitions.counters().snapshot(), ?delayed_fetches, ?delayed_produces, "partition-layer counters");
     state.partitions.close_all().await;
     state.mesh.shut_down();
     tracing::info!(shard = id.0, "shard stopped");

@@ -53,6 +53,16 @@ impl ShardState {
         }
     }
 
+    /// Starts the shard's timers: the expiration drivers of its delayed operations (until shutdown).
+    pub fn start_timers(self: &Rc<Self>) {
+        let state = Rc::downgrade(self);
+        self.partitions.delayed().start_expiration(move || {
+            state
+                .upgrade()
+                .is_none_or(|state| state.shutting_down.get())
+        });
+    }
+
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
     }

@@ -64,6 +64,7 @@ impl TestShard {
             .subscribe(Rc::new(crate::group::lifecycle::CoordinatorListener {
                 state: Rc::downgrade(&state),
             }));
+        state.start_timers();
         let metadata = Arc::new(ClusterMetadata::new_cluster());
         simulation.block_on(state.apply_metadata(metadata));
         TestShard {

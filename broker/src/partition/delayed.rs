@@ -1,27 +1,25 @@
 //! Delayed operations of one shard's partitions: fetches waiting for data (a high watermark past what
-//! they saw) and produces waiting for the in-sync replicas (acks=all). Each waits in a purgatory keyed
-//! by partition until an event on one of its partitions satisfies it or its deadline passes.
+//! they saw) and produces waiting for the in-sync replicas (acks=all). Each waits in its purgatory
+//! (`crate::purgatory`), keyed by partition, until an event on one of its partitions satisfies it or its
+//! deadline passes on the purgatory's timing wheel.
 //!
-//! A partition tells [`DelayedOperations::high_watermark_moved`] whenever its high watermark may have
-//! moved, or it went away (deleted, unloaded): the operations watching it re-check their condition.
+//! A partition calls [`DelayedOperations::high_watermark_moved`] whenever its high watermark may have
+//! moved, and the manager does when a partition goes away (deleted, unloaded): the operations watching it
+//! re-check their condition. A fetch waiting on a partition that is gone completes (its re-read reports
+//! the partition unknown); a produce waiting on one that is gone runs out of time.
 
 use super::{Partition, TopicPartition};
+use crate::purgatory::{run_expiration, Purgatory, PurgatoryCounters};
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 use storage::types::Offset;
 
-/// How a delayed operation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Completion {
-    /// Its condition held (on watching, or after an event on one of its partitions).
-    Satisfied,
-    /// Its deadline passed first.
-    Expired,
-}
+pub use crate::purgatory::Completion;
 
 /// The delayed fetches and produces of one shard.
 pub struct DelayedOperations {
-    changed: event_listener::Event,
+    fetches: Rc<Purgatory<TopicPartition>>,
+    produces: Rc<Purgatory<TopicPartition>>,
 }
 
 impl Default for DelayedOperations {
@@ -32,31 +30,43 @@ impl Default for DelayedOperations {
 
 impl DelayedOperations {
     pub fn new() -> DelayedOperations {
+        let now = shard::task::now();
         DelayedOperations {
-            changed: event_listener::Event::new(),
+            fetches: Rc::new(Purgatory::new(now)),
+            produces: Rc::new(Purgatory::new(now)),
         }
     }
 
+    /// Spawns the expiration drivers of both purgatories; they return once `stop()` holds.
+    pub fn start_expiration(&self, stop: impl Fn() -> bool + Clone + 'static) {
+        shard::task::spawn(run_expiration(self.fetches.clone(), stop.clone()));
+        shard::task::spawn(run_expiration(self.produces.clone(), stop));
+    }
+
     /// `partition`'s high watermark may have moved, or it is gone: re-check what waits on it.
-    pub fn high_watermark_moved(&self, _partition: &TopicPartition) {
-        self.changed.notify(usize::MAX);
+    pub fn high_watermark_moved(&self, partition: &TopicPartition) {
+        self.fetches.check_and_complete(partition);
+        self.produces.check_and_complete(partition);
     }
 
     /// Waits until one of `partitions` has a high watermark past the offset given with it (or is gone),
     /// or until `deadline`.
     pub async fn wait_for_data(
         &self,
-        partitions: Vec<(Weak<Partition>, Offset)>,
+        partitions: Vec<(Weak<Partition>, TopicPartition, Offset)>,
         deadline: Instant,
     ) -> Completion {
+        let keys = partitions.iter().map(|(_, key, _)| key.clone()).collect();
         let satisfied = move || {
-            partitions.iter().any(|(partition, seen)| {
+            partitions.iter().any(|(partition, _, seen)| {
                 partition
                     .upgrade()
                     .is_none_or(|partition| partition.high_watermark() > *seen)
             })
         };
-        self.wait(satisfied, deadline).await
+        self.fetches
+            .watch(keys, deadline, Box::new(satisfied))
+            .await
     }
 
     /// Waits until `partition`'s high watermark reaches `required` (every in-sync replica has the
@@ -67,28 +77,20 @@ impl DelayedOperations {
         required: Offset,
         deadline: Instant,
     ) -> Completion {
+        let key = partition.key();
         let partition = Rc::downgrade(partition);
         let satisfied = move || {
             partition
                 .upgrade()
                 .is_some_and(|partition| partition.high_watermark() >= required)
         };
-        self.wait(satisfied, deadline).await
+        self.produces
+            .watch(vec![key], deadline, Box::new(satisfied))
+            .await
     }
 
-    async fn wait(&self, satisfied: impl Fn() -> bool, deadline: Instant) -> Completion {
-        loop {
-            let listener = self.changed.listen();
-            if satisfied() {
-                return Completion::Satisfied;
-            }
-            let remaining = deadline.saturating_duration_since(shard::task::now());
-            if remaining.is_zero() {
-                return Completion::Expired;
-            }
-            if shard::task::timeout(remaining, listener).await.is_none() {
-                return Completion::Expired;
-            }
-        }
+    /// (delayed fetches, delayed produces)
+    pub fn counters(&self) -> (PurgatoryCounters, PurgatoryCounters) {
+        (self.fetches.counters(), self.produces.counters())
     }
 }

@@ -319,7 +319,7 @@ impl PartitionManager {
             .iter()
             .filter_map(|item| {
                 let partition = self.get(&item.topic, item.partition)?;
-                Some((Rc::downgrade(&partition), item.seen))
+                Some((Rc::downgrade(&partition), partition.key(), item.seen))
             })
             .collect();
         if partitions.is_empty() {
