@@ -136,17 +136,19 @@ impl StorageFile for StdFile {
     }
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; len];
+        let mut buffer = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            let n = self.file.read_at(&mut buf[filled..], pos + filled as u64)?;
-            if n == 0 {
+            let read = self
+                .file
+                .read_at(&mut buffer[filled..], pos + filled as u64)?;
+            if read == 0 {
                 break;
             }
-            filled += n;
+            filled += read;
         }
-        buf.truncate(filled);
-        Ok(Bytes::from(buf))
+        buffer.truncate(filled);
+        Ok(Bytes::from(buffer))
     }
     async fn write_parts_at(&self, pos: u64, parts: &[&[u8]], len: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;

@@ -46,6 +46,8 @@ pub use producer_state::{ProducerEntry, ProducerStateManager};
 pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 
 #[cfg(test)]
+mod local_log_tests;
+#[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod segment_files_tests;

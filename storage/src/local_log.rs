@@ -135,7 +135,11 @@ impl<F: FileSystem> LocalLog<F> {
     /// Base offset of the segment after the one based at `base`, if any.
     pub(crate) fn next_segment_base(&self, base: i64) -> Option<i64> {
         let segments = self.segments.borrow();
-        segments.by_base.range(base + 1..).next().map(|(b, _)| *b)
+        segments
+            .by_base
+            .range(base + 1..)
+            .next()
+            .map(|(next_base, _)| *next_base)
     }
 
     /// Drops the pool's open files of this directory (a log closed or dropped).
@@ -414,7 +418,9 @@ impl<F: FileSystem> LocalLog<F> {
             segments
                 .by_base
                 .values()
-                .filter(|s| s.offset_of_max_timestamp >= 0 && s.max_timestamp >= timestamp)
+                .filter(|segment| {
+                    segment.offset_of_max_timestamp >= 0 && segment.max_timestamp >= timestamp
+                })
                 .map(|segment| segment.base)
                 .collect()
         };

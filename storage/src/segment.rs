@@ -412,7 +412,11 @@ pub(crate) async fn recover<File: StorageFile>(
     segment.size = recovered.valid_end;
     segment.max_timestamp = recovered.cursor.max_timestamp;
     segment.offset_of_max_timestamp = recovered.cursor.offset_of_max_timestamp;
-    let index_bytes: Vec<u8> = recovered.index.iter().flat_map(|e| e.encode()).collect();
+    let index_bytes: Vec<u8> = recovered
+        .index
+        .iter()
+        .flat_map(|entry| entry.encode())
+        .collect();
     let time_index_bytes: Vec<u8> = recovered
         .time_index
         .iter()
@@ -506,7 +510,7 @@ async fn warn_truncation<File: StorageFile>(
     log_size: u64,
 ) {
     let cut_header = match file.read_at(recovered.valid_end, batch::HEADER_SIZE).await {
-        Ok(bytes) if bytes.len() == batch::HEADER_SIZE && bytes.iter().any(|b| *b != 0) => {
+        Ok(bytes) if bytes.len() == batch::HEADER_SIZE && bytes.iter().any(|byte| *byte != 0) => {
             let header = BatchHeader::parse(&bytes);
             format!(
                 "{}..={} (as its header claims)",
@@ -560,8 +564,10 @@ pub(crate) fn find_record(
             .then_some((header.base_offset, header.max_timestamp)));
     }
     let mut bytes = batch.clone();
-    let records = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|e| StorageError::CorruptMessage(format!("cannot decode stored batch: {e}")))?;
+    let records =
+        kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|error| {
+            StorageError::CorruptMessage(format!("cannot decode stored batch: {error}"))
+        })?;
     Ok(records
         .records
         .iter()
