@@ -11,6 +11,7 @@
 //! * [`index`] — `.index` / `.timeindex` formats and lookups.
 //! * [`producer_state`] — idempotent producer state and its `.snapshot` format.
 //! * [`cache`] — the per-shard `BatchCache` of recently appended batches.
+//! * [`config`] — `LogConfig` and `TimestampType` (re-exported from [`log`]).
 //! * [`log`] — `Log`, the facade the broker uses (Kafka's `UnifiedLog`): offsets (log start, high
 //!   watermark, durable end, log end), append with group commit (`log_append.rs`), write-failure
 //!   undo (`log_write_failure.rs`), producer state, flush policy, truncation, close.
@@ -26,6 +27,7 @@
 pub mod appender;
 pub mod batch;
 pub mod cache;
+pub mod config;
 pub mod error;
 pub mod index;
 pub mod io;

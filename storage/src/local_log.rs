@@ -24,10 +24,10 @@
 
 use crate::appender::Appender;
 use crate::batch::{self, BatchHeader};
+use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{self, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 use crate::io::{FileKind, FileSystem, StorageFile};
-use crate::log::LogConfig;
 use crate::segment::{self, Segment, SegmentWriter, INDEX_EXTENSION, LOG_EXTENSION};
 use crate::segment::{find_record, scan, TIME_INDEX_EXTENSION};
 use crate::segment_files::SegmentFilePool;
