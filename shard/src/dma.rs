@@ -5,9 +5,14 @@
 //! aligned (storage's segment appender handles that, see `write_alignment`). Where the file system refuses
 //! O_DIRECT (tmpfs, some overlay set-ups) — or when the broker runs in buffered mode — segment data falls back
 //! to buffered files. Small files (indexes, snapshots) are always buffered.
+//!
+//! Directory and whole-file operations (create, list, remove, rename, size, read a snapshot) are rare
+//! metadata work: they run as blocking `std::fs` calls on the shard, as `StdFileSystem` runs them
+//! (glommio has no asynchronous directory listing, and these take microseconds on a local disk).
 
 use bytes::Bytes;
 use glommio::io::{DmaFile, OpenOptions};
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
@@ -78,6 +83,34 @@ impl FileSystem for DmaFileSystem {
             .open(path, kind, create)
             .await
             .map(DmaOrBufferedFile::Buffered)
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.create_dir_all(path).await
+    }
+
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        StdFileSystem.list_dir(path).await
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.remove_file(path).await
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.remove_dir_all(path).await
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFileSystem.rename(from, to).await
+    }
+
+    async fn file_size(&self, path: &Path) -> io::Result<u64> {
+        StdFileSystem.file_size(path).await
+    }
+
+    async fn read_file(&self, path: &Path) -> io::Result<Bytes> {
+        StdFileSystem.read_file(path).await
     }
 }
 

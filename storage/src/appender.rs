@@ -42,14 +42,14 @@ impl<Fl: StorageFile> Appender<Fl> {
         let align = file.write_alignment().max(1) as u64;
         let buf_start = size / align * align;
         let tail = if buf_start < size {
-            let b = file.read_at(buf_start, (size - buf_start) as usize).await?;
-            if (b.len() as u64) < size - buf_start {
+            let bytes = file.read_at(buf_start, (size - buf_start) as usize).await?;
+            if (bytes.len() as u64) < size - buf_start {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "file shorter than its logical size",
                 ));
             }
-            b[..(size - buf_start) as usize].to_vec()
+            bytes[..(size - buf_start) as usize].to_vec()
         } else {
             Vec::new()
         };
@@ -85,31 +85,31 @@ impl<Fl: StorageFile> Appender<Fl> {
         if data.is_empty() {
             return;
         }
-        let mut s = self.state.borrow_mut();
-        s.logical += data.len() as u64;
-        s.pending.push(data);
+        let mut state = self.state.borrow_mut();
+        state.logical += data.len() as u64;
+        state.pending.push(data);
     }
 
     /// Drops what was appended after the logical size `size` and not written yet (a write that
     /// failed is abandoned: its batches are not acknowledged). `size` must lie between the written
     /// size and the logical size, on a boundary between appended buffers.
     pub fn discard_after(&self, size: u64) {
-        let mut s = self.state.borrow_mut();
+        let mut state = self.state.borrow_mut();
         assert!(
-            s.written <= size && size <= s.logical,
+            state.written <= size && size <= state.logical,
             "discard to {size} outside [{}, {}]",
-            s.written,
-            s.logical
+            state.written,
+            state.logical
         );
-        while s.logical > size {
-            let last = s
+        while state.logical > size {
+            let last = state
                 .pending
                 .pop()
                 .expect("appended buffers past the written size");
-            s.logical -= last.len() as u64;
+            state.logical -= last.len() as u64;
         }
         assert_eq!(
-            s.logical, size,
+            state.logical, size,
             "discard to {size} splits an appended buffer"
         );
     }
@@ -117,15 +117,15 @@ impl<Fl: StorageFile> Appender<Fl> {
     /// Writes everything appended so far: the partial page and the queued buffers in one gather write.
     pub async fn flush(&self) -> io::Result<()> {
         let (start, tail, pending, logical) = {
-            let mut s = self.state.borrow_mut();
-            if s.logical == s.written {
+            let mut state = self.state.borrow_mut();
+            if state.logical == state.written {
                 return Ok(());
             }
             (
-                s.buf_start,
-                std::mem::take(&mut s.tail),
-                std::mem::take(&mut s.pending),
-                s.logical,
+                state.buf_start,
+                std::mem::take(&mut state.tail),
+                std::mem::take(&mut state.pending),
+                state.logical,
             )
         };
         let data_len = (logical - start) as usize;
@@ -135,26 +135,26 @@ impl<Fl: StorageFile> Appender<Fl> {
         parts.push(&tail);
         parts.extend(pending.iter().map(|part| &part[..]));
         debug_assert_eq!(parts.iter().map(|part| part.len()).sum::<usize>(), data_len);
-        let res = self
+        let result = self
             .file
             .write_parts_at(start, &parts, padded as usize)
             .await;
-        let mut s = self.state.borrow_mut();
-        match res {
+        let mut state = self.state.borrow_mut();
+        match result {
             Ok(()) => {
-                s.written = logical;
+                state.written = logical;
                 let new_start = logical / self.align * self.align;
-                s.tail = last_bytes(&parts, (logical - new_start) as usize);
-                s.buf_start = new_start;
+                state.tail = last_bytes(&parts, (logical - new_start) as usize);
+                state.buf_start = new_start;
                 // Appends made while we were writing (none under the writer lock) stay queued.
             }
             Err(_) => {
-                s.tail = tail;
-                let later = std::mem::replace(&mut s.pending, pending);
-                s.pending.extend(later);
+                state.tail = tail;
+                let later = std::mem::replace(&mut state.pending, pending);
+                state.pending.extend(later);
             }
         }
-        res
+        result
     }
 }
 

@@ -48,14 +48,14 @@ const OFF_PRODUCER_EPOCH: usize = 51;
 const OFF_BASE_SEQUENCE: usize = 53;
 const OFF_RECORDS_COUNT: usize = 57;
 
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    i64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+fn be_i64(bytes: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(bytes[at..at + 8].try_into().unwrap())
 }
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+fn be_i32(bytes: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
 }
-fn be_i16(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes(b[at..at + 2].try_into().unwrap())
+fn be_i16(bytes: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(bytes[at..at + 2].try_into().unwrap())
 }
 
 /// A parsed view of a batch header.
@@ -78,22 +78,22 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
-    /// Parses the header at the start of `b` (at least [`HEADER_SIZE`] bytes; not validated).
-    pub fn parse(b: &[u8]) -> BatchHeader {
+    /// Parses the header at the start of `bytes` (at least [`HEADER_SIZE`] bytes; not validated).
+    pub fn parse(bytes: &[u8]) -> BatchHeader {
         BatchHeader {
-            base_offset: be_i64(b, OFF_BASE_OFFSET),
-            batch_length: be_i32(b, OFF_LENGTH),
-            partition_leader_epoch: be_i32(b, OFF_LEADER_EPOCH),
-            magic: b[OFF_MAGIC] as i8,
-            crc: u32::from_be_bytes(b[OFF_CRC..OFF_CRC + 4].try_into().unwrap()),
-            attributes: be_i16(b, OFF_ATTRIBUTES),
-            last_offset_delta: be_i32(b, OFF_LAST_OFFSET_DELTA),
-            base_timestamp: be_i64(b, OFF_BASE_TIMESTAMP),
-            max_timestamp: be_i64(b, OFF_MAX_TIMESTAMP),
-            producer_id: be_i64(b, OFF_PRODUCER_ID),
-            producer_epoch: be_i16(b, OFF_PRODUCER_EPOCH),
-            base_sequence: be_i32(b, OFF_BASE_SEQUENCE),
-            records_count: be_i32(b, OFF_RECORDS_COUNT),
+            base_offset: be_i64(bytes, OFF_BASE_OFFSET),
+            batch_length: be_i32(bytes, OFF_LENGTH),
+            partition_leader_epoch: be_i32(bytes, OFF_LEADER_EPOCH),
+            magic: bytes[OFF_MAGIC] as i8,
+            crc: u32::from_be_bytes(bytes[OFF_CRC..OFF_CRC + 4].try_into().unwrap()),
+            attributes: be_i16(bytes, OFF_ATTRIBUTES),
+            last_offset_delta: be_i32(bytes, OFF_LAST_OFFSET_DELTA),
+            base_timestamp: be_i64(bytes, OFF_BASE_TIMESTAMP),
+            max_timestamp: be_i64(bytes, OFF_MAX_TIMESTAMP),
+            producer_id: be_i64(bytes, OFF_PRODUCER_ID),
+            producer_epoch: be_i16(bytes, OFF_PRODUCER_EPOCH),
+            base_sequence: be_i32(bytes, OFF_BASE_SEQUENCE),
+            records_count: be_i32(bytes, OFF_RECORDS_COUNT),
         }
     }
     /// Total size of the batch on disk / on the wire.
@@ -148,52 +148,52 @@ pub enum BatchCheck {
     Invalid(StorageError),
 }
 
-/// Checks the batch starting at `b[0]`: length sane, magic 2, CRC (when `check_crc`), record count
+/// Checks the batch starting at `bytes[0]`: length sane, magic 2, CRC (when `check_crc`), record count
 /// consistent with lastOffsetDelta. Used by produce validation and by recovery.
-pub fn check_batch_at(b: &[u8], check_crc: bool) -> BatchCheck {
-    if b.len() < LOG_OVERHEAD + 5 {
+pub fn check_batch_at(bytes: &[u8], check_crc: bool) -> BatchCheck {
+    if bytes.len() < LOG_OVERHEAD + 5 {
         return BatchCheck::Incomplete;
     }
-    let len = be_i32(b, OFF_LENGTH);
-    if len < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+    let length = be_i32(bytes, OFF_LENGTH);
+    if length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
         return BatchCheck::Invalid(StorageError::CorruptMessage(format!(
-            "batch length {len} is smaller than the batch header"
+            "batch length {length} is smaller than the batch header"
         )));
     }
-    let magic = b[OFF_MAGIC] as i8;
+    let magic = bytes[OFF_MAGIC] as i8;
     if magic != MAGIC {
         return BatchCheck::Invalid(StorageError::UnsupportedMagic(magic));
     }
-    let total = LOG_OVERHEAD + len as usize;
-    if b.len() < total {
+    let total = LOG_OVERHEAD + length as usize;
+    if bytes.len() < total {
         return BatchCheck::Incomplete;
     }
-    let batch = &b[..total];
-    let h = BatchHeader::parse(batch);
+    let batch = &bytes[..total];
+    let header = BatchHeader::parse(batch);
     if check_crc {
         let crc = compute_crc(batch);
-        if crc != h.crc {
+        if crc != header.crc {
             return BatchCheck::Invalid(StorageError::CorruptMessage(format!(
                 "batch CRC mismatch: stored {:#010x}, computed {crc:#010x}",
-                h.crc
+                header.crc
             )));
         }
     }
-    if h.last_offset_delta < 0 || h.records_count < 0 {
+    if header.last_offset_delta < 0 || header.records_count < 0 {
         return BatchCheck::Invalid(StorageError::InvalidRecord(
             "negative lastOffsetDelta or recordsCount".into(),
         ));
     }
     // A producer may not leave gaps; compacted batches (recordsCount < lastOffsetDelta+1) only
     // appear after compaction, never on produce, but recovery tolerates them.
-    if h.records_count as i64 > h.last_offset_delta as i64 + 1 {
+    if header.records_count as i64 > header.last_offset_delta as i64 + 1 {
         return BatchCheck::Invalid(StorageError::InvalidRecord(format!(
             "recordsCount {} larger than lastOffsetDelta+1 ({})",
-            h.records_count,
-            h.last_offset_delta as i64 + 1
+            header.records_count,
+            header.last_offset_delta as i64 + 1
         )));
     }
-    BatchCheck::Valid(h)
+    BatchCheck::Valid(header)
 }
 
 /// Validates a produce request's record set (one or more batches) and returns their headers, the
@@ -208,17 +208,17 @@ pub fn validate_batches(
     records: &[u8],
     max_message_bytes: u32,
 ) -> Result<Vec<BatchHeader>, StorageError> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
+    let mut headers = Vec::new();
+    let mut position = 0usize;
     if records.is_empty() {
         return Err(StorageError::InvalidRecord("empty record set".into()));
     }
-    while pos < records.len() {
-        let rest = &records[pos..];
+    while position < records.len() {
+        let rest = &records[position..];
         if rest.len() >= LOG_OVERHEAD {
-            let len = be_i32(rest, OFF_LENGTH);
-            if len >= 0 {
-                let size = LOG_OVERHEAD + len as usize;
+            let length = be_i32(rest, OFF_LENGTH);
+            if length >= 0 {
+                let size = LOG_OVERHEAD + length as usize;
                 if size > max_message_bytes as usize {
                     return Err(StorageError::MessageTooLarge {
                         size,
@@ -228,39 +228,40 @@ pub fn validate_batches(
             }
         }
         match check_batch_at(rest, true) {
-            BatchCheck::Valid(h) => {
-                if h.records_count as i64 != h.last_offset_delta as i64 + 1 {
+            BatchCheck::Valid(header) => {
+                if header.records_count as i64 != header.last_offset_delta as i64 + 1 {
                     return Err(StorageError::InvalidRecord(format!(
                         "recordsCount {} does not match lastOffsetDelta {}",
-                        h.records_count, h.last_offset_delta
+                        header.records_count, header.last_offset_delta
                     )));
                 }
-                if h.records_count == 0 {
+                if header.records_count == 0 {
                     return Err(StorageError::InvalidRecord("empty batch".into()));
                 }
-                if h.is_control() {
+                if header.is_control() {
                     return Err(StorageError::InvalidRecord(
                         "clients may not produce control batches".into(),
                     ));
                 }
-                let summary = crate::records::validate_records(&h, &rest[..h.total_size()])?;
-                let mut h = h;
-                if !h.is_log_append_time() {
+                let summary =
+                    crate::records::validate_records(&header, &rest[..header.total_size()])?;
+                let mut header = header;
+                if !header.is_log_append_time() {
                     // The log rewrites a wrong maxTimestamp (see `set_max_timestamp`).
-                    h.max_timestamp = summary.max_timestamp;
+                    header.max_timestamp = summary.max_timestamp;
                 }
-                pos += h.total_size();
-                out.push(h);
+                position += header.total_size();
+                headers.push(header);
             }
             BatchCheck::Incomplete => {
                 return Err(StorageError::CorruptMessage(
                     "record set ends with a truncated batch".into(),
                 ))
             }
-            BatchCheck::Invalid(e) => return Err(e),
+            BatchCheck::Invalid(error) => return Err(error),
         }
     }
-    Ok(out)
+    Ok(headers)
 }
 
 /// Writes the base offset (bytes 0..8; not covered by the CRC).
@@ -287,8 +288,8 @@ pub fn set_max_timestamp(header: &mut [u8], body: &[u8], max_timestamp: i64) {
 /// only): the log keeps the two apart so that only the header is copied out of the request.
 pub fn set_log_append_time(header: &mut [u8], body: &[u8], now_ms: i64) {
     assert_eq!(header.len(), HEADER_SIZE);
-    let attrs = be_i16(header, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
-    header[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    let attributes = be_i16(header, OFF_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
+    header[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     header[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&header[OFF_ATTRIBUTES..]), body);
     header[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
@@ -296,13 +297,13 @@ pub fn set_log_append_time(header: &mut [u8], body: &[u8], now_ms: i64) {
 
 /// Iterates over the complete batches of a byte range (headers only, no CRC check), yielding
 /// `(position, header)`. Stops at the first incomplete or invalid batch.
-pub fn iter_batches(b: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> + '_ {
-    let mut pos = 0usize;
-    std::iter::from_fn(move || match check_batch_at(&b[pos..], false) {
-        BatchCheck::Valid(h) => {
-            let at = pos;
-            pos += h.total_size();
-            Some((at, h))
+pub fn iter_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> + '_ {
+    let mut position = 0usize;
+    std::iter::from_fn(move || match check_batch_at(&bytes[position..], false) {
+        BatchCheck::Valid(header) => {
+            let at = position;
+            position += header.total_size();
+            Some((at, header))
         }
         _ => None,
     })
@@ -312,15 +313,15 @@ pub fn iter_batches(b: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> + '_
 pub mod testing {
     use super::*;
 
-    fn varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    fn varint(out: &mut Vec<u8>, value: i64) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
         loop {
-            if z < 0x80 {
-                out.push(z as u8);
+            if zigzag < 0x80 {
+                out.push(zigzag as u8);
                 return;
             }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
+            out.push((zigzag as u8 & 0x7f) | 0x80);
+            zigzag >>= 7;
         }
     }
 
@@ -351,47 +352,50 @@ pub mod testing {
         }
     }
 
-    /// Encodes an uncompressed v2 batch with base offset 0 and a valid CRC. Record `i`'s value is
-    /// `value_size` bytes of `i as u8`.
+    /// Encodes an uncompressed v2 batch with base offset 0 and a valid CRC. Record `index`'s value is
+    /// `value_size` bytes of `index as u8`.
     pub fn build_batch(spec: &BatchSpec) -> Vec<u8> {
-        let mut recs = Vec::new();
-        for (i, d) in spec.timestamp_deltas.iter().enumerate() {
-            let mut r = Vec::new();
-            r.push(0u8); // attributes
-            varint(&mut r, *d);
-            varint(&mut r, i as i64);
-            varint(&mut r, -1); // null key
-            varint(&mut r, spec.value_size as i64);
-            r.extend(std::iter::repeat_n(i as u8, spec.value_size));
-            varint(&mut r, 0); // no headers
-            varint(&mut recs, r.len() as i64);
-            recs.extend_from_slice(&r);
+        let mut records = Vec::new();
+        for (index, delta) in spec.timestamp_deltas.iter().enumerate() {
+            let mut record = Vec::new();
+            record.push(0u8); // attributes
+            varint(&mut record, *delta);
+            varint(&mut record, index as i64);
+            varint(&mut record, -1); // null key
+            varint(&mut record, spec.value_size as i64);
+            record.extend(std::iter::repeat_n(index as u8, spec.value_size));
+            varint(&mut record, 0); // no headers
+            varint(&mut records, record.len() as i64);
+            records.extend_from_slice(&record);
         }
-        let n = spec.timestamp_deltas.len() as i32;
-        let max_ts = spec.base_timestamp + spec.timestamp_deltas.iter().copied().max().unwrap_or(0);
-        let mut b = Vec::with_capacity(HEADER_SIZE + recs.len());
-        b.extend_from_slice(&0i64.to_be_bytes());
-        b.extend_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + recs.len()) as i32).to_be_bytes());
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.push(MAGIC as u8);
-        b.extend_from_slice(&0u32.to_be_bytes());
-        let attrs: i16 = if spec.transactional {
+        let count = spec.timestamp_deltas.len() as i32;
+        let max_timestamp =
+            spec.base_timestamp + spec.timestamp_deltas.iter().copied().max().unwrap_or(0);
+        let mut batch = Vec::with_capacity(HEADER_SIZE + records.len());
+        batch.extend_from_slice(&0i64.to_be_bytes());
+        batch.extend_from_slice(
+            &((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes(),
+        );
+        batch.extend_from_slice(&(-1i32).to_be_bytes());
+        batch.push(MAGIC as u8);
+        batch.extend_from_slice(&0u32.to_be_bytes());
+        let attributes: i16 = if spec.transactional {
             ATTR_TRANSACTIONAL
         } else {
             0
         };
-        b.extend_from_slice(&attrs.to_be_bytes());
-        b.extend_from_slice(&(n - 1).to_be_bytes());
-        b.extend_from_slice(&spec.base_timestamp.to_be_bytes());
-        b.extend_from_slice(&max_ts.to_be_bytes());
-        b.extend_from_slice(&spec.producer_id.to_be_bytes());
-        b.extend_from_slice(&spec.producer_epoch.to_be_bytes());
-        b.extend_from_slice(&spec.base_sequence.to_be_bytes());
-        b.extend_from_slice(&n.to_be_bytes());
-        b.extend_from_slice(&recs);
-        let crc = compute_crc(&b);
-        b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        b
+        batch.extend_from_slice(&attributes.to_be_bytes());
+        batch.extend_from_slice(&(count - 1).to_be_bytes());
+        batch.extend_from_slice(&spec.base_timestamp.to_be_bytes());
+        batch.extend_from_slice(&max_timestamp.to_be_bytes());
+        batch.extend_from_slice(&spec.producer_id.to_be_bytes());
+        batch.extend_from_slice(&spec.producer_epoch.to_be_bytes());
+        batch.extend_from_slice(&spec.base_sequence.to_be_bytes());
+        batch.extend_from_slice(&count.to_be_bytes());
+        batch.extend_from_slice(&records);
+        let crc = compute_crc(&batch);
+        batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        batch
     }
 
     /// A batch of `n` records, `value_size` bytes each, all with timestamp `ts`.

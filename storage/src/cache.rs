@@ -70,15 +70,15 @@ impl BatchCache {
         if size > self.budget || header.len() < HEADER_SIZE {
             return;
         }
-        let h = BatchHeader::parse(&header);
-        debug_assert_eq!(h.total_size(), size);
-        let gen = self.generation.get() + 1;
-        self.generation.set(gen);
+        let parsed = BatchHeader::parse(&header);
+        debug_assert_eq!(parsed.total_size(), size);
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
         let old = self.logs.borrow_mut().entry(log).or_default().insert(
-            h.base_offset,
+            parsed.base_offset,
             Entry {
-                last_offset: h.last_offset(),
-                generation: gen,
+                last_offset: parsed.last_offset(),
+                generation,
                 header,
                 body,
             },
@@ -87,7 +87,9 @@ impl BatchCache {
             self.used.set(self.used.get() - old.len());
         }
         self.used.set(self.used.get() + size);
-        self.fifo.borrow_mut().push_back((log, h.base_offset, gen));
+        self.fifo
+            .borrow_mut()
+            .push_back((log, parsed.base_offset, generation));
         self.evict();
     }
 
@@ -95,33 +97,37 @@ impl BatchCache {
         let mut fifo = self.fifo.borrow_mut();
         let mut logs = self.logs.borrow_mut();
         while self.used.get() > self.budget {
-            let Some((log, base, gen)) = fifo.pop_front() else {
+            let Some((log, base, generation)) = fifo.pop_front() else {
                 break;
             };
-            if let Some(m) = logs.get_mut(&log) {
-                if m.get(&base).is_some_and(|e| e.generation == gen) {
-                    let e = m.remove(&base).unwrap();
-                    self.used.set(self.used.get() - e.len());
-                    if m.is_empty() {
+            if let Some(entries) = logs.get_mut(&log) {
+                if entries
+                    .get(&base)
+                    .is_some_and(|entry| entry.generation == generation)
+                {
+                    let entry = entries.remove(&base).unwrap();
+                    self.used.set(self.used.get() - entry.len());
+                    if entries.is_empty() {
                         logs.remove(&log);
                     }
                 }
             }
         }
         // Keep the queue from filling with stale tuples after many invalidations.
-        if fifo.len() > 1024 && fifo.len() > 4 * logs.values().map(|m| m.len()).sum::<usize>() {
-            fifo.retain(|(log, base, gen)| {
+        let cached: usize = logs.values().map(|entries| entries.len()).sum();
+        if fifo.len() > 1024 && fifo.len() > 4 * cached {
+            fifo.retain(|(log, base, generation)| {
                 logs.get(log)
-                    .and_then(|m| m.get(base))
-                    .is_some_and(|e| e.generation == *gen)
+                    .and_then(|entries| entries.get(base))
+                    .is_some_and(|entry| entry.generation == *generation)
             });
         }
     }
 
     /// Drops every entry of `log`.
     pub fn invalidate(&self, log: u64) {
-        if let Some(m) = self.logs.borrow_mut().remove(&log) {
-            let freed: usize = m.values().map(Entry::len).sum();
+        if let Some(entries) = self.logs.borrow_mut().remove(&log) {
+            let freed: usize = entries.values().map(Entry::len).sum();
             self.used.set(self.used.get() - freed);
         }
     }
@@ -129,15 +135,15 @@ impl BatchCache {
     /// Drops the entries of `log` holding offsets >= `from` (truncation).
     pub fn invalidate_from(&self, log: u64, from: i64) {
         let mut logs = self.logs.borrow_mut();
-        if let Some(m) = logs.get_mut(&log) {
-            let doomed: Vec<i64> = m
+        if let Some(entries) = logs.get_mut(&log) {
+            let doomed: Vec<i64> = entries
                 .iter()
-                .filter(|(_, e)| e.last_offset >= from)
-                .map(|(k, _)| *k)
+                .filter(|(_, entry)| entry.last_offset >= from)
+                .map(|(base, _)| *base)
                 .collect();
-            for k in doomed {
-                let e = m.remove(&k).unwrap();
-                self.used.set(self.used.get() - e.len());
+            for base in doomed {
+                let entry = entries.remove(&base).unwrap();
+                self.used.set(self.used.get() - entry.len());
             }
         }
     }
@@ -157,8 +163,8 @@ impl BatchCache {
         min_one_batch: bool,
     ) -> Option<Vec<Bytes>> {
         let logs = self.logs.borrow();
-        let m = logs.get(&log)?;
-        let (_, first) = m.range(..=from).next_back()?;
+        let entries = logs.get(&log)?;
+        let (&first_base, first) = entries.range(..=from).next_back()?;
         if first.last_offset < from {
             return None;
         }
@@ -166,27 +172,27 @@ impl BatchCache {
         let mut total = 0usize;
         let mut next = None;
         let mut complete = false;
-        for (&base, e) in m.range(m.range(..=from).next_back().map(|(k, _)| *k).unwrap()..) {
-            if let Some(n) = next {
-                if base != n {
+        for (&base, entry) in entries.range(first_base..) {
+            if let Some(expected) = next {
+                if base != expected {
                     break; // gap: the rest is not cached
                 }
             }
-            if e.last_offset >= upper {
+            if entry.last_offset >= upper {
                 complete = true;
                 break;
             }
-            if total + e.len() > max_bytes {
+            if total + entry.len() > max_bytes {
                 if parts.is_empty() && min_one_batch {
-                    parts.push(e);
+                    parts.push(entry);
                 }
                 complete = true;
                 break;
             }
-            total += e.len();
-            parts.push(e);
-            next = Some(e.last_offset + 1);
-            if e.last_offset + 1 == upper {
+            total += entry.len();
+            parts.push(entry);
+            next = Some(entry.last_offset + 1);
+            if entry.last_offset + 1 == upper {
                 complete = true;
                 break;
             }
@@ -198,7 +204,7 @@ impl BatchCache {
         Some(
             parts
                 .into_iter()
-                .flat_map(|e| [e.header.clone(), e.body.clone()])
+                .flat_map(|entry| [entry.header.clone(), entry.body.clone()])
                 .collect(),
         )
     }

@@ -38,87 +38,87 @@ pub struct TimeEntry {
 
 impl OffsetEntry {
     pub fn encode(&self) -> [u8; OFFSET_ENTRY_SIZE] {
-        let mut b = [0u8; OFFSET_ENTRY_SIZE];
-        b[..4].copy_from_slice(&self.relative_offset.to_be_bytes());
-        b[4..].copy_from_slice(&self.position.to_be_bytes());
-        b
+        let mut bytes = [0u8; OFFSET_ENTRY_SIZE];
+        bytes[..4].copy_from_slice(&self.relative_offset.to_be_bytes());
+        bytes[4..].copy_from_slice(&self.position.to_be_bytes());
+        bytes
     }
 }
 
 impl TimeEntry {
     pub fn encode(&self) -> [u8; TIME_ENTRY_SIZE] {
-        let mut b = [0u8; TIME_ENTRY_SIZE];
-        b[..8].copy_from_slice(&self.timestamp.to_be_bytes());
-        b[8..].copy_from_slice(&self.relative_offset.to_be_bytes());
-        b
+        let mut bytes = [0u8; TIME_ENTRY_SIZE];
+        bytes[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.relative_offset.to_be_bytes());
+        bytes
     }
 }
 
 /// Decodes an offset index file. Returns `None` when it is inconsistent (size not a multiple of
 /// the entry size, entries not strictly increasing, or a position beyond `log_size`).
-pub fn decode_offset_index(b: &[u8], log_size: u64) -> Option<Vec<OffsetEntry>> {
-    if !b.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
+pub fn decode_offset_index(bytes: &[u8], log_size: u64) -> Option<Vec<OffsetEntry>> {
+    if !bytes.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
         return None;
     }
-    let mut out: Vec<OffsetEntry> = Vec::with_capacity(b.len() / OFFSET_ENTRY_SIZE);
-    for c in b.chunks_exact(OFFSET_ENTRY_SIZE) {
-        let e = OffsetEntry {
-            relative_offset: u32::from_be_bytes(c[..4].try_into().unwrap()),
-            position: u32::from_be_bytes(c[4..].try_into().unwrap()),
+    let mut entries: Vec<OffsetEntry> = Vec::with_capacity(bytes.len() / OFFSET_ENTRY_SIZE);
+    for encoded in bytes.chunks_exact(OFFSET_ENTRY_SIZE) {
+        let entry = OffsetEntry {
+            relative_offset: u32::from_be_bytes(encoded[..4].try_into().unwrap()),
+            position: u32::from_be_bytes(encoded[4..].try_into().unwrap()),
         };
-        if let Some(last) = out.last() {
-            if e.relative_offset <= last.relative_offset || e.position <= last.position {
+        if let Some(last) = entries.last() {
+            if entry.relative_offset <= last.relative_offset || entry.position <= last.position {
                 return None;
             }
         }
-        if e.position as u64 >= log_size {
+        if entry.position as u64 >= log_size {
             return None;
         }
-        out.push(e);
+        entries.push(entry);
     }
-    Some(out)
+    Some(entries)
 }
 
 /// Decodes a time index file; `None` when inconsistent.
-pub fn decode_time_index(b: &[u8]) -> Option<Vec<TimeEntry>> {
-    if !b.len().is_multiple_of(TIME_ENTRY_SIZE) {
+pub fn decode_time_index(bytes: &[u8]) -> Option<Vec<TimeEntry>> {
+    if !bytes.len().is_multiple_of(TIME_ENTRY_SIZE) {
         return None;
     }
-    let mut out: Vec<TimeEntry> = Vec::with_capacity(b.len() / TIME_ENTRY_SIZE);
-    for c in b.chunks_exact(TIME_ENTRY_SIZE) {
-        let e = TimeEntry {
-            timestamp: i64::from_be_bytes(c[..8].try_into().unwrap()),
-            relative_offset: u32::from_be_bytes(c[8..].try_into().unwrap()),
+    let mut entries: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / TIME_ENTRY_SIZE);
+    for encoded in bytes.chunks_exact(TIME_ENTRY_SIZE) {
+        let entry = TimeEntry {
+            timestamp: i64::from_be_bytes(encoded[..8].try_into().unwrap()),
+            relative_offset: u32::from_be_bytes(encoded[8..].try_into().unwrap()),
         };
-        if let Some(last) = out.last() {
-            if e.timestamp <= last.timestamp || e.relative_offset < last.relative_offset {
+        if let Some(last) = entries.last() {
+            if entry.timestamp <= last.timestamp || entry.relative_offset < last.relative_offset {
                 return None;
             }
         }
-        out.push(e);
+        entries.push(entry);
     }
-    Some(out)
+    Some(entries)
 }
 
 /// Position to start scanning from for `relative_offset`: the position of the largest entry whose
 /// offset is <= the target, or 0.
 pub fn lookup_offset(entries: &[OffsetEntry], relative_offset: u32) -> u32 {
-    let i = entries.partition_point(|e| e.relative_offset <= relative_offset);
-    if i == 0 {
+    let after = entries.partition_point(|entry| entry.relative_offset <= relative_offset);
+    if after == 0 {
         0
     } else {
-        entries[i - 1].position
+        entries[after - 1].position
     }
 }
 
 /// Relative offset to start scanning from for `timestamp`: the offset of the largest entry whose
 /// timestamp is <= the target, or 0.
 pub fn lookup_time(entries: &[TimeEntry], timestamp: i64) -> u32 {
-    let i = entries.partition_point(|e| e.timestamp <= timestamp);
-    if i == 0 {
+    let after = entries.partition_point(|entry| entry.timestamp <= timestamp);
+    if after == 0 {
         0
     } else {
-        entries[i - 1].relative_offset
+        entries[after - 1].relative_offset
     }
 }
 

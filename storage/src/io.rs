@@ -1,17 +1,21 @@
-//! The file layer: the only way storage touches file contents.
+//! The file layer: the only way storage touches files and directories.
 //!
 //! Storage is runtime-agnostic. It reads and writes through [`FileSystem`] / [`StorageFile`], and the
 //! broker injects an implementation: `shard::dma::DmaFileSystem` (glommio, io_uring, O_DIRECT for
 //! segment data) in production, [`StdFileSystem`] (std::fs, page cache) in tests and as the buffered
-//! mode. Tests may wrap either to inject torn writes and crashes.
+//! mode. Tests may wrap either to inject torn writes, crashes and failing directory operations.
 //!
-//! Directory operations (create, list, remove, rename) are rare metadata work and go through `std::fs`
-//! directly.
+//! Directory and whole-file operations (create a directory, list one, remove, rename, size, read a
+//! small file whole) are [`FileSystem`] methods too, so that fault injection reaches snapshot and
+//! directory I/O. They are rare metadata work: both implementations run them as `std::fs` calls
+//! (briefly blocking). Their default implementations are [`StdFileSystem`]'s, so a wrapper that only
+//! changes file contents need not repeat them; a wrapper injecting directory faults overrides them.
 //!
 //! All methods run on one thread (a shard's executor): futures need not be `Send`.
 #![allow(async_fn_in_trait)]
 
 use bytes::Bytes;
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 
@@ -29,6 +33,35 @@ pub trait FileSystem: Clone + 'static {
     type File: StorageFile;
     /// Opens `path`, creating it (empty) when `create` is set and it does not exist.
     async fn open(&self, path: &Path, kind: FileKind, create: bool) -> io::Result<Self::File>;
+
+    /// Creates `path` and any missing parents (nothing when it exists).
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.create_dir_all(path).await
+    }
+    /// The names of the entries of the directory `path` (any order; no `.` or `..`).
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        StdFileSystem.list_dir(path).await
+    }
+    /// Removes the file `path` (`NotFound` when there is none).
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.remove_file(path).await
+    }
+    /// Removes the directory `path` and everything in it (`NotFound` when there is none).
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.remove_dir_all(path).await
+    }
+    /// Renames `from` to `to`, replacing `to` (atomic within a file system).
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFileSystem.rename(from, to).await
+    }
+    /// The size of the file `path`, without opening it.
+    async fn file_size(&self, path: &Path) -> io::Result<u64> {
+        StdFileSystem.file_size(path).await
+    }
+    /// The whole contents of the (small) file `path`.
+    async fn read_file(&self, path: &Path) -> io::Result<Bytes> {
+        StdFileSystem.read_file(path).await
+    }
 }
 
 pub trait StorageFile: 'static {
@@ -72,6 +105,29 @@ impl FileSystem for StdFileSystem {
             .open(path)?;
         Ok(StdFile { file })
     }
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        std::fs::read_dir(path)?
+            .map(|entry| entry.map(|entry| entry.file_name()))
+            .collect()
+    }
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    async fn file_size(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+    async fn read_file(&self, path: &Path) -> io::Result<Bytes> {
+        std::fs::read(path).map(Bytes::from)
+    }
 }
 
 impl StorageFile for StdFile {
@@ -80,17 +136,19 @@ impl StorageFile for StdFile {
     }
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; len];
+        let mut buffer = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            let n = self.file.read_at(&mut buf[filled..], pos + filled as u64)?;
-            if n == 0 {
+            let read = self
+                .file
+                .read_at(&mut buffer[filled..], pos + filled as u64)?;
+            if read == 0 {
                 break;
             }
-            filled += n;
+            filled += read;
         }
-        buf.truncate(filled);
-        Ok(Bytes::from(buf))
+        buffer.truncate(filled);
+        Ok(Bytes::from(buffer))
     }
     async fn write_parts_at(&self, pos: u64, parts: &[&[u8]], len: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;

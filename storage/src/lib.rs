@@ -11,29 +11,44 @@
 //! * [`index`] — `.index` / `.timeindex` formats and lookups.
 //! * [`producer_state`] — idempotent producer state and its `.snapshot` format.
 //! * [`cache`] — the per-shard `BatchCache` of recently appended batches.
-//! * [`log`] — `Log`: a partition directory of segments; append (group commit), read, time
-//!   lookups, roll, recovery, flush policy, close.
+//! * [`config`] — `LogConfig` and `TimestampType` (re-exported from [`log`]).
+//! * [`log`] — `Log`, the facade the broker uses (Kafka's `UnifiedLog`): offsets (log start, high
+//!   watermark, durable end, log end), append with group commit (`log_append.rs`), write-failure
+//!   undo (`log_write_failure.rs`), producer state, flush policy, truncation, close.
+//! * [`local_log`] — `LocalLog`: the segment map of a partition directory: roll, reads and time
+//!   lookups across segments, `truncate_to` / `delete_segments_before`
+//!   (`local_log_truncation.rs`), producer snapshot files.
+//! * [`loader`] — opening a log (Kafka's `LogLoader`): directory scan, recovery across segments,
+//!   clean-start tail check, producer state from a snapshot plus replay.
+//! * [`segment`] — one segment (Kafka's `LogSegment`): its files and their naming, the active
+//!   segment's writers, the indexing rule, recovery of one segment, scans within it.
 //! * [`segment_files`] — the bounded pool of open inactive-segment files (`SegmentFilePool`).
 //! * [`error`] — `StorageError` and its Kafka error codes.
 pub mod appender;
 pub mod batch;
 pub mod cache;
+pub mod config;
 pub mod error;
 pub mod index;
 pub mod io;
+pub(crate) mod loader;
+pub(crate) mod local_log;
 pub mod log;
 pub mod producer_state;
 pub mod records;
+pub(crate) mod segment;
 pub mod segment_files;
 pub mod types;
 
 pub use batch::{validate_batches, BatchHeader};
 pub use cache::BatchCache;
 pub use error::StorageError;
-pub use log::{delete_log_dir, AppendInfo, Log, LogConfig, TimestampType};
+pub use log::{delete_log_dir, delete_log_dir_with, AppendInfo, Log, LogConfig, TimestampType};
 pub use producer_state::{ProducerEntry, ProducerStateManager};
 pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 
+#[cfg(test)]
+mod local_log_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]

@@ -69,14 +69,14 @@ impl ProducerEntry {
         }
     }
     pub fn last_seq(&self) -> Option<i32> {
-        self.batches.back().map(|b| b.last_seq)
+        self.batches.back().map(|batch| batch.last_seq)
     }
-    fn push(&mut self, b: BatchMetadata) {
+    fn push(&mut self, batch: BatchMetadata) {
         if self.batches.len() == NUM_BATCHES_TO_RETAIN {
             self.batches.pop_front();
         }
-        self.last_timestamp = b.max_timestamp;
-        self.batches.push_back(b);
+        self.last_timestamp = batch.max_timestamp;
+        self.batches.push_back(batch);
     }
 }
 
@@ -94,11 +94,11 @@ pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
 }
 
-fn next_seq(s: i32) -> i32 {
-    if s == i32::MAX {
+fn next_seq(sequence: i32) -> i32 {
+    if sequence == i32::MAX {
         0
     } else {
-        s + 1
+        sequence + 1
     }
 }
 
@@ -131,51 +131,51 @@ impl ProducerStateManager {
     /// * same epoch, same (first, last) sequence as one of the last 5 batches: duplicate;
     /// * otherwise the base sequence must follow the last one (wrapping to 0 after i32::MAX):
     ///   `OutOfOrderSequence`.
-    pub fn check(&self, h: &BatchHeader) -> Result<SequenceCheck, StorageError> {
-        if !h.has_producer_id() {
+    pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, StorageError> {
+        if !header.has_producer_id() {
             return Ok(SequenceCheck::Append);
         }
-        let pid = h.producer_id;
-        let Some(e) = self.producers.get(&pid) else {
-            if h.base_sequence != 0 {
+        let producer_id = header.producer_id;
+        let Some(entry) = self.producers.get(&producer_id) else {
+            if header.base_sequence != 0 {
                 return Err(StorageError::UnknownProducerId(format!(
-                    "producer {pid} is unknown and its batch starts at sequence {}",
-                    h.base_sequence
+                    "producer {producer_id} is unknown and its batch starts at sequence {}",
+                    header.base_sequence
                 )));
             }
             return Ok(SequenceCheck::Append);
         };
-        if h.producer_epoch < e.epoch {
+        if header.producer_epoch < entry.epoch {
             return Err(StorageError::InvalidProducerEpoch(format!(
-                "producer {pid} epoch {} is older than the current epoch {}",
-                h.producer_epoch, e.epoch
+                "producer {producer_id} epoch {} is older than the current epoch {}",
+                header.producer_epoch, entry.epoch
             )));
         }
-        if h.producer_epoch > e.epoch || e.batches.is_empty() {
-            if h.base_sequence != 0 {
+        if header.producer_epoch > entry.epoch || entry.batches.is_empty() {
+            if header.base_sequence != 0 {
                 return Err(StorageError::OutOfOrderSequence(format!(
-                    "producer {pid} new epoch {} must start at sequence 0, got {}",
-                    h.producer_epoch, h.base_sequence
+                    "producer {producer_id} new epoch {} must start at sequence 0, got {}",
+                    header.producer_epoch, header.base_sequence
                 )));
             }
             return Ok(SequenceCheck::Append);
         }
-        let last_seq = h.last_sequence();
-        if let Some(b) = e
+        let last_seq = header.last_sequence();
+        if let Some(batch) = entry
             .batches
             .iter()
-            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+            .find(|batch| batch.first_seq == header.base_sequence && batch.last_seq == last_seq)
         {
             return Ok(SequenceCheck::Duplicate {
-                first_offset: b.first_offset,
-                last_offset: b.last_offset,
+                first_offset: batch.first_offset,
+                last_offset: batch.last_offset,
             });
         }
-        let expected = next_seq(e.last_seq().unwrap());
-        if h.base_sequence != expected {
+        let expected = next_seq(entry.last_seq().unwrap());
+        if header.base_sequence != expected {
             return Err(StorageError::OutOfOrderSequence(format!(
-                "producer {pid} epoch {}: expected sequence {expected}, got {}",
-                e.epoch, h.base_sequence
+                "producer {producer_id} epoch {}: expected sequence {expected}, got {}",
+                entry.epoch, header.base_sequence
             )));
         }
         Ok(SequenceCheck::Append)
@@ -183,28 +183,28 @@ impl ProducerStateManager {
 
     /// Records an appended batch (with its assigned offsets). Also used to replay the log on
     /// recovery, where no check is made.
-    pub fn update(&mut self, h: &BatchHeader) {
-        if !h.has_producer_id() || h.is_control() {
+    pub fn update(&mut self, header: &BatchHeader) {
+        if !header.has_producer_id() || header.is_control() {
             // Control batches (transaction markers) will end transactions here; not implemented.
             return;
         }
-        let e = self
+        let entry = self
             .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
-        if h.producer_epoch != e.epoch {
-            e.epoch = h.producer_epoch;
-            e.batches.clear();
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry::new(header.producer_id, header.producer_epoch));
+        if header.producer_epoch != entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
         }
-        e.push(BatchMetadata {
-            first_seq: h.base_sequence,
-            last_seq: h.last_sequence(),
-            first_offset: h.base_offset,
-            last_offset: h.last_offset(),
-            max_timestamp: h.max_timestamp,
+        entry.push(BatchMetadata {
+            first_seq: header.base_sequence,
+            last_seq: header.last_sequence(),
+            first_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
         });
-        if h.is_transactional() && e.current_txn_first_offset < 0 {
-            e.current_txn_first_offset = h.base_offset;
+        if header.is_transactional() && entry.current_txn_first_offset < 0 {
+            entry.current_txn_first_offset = header.base_offset;
         }
     }
 
@@ -215,19 +215,19 @@ impl ProducerStateManager {
         ids.sort();
         body.extend_from_slice(&(ids.len() as i32).to_be_bytes());
         for id in ids {
-            let e = &self.producers[id];
-            body.extend_from_slice(&e.producer_id.to_be_bytes());
-            body.extend_from_slice(&e.epoch.to_be_bytes());
-            body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
-            body.extend_from_slice(&e.current_txn_first_offset.to_be_bytes());
-            body.extend_from_slice(&e.last_timestamp.to_be_bytes());
-            body.push(e.batches.len() as u8);
-            for b in &e.batches {
-                body.extend_from_slice(&b.first_seq.to_be_bytes());
-                body.extend_from_slice(&b.last_seq.to_be_bytes());
-                body.extend_from_slice(&b.first_offset.to_be_bytes());
-                body.extend_from_slice(&b.last_offset.to_be_bytes());
-                body.extend_from_slice(&b.max_timestamp.to_be_bytes());
+            let entry = &self.producers[id];
+            body.extend_from_slice(&entry.producer_id.to_be_bytes());
+            body.extend_from_slice(&entry.epoch.to_be_bytes());
+            body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&entry.current_txn_first_offset.to_be_bytes());
+            body.extend_from_slice(&entry.last_timestamp.to_be_bytes());
+            body.push(entry.batches.len() as u8);
+            for batch in &entry.batches {
+                body.extend_from_slice(&batch.first_seq.to_be_bytes());
+                body.extend_from_slice(&batch.last_seq.to_be_bytes());
+                body.extend_from_slice(&batch.first_offset.to_be_bytes());
+                body.extend_from_slice(&batch.last_offset.to_be_bytes());
+                body.extend_from_slice(&batch.max_timestamp.to_be_bytes());
             }
         }
         let mut out = Vec::with_capacity(body.len() + 6);
@@ -238,16 +238,16 @@ impl ProducerStateManager {
     }
 
     /// Parses a snapshot; `None` if it is corrupt or of an unknown version.
-    pub fn decode_snapshot(b: &[u8]) -> Option<ProducerStateManager> {
-        struct R<'a>(&'a [u8]);
-        impl R<'_> {
+    pub fn decode_snapshot(bytes: &[u8]) -> Option<ProducerStateManager> {
+        struct Reader<'a>(&'a [u8]);
+        impl Reader<'_> {
             fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
                 if self.0.len() < N {
                     return None;
                 }
-                let (a, rest) = self.0.split_at(N);
+                let (taken, rest) = self.0.split_at(N);
                 self.0 = rest;
-                Some(a.try_into().unwrap())
+                Some(taken.try_into().unwrap())
             }
             fn i16(&mut self) -> Option<i16> {
                 self.take::<2>().map(i16::from_be_bytes)
@@ -259,31 +259,31 @@ impl ProducerStateManager {
                 self.take::<8>().map(i64::from_be_bytes)
             }
         }
-        let mut r = R(b);
-        if r.i16()? != SNAPSHOT_VERSION {
+        let mut reader = Reader(bytes);
+        if reader.i16()? != SNAPSHOT_VERSION {
             return None;
         }
-        let crc = r.take::<4>().map(u32::from_be_bytes)?;
-        if crc32c::crc32c(r.0) != crc {
+        let crc = reader.take::<4>().map(u32::from_be_bytes)?;
+        if crc32c::crc32c(reader.0) != crc {
             return None;
         }
-        let n = r.i32()?;
+        let count = reader.i32()?;
         let mut producers = HashMap::new();
-        for _ in 0..n {
-            let producer_id = r.i64()?;
-            let epoch = r.i16()?;
-            let coordinator_epoch = r.i32()?;
-            let current_txn_first_offset = r.i64()?;
-            let last_timestamp = r.i64()?;
-            let nb = r.take::<1>()?[0] as usize;
-            let mut batches = VecDeque::with_capacity(nb);
-            for _ in 0..nb {
+        for _ in 0..count {
+            let producer_id = reader.i64()?;
+            let epoch = reader.i16()?;
+            let coordinator_epoch = reader.i32()?;
+            let current_txn_first_offset = reader.i64()?;
+            let last_timestamp = reader.i64()?;
+            let batch_count = reader.take::<1>()?[0] as usize;
+            let mut batches = VecDeque::with_capacity(batch_count);
+            for _ in 0..batch_count {
                 batches.push_back(BatchMetadata {
-                    first_seq: r.i32()?,
-                    last_seq: r.i32()?,
-                    first_offset: r.i64()?,
-                    last_offset: r.i64()?,
-                    max_timestamp: r.i64()?,
+                    first_seq: reader.i32()?,
+                    last_seq: reader.i32()?,
+                    first_offset: reader.i64()?,
+                    last_offset: reader.i64()?,
+                    max_timestamp: reader.i64()?,
                 });
             }
             producers.insert(
@@ -298,7 +298,7 @@ impl ProducerStateManager {
                 },
             );
         }
-        if !r.0.is_empty() {
+        if !reader.0.is_empty() {
             return None;
         }
         Some(ProducerStateManager { producers })
@@ -307,10 +307,10 @@ impl ProducerStateManager {
     /// Forgets batches at or beyond `offset` (truncation); producers left without batches are
     /// dropped. Callers normally reload from a snapshot instead.
     pub fn truncate_from(&mut self, offset: i64) {
-        for e in self.producers.values_mut() {
-            e.batches.retain(|b| b.last_offset < offset);
+        for entry in self.producers.values_mut() {
+            entry.batches.retain(|batch| batch.last_offset < offset);
         }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+        self.producers.retain(|_, entry| !entry.batches.is_empty());
     }
 }
 

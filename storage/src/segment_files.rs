@@ -118,6 +118,14 @@ impl<F: FileSystem> SegmentFilePool<F> {
         Ok(file)
     }
 
+    /// Drops the pool's reference to the file at `path` (a segment deleted, or written again).
+    pub fn forget(&self, path: &Path) {
+        let mut state = self.state.borrow_mut();
+        if let Some((tick, _)) = state.open.remove(path) {
+            state.by_use.remove(&tick);
+        }
+    }
+
     /// Drops the pool's references to every file directly in `dir` (a log being closed).
     pub fn forget_dir(&self, dir: &Path) {
         let mut state = self.state.borrow_mut();

@@ -1,0 +1,255 @@
+//! The append path of the `Log` facade: validation, idempotence checks and offset assignment (in
+//! call order, synchronously), then group commit under the writer lock: every queued batch in one
+//! gather write, rolling segments as needed.
+//!
+//! # Invariants
+//! * Offsets are assigned contiguously from the log end; the durable end advances, in order, only
+//!   once a write completed, and never past the log end.
+//! * Record data is never copied: a batch is its rewritten header (61 bytes, owned) and its body, a
+//!   slice of the producer's request buffer, which the appender, the batch cache and the O_DIRECT
+//!   gather write share.
+//! * A roll finishes the active segment (durable end at its end), writes the producer snapshot at
+//!   the new base, then starts the new segment (Kafka's `UnifiedLog.roll` over `LocalLog.roll`).
+
+use super::write_failure::{undone_error, OutcomeCell, WriteFailure, WriteOutcome};
+use super::{AppendInfo, Log, Pending, TimestampType};
+use crate::batch::{self, BatchHeader};
+use crate::error::StorageError;
+use crate::io::FileSystem;
+use crate::producer_state::SequenceCheck;
+use crate::types::{LeaderEpoch, Offset};
+use bytes::{Bytes, BytesMut};
+use std::io;
+use std::rc::Rc;
+
+impl<F: FileSystem> Log<F> {
+    /// Validates, checks idempotence, assigns offsets and writes `records` (see the module doc).
+    /// Returns once the bytes are written (not necessarily fsynced).
+    pub async fn append(
+        &self,
+        records: Bytes,
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let outcome: OutcomeCell = Rc::new(std::cell::Cell::new(WriteOutcome::Queued));
+        let log_start = Offset(self.local.log_start_offset());
+        let info = {
+            let mut state = self.state.borrow_mut();
+            Self::check_usable(&state)?;
+            if state.undoing {
+                return Err(StorageError::Io(undone_error()));
+            }
+            let headers = batch::validate_batches(&records, state.config.max_message_bytes)?;
+            // Idempotence checks. A multi-batch request is checked against a staged copy so that
+            // a failure leaves the state untouched.
+            let mut staged = None;
+            if headers.len() == 1 {
+                if let SequenceCheck::Duplicate {
+                    first_offset,
+                    last_offset,
+                } = state.producers.check(&headers[0])?
+                {
+                    return Ok(AppendInfo {
+                        base_offset: Offset(first_offset),
+                        last_offset: Offset(last_offset),
+                        log_append_time_ms: -1,
+                        log_start_offset: log_start,
+                        duplicate: true,
+                        record_count: headers[0].records_count as u32,
+                    });
+                }
+            } else if headers.iter().any(|header| header.has_producer_id()) {
+                let mut staged_state = state.producers.clone();
+                let mut offset = state.next_offset;
+                for header in &headers {
+                    if let SequenceCheck::Duplicate { .. } = staged_state.check(header)? {
+                        return Err(StorageError::OutOfOrderSequence(
+                            "duplicate batch inside a multi-batch produce request".into(),
+                        ));
+                    }
+                    let mut placed = *header;
+                    placed.base_offset = offset;
+                    offset += header.last_offset_delta as i64 + 1;
+                    staged_state.update(&placed);
+                }
+                staged = Some(staged_state);
+            }
+            let log_append = state.config.timestamp_type == TimestampType::LogAppendTime;
+            let base = state.next_offset;
+            let mut offset = base;
+            let mut position = 0usize;
+            let mut out_headers = Vec::with_capacity(headers.len());
+            let mut parts = Vec::with_capacity(headers.len());
+            let mut records_total = 0u64;
+            for header in &headers {
+                let size = header.total_size();
+                // Only the header changes (base offset, leader epoch, maybe the append time and CRC):
+                // it is copied; the records stay in the request buffer.
+                let mut header_bytes =
+                    BytesMut::from(&records[position..position + batch::HEADER_SIZE]);
+                let body = records.slice(position + batch::HEADER_SIZE..position + size);
+                batch::set_base_offset(&mut header_bytes, offset);
+                batch::set_leader_epoch(&mut header_bytes, leader_epoch.0);
+                if log_append {
+                    batch::set_log_append_time(&mut header_bytes, &body, now_ms);
+                } else if BatchHeader::parse(&header_bytes).max_timestamp != header.max_timestamp {
+                    batch::set_max_timestamp(&mut header_bytes, &body, header.max_timestamp);
+                }
+                let placed = BatchHeader::parse(&header_bytes);
+                debug_assert_eq!(placed.total_size(), size);
+                debug_assert_eq!(placed.base_offset, offset);
+                if staged.is_none() {
+                    state.producers.update(&placed);
+                }
+                records_total += placed.records_count as u64;
+                out_headers.push(placed);
+                parts.push((header_bytes.freeze(), body));
+                offset = placed.last_offset() + 1;
+                position += size;
+            }
+            if let Some(staged_state) = staged {
+                state.producers = staged_state;
+            }
+            let last = offset - 1;
+            assert!(offset > state.next_offset, "an append assigns offsets");
+            state.next_offset = offset;
+            state.pending.push_back(Pending {
+                parts,
+                headers: out_headers,
+                last,
+                now_ms,
+                records: records_total,
+                outcome: outcome.clone(),
+            });
+            AppendInfo {
+                base_offset: Offset(base),
+                last_offset: Offset(last),
+                log_append_time_ms: if log_append { now_ms } else { -1 },
+                log_start_offset: log_start,
+                duplicate: false,
+                record_count: records_total as u32,
+            }
+        };
+        let _writer = self.writer.lock().await;
+        match outcome.get() {
+            WriteOutcome::Written => return Ok(info), // an earlier writer's group commit
+            WriteOutcome::Undone => return Err(StorageError::Io(undone_error())),
+            WriteOutcome::Queued => {}
+        }
+        if self.state.borrow().failed {
+            return Err(StorageError::failed());
+        }
+        self.write_pending()
+            .await
+            .map_err(|failure| self.write_failed(failure))?;
+        match outcome.get() {
+            WriteOutcome::Written => Ok(info),
+            _ => Err(StorageError::Io(undone_error())),
+        }
+    }
+
+    /// The error for a failed `write_pending`; marks the log failed unless the write was undone.
+    pub(super) fn write_failed(&self, failure: WriteFailure) -> StorageError {
+        match failure {
+            WriteFailure::Undone(error) => error.into(),
+            WriteFailure::Offline(error) => {
+                tracing::error!(dir = %self.dir().display(), %error, "log write failed; log is offline");
+                self.state.borrow_mut().failed = true;
+                error.into()
+            }
+        }
+    }
+
+    /// Writes every queued batch. Caller holds the writer lock. A failed write is undone when it
+    /// can be (see `write_failure`).
+    pub(super) async fn write_pending(&self) -> Result<(), WriteFailure> {
+        loop {
+            let items: Vec<Pending> = self.state.borrow_mut().pending.drain(..).collect();
+            if items.is_empty() {
+                return Ok(());
+            }
+            let mut checkpoint = self.local.checkpoint();
+            // A roll after some of these batches were appended finalizes them in the old segment:
+            // a later failure can then not be undone.
+            let (mut appended, mut rolled) = (false, false);
+            for item in &items {
+                for (header, (header_bytes, body)) in item.headers.iter().zip(&item.parts) {
+                    let config = self.state.borrow().config.clone();
+                    if self.local.needs_roll(header, item.now_ms, &config) {
+                        rolled |= appended;
+                        self.roll(header.base_offset)
+                            .await
+                            .map_err(WriteFailure::Offline)?;
+                        if !appended {
+                            checkpoint = self.local.checkpoint();
+                        }
+                    }
+                    appended = true;
+                    let interval = config.index_interval_bytes;
+                    self.local
+                        .append_batch(header, header_bytes, body, item.now_ms, interval);
+                }
+            }
+            let appender = self.local.active_log_appender();
+            if let Err(error) = appender.flush().await {
+                return Err(if rolled {
+                    WriteFailure::Offline(error)
+                } else {
+                    self.undo_write(checkpoint, items, error).await
+                });
+            }
+            self.local.set_active_size(appender.written_size());
+            let sync = {
+                let mut state = self.state.borrow_mut();
+                let last = items.last().expect("items").last;
+                assert!(last < state.next_offset, "written past the log end");
+                state.durable_end = state.durable_end.max(last + 1);
+                state.unsynced_messages += items.iter().map(|item| item.records).sum::<u64>();
+                state.dirty = true;
+                state.unsynced_messages >= state.config.flush_messages
+            };
+            for item in items {
+                item.outcome.set(WriteOutcome::Written);
+                for (header_bytes, body) in item.parts {
+                    self.cache.insert(self.id, header_bytes, body);
+                }
+            }
+            if sync {
+                self.sync_active().await.map_err(WriteFailure::Offline)?;
+            }
+        }
+    }
+
+    pub(super) async fn sync_active(&self) -> io::Result<()> {
+        self.local.sync_active().await?;
+        let mut state = self.state.borrow_mut();
+        state.unsynced_messages = 0;
+        state.dirty = false;
+        Ok(())
+    }
+
+    /// Makes the active segment inactive-ready (see `LocalLog::finish_active`); everything in it is
+    /// durable and fsynced.
+    pub(super) async fn finish_active(&self) -> io::Result<()> {
+        let end = self.local.finish_active().await?;
+        let mut state = self.state.borrow_mut();
+        state.durable_end = state.durable_end.max(end);
+        assert!(state.durable_end <= state.next_offset);
+        state.unsynced_messages = 0;
+        state.dirty = false;
+        Ok(())
+    }
+
+    async fn roll(&self, new_base: i64) -> io::Result<()> {
+        self.finish_active().await?;
+        let (snapshot_offset, snapshot, segment_bytes) = {
+            let state = self.state.borrow();
+            let snapshot = state.producers.encode_snapshot();
+            (state.next_offset, snapshot, state.config.segment_bytes)
+        };
+        self.local
+            .write_snapshot(snapshot_offset, &snapshot)
+            .await?;
+        self.local.roll(new_base, segment_bytes).await
+    }
+}
