@@ -124,23 +124,31 @@ impl Partition {
         self.log.log_end_offset()
     }
 
-    /// The end of what every in-sync replica has: the leader alone on a single node, so the durable end.
+    /// The end of what every in-sync replica has (kept by the log; see [`Self::maybe_advance_high_watermark`]).
     pub fn high_watermark(&self) -> Offset {
-        self.log.durable_end_offset()
+        self.log.high_watermark()
     }
 
-    /// Where read_committed consumers stop: the high watermark until transactions.
+    /// Where read_committed consumers stop: the high watermark until transactions (the log's hook).
     pub fn last_stable_offset(&self) -> Offset {
-        self.high_watermark()
+        self.log.last_stable_offset()
     }
 
-    /// Moves the high watermark to what the in-sync replicas have (today: the durable end) and completes
-    /// the delayed operations that were waiting for it.
-    fn high_watermark_may_have_moved(&self) {
-        let high_watermark = self.high_watermark();
-        debug_assert!(self.log_start_offset() <= high_watermark);
-        debug_assert!(high_watermark <= self.log_end_offset());
-        self.delayed.high_watermark_moved(&self.key());
+    /// Moves the high watermark to the smallest log end offset of the in-sync replicas — on a single node
+    /// the leader's own durable end — and, when it moved, completes the delayed operations waiting for it.
+    fn maybe_advance_high_watermark(&self) {
+        let before = self.high_watermark();
+        let after = self
+            .log
+            .update_high_watermark(self.log.durable_end_offset());
+        assert!(
+            after >= before,
+            "high watermark going back: {before} -> {after}"
+        );
+        debug_assert!(self.log_start_offset() <= after && after <= self.log_end_offset());
+        if after > before {
+            self.delayed.high_watermark_moved(&self.key());
+        }
     }
 
     /// Appends `records` (whole batches) and completes the operations waiting for new data. Offsets are
@@ -174,7 +182,7 @@ impl Partition {
             .await;
         match result {
             Ok(info) => {
-                self.high_watermark_may_have_moved();
+                self.maybe_advance_high_watermark();
                 Ok(info)
             }
             Err(error) => {
