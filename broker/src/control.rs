@@ -20,8 +20,8 @@ use uuid::Uuid;
 /// Shard 0 owns the control plane.
 pub const CONTROL_SHARD: ShardId = ShardId(0);
 
-/// Most partitions one topic may have (a bound, like every other).
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Most partitions one topic may have (a bound, like every other); defined with the settings it bounds.
+pub use crate::config::MAX_PARTITIONS_PER_TOPIC;
 
 #[derive(Clone, Debug)]
 pub struct NewTopic {
