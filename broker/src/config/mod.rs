@@ -187,16 +187,16 @@ impl BrokerConfig {
         // Defaults derived at start.
         if settings.get("shards").is_none() {
             let shards = shard::online_cores().len();
-            let value = value::validate(
-                setting_row("shards"),
-                Value::Int(i64::try_from(shards).unwrap_or(i64::MAX)),
-            )
-            .map_err(|message| ConfigError::Invalid {
-                key: "shards",
-                message,
-            })?;
+            settings
+                .derive_checked(
+                    "shards",
+                    Value::Int(i64::try_from(shards).unwrap_or(i64::MAX)),
+                )
+                .map_err(|message| ConfigError::Invalid {
+                    key: "shards",
+                    message,
+                })?;
             config.shards = shards;
-            settings.derive("shards", value);
         }
         if settings.get("advertise").is_none() {
             (config.advertise_host, config.advertise_port) = if config.listen.ip().is_unspecified()
@@ -253,11 +253,6 @@ impl BrokerConfig {
             settings: Settings::default(),
         }
     }
-}
-
-/// The row `id` of the table (a row this module names itself).
-fn setting_row(id: &str) -> &'static table::Setting {
-    table::setting(id).unwrap_or(&SETTINGS[0])
 }
 
 fn resolve(text: &str) -> Result<SocketAddr, String> {

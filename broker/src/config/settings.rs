@@ -116,6 +116,18 @@ impl Settings {
         }
     }
 
+    /// Like [`Settings::derive`], after checking `value` against the setting's validator.
+    pub fn derive_checked(&mut self, id: &str, value: Value) -> Result<(), String> {
+        match setting(id) {
+            Some(row) => {
+                let value = validate(row, value)?;
+                self.derive(id, value);
+                Ok(())
+            }
+            None => Err(format!("{id} is not a setting")),
+        }
+    }
+
     fn insert(&mut self, row: &'static Setting, value: Value, explicit: bool) {
         self.entries.insert(row.id(), Entry { value, explicit });
     }

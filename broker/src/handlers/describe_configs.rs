@@ -123,9 +123,46 @@ fn encode(
     }
     if version >= 3 {
         config.config_type = entry.config_type.code();
-        if request.include_documentation {
-            config.documentation = Some(str_bytes(entry.documentation));
-        }
     }
+    // Null unless asked for (Kafka's answer); versions before 3 do not carry it.
+    config.documentation =
+        (version >= 3 && request.include_documentation).then(|| str_bytes(entry.documentation));
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::describe::ConfigSource;
+    use crate::config::Settings;
+
+    fn partitions_entry() -> DescribedConfig {
+        describe_broker(&Settings::defaults(), &|_| None)
+            .into_iter()
+            .find(|entry| entry.name == "num.partitions")
+            .unwrap()
+    }
+
+    #[test]
+    fn synonyms_only_when_asked_and_type_and_documentation_from_v3() {
+        let mut request = DescribeConfigsRequest::default();
+        let plain = encode(partitions_entry(), &request, 1);
+        assert_eq!(plain.value.as_deref(), Some("1"));
+        assert_eq!(plain.config_source, ConfigSource::DefaultConfig.code());
+        assert!(plain.read_only);
+        assert!(plain.synonyms.is_empty());
+        assert_eq!(plain.config_type, 0);
+        assert_eq!(plain.documentation, None);
+
+        request.include_synonyms = true;
+        request.include_documentation = true;
+        let v2 = encode(partitions_entry(), &request, 2);
+        assert_eq!(v2.synonyms.len(), 1);
+        assert_eq!(v2.synonyms[0].source, ConfigSource::DefaultConfig.code());
+        assert_eq!((v2.config_type, v2.documentation), (0, None));
+
+        let v3 = encode(partitions_entry(), &request, 3);
+        assert_eq!(v3.config_type, 3, "num.partitions is an INT");
+        assert!(v3.documentation.is_some_and(|text| !text.is_empty()));
+    }
 }
