@@ -67,6 +67,22 @@ impl DescriptorBudget {
     }
 }
 
+/// The connection limits in effect: configured, else derived from the budget (here, so that the
+/// configuration does not depend on the budget that depends on it).
+impl BrokerConfig {
+    /// `max.connections` as configured, else its share of the file-descriptor budget.
+    pub fn effective_max_connections(&self) -> usize {
+        self.max_connections
+            .unwrap_or_else(|| DescriptorBudget::of(self).connections as usize)
+    }
+
+    /// `max.connections.per.ip` as configured, else `max.connections`.
+    pub fn effective_max_connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+            .unwrap_or_else(|| self.effective_max_connections())
+    }
+}
+
 /// The capacity of each shard's pool of open inactive-segment files: half the reserve split between
 /// the shards, at most [`MAX_SEGMENT_FILES_PER_SHARD`], at least 1 (so 256 per shard from a limit
 /// of 5,120 descriptors per shard up; 64 per shard for 2 shards under a limit of 1,024).

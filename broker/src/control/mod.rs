@@ -23,8 +23,8 @@ use uuid::Uuid;
 /// Shard 0 owns the control plane.
 pub const CONTROL_SHARD: ShardId = ShardId(0);
 
-/// Most partitions one topic may have (a bound, like every other).
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Most partitions one topic may have (a bound, like every other); defined with the settings it bounds.
+pub use crate::config::MAX_PARTITIONS_PER_TOPIC;
 
 /// Runs a control request: here on shard 0, else by forwarding it to shard 0.
 pub async fn control(state: &Rc<ShardState>, request: ControlRequest) -> ControlResponse {

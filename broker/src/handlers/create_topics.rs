@@ -1,11 +1,12 @@
 //! CreateTopics (key 19), versions 2–7.
 //!
 //! Validates names, partition counts, replication factor (1 on a single node; -1 means the default) and
-//! configs, then creates the topics through the control plane. v5+ answers with the partition count,
-//! replication factor and every config with its source.
+//! configs (the control plane validates them against the settings table: `TopicConfig::resolve`), then
+//! creates the topics through the control plane. v5+ answers with the partition count, replication
+//! factor and every config with its source, as DescribeConfigs reports them.
 
 use super::{simple, str_bytes};
-use crate::config::TopicConfig;
+use crate::config::describe::{describe_topic, ConfigSource};
 use crate::control::{control, topic_outcomes, ControlRequest, NewTopic};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
@@ -19,10 +20,10 @@ use std::rc::Rc;
 
 pub const VERSIONS: (i16, i16) = (2, 7);
 
-/// DescribeConfigs / CreateTopics config sources.
-pub const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
-pub const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
-pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
+/// DescribeConfigs / CreateTopics config sources (`ConfigSource`'s codes).
+pub const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = ConfigSource::TopicConfig as i8;
+pub const SOURCE_STATIC_BROKER_CONFIG: i8 = ConfigSource::StaticBrokerConfig as i8;
+pub const SOURCE_DEFAULT_CONFIG: i8 = ConfigSource::DefaultConfig as i8;
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
     simple(
@@ -136,17 +137,15 @@ async fn create_topics(
                     }
                     if version >= 5 {
                         result.configs = Some(
-                            TopicConfig::describe(&state.config.log_defaults, &topic.configs)
+                            describe_topic(&state.config.settings, &topic.configs)
                                 .into_iter()
-                                .map(|(name, value, is_override)| {
+                                .map(|described| {
                                     let mut config = CreatableTopicConfigs::default();
-                                    config.name = str_bytes(name);
-                                    config.value = Some(str_bytes(value));
-                                    config.config_source = if is_override {
-                                        SOURCE_DYNAMIC_TOPIC_CONFIG
-                                    } else {
-                                        SOURCE_DEFAULT_CONFIG
-                                    };
+                                    config.name = str_bytes(described.name);
+                                    config.value = described.value.map(str_bytes);
+                                    config.read_only = described.read_only;
+                                    config.config_source = described.source.code();
+                                    config.is_sensitive = described.is_sensitive;
                                     config
                                 })
                                 .collect(),

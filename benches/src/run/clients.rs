@@ -1,0 +1,310 @@
+//! The librdkafka side of a run: per-thread counters, the producer and consumer contexts and
+//! configurations, and the producer and consumer threads.
+//!
+//! Invariant: a producer stamps each message with its intended send time (ns from t0) as the delivery
+//! opaque and as Unix-epoch ns in the first 8 value bytes; in fixed-rate mode that time follows the
+//! schedule whether or not the producer is on it (coordinated-omission correction). Each thread only
+//! adds to its own [`Stats`]; the collector in `run_workload` sums them.
+
+use crate::admin;
+use crate::cli::{Acks, Compression, Keys, Workload};
+use crate::hist::Recorder;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+/// Per-thread counters (own cache lines; the collector sums them).
+#[derive(Default)]
+pub struct Stats {
+    pub(super) sent: AtomicU64,
+    pub(super) acked: AtomicU64,
+    pub(super) errors: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) last_ns: AtomicU64,
+    pub(super) error_kinds: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    pub(super) fn error(&self, what: String) {
+        self.errors.fetch_add(1, Relaxed);
+        *self.error_kinds.lock().unwrap().entry(what).or_default() += 1;
+    }
+}
+
+pub(super) fn sum(stats: &[Arc<Stats>], f: impl Fn(&Stats) -> u64) -> u64 {
+    stats.iter().map(|s| f(s)).sum()
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Clock {
+    pub(super) t0: Instant,
+    pub(super) wall0_ns: u64,
+}
+
+impl Clock {
+    pub(super) fn now_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+}
+
+pub(super) struct ProdCtx {
+    pub(super) rec: Arc<Recorder>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) t0: Instant,
+    pub(super) value_bytes: u64,
+}
+
+impl ClientContext for ProdCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        eprintln!("kbench: producer client error: {error}: {reason}");
+    }
+}
+
+impl ProducerContext for ProdCtx {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, r: &DeliveryResult<'_>, intended_ns: usize) {
+        let now = self.t0.elapsed().as_nanos() as u64;
+        match r {
+            Ok(_) => {
+                self.rec
+                    .record_us(now.saturating_sub(intended_ns as u64) / 1000);
+                self.stats.acked.fetch_add(1, Relaxed);
+                self.stats.bytes.fetch_add(self.value_bytes, Relaxed);
+                self.stats.last_ns.fetch_max(now, Relaxed);
+            }
+            Err((e, _)) => self.stats.error(format!("delivery: {e}")),
+        }
+    }
+}
+
+pub(super) struct ConsCtx;
+impl ClientContext for ConsCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        eprintln!("kbench: consumer client error: {error}: {reason}");
+    }
+}
+impl rdkafka::consumer::ConsumerContext for ConsCtx {}
+
+pub(super) fn producer_config(bootstrap: &str, w: &Workload) -> ClientConfig {
+    let mut c = admin::base_config(bootstrap, &[]);
+    c.set(
+        "acks",
+        match w.acks {
+            Acks::Zero => "0",
+            Acks::One => "1",
+            Acks::All => "all",
+        },
+    )
+    .set(
+        "compression.type",
+        match w.compression {
+            Compression::None => "none",
+            c => c.as_str(),
+        },
+    )
+    .set("enable.idempotence", "false")
+    .set("message.timeout.ms", "60000");
+    if let Some(l) = w.linger_ms {
+        c.set("linger.ms", l.to_string());
+    }
+    if let Some(b) = w.batch_size {
+        c.set("batch.size", b.to_string());
+    }
+    for kv in &w.properties {
+        if let Some((k, v)) = kv.split_once('=') {
+            c.set(k.trim(), v.trim());
+        }
+    }
+    c
+}
+
+pub(super) fn consumer_config(bootstrap: &str, w: &Workload) -> ClientConfig {
+    let mut c = admin::base_config(bootstrap, &[]);
+    c.set("group.id", format!("kbench-unused-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for kv in &w.properties {
+        if let Some((k, v)) = kv.split_once('=') {
+            c.set(k.trim(), v.trim());
+        }
+    }
+    c
+}
+
+/// Longest this producer sleeps without serving delivery callbacks: a bound on how much later than its
+/// arrival an acknowledgement can be recorded (librdkafka's poll timeout has millisecond granularity, so
+/// sub-millisecond waits sleep in slices of this length).
+const CALLBACK_SLICE_NS: u64 = 50_000;
+
+/// Waits until `target_ns` (from t0), serving delivery callbacks meanwhile.
+fn wait_until(p: &BaseProducer<ProdCtx>, clock: &Clock, target_ns: u64) {
+    loop {
+        let now = clock.now_ns();
+        if now >= target_ns {
+            return;
+        }
+        let rem = target_ns - now;
+        if rem > 2_000_000 {
+            // Returns as soon as a callback was served, so acknowledgements are recorded on arrival.
+            p.poll(Duration::from_nanos(rem - 1_000_000));
+        } else if rem > 150_000 {
+            p.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_nanos((rem - 100_000).min(CALLBACK_SLICE_NS)));
+        } else {
+            // Serve callbacks, then yield rather than spin: precise when a core is free, and it
+            // gives way to the broker and the consumers when they share the machine.
+            p.poll(Duration::ZERO);
+            std::thread::yield_now();
+        }
+    }
+}
+
+pub(super) struct ProducerPlan {
+    pub(super) index: usize,
+    pub(super) limit: Option<u64>,
+    pub(super) interval_ns: Option<f64>,
+    pub(super) phase_ns: f64,
+    pub(super) send_end_ns: Option<u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn producer_thread(
+    producer: BaseProducer<ProdCtx>,
+    plan: ProducerPlan,
+    w: Workload,
+    topic: String,
+    clock_slot: Arc<Mutex<Option<Clock>>>,
+    start: Arc<Barrier>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) {
+    start.wait();
+    let clock = clock_slot
+        .lock()
+        .unwrap()
+        .expect("clock set before release");
+    // Value: random letters (compressible like kafka-producer-perf-test payloads); bytes 0..8 = time.
+    let mut rng = 0x9E3779B97F4A7C15u64 ^ (plan.index as u64 + 1).wrapping_mul(0xD1B54A32D1B54A69);
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut value: Vec<u8> = (0..w.message_size)
+        .map(|_| b'A' + (next() % 26) as u8)
+        .collect();
+    let mut key = [0u8; 8];
+    let mut i: u64 = 0;
+    loop {
+        if plan.limit.is_some_and(|n| i >= n) || stop.load(Relaxed) {
+            break;
+        }
+        let intended = match plan.interval_ns {
+            Some(iv) => {
+                let t = (plan.phase_ns + i as f64 * iv) as u64;
+                if plan.send_end_ns.is_some_and(|e| t >= e) {
+                    break;
+                }
+                wait_until(&producer, &clock, t);
+                t
+            }
+            None => {
+                let now = clock.now_ns();
+                if plan.send_end_ns.is_some_and(|e| now >= e) {
+                    break;
+                }
+                now
+            }
+        };
+        value[..8].copy_from_slice(&(clock.wall0_ns + intended).to_be_bytes());
+        let with_key = match w.keys {
+            Keys::None => false,
+            Keys::Random => {
+                key = (next() % w.key_space).to_be_bytes();
+                true
+            }
+            Keys::Sequential => {
+                key = ((i * w.producers as u64 + plan.index as u64) % w.key_space).to_be_bytes();
+                true
+            }
+        };
+        let mut rec = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&topic, intended as usize)
+            .payload(&value[..]);
+        if with_key {
+            rec = rec.key(&key[..]);
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => {
+                    stats.sent.fetch_add(1, Relaxed);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    producer.poll(Duration::from_millis(1));
+                    rec = r;
+                }
+                Err((e, _)) => {
+                    stats.error(format!("send: {e}"));
+                    break;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        i += 1;
+    }
+    if let Err(e) = producer.flush(Duration::from_secs(60)) {
+        stats.error(format!("flush: {e}"));
+    }
+    let in_flight = producer.in_flight_count() as u64;
+    if in_flight > 0 {
+        for _ in 0..in_flight {
+            stats.error("not acknowledged within 60 s of the end".into());
+        }
+    }
+}
+
+pub(super) fn consumer_thread(
+    consumer: BaseConsumer<ConsCtx>,
+    clock_slot: Arc<Mutex<Option<Clock>>>,
+    start: Arc<Barrier>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    rec: Arc<Recorder>,
+    record_e2e: bool,
+) {
+    // Tail mode: warm the fetch connections before the start (nothing of this run exists yet).
+    if record_e2e {
+        let _ = consumer.poll(Duration::from_millis(200));
+    }
+    start.wait();
+    let clock = clock_slot.lock().unwrap().expect("clock set");
+    while !stop.load(Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let now = clock.now_ns();
+                if let Some(v) = m.payload() {
+                    if record_e2e && v.len() >= 8 {
+                        let sent = u64::from_be_bytes(v[..8].try_into().unwrap());
+                        let now_wall = clock.wall0_ns + now;
+                        rec.record_us(now_wall.saturating_sub(sent) / 1000);
+                    }
+                    stats.bytes.fetch_add(v.len() as u64, Relaxed);
+                }
+                stats.acked.fetch_add(1, Relaxed);
+                stats.last_ns.fetch_max(now, Relaxed);
+            }
+            Some(Err(e)) => stats.error(format!("consume: {e}")),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The table of every setting this broker knows: one [`Setting`] per row, in [`SETTINGS`].
+//!
+//! Invariant: a setting's TOML key, flag, Kafka names, type, default, validator, scope, whether it could
+//! change without a restart and its one-line documentation are written here and nowhere else. Flag and
+//! TOML parsing, `BrokerConfig`'s fields, topic-config resolution and validation, DescribeConfigs,
+//! `deploy/broker.toml` and the README's configuration table are all derived from (or checked against)
+//! this table. A default is written as Kafka reports it (text); it is parsed and validated like any
+//! configured value, so a default that its own validator refuses fails the unit tests.
+
+use super::value::Value;
+use super::BrokerConfig;
+use storage::log::{LogConfig, TimestampType};
+
+/// Most partitions one topic may have (CreateTopics, CreatePartitions, `offsets.topic.num.partitions`).
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// Where a setting applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A broker setting only.
+    Broker,
+    /// A topic config only (no broker-level synonym).
+    Topic,
+    /// A broker setting that is the default of the topic config `topic_name` (Kafka's synonym).
+    BrokerAndTopic { topic_name: &'static str },
+}
+
+/// Kafka's `config_type` (DescribeConfigs v3+), with its wire code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+}
+
+impl ConfigType {
+    pub fn code(self) -> i8 {
+        self as i8
+    }
+}
+
+/// A setting's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// This value, written as Kafka reports it.
+    Fixed(&'static str),
+    /// Computed when the broker starts; the text says how.
+    Derived(&'static str),
+    /// The value of another setting (named by its id).
+    SameAs(&'static str),
+}
+
+/// What values a setting accepts beyond its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validator {
+    /// Any value of the type.
+    Any,
+    /// An integer of at least this.
+    AtLeast(i64),
+    /// An integer in this inclusive range.
+    Range(i64, i64),
+    /// A positive integer, or -1 for unbounded.
+    PositiveOrUnbounded,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A comma-separated list of these words.
+    ListOf(&'static [&'static str]),
+}
+
+/// How DescribeConfigs writes the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presentation {
+    AsIs,
+    /// `HOST:PORT` reported as Kafka's listener, `PLAINTEXT://HOST:PORT`.
+    Listener,
+}
+
+/// Where a configured value goes.
+#[derive(Clone, Copy)]
+pub enum Target {
+    /// A field of [`BrokerConfig`]; the error is a message about the value.
+    Broker(fn(&mut BrokerConfig, &Value) -> Result<(), String>),
+    /// A field of a [`LogConfig`]: the broker's topic defaults, or one topic's own.
+    Log(fn(&mut LogConfig, &Value)),
+    /// Accepted, validated and reported; nothing reads it yet.
+    Reported,
+}
+
+/// One row of the table.
+#[derive(Clone, Copy)]
+pub struct Setting {
+    /// TOML key; `None`: cannot be configured (reported only).
+    pub key: Option<&'static str>,
+    /// Command-line flag, where the setting has one.
+    pub flag: Option<&'static str>,
+    /// Kafka's name: the broker-level one, or the topic-level one for [`Scope::Topic`]. `None`: a setting of
+    /// this broker only, which DescribeConfigs does not report.
+    pub kafka_name: Option<&'static str>,
+    pub scope: Scope,
+    pub config_type: ConfigType,
+    pub default: DefaultValue,
+    pub validator: Validator,
+    /// Whether it could change without a restart (Kafka's dynamic settings; for a later AlterConfigs).
+    pub dynamic: bool,
+    pub presentation: Presentation,
+    pub target: Target,
+    /// One line of documentation (README, DescribeConfigs `documentation`).
+    pub doc: &'static str,
+}
+
+impl Setting {
+    /// The name that identifies the row: its TOML key, else its Kafka name.
+    pub fn id(&self) -> &'static str {
+        self.key.or(self.kafka_name).unwrap_or("")
+    }
+
+    /// The topic-level name, for settings that are topic configs.
+    pub fn topic_name(&self) -> Option<&'static str> {
+        match self.scope {
+            Scope::Broker => None,
+            Scope::Topic => self.kafka_name,
+            Scope::BrokerAndTopic { topic_name } => Some(topic_name),
+        }
+    }
+
+    /// Whether the setting is a broker setting (possibly also a topic config's default).
+    pub fn is_broker(&self) -> bool {
+        !matches!(self.scope, Scope::Topic)
+    }
+}
+
+/// The row whose id is `id`.
+pub fn setting(id: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|setting| setting.id() == id)
+}
+
+/// The row of the topic config `topic_name`.
+pub fn topic_setting(topic_name: &str) -> Option<&'static Setting> {
+    SETTINGS
+        .iter()
+        .find(|setting| setting.topic_name() == Some(topic_name))
+}
+
+const fn row(key: &'static str, kafka_name: Option<&'static str>, doc: &'static str) -> Setting {
+    Setting {
+        key: Some(key),
+        flag: None,
+        kafka_name,
+        scope: Scope::Broker,
+        config_type: ConfigType::Long,
+        default: DefaultValue::Fixed(""),
+        validator: Validator::Any,
+        dynamic: false,
+        presentation: Presentation::AsIs,
+        target: Target::Reported,
+        doc,
+    }
+}
+
+const NON_NEGATIVE: Validator = Validator::AtLeast(0);
+const POSITIVE: Validator = Validator::AtLeast(1);
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+
+/// Every setting, in the order the README and DescribeConfigs list them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        flag: Some("--listen"),
+        config_type: ConfigType::String,
+        default: DefaultValue::Fixed("0.0.0.0:9092"),
+        presentation: Presentation::Listener,
+        target: Target::Broker(|config, value| {
+            config.listen = super::resolve(value.as_text())?;
+            Ok(())
+        }),
+        ..row("listen", Some("listeners"), "where clients connect (HOST:PORT)")
+    },
+    Setting {
+        flag: Some("--advertise"),
+        config_type: ConfigType::String,
+        default: DefaultValue::Derived("the listen address; the host name on 0.0.0.0"),
+        presentation: Presentation::Listener,
+        target: Target::Broker(|config, value| {
+            (config.advertise_host, config.advertise_port) =
+                super::split_host_port(value.as_text())?;
+            Ok(())
+        }),
+        ..row("advertise", Some("advertised.listeners"), "what Metadata tells clients to connect to (HOST:PORT)")
+    },
+    Setting {
+        flag: Some("--data-dir"),
+        config_type: ConfigType::String,
+        default: DefaultValue::Fixed("./data"),
+        target: Target::Broker(|config, value| {
+            config.data_dir = value.as_text().into();
+            Ok(())
+        }),
+        ..row("data_dir", Some("log.dirs"), "partitions and cluster metadata")
+    },
+    Setting {
+        flag: Some("--shards"),
+        config_type: ConfigType::Int,
+        default: DefaultValue::Derived("one per online core"),
+        validator: Validator::Range(1, 1024),
+        target: Target::Broker(|config, value| {
+            config.shards = value.as_int() as usize;
+            Ok(())
+        }),
+        ..row("shards", None, "executors, each pinned to a core")
+    },
+    Setting {
+        flag: Some("--node-id"),
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("0"),
+        target: Target::Broker(|config, value| {
+            config.node_id = value.as_int() as i32;
+            Ok(())
+        }),
+        ..row("node_id", Some("node.id"), "this broker's id")
+    },
+    Setting {
+        key: None,
+        config_type: ConfigType::Int,
+        default: DefaultValue::SameAs("node_id"),
+        ..row("", Some("broker.id"), "this broker's id (node.id's older name)")
+    },
+    Setting {
+        flag: Some("--recover-unknown-data"),
+        config_type: ConfigType::Boolean,
+        default: DefaultValue::Fixed("false"),
+        target: Target::Broker(|config, value| {
+            config.recover_unknown_data = value.as_bool();
+            Ok(())
+        }),
+        ..row("recover_unknown_data", None, "start over partition directories although no usable metadata file exists: rebuild the metadata from them")
+    },
+    Setting {
+        config_type: ConfigType::Boolean,
+        default: DefaultValue::Fixed("true"),
+        target: Target::Broker(|config, value| {
+            config.auto_create_topics_enable = value.as_bool();
+            Ok(())
+        }),
+        ..row("auto_create_topics_enable", Some("auto.create.topics.enable"), "a Metadata request naming an unknown topic creates it (where the client allows)")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("1"),
+        validator: Validator::Range(1, MAX_PARTITIONS_PER_TOPIC as i64),
+        target: Target::Broker(|config, value| {
+            config.num_partitions = value.as_int() as i32;
+            Ok(())
+        }),
+        ..row("num_partitions", Some("num.partitions"), "partitions of a topic created without a count")
+    },
+    Setting {
+        key: None,
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("1"),
+        ..row("", Some("default.replication.factor"), "replicas of a new topic (a single broker: always 1)")
+    },
+    Setting {
+        default: DefaultValue::Fixed("104857600"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.socket_request_max_bytes = value.as_int() as usize;
+            Ok(())
+        }),
+        ..row("socket_request_max_bytes", Some("socket.request.max.bytes"), "largest request frame; a larger one closes its connection")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "max.message.bytes" },
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("1048588"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.max_message_bytes = value.as_int() as u32),
+        ..row("message_max_bytes", Some("message.max.bytes"), "largest record batch a topic takes")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "message.timestamp.type" },
+        config_type: ConfigType::String,
+        default: DefaultValue::Fixed("CreateTime"),
+        validator: Validator::OneOf(TIMESTAMP_TYPES),
+        dynamic: true,
+        target: Target::Log(|log, value| {
+            log.timestamp_type = match value.as_text() {
+                "LogAppendTime" => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            }
+        }),
+        ..row("log_message_timestamp_type", Some("log.message.timestamp.type"), "the producer's record timestamps (CreateTime) or the broker's append time (LogAppendTime)")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "segment.bytes" },
+        default: DefaultValue::Fixed("1073741824"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.segment_bytes = value.as_int().max(14) as u64),
+        ..row("log_segment_bytes", Some("log.segment.bytes"), "a partition's active segment rolls at this size")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "segment.ms" },
+        default: DefaultValue::Fixed("604800000"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.segment_ms = value.as_int()),
+        ..row("log_roll_ms", Some("log.roll.ms"), "a partition's active segment rolls at this age")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "segment.index.bytes" },
+        default: DefaultValue::Fixed("10485760"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.segment_index_bytes = value.as_int().max(8) as u64),
+        ..row("log_index_size_max_bytes", Some("log.index.size.max.bytes"), "largest offset index of a segment (a full index rolls the segment)")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "index.interval.bytes" },
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("4096"),
+        validator: NON_NEGATIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.index_interval_bytes = value.as_int() as u32),
+        ..row("log_index_interval_bytes", Some("log.index.interval.bytes"), "log bytes between two offset index entries")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "flush.messages" },
+        default: DefaultValue::Fixed("9223372036854775807"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.flush_messages = never_at_max(value.as_int())),
+        ..row("log_flush_interval_messages", Some("log.flush.interval.messages"), "fsync after this many messages (default: never, leave it to the OS)")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "flush.ms" },
+        default: DefaultValue::Fixed("9223372036854775807"),
+        validator: NON_NEGATIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.flush_ms = never_at_max(value.as_int())),
+        ..row("log_flush_interval_ms", Some("log.flush.interval.ms"), "fsync at least this often (default: never, leave it to the OS)")
+    },
+    Setting {
+        key: None,
+        scope: Scope::Topic,
+        config_type: ConfigType::List,
+        default: DefaultValue::Fixed("delete"),
+        validator: Validator::ListOf(&["delete", "compact"]),
+        ..row("", Some("cleanup.policy"), "accepted and reported; compaction comes later")
+    },
+    Setting {
+        key: None,
+        scope: Scope::Topic,
+        config_type: ConfigType::String,
+        default: DefaultValue::Fixed("producer"),
+        validator: Validator::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        ..row("", Some("compression.type"), "accepted and reported; batches are stored as produced")
+    },
+    Setting {
+        key: None,
+        scope: Scope::Topic,
+        default: DefaultValue::Fixed("604800000"),
+        ..row("", Some("retention.ms"), "accepted and reported; retention comes later")
+    },
+    Setting {
+        key: None,
+        scope: Scope::Topic,
+        default: DefaultValue::Fixed("-1"),
+        ..row("", Some("retention.bytes"), "accepted and reported; retention comes later")
+    },
+    Setting {
+        key: None,
+        scope: Scope::Topic,
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("1"),
+        validator: POSITIVE,
+        ..row("", Some("min.insync.replicas"), "accepted and reported; a single broker is always in sync")
+    },
+    Setting {
+        default: DefaultValue::Fixed("67108864"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.batch_cache_bytes = value.as_int() as usize;
+            Ok(())
+        }),
+        ..row("batch_cache_bytes", None, "per shard: recent batches served to tailing consumers from memory")
+    },
+    Setting {
+        config_type: ConfigType::Boolean,
+        default: DefaultValue::Fixed("true"),
+        target: Target::Broker(|config, value| {
+            config.direct_io = value.as_bool();
+            Ok(())
+        }),
+        ..row("direct_io", None, "O_DIRECT segment writes (falls back to buffered where refused)")
+    },
+    Setting {
+        default: DefaultValue::Fixed("120000"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.startup_timeout = std::time::Duration::from_millis(value.as_int() as u64);
+            Ok(())
+        }),
+        ..row("startup_timeout_ms", None, "every shard must serve within this long of the start, else the broker exits with status 1")
+    },
+    Setting {
+        default: DefaultValue::Fixed("30000"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.shutdown_timeout = std::time::Duration::from_millis(value.as_int() as u64);
+            Ok(())
+        }),
+        ..row("shutdown_timeout_ms", None, "after SIGTERM or SIGINT the process exits within this long (a second signal: at once)")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("50"),
+        validator: Validator::Range(1, MAX_PARTITIONS_PER_TOPIC as i64),
+        target: Target::Broker(|config, value| {
+            config.groups.offsets_topic_partitions = value.as_int() as i32;
+            Ok(())
+        }),
+        ..row("offsets_topic_num_partitions", Some("offsets.topic.num.partitions"), "partitions of __consumer_offsets (fixed once it exists)")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("4096"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.groups.offset_metadata_max_bytes = value.as_int() as usize;
+            Ok(())
+        }),
+        ..row("offset_metadata_max_bytes", Some("offset.metadata.max.bytes"), "longest metadata string an offset commit may carry")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("3000"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.groups.initial_rebalance_delay_ms = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("group_initial_rebalance_delay_ms", Some("group.initial.rebalance.delay.ms"), "the first rebalance of an empty group waits this long for more members")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("6000"),
+        target: Target::Broker(|config, value| {
+            config.groups.min_session_timeout_ms = value.as_int() as i32;
+            Ok(())
+        }),
+        ..row("group_min_session_timeout_ms", Some("group.min.session.timeout.ms"), "shortest session timeout a group member may ask for")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("1800000"),
+        target: Target::Broker(|config, value| {
+            config.groups.max_session_timeout_ms = value.as_int() as i32;
+            Ok(())
+        }),
+        ..row("group_max_session_timeout_ms", Some("group.max.session.timeout.ms"), "longest session timeout a group member may ask for")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Derived("2/5 of the descriptors left after the reserve"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Broker(|config, value| {
+            config.max_connections = Some(value.as_int() as usize);
+            Ok(())
+        }),
+        ..row("max_connections", Some("max.connections"), "client connections open at once, broker-wide; one over it is closed right after accept")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::SameAs("max_connections"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Broker(|config, value| {
+            config.max_connections_per_ip = Some(value.as_int() as usize);
+            Ok(())
+        }),
+        ..row("max_connections_per_ip", Some("max.connections.per.ip"), "client connections open at once from one IP address")
+    },
+    Setting {
+        default: DefaultValue::Fixed("600000"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.connections_max_idle_ms = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("connections_max_idle_ms", Some("connections.max.idle.ms"), "a connection idle this long is closed (0: never)")
+    },
+    Setting {
+        default: DefaultValue::Fixed("104857600"),
+        validator: Validator::PositiveOrUnbounded,
+        target: Target::Broker(|config, value| {
+            config.queued_max_request_bytes = match value.as_int() {
+                -1 => usize::MAX,
+                bytes => bytes as usize,
+            };
+            Ok(())
+        }),
+        ..row("queued_max_request_bytes", Some("queued.max.request.bytes"), "per shard: request bytes held at once (-1: unbounded)")
+    },
+    Setting {
+        default: DefaultValue::Fixed("8388608"),
+        validator: NON_NEGATIVE,
+        target: Target::Broker(|config, value| {
+            config.connection_max_queued_response_bytes = value.as_int() as usize;
+            Ok(())
+        }),
+        ..row("connection_max_queued_response_bytes", None, "per connection: unsent response bytes before it stops taking requests")
+    },
+];
+
+/// Kafka reports "never" as Long.MAX_VALUE; the log layer's "never" is `u64::MAX`.
+fn never_at_max(value: i64) -> u64 {
+    if value == i64::MAX {
+        u64::MAX
+    } else {
+        value as u64
+    }
+}
