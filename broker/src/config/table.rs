@@ -7,7 +7,6 @@
 //! this table. A default is written as Kafka reports it (text); it is parsed and validated like any
 //! configured value, so a default that its own validator refuses fails the unit tests.
 
-use super::value::Value;
 use super::BrokerConfig;
 use storage::log::{LogConfig, TimestampType};
 
@@ -521,5 +520,45 @@ fn never_at_max(value: i64) -> u64 {
         u64::MAX
     } else {
         value as u64
+    }
+}
+
+/// A checked value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl Value {
+    /// The integer of an `Int`/`Long` setting (0 for any other, which the parse never hands over).
+    pub fn as_int(&self) -> i64 {
+        match self {
+            Value::Int(number) => *number,
+            Value::Bool(_) | Value::Text(_) => 0,
+        }
+    }
+
+    /// The boolean of a `Boolean` setting (false for any other).
+    pub fn as_bool(&self) -> bool {
+        matches!(self, Value::Bool(true))
+    }
+
+    /// The text of a `String`/`List` setting (empty for any other).
+    pub fn as_text(&self) -> &str {
+        match self {
+            Value::Text(text) => text,
+            Value::Bool(_) | Value::Int(_) => "",
+        }
+    }
+
+    /// As Kafka writes it.
+    pub fn render(&self) -> String {
+        match self {
+            Value::Bool(flag) => flag.to_string(),
+            Value::Int(number) => number.to_string(),
+            Value::Text(text) => text.clone(),
+        }
     }
 }

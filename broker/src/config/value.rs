@@ -7,47 +7,8 @@
 //! checks. Errors are the messages topic configs answered with before the table existed ("must be
 //! positive", "expected CreateTime or LogAppendTime", …).
 
+pub use super::table::Value;
 use super::table::{ConfigType, Setting, Validator};
-
-/// A checked value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    Bool(bool),
-    Int(i64),
-    Text(String),
-}
-
-impl Value {
-    /// The integer of an `Int`/`Long` setting (0 for any other, which the parse never hands over).
-    pub fn as_int(&self) -> i64 {
-        match self {
-            Value::Int(number) => *number,
-            Value::Bool(_) | Value::Text(_) => 0,
-        }
-    }
-
-    /// The boolean of a `Boolean` setting (false for any other).
-    pub fn as_bool(&self) -> bool {
-        matches!(self, Value::Bool(true))
-    }
-
-    /// The text of a `String`/`List` setting (empty for any other).
-    pub fn as_text(&self) -> &str {
-        match self {
-            Value::Text(text) => text,
-            Value::Bool(_) | Value::Int(_) => "",
-        }
-    }
-
-    /// As Kafka writes it.
-    pub fn render(&self) -> String {
-        match self {
-            Value::Bool(flag) => flag.to_string(),
-            Value::Int(number) => number.to_string(),
-            Value::Text(text) => text.clone(),
-        }
-    }
-}
 
 /// Reads `text` (a topic config, a table default) as a value of `setting`.
 pub fn parse_text(setting: &Setting, text: &str) -> Result<Value, String> {
