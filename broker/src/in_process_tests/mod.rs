@@ -65,6 +65,7 @@ impl TestShard {
                 state: Rc::downgrade(&state),
             }));
         state.start_timers();
+        simulation.spawn(crate::group::run_timer(state.clone()));
         let metadata = Arc::new(ClusterMetadata::new_cluster());
         simulation.block_on(state.apply_metadata(metadata));
         TestShard {
