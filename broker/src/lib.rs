@@ -11,7 +11,8 @@
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
-//! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
+//! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from; [`protocol`]: small
+//!   wire-type helpers they and the group coordinator share.
 //! - [`connection_limits`], [`descriptor_budget`], [`log_limit`], [`memory_trim`]: what bounds clients' use of the broker
 //!   (connections, descriptors, log lines).
 //!
@@ -32,6 +33,7 @@ pub mod messages;
 pub mod metadata;
 pub mod partition_dir;
 pub mod partitions;
+pub mod protocol;
 pub mod server;
 pub mod shard_state;
 pub mod unopened_partitions;

@@ -11,8 +11,8 @@
 use super::records::{self, CommittedOffset, GroupRecord, StoredGroup};
 use super::state::{join_error, sync_error, Group, GroupState, JoinParams};
 use crate::config::GroupConfig;
-use crate::handlers::str_bytes;
 use crate::partitions::{append_records, Partition};
+use crate::protocol::str_bytes;
 use crate::shard_state::now_ms;
 use bytes::Bytes;
 use futures_channel::oneshot;

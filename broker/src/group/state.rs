@@ -24,7 +24,7 @@ use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::handlers::str_bytes;
+use crate::protocol::str_bytes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupState {
