@@ -87,6 +87,7 @@ impl Member {
 }
 
 /// What a join asks of the caller.
+#[derive(Debug)]
 pub struct JoinParams {
     pub member_id: String,
     pub instance_id: Option<String>,
