@@ -16,7 +16,8 @@
 //! - [`purgatory`]: delayed operations (waiting fetches and acks=all produces) completed by an event on a key or
 //!   by timeout, on a hierarchical timing wheel.
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
-//! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from.
+//! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from; [`protocol`]: small
+//!   wire-type helpers they and the group coordinator share.
 //! - [`connection_limits`], [`descriptor_budget`], [`log_limit`], [`memory_trim`]: what bounds clients' use of the broker
 //!   (connections, descriptors, log lines).
 //!
@@ -40,6 +41,7 @@ pub mod messages;
 pub mod metadata;
 pub mod partition;
 pub mod partition_dir;
+pub mod protocol;
 pub mod purgatory;
 pub mod scatter_gather;
 pub mod server;

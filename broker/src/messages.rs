@@ -7,16 +7,13 @@
 //! produce order to a partition on another shard is kept.
 
 use crate::control::requests::{ControlRequest, ControlResponse};
+use crate::group::protocol::{GroupRequest, GroupResponse};
 use crate::metadata::ClusterMetadata;
 use crate::partition::delayed::Completion;
 use crate::partition::manager::UnopenedPartition;
 use crate::partition::requests::{
     FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
 };
-use crate::shard_state::ShardState;
-use std::future::Future;
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,11 +55,10 @@ pub enum ShardMessage {
         /// The partitions this shard could not open.
         reply: Reply<Vec<UnopenedPartition>>,
     },
-    /// Run a task on the receiving shard (Seastar's `submit_to`): how group requests reach the shard that
-    /// owns their coordinator partition (see `ShardState::invoke_on`). The task replies by itself.
-    Invoke(Task),
+    /// A group coordinator request (JoinGroup, OffsetCommit, ListGroups …): see `group::protocol` for the
+    /// requests, their answers and which shard serves them.
+    Group {
+        request: GroupRequest,
+        reply: Reply<GroupResponse>,
+    },
 }
-
-/// Work sent to another shard: built on the sender (only `Send` data captured), run on the receiver with
-/// the receiver's state.
-pub type Task = Box<dyn FnOnce(Rc<ShardState>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;

@@ -285,8 +285,11 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
                 };
                 let _ = reply.send(unopened);
             }
-            ShardMessage::Invoke(task) => {
-                shard::task::spawn(task(state.clone()));
+            ShardMessage::Group { request, reply } => {
+                let state = state.clone();
+                shard::task::spawn(async move {
+                    let _ = reply.send(crate::group::routing::serve(&state.groups, request).await);
+                });
             }
         }
     }

@@ -104,37 +104,6 @@ impl ShardState {
     }
 }
 
-impl ShardState {
-    /// Runs `work` on shard `to` with that shard's state and returns its result: directly when `to` is
-    /// this shard, else through the mesh ([`ShardMessage::Invoke`]).
-    pub async fn invoke_on<T, F, Fut>(
-        self: &Rc<Self>,
-        to: ShardId,
-        work: F,
-    ) -> Result<T, ResponseError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Rc<ShardState>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = T> + 'static,
-    {
-        if to == self.id {
-            return Ok(work(self.clone()).await);
-        }
-        let receiver = self
-            .send(to, |reply| {
-                ShardMessage::Invoke(Box::new(move |state| {
-                    Box::pin(async move {
-                        let _ = reply.send(work(state).await);
-                    })
-                }))
-            })
-            .await?;
-        receiver
-            .await
-            .map_err(|_| ResponseError::BrokerNotAvailable)
-    }
-}
-
 /// Milliseconds since the Unix epoch (the runtime's wall clock: manual in simulations).
 pub fn now_ms() -> i64 {
     shard::task::wall_clock_ms()

@@ -4,7 +4,10 @@
 //! `__consumer_offsets`; `coordinator.rs` one coordinator partition: the groups that hash to one
 //! partition of `__consumer_offsets`, their operations, persistence and replay. This file places groups
 //! (Kafka's hash, so a group has the same partition as on a Kafka cluster with as many partitions), keeps
-//! each shard's coordinator partitions, and routes a group's requests to the shard that owns its partition.
+//! each shard's coordinator partitions and runs their timers. A group's requests reach the shard that owns
+//! its partition as data: `protocol.rs` is that part of the cross-shard protocol ([`protocol::GroupRequest`]
+//! and its answers), `routing.rs` sends them there (or serves them here when this shard owns the
+//! partition) and serves them on arrival.
 //!
 //! Every state change is appended to the group's partition before it is acknowledged, and replayed when
 //! the partition opens; until replay ends, requests get COORDINATOR_LOAD_IN_PROGRESS. The internal topic
@@ -15,7 +18,9 @@
 
 pub mod coordinator;
 pub mod lifecycle;
+pub mod protocol;
 pub mod records;
+pub mod routing;
 pub mod state;
 
 use crate::control::{control, internal_topic, topic_outcomes, ControlRequest};
@@ -27,7 +32,6 @@ use kafka_protocol::error::ResponseError;
 use shard::ShardId;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -125,38 +129,6 @@ pub fn locate(metadata: &ClusterMetadata, group_id: &str) -> Option<(i32, ShardI
     Some((partition, ShardId(shard)))
 }
 
-/// Runs `work` on `group_id`'s coordinator partition, on the shard that owns it. Errors are the ones a
-/// client expects before the coordinator is reachable: COORDINATOR_NOT_AVAILABLE (no offsets topic yet,
-/// or the shard is gone), NOT_COORDINATOR (the partition is not open there), and
-/// COORDINATOR_LOAD_IN_PROGRESS (still replaying).
-pub async fn with_coordinator<T, F, Fut>(
-    state: &Rc<ShardState>,
-    group_id: &str,
-    work: F,
-) -> Result<T, ResponseError>
-where
-    T: Send + 'static,
-    F: FnOnce(Rc<CoordinatorPartition>) -> Fut + Send + 'static,
-    Fut: Future<Output = T> + 'static,
-{
-    let Some((partition, shard)) = locate(&state.metadata(), group_id) else {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    };
-    state
-        .invoke_on(shard, move |state| async move {
-            let coordinator = state
-                .groups
-                .get(partition)
-                .ok_or(ResponseError::NotCoordinator)?;
-            if !coordinator.is_loaded() {
-                return Err(ResponseError::CoordinatorLoadInProgress);
-            }
-            Ok(work(coordinator).await)
-        })
-        .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable)?
-}
-
 /// Creates `__consumer_offsets` if it does not exist yet (the first FindCoordinator for a group).
 pub async fn ensure_offsets_topic(state: &Rc<ShardState>) -> Result<(), ResponseError> {
     if state.metadata().topics.contains_key(OFFSETS_TOPIC) {
@@ -178,22 +150,6 @@ pub async fn ensure_offsets_topic(state: &Rc<ShardState>) -> Result<(), Response
         }
         None => Err(ResponseError::CoordinatorNotAvailable),
     }
-}
-
-/// Runs `work` on every shard and collects the results (ListGroups).
-pub async fn on_every_shard<T, F, Fut>(state: &Rc<ShardState>, work: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(Rc<ShardState>) -> Fut + Send + Clone + 'static,
-    Fut: Future<Output = T> + 'static,
-{
-    let mut results = Vec::with_capacity(state.config.shards);
-    for shard in (0..state.config.shards).map(ShardId) {
-        if let Ok(result) = state.invoke_on(shard, work.clone()).await {
-            results.push(result);
-        }
-    }
-    results
 }
 
 #[cfg(test)]

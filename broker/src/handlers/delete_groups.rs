@@ -4,7 +4,7 @@
 //! otherwise its metadata and committed offsets are tombstoned.
 
 use super::simple;
-use crate::group::with_coordinator;
+use crate::group::routing;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
@@ -20,12 +20,9 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         |state, request: DeleteGroupsRequest, _version| async move {
             let mut response = DeleteGroupsResponse::default();
             for group_id in request.groups_names {
-                let gid = group_id.to_string();
-                let error = with_coordinator(&state, &gid.clone(), move |coordinator| async move {
-                    coordinator.delete(&gid).await
-                })
-                .await
-                .unwrap_or_else(Some);
+                let error = routing::delete_group(&state, group_id.to_string())
+                    .await
+                    .unwrap_or_else(Some);
                 let mut result = DeletableGroupResult::default();
                 result.group_id = group_id;
                 result.error_code = error.map_or(0, |code| code.code());

@@ -3,8 +3,8 @@
 //! Keeps a member's session alive; REBALANCE_IN_PROGRESS tells it to rejoin. v3+ carries the instance id.
 
 use super::simple;
-use crate::group::coordinator::MemberRef;
-use crate::group::with_coordinator;
+use crate::group::protocol::MemberIdentity;
+use crate::group::routing;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use net::{DecodedHeader, DispatchFuture};
@@ -17,22 +17,14 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         state,
         header,
         |state, request: HeartbeatRequest, _version| async move {
-            let group_id = request.group_id.to_string();
-            let gid = group_id.clone();
-            let error = with_coordinator(&state, &group_id, move |coordinator| async move {
-                let member_id = request.member_id.to_string();
-                let instance_id = request.group_instance_id.map(|id| id.to_string());
-                coordinator.heartbeat(
-                    &gid,
-                    MemberRef {
-                        member_id: &member_id,
-                        instance_id: instance_id.as_deref(),
-                        generation: request.generation_id,
-                    },
-                )
-            })
-            .await
-            .unwrap_or_else(Some);
+            let member = MemberIdentity {
+                member_id: request.member_id.to_string(),
+                instance_id: request.group_instance_id.map(|id| id.to_string()),
+                generation: request.generation_id,
+            };
+            let error = routing::heartbeat(&state, request.group_id.to_string(), member)
+                .await
+                .unwrap_or_else(Some);
             let mut response = HeartbeatResponse::default();
             response.error_code = error.map_or(0, |code| code.code());
             response

@@ -4,7 +4,7 @@
 //! its own error. A static member named by instance id with another member id is FENCED_INSTANCE_ID.
 
 use super::{simple, str_bytes};
-use crate::group::with_coordinator;
+use crate::group::routing;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
@@ -33,15 +33,9 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 vec![(request.member_id.to_string(), None)]
             };
             let group_id = request.group_id.to_string();
-            let gid = group_id.clone();
             let count = leaving.len();
-            let members = leaving.clone();
             let mut response = LeaveGroupResponse::default();
-            let results = match with_coordinator(&state, &group_id, move |coordinator| async move {
-                coordinator.leave(&gid, members).await
-            })
-            .await
-            {
+            let results = match routing::leave_group(&state, group_id, leaving.clone()).await {
                 Ok(results) => results,
                 Err(code) => {
                     response.error_code = code.code();

@@ -5,9 +5,8 @@
 //! the answer COORDINATOR_LOAD_IN_PROGRESS, as Kafka does.
 
 use super::{simple, str_bytes};
-use crate::group::on_every_shard;
+use crate::group::routing;
 use crate::shard_state::ShardState;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use net::{DecodedHeader, DispatchFuture};
@@ -22,17 +21,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         state,
         header,
         |state, request: ListGroupsRequest, version| async move {
-            let shards = on_every_shard(&state, |state: Rc<ShardState>| async move {
-                let coordinators = state.groups.all();
-                if coordinators.iter().any(|c| !c.is_loaded()) {
-                    return Err(ResponseError::CoordinatorLoadInProgress);
-                }
-                Ok(coordinators
-                    .iter()
-                    .flat_map(|coordinator| coordinator.list())
-                    .collect::<Vec<_>>())
-            })
-            .await;
+            let shards = routing::list_every_shard(&state).await;
             let states: Vec<String> = request
                 .states_filter
                 .iter()

@@ -5,6 +5,7 @@
 //! [`DispatchFuture`]: most handlers finish dispatching at once and do their work in the response stage
 //! ([`respond_later`]); Produce does its ordering-sensitive work in the dispatch stage.
 
+pub use crate::protocol::str_bytes;
 use crate::shard_state::ShardState;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -237,8 +238,4 @@ pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
         name.to_string(),
     ))
-}
-
-pub fn str_bytes(text: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(text.into())
 }

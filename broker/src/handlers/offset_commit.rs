@@ -8,9 +8,9 @@
 //! instance id.
 
 use super::{simple, topic_name, PartitionErrors};
-use crate::group::coordinator::MemberRef;
+use crate::group::protocol::MemberIdentity;
 use crate::group::records::CommittedOffset;
-use crate::group::with_coordinator;
+use crate::group::routing;
 use crate::shard_state::{now_ms, ShardState};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
@@ -74,20 +74,14 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
             let outcome = if valid.is_empty() {
                 None
             } else {
-                let gid = group_id.clone();
-                let member_id = request.member_id.to_string();
-                let instance_id = request.group_instance_id.map(|id| id.to_string());
-                let generation = request.generation_id_or_member_epoch;
-                with_coordinator(&state, &group_id, move |coordinator| async move {
-                    let member = MemberRef {
-                        member_id: &member_id,
-                        instance_id: instance_id.as_deref(),
-                        generation,
-                    };
-                    coordinator.commit(&gid, member, valid).await
-                })
-                .await
-                .unwrap_or_else(Some)
+                let member = MemberIdentity {
+                    member_id: request.member_id.to_string(),
+                    instance_id: request.group_instance_id.map(|id| id.to_string()),
+                    generation: request.generation_id_or_member_epoch,
+                };
+                routing::commit_offsets(&state, group_id.clone(), member, valid)
+                    .await
+                    .unwrap_or_else(Some)
             };
             if let Some(code) = outcome {
                 tracing::debug!(group = %group_id, ?code, "offset commit refused");

@@ -4,7 +4,7 @@
 //! that no member subscribes to (others get GROUP_SUBSCRIBED_TO_TOPIC). Unknown group: GROUP_ID_NOT_FOUND.
 
 use super::{simple, topic_name, PartitionErrors};
-use crate::group::with_coordinator;
+use crate::group::routing;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
@@ -42,13 +42,8 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 layout.push((name, partitions));
             }
             let group_id = request.group_id.to_string();
-            let gid = group_id.clone();
             let mut response = OffsetDeleteResponse::default();
-            let results = match with_coordinator(&state, &group_id, move |coordinator| async move {
-                coordinator.delete_offsets(&gid, known).await
-            })
-            .await
-            {
+            let results = match routing::delete_offsets(&state, group_id, known).await {
                 Ok(Ok(results)) => results,
                 Ok(Err(code)) | Err(code) => {
                     response.error_code = code.code();

@@ -8,7 +8,7 @@
 use super::{simple, str_bytes, topic_name};
 use crate::group::coordinator::CommittedByTopic;
 use crate::group::records::CommittedOffset;
-use crate::group::with_coordinator;
+use crate::group::routing;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -26,11 +26,7 @@ async fn fetch(
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<CommittedByTopic, ResponseError> {
-    let gid = group_id.clone();
-    with_coordinator(state, &group_id, move |coordinator| async move {
-        coordinator.committed(&gid, topics)
-    })
-    .await
+    routing::fetch_offsets(state, group_id, topics).await
 }
 
 /// Response topics from committed offsets, for either layout (v1–7 and v8+ have the same fields in

@@ -4,9 +4,9 @@
 //! the protocol type and name (checked against the group's).
 
 use super::simple;
-use crate::group::coordinator::MemberRef;
+use crate::group::protocol::MemberIdentity;
+use crate::group::routing;
 use crate::group::state::sync_error;
-use crate::group::with_coordinator;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::SyncGroupRequest;
 use net::{DecodedHeader, DispatchFuture};
@@ -19,29 +19,24 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         state,
         header,
         |state, request: SyncGroupRequest, version| async move {
+            let member = MemberIdentity {
+                member_id: request.member_id.to_string(),
+                instance_id: request.group_instance_id.map(|id| id.to_string()),
+                generation: request.generation_id,
+            };
+            let protocol = (
+                request.protocol_type.map(|name| name.to_string()),
+                request.protocol_name.map(|name| name.to_string()),
+            );
+            let assignments = request
+                .assignments
+                .into_iter()
+                .map(|entry| (entry.member_id.to_string(), entry.assignment))
+                .collect();
             let group_id = request.group_id.to_string();
-            let gid = group_id.clone();
-            let mut response = with_coordinator(&state, &group_id, move |coordinator| async move {
-                let member_id = request.member_id.to_string();
-                let instance_id = request.group_instance_id.map(|id| id.to_string());
-                let member = MemberRef {
-                    member_id: &member_id,
-                    instance_id: instance_id.as_deref(),
-                    generation: request.generation_id,
-                };
-                let protocol = (
-                    request.protocol_type.map(|name| name.to_string()),
-                    request.protocol_name.map(|name| name.to_string()),
-                );
-                let assignments = request
-                    .assignments
-                    .into_iter()
-                    .map(|entry| (entry.member_id.to_string(), entry.assignment))
-                    .collect();
-                coordinator.sync(&gid, member, protocol, assignments).await
-            })
-            .await
-            .unwrap_or_else(sync_error);
+            let mut response = routing::sync_group(&state, group_id, member, protocol, assignments)
+                .await
+                .unwrap_or_else(sync_error);
             if version < 5 {
                 response.protocol_type = None;
                 response.protocol_name = None;

@@ -1,0 +1,189 @@
+//! Loading a coordinator partition: its records are replayed in log order from the start of the log (the
+//! last record of each key wins; a tombstone removes the key), and only then are requests served.
+
+use super::{CoordinatorPartition, LoadState};
+use crate::group::records::{self, GroupRecord};
+use crate::group::state::Group;
+use crate::shard_state::now_ms;
+use std::collections::HashMap;
+use std::time::Instant;
+use storage::types::Offset;
+
+/// Bytes read per round while replaying a partition.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+impl CoordinatorPartition {
+    /// Replays the partition from its start: the last record of each key wins.
+    pub async fn load(&self) {
+        let started = Instant::now();
+        let log = &self.partition.log;
+        let end = self.partition.high_watermark();
+        let mut offset = log.log_start_offset();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut count = 0usize;
+        // Bounded: every round moves `offset` past at least one batch, and stops at `end`.
+        while offset < end {
+            // Loading is rare: the batches come joined in one buffer, cut at batch boundaries below.
+            let joined = match log.read(offset, LOAD_READ_BYTES, end, true).await {
+                Ok(joined) => joined,
+                Err(error) => {
+                    tracing::error!(partition = self.index(), %error, "cannot load group coordinator partition; it stays unavailable");
+                    return;
+                }
+            };
+            if joined.is_empty() {
+                break;
+            }
+            let before = offset;
+            for (position, header) in storage::batch::iter_batches(&joined) {
+                offset = Offset(header.last_offset() + 1);
+                let batch = joined.slice(position..position + header.total_size());
+                match records::decode_batch(batch) {
+                    Ok(decoded) => {
+                        count += decoded.len();
+                        for record in decoded {
+                            apply_record(&mut groups, record);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(partition = self.index(), base_offset = header.base_offset, %error, "skipping an unreadable batch");
+                    }
+                }
+            }
+            if offset == before {
+                tracing::error!(
+                    partition = self.index(),
+                    offset = offset.0,
+                    "group coordinator load made no progress; it stays unavailable"
+                );
+                return;
+            }
+        }
+        if self.load.get() == LoadState::Unloaded {
+            return;
+        }
+        let now = Instant::now();
+        for group in groups.values_mut() {
+            for member in group.members.values_mut() {
+                member.heartbeat_deadline = now + member.session_timeout;
+            }
+        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if groups.is_empty() {
+            tracing::debug!(
+                partition = self.index(),
+                records = count,
+                elapsed_ms,
+                "group coordinator loaded"
+            );
+        } else {
+            tracing::info!(
+                partition = self.index(),
+                groups = groups.len(),
+                records = count,
+                elapsed_ms,
+                "group coordinator loaded"
+            );
+        }
+        *self.groups.borrow_mut() = groups;
+        self.load.set(LoadState::Loaded);
+    }
+}
+
+/// Replays one record into the groups being loaded.
+fn apply_record(groups: &mut HashMap<String, Group>, record: GroupRecord) {
+    match record {
+        GroupRecord::Offset {
+            group,
+            topic,
+            partition,
+            value,
+        } => match value {
+            Some(value) => {
+                groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(group, now_ms()))
+                    .offsets
+                    .insert((topic, partition), value);
+            }
+            None => {
+                if let Some(entry) = groups.get_mut(&group) {
+                    entry.offsets.remove(&(topic, partition));
+                }
+            }
+        },
+        GroupRecord::Group {
+            group,
+            value: Some(stored),
+        } => {
+            groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(group, now_ms()))
+                .restore(stored, Instant::now());
+        }
+        GroupRecord::Group { group, value: None } => {
+            let keep = groups
+                .get(&group)
+                .is_some_and(|entry| !entry.offsets.is_empty());
+            if keep {
+                let offsets = std::mem::take(&mut groups.get_mut(&group).expect("kept").offsets);
+                let mut fresh = Group::new(group.clone(), now_ms());
+                fresh.offsets = offsets;
+                groups.insert(group, fresh);
+            } else {
+                groups.remove(&group);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::records::CommittedOffset;
+
+    #[test]
+    fn replay_keeps_the_last_value_and_honours_tombstones() {
+        let offset = |value: i64| CommittedOffset {
+            offset: value,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: 0,
+        };
+        let mut groups = HashMap::new();
+        for record in [
+            GroupRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                value: Some(offset(5)),
+            },
+            GroupRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                value: Some(offset(9)),
+            },
+            GroupRecord::Offset {
+                group: "h".into(),
+                topic: "t".into(),
+                partition: 1,
+                value: Some(offset(1)),
+            },
+            GroupRecord::Offset {
+                group: "h".into(),
+                topic: "t".into(),
+                partition: 1,
+                value: None,
+            },
+            GroupRecord::Group {
+                group: "h".into(),
+                value: None,
+            },
+        ] {
+            apply_record(&mut groups, record);
+        }
+        assert_eq!(groups["g"].offsets[&("t".to_string(), 0)].offset, 9);
+        assert!(!groups.contains_key("h"));
+    }
+}
