@@ -15,7 +15,8 @@
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
 //! - [`purgatory`]: delayed operations (waiting fetches and acks=all produces) completed by an event on a key or
 //!   by timeout, on a hierarchical timing wheel.
-//! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
+//! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`), one per
+//!   partition of its internal topic; [`group_router`]: routes group requests to the shard owning it.
 //! - [`handlers`]: one file per Kafka API and the registry ApiVersions answers from; [`protocol`]: small
 //!   wire-type helpers they and the group coordinator share.
 //! - [`connection_limits`], [`descriptor_budget`], [`log_limit`], [`memory_trim`]: what bounds clients' use of the broker
@@ -31,6 +32,7 @@ pub mod data_dir;
 pub mod descriptor_budget;
 pub mod fetch_session;
 pub mod group;
+pub mod group_router;
 pub mod handlers;
 #[cfg(test)]
 mod in_process_tests;

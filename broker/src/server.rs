@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use storage::BatchCache;
 
 /// How often a shard looks at the shutdown flag and time-based flushes (group deadlines have their own
-/// timer, `group::run_timer`).
+/// timer, started with the shard's timers: `ShardState::start_timers`).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most requests one connection may have awaiting their responses.
@@ -86,11 +86,6 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
             return;
         }
     };
-    state
-        .partitions
-        .subscribe(Rc::new(crate::group::lifecycle::CoordinatorListener {
-            state: Rc::downgrade(&state),
-        }));
     state.start_timers();
     state.apply_metadata(start.metadata.clone()).await;
     for (peer, receiver) in receivers {
@@ -104,7 +99,6 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     );
     start.ready.fetch_add(1, Ordering::SeqCst);
     let accepting = accept_loop(state.clone(), listener);
-    shard::task::spawn(crate::group::run_timer(state.clone()));
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
@@ -288,7 +282,7 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
             ShardMessage::Group { request, reply } => {
                 let state = state.clone();
                 shard::task::spawn(async move {
-                    let _ = reply.send(crate::group::routing::serve(&state.groups, request).await);
+                    let _ = reply.send(crate::group_router::serve(&state.groups, request).await);
                 });
             }
         }

@@ -29,7 +29,7 @@ pub struct ShardState {
     /// Incremental fetch sessions of this shard's connections.
     pub fetch_sessions: FetchSessions,
     /// The group coordinators of the `__consumer_offsets` partitions this shard owns.
-    pub groups: GroupCoordinator,
+    pub groups: Rc<GroupCoordinator>,
 }
 
 impl ShardState {
@@ -40,6 +40,9 @@ impl ShardState {
         mesh: Mesh<ShardMessage>,
         partitions: PartitionManager,
     ) -> ShardState {
+        // The group coordinator hears of its partitions as a lifecycle listener.
+        let groups = Rc::new(GroupCoordinator::new(config.groups.clone()));
+        partitions.subscribe(groups.clone());
         ShardState {
             id,
             config,
@@ -49,18 +52,21 @@ impl ShardState {
             control_lock: async_lock::Mutex::new(()),
             shutting_down: Cell::new(false),
             fetch_sessions: Default::default(),
-            groups: Default::default(),
+            groups,
         }
     }
 
-    /// Starts the shard's timers: the expiration drivers of its delayed operations (until shutdown).
+    /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations and
+    /// the group timer.
     pub fn start_timers(self: &Rc<Self>) {
         let state = Rc::downgrade(self);
-        self.partitions.delayed().start_expiration(move || {
+        let stopped = move || {
             state
                 .upgrade()
                 .is_none_or(|state| state.shutting_down.get())
-        });
+        };
+        self.partitions.delayed().start_expiration(stopped.clone());
+        shard::task::spawn(self.groups.clone().run_timer(stopped));
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -102,9 +108,4 @@ impl ShardState {
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch (the runtime's wall clock: manual in simulations).
-pub fn now_ms() -> i64 {
-    shard::task::wall_clock_ms()
 }

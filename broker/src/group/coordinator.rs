@@ -26,7 +26,6 @@ use super::records::{self, GroupRecord, StoredGroup};
 use super::state::{Group, GroupState};
 use crate::config::GroupConfig;
 use crate::partition::Partition;
-use crate::shard_state::now_ms;
 use kafka_protocol::error::ResponseError;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -83,7 +82,7 @@ impl CoordinatorPartition {
         if records.is_empty() {
             return Ok(());
         }
-        let batch = records::encode_batch(records, now_ms());
+        let batch = records::encode_batch(records, shard::task::wall_clock_ms());
         self.partition.clone().append(batch)
             .await
             .map(|_| ())
@@ -124,7 +123,7 @@ impl CoordinatorPartition {
         if !self.is_loaded() {
             return;
         }
-        let now = Instant::now();
+        let now = shard::task::now();
         let emptied: Vec<GroupRecord> = {
             let mut groups = self.groups.borrow_mut();
             let emptied = groups

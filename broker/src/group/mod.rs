@@ -17,18 +17,15 @@
 //! partition map, with its own state machine beside `state.rs` and its own record keys.
 
 pub mod coordinator;
-pub mod lifecycle;
 pub mod protocol;
 pub mod records;
-pub mod routing;
 pub mod state;
 
-use crate::control::{control, internal_topic, topic_outcomes, ControlRequest};
+use crate::config::GroupConfig;
 use crate::metadata::ClusterMetadata;
+use crate::partition::manager::PartitionListener;
 use crate::partition::Partition;
-use crate::shard_state::ShardState;
 use coordinator::CoordinatorPartition;
-use kafka_protocol::error::ResponseError;
 use shard::ShardId;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -47,19 +44,49 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     (hash & 0x7fff_ffff) % partitions
 }
 
-/// The coordinator partitions of one shard.
-#[derive(Default)]
+/// The coordinator partitions of one shard. It hears of its partitions as a partition lifecycle
+/// listener: a `__consumer_offsets` partition led here gets a coordinator (which replays it), one
+/// unloaded or deleted loses it.
 pub struct GroupCoordinator {
+    config: GroupConfig,
     partitions: RefCell<HashMap<i32, Rc<CoordinatorPartition>>>,
 }
 
+impl PartitionListener for GroupCoordinator {
+    fn became_leader(&self, partition: &Rc<Partition>) {
+        if partition.topic == OFFSETS_TOPIC {
+            self.partition_opened(partition.clone());
+        }
+    }
+
+    fn unloaded(&self, partition: &Partition) {
+        if partition.topic == OFFSETS_TOPIC {
+            self.partition_closed(partition.index);
+        }
+    }
+
+    fn deleted(&self, partition: &Partition) {
+        self.unloaded(partition);
+    }
+}
+
+/// Longest the group timer sleeps before looking again for deadlines. A deadline set while it sleeps and
+/// due sooner than this (new members' sessions are at least `group.min.session.timeout.ms` away, so only
+/// short join delays) is acted on up to this late; every other deadline exactly when it passes.
+const TIMER_RESCAN: Duration = Duration::from_millis(100);
+const MIN_TIMER_SLEEP: Duration = Duration::from_millis(1);
+
 impl GroupCoordinator {
+    pub fn new(config: GroupConfig) -> GroupCoordinator {
+        GroupCoordinator {
+            config,
+            partitions: RefCell::default(),
+        }
+    }
+
     /// A `__consumer_offsets` partition opened on this shard: its coordinator starts loading.
-    pub fn partition_opened(&self, state: &Rc<ShardState>, partition: Rc<Partition>) {
-        let coordinator = Rc::new(CoordinatorPartition::new(
-            partition,
-            state.config.groups.clone(),
-        ));
+    pub fn partition_opened(&self, partition: Rc<Partition>) {
+        let coordinator = Rc::new(CoordinatorPartition::new(partition, self.config.clone()));
         self.partitions
             .borrow_mut()
             .insert(coordinator.index(), coordinator.clone());
@@ -94,29 +121,22 @@ impl GroupCoordinator {
             .filter_map(|coordinator| coordinator.next_deadline(now))
             .min()
     }
-}
 
-/// Longest the group timer sleeps before looking again for deadlines. A deadline set while it sleeps and
-/// due sooner than this (new members' sessions are at least `group.min.session.timeout.ms` away, so only
-/// short join delays) is acted on up to this late; every other deadline exactly when it passes.
-const TIMER_RESCAN: Duration = Duration::from_millis(100);
-const MIN_TIMER_SLEEP: Duration = Duration::from_millis(1);
-
-/// The group timer of one shard: sleeps until the earliest deadline of its groups (a session expiring, a
-/// join or sync phase ending) and acts on it then, so a member is removed within a millisecond or so of
-/// its session timeout. Returns once the shard shuts down.
-pub async fn run_timer(state: Rc<ShardState>) {
-    while !state.shutting_down.get() {
-        let now = Instant::now();
-        let rescan = now + TIMER_RESCAN;
-        // At least a millisecond: a deadline that passed without changing anything never spins.
-        let wake = state
-            .groups
-            .next_deadline(now)
-            .map_or(rescan, |deadline| deadline.min(rescan))
-            .max(now + MIN_TIMER_SLEEP);
-        shard::task::sleep_until(wake).await;
-        state.groups.tick().await;
+    /// The group timer of one shard: sleeps until the earliest deadline of its groups (a session
+    /// expiring, a join or sync phase ending) and acts on it then, so a member is removed within a
+    /// millisecond or so of its session timeout. Returns once `stop()` holds.
+    pub async fn run_timer(self: Rc<Self>, stop: impl Fn() -> bool) {
+        while !stop() {
+            let now = shard::task::now();
+            let rescan = now + TIMER_RESCAN;
+            // At least a millisecond: a deadline that passed without changing anything never spins.
+            let wake = self
+                .next_deadline(now)
+                .map_or(rescan, |deadline| deadline.min(rescan))
+                .max(now + MIN_TIMER_SLEEP);
+            shard::task::sleep_until(wake).await;
+            self.tick().await;
+        }
     }
 }
 
@@ -127,29 +147,6 @@ pub fn locate(metadata: &ClusterMetadata, group_id: &str) -> Option<(i32, ShardI
     let partition = partition_for(group_id, topic.partition_count());
     let shard = metadata.shard_of(OFFSETS_TOPIC, partition)?;
     Some((partition, ShardId(shard)))
-}
-
-/// Creates `__consumer_offsets` if it does not exist yet (the first FindCoordinator for a group).
-pub async fn ensure_offsets_topic(state: &Rc<ShardState>) -> Result<(), ResponseError> {
-    if state.metadata().topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
-    }
-    let Some(topic) = internal_topic(&state.config, OFFSETS_TOPIC) else {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    };
-    let request = ControlRequest::CreateTopics {
-        topics: vec![topic],
-        validate_only: false,
-    };
-    match topic_outcomes(control(state, request).await, 1).pop() {
-        Some(Ok(())) => Ok(()),
-        Some(Err((ResponseError::TopicAlreadyExists, _))) => Ok(()),
-        Some(Err((code, message))) => {
-            tracing::error!(?code, %message, "cannot create {OFFSETS_TOPIC}");
-            Err(ResponseError::CoordinatorNotAvailable)
-        }
-        None => Err(ResponseError::CoordinatorNotAvailable),
-    }
 }
 
 #[cfg(test)]

@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn protocol_is_chosen_by_votes_among_common_ones() {
-        let now = Instant::now();
+        let now = shard::task::now();
         let mut group = Group::new("g".into(), 0);
         group.add_member(&params(&["range", "roundrobin"]), "a".into(), now);
         group.add_member(&params(&["roundrobin", "range"]), "b".into(), now);
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_replaced_static_member_is_fenced() {
-        let now = Instant::now();
+        let now = shard::task::now();
         let mut group = Group::new("g".into(), 0);
         let mut static_params = params(&["range"]);
         static_params.instance_id = Some("i".into());

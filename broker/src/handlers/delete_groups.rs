@@ -4,7 +4,7 @@
 //! otherwise its metadata and committed offsets are tombstoned.
 
 use super::simple;
-use crate::group::routing;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
@@ -20,7 +20,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         |state, request: DeleteGroupsRequest, _version| async move {
             let mut response = DeleteGroupsResponse::default();
             for group_id in request.groups_names {
-                let error = routing::delete_group(&state, group_id.to_string())
+                let error = group_router::delete_group(&state, group_id.to_string())
                     .await
                     .unwrap_or_else(Some);
                 let mut result = DeletableGroupResult::default();

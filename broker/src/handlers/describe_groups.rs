@@ -5,7 +5,7 @@
 //! no error. v3+ carries authorized operations (not computed: no ACLs yet), v4+ members' instance ids.
 
 use super::simple;
-use crate::group::routing;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -21,7 +21,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         |state, request: DescribeGroupsRequest, version| async move {
             let mut response = DescribeGroupsResponse::default();
             for group_id in request.groups {
-                let mut described = routing::describe_group(&state, group_id.to_string())
+                let mut described = group_router::describe_group(&state, group_id.to_string())
                     .await
                     .unwrap_or_else(|code| {
                         let mut failed = DescribedGroup::default();

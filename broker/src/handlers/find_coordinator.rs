@@ -5,7 +5,7 @@
 //! INVALID_REQUEST. v4+ batches several keys into `coordinators`; v0–3 carry one key.
 
 use super::{simple, str_bytes};
-use crate::group::ensure_offsets_topic;
+use crate::group_router::ensure_offsets_topic;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;

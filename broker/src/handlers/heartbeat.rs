@@ -4,7 +4,7 @@
 
 use super::simple;
 use crate::group::protocol::MemberIdentity;
-use crate::group::routing;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use net::{DecodedHeader, DispatchFuture};
@@ -22,7 +22,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 instance_id: request.group_instance_id.map(|id| id.to_string()),
                 generation: request.generation_id,
             };
-            let error = routing::heartbeat(&state, request.group_id.to_string(), member)
+            let error = group_router::heartbeat(&state, request.group_id.to_string(), member)
                 .await
                 .unwrap_or_else(Some);
             let mut response = HeartbeatResponse::default();

@@ -6,8 +6,8 @@
 //! (KIP-814). The response is parked until the join phase of the rebalance ends.
 
 use super::{close, decode, encode, respond_later, str_bytes};
-use crate::group::routing;
 use crate::group::state::{join_error, JoinParams};
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use net::{DecodedHeader, DispatchFuture};
@@ -48,7 +48,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 .collect(),
             require_known_member_id: version >= 4,
         };
-        let mut response = routing::join_group(&state, group_id, params, version)
+        let mut response = group_router::join_group(&state, group_id, params, version)
             .await
             .unwrap_or_else(|code| join_error(code, &member_id));
         fit_to_version(&mut response, version);

@@ -4,7 +4,7 @@
 //! its own error. A static member named by instance id with another member id is FENCED_INSTANCE_ID.
 
 use super::{simple, str_bytes};
-use crate::group::routing;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
@@ -35,7 +35,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
             let group_id = request.group_id.to_string();
             let count = leaving.len();
             let mut response = LeaveGroupResponse::default();
-            let results = match routing::leave_group(&state, group_id, leaving.clone()).await {
+            let results = match group_router::leave_group(&state, group_id, leaving.clone()).await {
                 Ok(results) => results,
                 Err(code) => {
                     response.error_code = code.code();

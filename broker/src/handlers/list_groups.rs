@@ -5,7 +5,7 @@
 //! the answer COORDINATOR_LOAD_IN_PROGRESS, as Kafka does.
 
 use super::{simple, str_bytes};
-use crate::group::routing;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -21,7 +21,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         state,
         header,
         |state, request: ListGroupsRequest, version| async move {
-            let shards = routing::list_every_shard(&state).await;
+            let shards = group_router::list_every_shard(&state).await;
             let states: Vec<String> = request
                 .states_filter
                 .iter()

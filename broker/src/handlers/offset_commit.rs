@@ -10,8 +10,8 @@
 use super::{simple, topic_name, PartitionErrors};
 use crate::group::protocol::MemberIdentity;
 use crate::group::records::CommittedOffset;
-use crate::group::routing;
-use crate::shard_state::{now_ms, ShardState};
+use crate::group_router;
+use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -29,7 +29,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         |state, request: OffsetCommitRequest, version| async move {
             let metadata = state.metadata();
             let max_metadata = state.config.groups.offset_metadata_max_bytes;
-            let now = now_ms();
+            let now = shard::task::wall_clock_ms();
             // (topic, partition, precheck error)
             let mut layout: PartitionErrors = Vec::new();
             let mut valid: Vec<(String, i32, CommittedOffset)> = Vec::new();
@@ -79,7 +79,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     instance_id: request.group_instance_id.map(|id| id.to_string()),
                     generation: request.generation_id_or_member_epoch,
                 };
-                routing::commit_offsets(&state, group_id.clone(), member, valid)
+                group_router::commit_offsets(&state, group_id.clone(), member, valid)
                     .await
                     .unwrap_or_else(Some)
             };

@@ -4,7 +4,7 @@
 //! that no member subscribes to (others get GROUP_SUBSCRIBED_TO_TOPIC). Unknown group: GROUP_ID_NOT_FOUND.
 
 use super::{simple, topic_name, PartitionErrors};
-use crate::group::routing;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
@@ -43,7 +43,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
             }
             let group_id = request.group_id.to_string();
             let mut response = OffsetDeleteResponse::default();
-            let results = match routing::delete_offsets(&state, group_id, known).await {
+            let results = match group_router::delete_offsets(&state, group_id, known).await {
                 Ok(Ok(results)) => results,
                 Ok(Err(code)) | Err(code) => {
                     response.error_code = code.code();

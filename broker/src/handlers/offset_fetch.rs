@@ -8,7 +8,7 @@
 use super::{simple, str_bytes, topic_name};
 use crate::group::coordinator::CommittedByTopic;
 use crate::group::records::CommittedOffset;
-use crate::group::routing;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -26,7 +26,7 @@ async fn fetch(
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<CommittedByTopic, ResponseError> {
-    routing::fetch_offsets(state, group_id, topics).await
+    group_router::fetch_offsets(state, group_id, topics).await
 }
 
 /// Response topics from committed offsets, for either layout (v1–7 and v8+ have the same fields in

@@ -5,8 +5,8 @@
 
 use super::simple;
 use crate::group::protocol::MemberIdentity;
-use crate::group::routing;
 use crate::group::state::sync_error;
+use crate::group_router;
 use crate::shard_state::ShardState;
 use kafka_protocol::messages::SyncGroupRequest;
 use net::{DecodedHeader, DispatchFuture};
@@ -34,9 +34,10 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 .map(|entry| (entry.member_id.to_string(), entry.assignment))
                 .collect();
             let group_id = request.group_id.to_string();
-            let mut response = routing::sync_group(&state, group_id, member, protocol, assignments)
-                .await
-                .unwrap_or_else(sync_error);
+            let mut response =
+                group_router::sync_group(&state, group_id, member, protocol, assignments)
+                    .await
+                    .unwrap_or_else(sync_error);
             if version < 5 {
                 response.protocol_type = None;
                 response.protocol_name = None;

@@ -61,12 +61,22 @@ fn a_member_joins_syncs_heartbeats_and_expires_on_the_manual_clock() {
     // The join completes once the initial rebalance delay has passed on the manual clock.
     let join = shard.send(ApiKey::JoinGroup, 5, &join_request(&member_id));
     shard.simulation.run_until_stalled();
-    assert!(!join.is_finished(), "waits out group.initial.rebalance.delay.ms");
+    assert!(
+        !join.is_finished(),
+        "waits out group.initial.rebalance.delay.ms"
+    );
     shard.simulation.advance(Duration::from_millis(3_000));
-    let frame = join.take_output().expect("joined after the delay").expect("a response");
+    let frame = join
+        .take_output()
+        .expect("joined after the delay")
+        .expect("a response");
     let joined: JoinGroupResponse = super::decode_response(ApiKey::JoinGroup, 5, frame);
     assert_eq!(joined.error_code, 0);
-    assert_eq!(joined.leader.to_string(), member_id, "the only member leads");
+    assert_eq!(
+        joined.leader.to_string(),
+        member_id,
+        "the only member leads"
+    );
     assert_eq!(joined.members.len(), 1);
     let generation_id = joined.generation_id;
 

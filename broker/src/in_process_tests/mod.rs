@@ -59,13 +59,7 @@ impl TestShard {
             clean_start: false,
         });
         let state = Rc::new(ShardState::new(ShardId(0), config, mesh, partitions));
-        state
-            .partitions
-            .subscribe(Rc::new(crate::group::lifecycle::CoordinatorListener {
-                state: Rc::downgrade(&state),
-            }));
         state.start_timers();
-        simulation.spawn(crate::group::run_timer(state.clone()));
         let metadata = Arc::new(ClusterMetadata::new_cluster());
         simulation.block_on(state.apply_metadata(metadata));
         TestShard {

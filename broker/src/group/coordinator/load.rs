@@ -4,9 +4,7 @@
 use super::{CoordinatorPartition, LoadState};
 use crate::group::records::{self, GroupRecord};
 use crate::group::state::Group;
-use crate::shard_state::now_ms;
 use std::collections::HashMap;
-use std::time::Instant;
 use storage::types::Offset;
 
 /// Bytes read per round while replaying a partition.
@@ -15,7 +13,7 @@ const LOAD_READ_BYTES: usize = 1 << 20;
 impl CoordinatorPartition {
     /// Replays the partition from its start: the last record of each key wins.
     pub async fn load(&self) {
-        let started = Instant::now();
+        let started = shard::task::now();
         let log = &self.partition.log;
         let end = self.partition.high_watermark();
         let mut offset = log.log_start_offset();
@@ -62,7 +60,7 @@ impl CoordinatorPartition {
         if self.load.get() == LoadState::Unloaded {
             return;
         }
-        let now = Instant::now();
+        let now = shard::task::now();
         for group in groups.values_mut() {
             for member in group.members.values_mut() {
                 member.heartbeat_deadline = now + member.session_timeout;
@@ -102,7 +100,7 @@ fn apply_record(groups: &mut HashMap<String, Group>, record: GroupRecord) {
             Some(value) => {
                 groups
                     .entry(group.clone())
-                    .or_insert_with(|| Group::new(group, now_ms()))
+                    .or_insert_with(|| Group::new(group, shard::task::wall_clock_ms()))
                     .offsets
                     .insert((topic, partition), value);
             }
@@ -118,8 +116,8 @@ fn apply_record(groups: &mut HashMap<String, Group>, record: GroupRecord) {
         } => {
             groups
                 .entry(group.clone())
-                .or_insert_with(|| Group::new(group, now_ms()))
-                .restore(stored, Instant::now());
+                .or_insert_with(|| Group::new(group, shard::task::wall_clock_ms()))
+                .restore(stored, shard::task::now());
         }
         GroupRecord::Group { group, value: None } => {
             let keep = groups
@@ -127,7 +125,7 @@ fn apply_record(groups: &mut HashMap<String, Group>, record: GroupRecord) {
                 .is_some_and(|entry| !entry.offsets.is_empty());
             if keep {
                 let offsets = std::mem::take(&mut groups.get_mut(&group).expect("kept").offsets);
-                let mut fresh = Group::new(group.clone(), now_ms());
+                let mut fresh = Group::new(group.clone(), shard::task::wall_clock_ms());
                 fresh.offsets = offsets;
                 groups.insert(group, fresh);
             } else {

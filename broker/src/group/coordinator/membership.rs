@@ -6,7 +6,6 @@ use super::{became_empty, CoordinatorPartition};
 use crate::group::records::StoredGroup;
 use crate::group::state::{join_error, sync_error, Group, GroupState, JoinParams};
 use crate::protocol::str_bytes;
-use crate::shard_state::now_ms;
 use bytes::Bytes;
 use futures_channel::oneshot;
 use kafka_protocol::error::ResponseError;
@@ -38,7 +37,7 @@ impl CoordinatorPartition {
         params: JoinParams,
         version: i16,
     ) -> JoinGroupResponse {
-        let now = Instant::now();
+        let now = shard::task::now();
         let session_ms = params.session_timeout.as_millis() as i64;
         if group_id.is_empty() {
             return join_error(ResponseError::InvalidGroupId, &params.member_id);
@@ -54,7 +53,10 @@ impl CoordinatorPartition {
                 if !params.member_id.is_empty() {
                     return join_error(ResponseError::UnknownMemberId, &params.member_id);
                 }
-                groups.insert(group_id.clone(), Group::new(group_id.clone(), now_ms()));
+                groups.insert(
+                    group_id.clone(),
+                    Group::new(group_id.clone(), shard::task::wall_clock_ms()),
+                );
             }
             let group = groups.get_mut(&group_id).expect("inserted above");
             if group.state == GroupState::Dead {
@@ -206,7 +208,7 @@ impl CoordinatorPartition {
         protocol: (Option<String>, Option<String>),
         assignments: Vec<(String, Bytes)>,
     ) -> SyncGroupResponse {
-        let now = Instant::now();
+        let now = shard::task::now();
         let (receiver, leader_assignment) = {
             let mut groups = self.groups.borrow_mut();
             let group = match check_member(&mut groups, group_id, &member, now) {
@@ -274,7 +276,7 @@ impl CoordinatorPartition {
 
     /// Heartbeat: None when the member is in good standing.
     pub fn heartbeat(&self, group_id: &str, member: MemberRef<'_>) -> Option<ResponseError> {
-        let now = Instant::now();
+        let now = shard::task::now();
         let mut groups = self.groups.borrow_mut();
         match check_member(&mut groups, group_id, &member, now) {
             Err(code) => Some(code),
@@ -291,7 +293,7 @@ impl CoordinatorPartition {
         group_id: &str,
         leaving: Vec<(String, Option<String>)>,
     ) -> Vec<Option<ResponseError>> {
-        let now = Instant::now();
+        let now = shard::task::now();
         let (results, stored) = {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(group_id) else {

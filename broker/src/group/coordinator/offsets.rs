@@ -4,11 +4,9 @@
 use super::{CoordinatorPartition, MemberRef};
 use crate::group::records::{CommittedOffset, GroupRecord};
 use crate::group::state::{Group, GroupState};
-use crate::shard_state::now_ms;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
 
 /// Committed offsets by topic: (partition, offset if one is committed).
 pub type CommittedByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
@@ -22,14 +20,14 @@ impl CoordinatorPartition {
         member: MemberRef<'_>,
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> Option<ResponseError> {
-        let now = Instant::now();
+        let now = shard::task::now();
         {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(group_id) {
                 None if member.generation < 0 => {
                     groups.insert(
                         group_id.to_string(),
-                        Group::new(group_id.to_string(), now_ms()),
+                        Group::new(group_id.to_string(), shard::task::wall_clock_ms()),
                     );
                 }
                 None => return Some(ResponseError::IllegalGeneration),
@@ -68,7 +66,7 @@ impl CoordinatorPartition {
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id.to_string(), now_ms()));
+            .or_insert_with(|| Group::new(group_id.to_string(), shard::task::wall_clock_ms()));
         for (topic, partition, value) in offsets {
             group.offsets.insert((topic, partition), value);
         }

@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn join_phase_completes_when_all_rejoin_or_on_timeout() {
-        let now = Instant::now();
+        let now = shard::task::now();
         let mut group = Group::new("g".into(), 0);
         group.add_member(&params(&["range"]), "a".into(), now);
         group.add_member(&params(&["range"]), "b".into(), now);
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn expired_members_are_removed_and_the_last_leaves_an_empty_group() {
-        let now = Instant::now();
+        let now = shard::task::now();
         let mut group = Group::new("g".into(), 0);
         group.add_member(&params(&["range"]), "a".into(), now);
         group.prepare_rebalance(now, Duration::ZERO, "test");
@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn next_deadline_is_the_session_deadline_that_expire_acts_on() {
-        let now = Instant::now();
+        let now = shard::task::now();
         let mut group = Group::new("g".into(), 0);
         assert_eq!(group.next_deadline(now), None);
         group.add_member(&params(&["range"]), "a".into(), now);

@@ -1,5 +1,7 @@
-//! Routing group requests ([`GroupRequest`], `protocol.rs`) to the shard that serves them, and serving
-//! them there.
+//! The group router (Redpanda's `group_router`): routes group requests ([`GroupRequest`],
+//! `group/protocol.rs`) to the shard that owns the group's coordinator partition, and serves them there.
+//! It is the only part of the group coordinator that knows shards; `group/` itself knows only its
+//! partitions. It also creates the offsets topic on the first FindCoordinator.
 //!
 //! The asking side: [`on_coordinator`] is the one place a group operation is routed: it locates the
 //! group's coordinator partition and owning shard and maps what can go wrong before a coordinator answers
@@ -8,11 +10,14 @@
 //! replaying). The typed calls below it (one per operation) are what the handlers use. The serving side:
 //! [`serve`], run by the receiving shard (or directly by the asking shard when it is the owner).
 
-use super::coordinator::{CommittedByTopic, CoordinatorPartition, ListedGroup};
-use super::protocol::{GroupAnswer, GroupOperation, GroupRequest, GroupResponse, MemberIdentity};
-use super::records::CommittedOffset;
-use super::state::JoinParams;
-use super::{locate, GroupCoordinator};
+use crate::control::{control, internal_topic, topic_outcomes, ControlRequest};
+use crate::group::coordinator::{CommittedByTopic, CoordinatorPartition, ListedGroup};
+use crate::group::protocol::{
+    GroupAnswer, GroupOperation, GroupRequest, GroupResponse, MemberIdentity,
+};
+use crate::group::records::CommittedOffset;
+use crate::group::state::JoinParams;
+use crate::group::{locate, GroupCoordinator, OFFSETS_TOPIC};
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::shard_state::ShardState;
@@ -315,6 +320,29 @@ pub async fn delete_group(
     expect_answer!(on_coordinator(state, operation).await?, DeleteGroup)
 }
 
+/// Creates `__consumer_offsets` if it does not exist yet (the first FindCoordinator for a group).
+pub async fn ensure_offsets_topic(state: &Rc<ShardState>) -> Result<(), ResponseError> {
+    if state.metadata().topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let Some(topic) = internal_topic(&state.config, OFFSETS_TOPIC) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    let request = ControlRequest::CreateTopics {
+        topics: vec![topic],
+        validate_only: false,
+    };
+    match topic_outcomes(control(state, request).await, 1).pop() {
+        Some(Ok(())) => Ok(()),
+        Some(Err((ResponseError::TopicAlreadyExists, _))) => Ok(()),
+        Some(Err((code, message))) => {
+            tracing::error!(?code, %message, "cannot create {OFFSETS_TOPIC}");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+        None => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_partition_not_open_here_is_not_coordinator() {
-        let groups = GroupCoordinator::default();
+        let groups = GroupCoordinator::new(crate::config::GroupConfig::default());
         let request = GroupRequest::Coordinator {
             partition: 3,
             operation: Box::new(GroupOperation::Heartbeat {
@@ -377,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_shard_without_coordinator_partitions_lists_no_groups() {
-        let groups = GroupCoordinator::default();
+        let groups = GroupCoordinator::new(crate::config::GroupConfig::default());
         match block_on(serve(&groups, GroupRequest::ListGroups)) {
             GroupResponse::ListGroups(Ok(listed)) => assert!(listed.is_empty()),
             other => panic!("unexpected answer {other:?}"),
