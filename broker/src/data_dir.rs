@@ -183,7 +183,7 @@ fn rebuild(partitions: &[(PathBuf, String, i32)], shards: usize) -> ClusterMetad
             .max_by_key(|&(_, votes)| votes)
             .map(|(id, _)| id)
             .unwrap_or_else(Uuid::new_v4);
-        let configs = internal_topics::topic_configs(&name).unwrap_or_default();
+        let configs = internal_topics::topic_configs(name).unwrap_or_default();
         let shards = metadata.place_partitions(shards, count as usize);
         metadata.topics.insert(
             name.to_string(),

@@ -36,7 +36,7 @@ async fn exchange(
     request: GroupRequest,
 ) -> Result<GroupResponse, ResponseError> {
     if to == state.id {
-        return Ok(serve(&state.groups, request).await);
+        return Ok(serve(state, request).await);
     }
     let receiver = state
         .send(to, |reply| ShardMessage::Group { request, reply })
@@ -90,12 +90,32 @@ pub async fn list_every_shard(
 }
 
 /// Serves a group request on this shard (the receiving side of [`ShardMessage::Group`]).
-pub async fn serve(groups: &GroupCoordinator, request: GroupRequest) -> GroupResponse {
+///
+/// A coordinator partition the shard's metadata places here but that is not open yet (a metadata
+/// version being applied: the offsets topic was just created, and another shard already answered
+/// FindCoordinator) answers COORDINATOR_LOAD_IN_PROGRESS, as a loading coordinator does, so clients
+/// retry; NOT_COORDINATOR is for partitions placed elsewhere.
+pub async fn serve(state: &ShardState, request: GroupRequest) -> GroupResponse {
+    let metadata = state.metadata();
+    let placed_here =
+        |partition: i32| metadata.shard_of(OFFSETS_TOPIC, partition) == Some(state.id.0);
+    serve_with(&state.groups, placed_here, request).await
+}
+
+/// [`serve`] over `groups`, with `placed_here(partition)` telling whether the metadata places a
+/// coordinator partition on this shard.
+pub async fn serve_with(
+    groups: &GroupCoordinator,
+    placed_here: impl Fn(i32) -> bool,
+    request: GroupRequest,
+) -> GroupResponse {
     match request {
         GroupRequest::Coordinator {
             partition,
             operation,
-        } => GroupResponse::Coordinator(serve_operation(groups, partition, *operation).await),
+        } => GroupResponse::Coordinator(
+            serve_operation(groups, partition, placed_here(partition), *operation).await,
+        ),
         GroupRequest::ListGroups => GroupResponse::ListGroups(list_here(groups)),
     }
 }
@@ -103,9 +123,16 @@ pub async fn serve(groups: &GroupCoordinator, request: GroupRequest) -> GroupRes
 async fn serve_operation(
     groups: &GroupCoordinator,
     partition: i32,
+    placed_here: bool,
     operation: GroupOperation,
 ) -> Result<GroupAnswer, ResponseError> {
-    let coordinator = groups.get(partition).ok_or(ResponseError::NotCoordinator)?;
+    let Some(coordinator) = groups.get(partition) else {
+        return Err(if placed_here {
+            ResponseError::CoordinatorLoadInProgress
+        } else {
+            ResponseError::NotCoordinator
+        });
+    };
     if !coordinator.is_loaded() {
         return Err(ResponseError::CoordinatorLoadInProgress);
     }
@@ -382,6 +409,28 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_placed_here_but_not_open_yet_is_loading() {
+        let groups = GroupCoordinator::new(crate::config::GroupConfig::default());
+        let request = GroupRequest::Coordinator {
+            partition: 3,
+            operation: Box::new(GroupOperation::Heartbeat {
+                group_id: "g".into(),
+                member: MemberIdentity {
+                    member_id: "m".into(),
+                    instance_id: None,
+                    generation: 1,
+                },
+            }),
+        };
+        match block_on(serve_with(&groups, |partition| partition == 3, request)) {
+            GroupResponse::Coordinator(Err(code)) => {
+                assert_eq!(code, ResponseError::CoordinatorLoadInProgress)
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_partition_not_open_here_is_not_coordinator() {
         let groups = GroupCoordinator::new(crate::config::GroupConfig::default());
         let request = GroupRequest::Coordinator {
@@ -395,7 +444,7 @@ mod tests {
                 },
             }),
         };
-        match block_on(serve(&groups, request)) {
+        match block_on(serve_with(&groups, |_| false, request)) {
             GroupResponse::Coordinator(Err(code)) => {
                 assert_eq!(code, ResponseError::NotCoordinator)
             }
@@ -406,7 +455,7 @@ mod tests {
     #[test]
     fn a_shard_without_coordinator_partitions_lists_no_groups() {
         let groups = GroupCoordinator::new(crate::config::GroupConfig::default());
-        match block_on(serve(&groups, GroupRequest::ListGroups)) {
+        match block_on(serve_with(&groups, |_| false, GroupRequest::ListGroups)) {
             GroupResponse::ListGroups(Ok(listed)) => assert!(listed.is_empty()),
             other => panic!("unexpected answer {other:?}"),
         }

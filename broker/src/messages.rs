@@ -1,7 +1,10 @@
 //! The whole cross-shard protocol: every message one shard sends another is a variant of [`ShardMessage`].
 //!
-//! Data-plane messages go to the shard that owns the partitions they name; control-plane messages go to
-//! shard 0. A request carries a one-shot reply channel; buffers travel as `Bytes` (reference-counted, no
+//! Data-plane messages (`Produce`, `Fetch`, `WaitForData`, `ListOffsets`; their items and outcomes are in
+//! `partition::requests`) go to the shard that owns the partitions they name; group messages (`Group`;
+//! `group::protocol`) to the shard that owns the group's coordinator partition; control-plane messages
+//! (`Control`; `control::requests`) to shard 0, which answers with `ApplyMetadata` broadcasts. No message
+//! carries code: each is data the receiver acts on. A request carries a one-shot reply channel; buffers travel as `Bytes` (reference-counted, no
 //! copy). Between two shards messages arrive in send order, and the receiver *dispatches* them in that order
 //! (offsets of produced batches are assigned before the next message is looked at), so a connection's
 //! produce order to a partition on another shard is kept.

@@ -66,15 +66,33 @@ impl<I> ShardSplit<I> {
     }
 }
 
+/// What this shard's part of a request gives once dispatched: its answer now, or a future of it.
+pub struct LocalAnswer<R>(Pending<R>);
+
+impl<R: 'static> LocalAnswer<R> {
+    /// The answer is already there (a read, a lookup).
+    pub fn ready(answer: R) -> LocalAnswer<R> {
+        LocalAnswer(Box::pin(std::future::ready(answer)))
+    }
+
+    /// The answer comes later (the writes of a produce whose offsets are assigned; a wait).
+    pub fn later(answer: impl Future<Output = R> + 'static) -> LocalAnswer<R> {
+        LocalAnswer(Box::pin(answer))
+    }
+}
+
+/// One dispatched part: the request positions of its items and the future of its shard's answer.
+type Part<R> = (Vec<usize>, Pending<Result<R, ResponseError>>);
+
 /// The dispatched parts of a request, each a future of its shard's answer.
 pub struct Gather<R> {
     positions: usize,
-    parts: Vec<(Vec<usize>, Pending<Result<R, ResponseError>>)>,
+    parts: Vec<Part<R>>,
 }
 
 /// Dispatches `split`: `remote(items, reply)` makes the message for another shard's part; `local(items)`
-/// runs this shard's dispatch stage and returns the future of its answer. A part whose shard cannot be
-/// reached answers BROKER_NOT_AVAILABLE.
+/// runs this shard's dispatch stage and gives its answer, or the future of it. A part whose shard cannot
+/// be reached answers BROKER_NOT_AVAILABLE.
 pub async fn scatter<I, R, Local, Dispatched>(
     state: &Rc<ShardState>,
     split: ShardSplit<I>,
@@ -84,10 +102,9 @@ pub async fn scatter<I, R, Local, Dispatched>(
 where
     R: 'static,
     Local: FnOnce(Vec<I>) -> Dispatched,
-    Dispatched: Future<Output = Pending<R>>,
+    Dispatched: Future<Output = LocalAnswer<R>>,
 {
-    let mut parts: Vec<(Vec<usize>, Pending<Result<R, ResponseError>>)> =
-        Vec::with_capacity(split.parts.len());
+    let mut parts: Vec<Part<R>> = Vec::with_capacity(split.parts.len());
     let mut local_part = None;
     for (shard, (positions, items)) in split.parts {
         if shard == state.id.0 {
@@ -108,7 +125,7 @@ where
         parts.push((positions, answer));
     }
     if let Some((positions, items)) = local_part {
-        let answer = local(items).await;
+        let LocalAnswer(answer) = local(items).await;
         parts.push((positions, Box::pin(async move { Ok(answer.await) })));
     }
     Gather {

@@ -282,7 +282,7 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
             ShardMessage::Group { request, reply } => {
                 let state = state.clone();
                 shard::task::spawn(async move {
-                    let _ = reply.send(crate::group_router::serve(&state.groups, request).await);
+                    let _ = reply.send(crate::group_router::serve(&state, request).await);
                 });
             }
         }

@@ -12,7 +12,6 @@
 
 use bytes::Bytes;
 use glommio::io::{DmaFile, OpenOptions};
-use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
@@ -84,34 +83,7 @@ impl FileSystem for DmaFileSystem {
             .await
             .map(DmaOrBufferedFile::Buffered)
     }
-
-    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        StdFileSystem.create_dir_all(path).await
-    }
-
-    async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
-        StdFileSystem.list_dir(path).await
-    }
-
-    async fn remove_file(&self, path: &Path) -> io::Result<()> {
-        StdFileSystem.remove_file(path).await
-    }
-
-    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        StdFileSystem.remove_dir_all(path).await
-    }
-
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFileSystem.rename(from, to).await
-    }
-
-    async fn file_size(&self, path: &Path) -> io::Result<u64> {
-        StdFileSystem.file_size(path).await
-    }
-
-    async fn read_file(&self, path: &Path) -> io::Result<Bytes> {
-        StdFileSystem.read_file(path).await
-    }
+    // Directory and whole-file operations: the trait's std defaults (see the module doc).
 }
 
 impl StorageFile for DmaOrBufferedFile {

@@ -9,6 +9,7 @@
 
 use crate::dma::{DmaFileSystem, DmaOrBufferedFile};
 use bytes::Bytes;
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use storage::io::{FileKind, FileSystem, StdFile, StdFileSystem, StorageFile};
@@ -76,6 +77,34 @@ impl FileSystem for ShardFileSystem {
 
     async fn open(&self, path: &Path, kind: FileKind, create: bool) -> io::Result<ShardFile> {
         each_file_system!(self, file_system => file_system.open(path, kind, create).await.map(ShardFile::from))
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        each_file_system!(self, file_system => file_system.create_dir_all(path).await)
+    }
+
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        each_file_system!(self, file_system => file_system.list_dir(path).await)
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        each_file_system!(self, file_system => file_system.remove_file(path).await)
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        each_file_system!(self, file_system => file_system.remove_dir_all(path).await)
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        each_file_system!(self, file_system => file_system.rename(from, to).await)
+    }
+
+    async fn file_size(&self, path: &Path) -> io::Result<u64> {
+        each_file_system!(self, file_system => file_system.file_size(path).await)
+    }
+
+    async fn read_file(&self, path: &Path) -> io::Result<Bytes> {
+        each_file_system!(self, file_system => file_system.read_file(path).await)
     }
 }
 

@@ -10,9 +10,8 @@
 use super::{close, decode, respond_later_frame};
 use crate::fetch_session::{SessionError, SessionPartition};
 use crate::messages::ShardMessage;
-use crate::partition::delayed::Completion;
 use crate::partition::requests::{FetchItem, FetchOutcome, WaitItem};
-use crate::scatter_gather::{scatter, Pending, ShardSplit};
+use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -420,8 +419,7 @@ async fn read_all(
         state,
         split,
         |items| async move {
-            let outcomes = local_state.partitions.read(items, max_bytes).await;
-            Box::pin(std::future::ready(outcomes)) as Pending<_>
+            LocalAnswer::ready(local_state.partitions.read(items, max_bytes).await)
         },
         |items, reply| ShardMessage::Fetch {
             items,
@@ -456,8 +454,9 @@ async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], seen: &[i64], m
         state,
         split,
         |items| async move {
-            Box::pin(async move { local_state.partitions.wait_for_data(items, max_wait).await })
-                as Pending<Completion>
+            LocalAnswer::later(async move {
+                local_state.partitions.wait_for_data(items, max_wait).await
+            })
         },
         |items, reply| ShardMessage::WaitForData {
             items,

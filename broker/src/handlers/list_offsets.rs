@@ -4,7 +4,7 @@
 use super::simple;
 use crate::messages::ShardMessage;
 use crate::partition::requests::{OffsetOutcome, OffsetQuery};
-use crate::scatter_gather::{scatter, ShardSplit};
+use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -58,10 +58,7 @@ async fn list_offsets(
     let answers = scatter(
         &state,
         split,
-        |items| async move {
-            let outcomes = local_state.partitions.list_offsets(items).await;
-            Box::pin(std::future::ready(outcomes)) as crate::scatter_gather::Pending<_>
-        },
+        |items| async move { LocalAnswer::ready(local_state.partitions.list_offsets(items).await) },
         |items, reply| ShardMessage::ListOffsets { items, reply },
     )
     .await

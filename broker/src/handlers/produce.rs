@@ -11,7 +11,7 @@ use super::{close, decode, encode, str_bytes, topic_name};
 use crate::internal_topics;
 use crate::messages::ShardMessage;
 use crate::partition::requests::{ProduceItem, ProduceOutcome};
-use crate::scatter_gather::{scatter, ShardSplit};
+use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -86,7 +86,9 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         let gather = scatter(
             &state,
             split,
-            |items| async move { manager_state.partitions.start_produce(items).await },
+            |items| async move {
+                LocalAnswer::later(manager_state.partitions.start_produce(items).await)
+            },
             |items, reply| ShardMessage::Produce { items, reply },
         )
         .await;
