@@ -55,15 +55,6 @@ impl<I> ShardSplit<I> {
         self.positions += 1;
         self.positions - 1
     }
-
-    /// Positions taken so far.
-    pub fn len(&self) -> usize {
-        self.positions
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.positions == 0
-    }
 }
 
 /// What this shard's part of a request gives once dispatched: its answer now, or a future of it.

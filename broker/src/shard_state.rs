@@ -8,7 +8,6 @@ use crate::group::GroupCoordinator;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::partition::manager::PartitionManager;
-use crate::partition::Partition;
 use kafka_protocol::error::ResponseError;
 use shard::{Mesh, ShardId};
 use std::cell::{Cell, RefCell};
@@ -71,10 +70,6 @@ impl ShardState {
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
-    }
-
-    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
-        self.partitions.get(topic, partition)
     }
 
     /// Adopts a new metadata version: this shard's partitions open, close or go accordingly. Returns the

@@ -398,6 +398,17 @@ pub mod testing {
         batch
     }
 
+    /// An idempotent batch of producer 7 (epoch 0): `records` records from sequence `sequence`.
+    pub fn idempotent_batch(sequence: i32, records: usize) -> Vec<u8> {
+        build_batch(&BatchSpec {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: sequence,
+            timestamp_deltas: vec![0; records],
+            ..Default::default()
+        })
+    }
+
     /// A batch of `n` records, `value_size` bytes each, all with timestamp `ts`.
     pub fn simple_batch(n: usize, value_size: usize, ts: i64) -> Vec<u8> {
         build_batch(&BatchSpec {

@@ -1,7 +1,7 @@
 //! Tests of what the layer split added: `truncate_to`, `delete_segments_before`, the high
 //! watermark, and fault injection reaching directory and snapshot I/O through the file layer.
 
-use crate::batch::testing::{build_batch, simple_batch, BatchSpec};
+use crate::batch::testing::{idempotent_batch, simple_batch};
 use crate::batch::{iter_batches, BatchHeader};
 use crate::cache::BatchCache;
 use crate::error::StorageError;
@@ -181,16 +181,6 @@ fn truncate_to_outside_the_log() {
     assert_eq!(append(&log, simple_batch(1, 5, 0)), start);
 }
 
-fn idempotent(sequence: i32, records: usize) -> Vec<u8> {
-    build_batch(&BatchSpec {
-        producer_id: 7,
-        producer_epoch: 0,
-        base_sequence: sequence,
-        timestamp_deltas: vec![0; records],
-        ..Default::default()
-    })
-}
-
 #[test]
 fn truncate_to_rebuilds_the_producer_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -198,7 +188,7 @@ fn truncate_to_rebuilds_the_producer_state() {
     // 60 batches of 2 records: rolls write snapshots along the way.
     for batch in 0..60 {
         assert_eq!(
-            append(&log, idempotent(batch * 2, 2)),
+            append(&log, idempotent_batch(batch * 2, 2)),
             Offset(batch as i64 * 2)
         );
     }
@@ -207,13 +197,15 @@ fn truncate_to_rebuilds_the_producer_state() {
     assert_eq!(log.log_end_offset(), Offset(50));
     assert_eq!(log.producer_entry(7).unwrap().last_seq(), Some(49));
     // The truncated batch is not a duplicate any more: it is appended again at the new end.
-    let info = block_on(log.append(Bytes::from(idempotent(50, 2)), LeaderEpoch(0), 0)).unwrap();
+    let info =
+        block_on(log.append(Bytes::from(idempotent_batch(50, 2)), LeaderEpoch(0), 0)).unwrap();
     assert!(!info.duplicate);
     assert_eq!(info.base_offset, Offset(50));
     block_on(log.close()).unwrap();
     let log = open(StdFileSystem, dir.path(), 0, true);
     assert_eq!(log.producer_entry(7).unwrap().last_seq(), Some(51));
-    let retry = block_on(log.append(Bytes::from(idempotent(50, 2)), LeaderEpoch(0), 0)).unwrap();
+    let retry =
+        block_on(log.append(Bytes::from(idempotent_batch(50, 2)), LeaderEpoch(0), 0)).unwrap();
     assert!(retry.duplicate);
 }
 

@@ -1,7 +1,7 @@
 //! A write that fails (disk full) is undone: nothing of it is acknowledged or readable, reads of
 //! what is on disk go on, and appends succeed again at the right offsets once space is free.
 
-use crate::batch::testing::{build_batch, simple_batch, BatchSpec};
+use crate::batch::testing::{idempotent_batch, simple_batch};
 use crate::batch::BatchHeader;
 use crate::cache::BatchCache;
 use crate::io::{FileKind, FileSystem, StdFile, StdFileSystem, StorageFile};
@@ -87,16 +87,6 @@ fn open<F: FileSystem>(fs: F, dir: &Path, clean: bool) -> Log<F> {
     .unwrap()
 }
 
-fn idempotent(sequence: i32, records: usize) -> Vec<u8> {
-    build_batch(&BatchSpec {
-        producer_id: 7,
-        producer_epoch: 0,
-        base_sequence: sequence,
-        timestamp_deltas: vec![0; records],
-        ..Default::default()
-    })
-}
-
 /// Reads every batch from 0 to `end`: contiguous, each with `records` records.
 fn check_readable<F: FileSystem>(log: &Log<F>, end: i64) {
     let mut next = 0;
@@ -121,7 +111,9 @@ fn full_disk_refuses_appends_keeps_reads_and_resumes() {
         let append = |batch: Vec<u8>| block_on(log.append(Bytes::from(batch), LeaderEpoch(0), 5));
         for sequence in 0..5 {
             assert_eq!(
-                append(idempotent(sequence * 3, 3)).unwrap().base_offset,
+                append(idempotent_batch(sequence * 3, 3))
+                    .unwrap()
+                    .base_offset,
                 Offset(sequence as i64 * 3)
             );
         }
@@ -130,7 +122,7 @@ fn full_disk_refuses_appends_keeps_reads_and_resumes() {
 
         disk.full.set(true);
         disk.partial.set(partial);
-        let error = append(idempotent(15, 3)).unwrap_err();
+        let error = append(idempotent_batch(15, 3)).unwrap_err();
         assert!(matches!(error, StorageError::Io(_)), "{error}");
         assert_eq!(error.error_code(), 56);
         assert!(!log.is_failed());
@@ -152,10 +144,10 @@ fn full_disk_refuses_appends_keeps_reads_and_resumes() {
 
         disk.full.set(false);
         // The idempotent retry is a new write at the failed write's offsets, not a "duplicate".
-        let info = append(idempotent(15, 3)).unwrap();
+        let info = append(idempotent_batch(15, 3)).unwrap();
         assert!(!info.duplicate);
         assert_eq!(info.base_offset, Offset(15));
-        assert!(append(idempotent(15, 3)).unwrap().duplicate);
+        assert!(append(idempotent_batch(15, 3)).unwrap().duplicate);
         assert_eq!(
             append(simple_batch(2, 5, 1)).unwrap().base_offset,
             Offset(18)

@@ -77,7 +77,7 @@ impl DelayedOperations {
         required: Offset,
         deadline: Instant,
     ) -> Completion {
-        let key = partition.key();
+        let key = partition.key().clone();
         let partition = Rc::downgrade(partition);
         let satisfied = move || {
             partition

@@ -3,7 +3,8 @@
 //! called directly for the local part of a request, from the mesh loop for a part another shard sent.
 //!
 //! Lifecycle: a partition placed on this shard by the metadata is opened and *becomes leader* (single
-//! node: this shard leads every partition it owns); one no longer placed here is *unloaded* (shutdown)
+//! node: this shard leads every partition it owns; a later version with a newer leader epoch starts that
+//! epoch in its history); one no longer placed here is *unloaded* (shutdown)
 //! or *deleted* (its topic is gone). Listeners hear each event after the map changed — the group
 //! coordinator starts or stops a coordinator for its internal topic's partitions this way, so this file
 //! knows no topic by name.
@@ -137,7 +138,7 @@ impl PartitionManager {
                 for listener in self.listeners() {
                     listener.deleted(&partition);
                 }
-                self.delayed.high_watermark_moved(&partition.key());
+                self.delayed.high_watermark_moved(partition.key());
                 partition.close().await;
                 deleted_dirs.push(partition_dir(data_dir, &topic, index));
                 tracing::info!(%topic, partition = index, "partition deleted");
@@ -149,7 +150,12 @@ impl PartitionManager {
         for (topic, topic_metadata) in &metadata.topics {
             for (index, &owner) in topic_metadata.shards.iter().enumerate() {
                 let index = index as i32;
-                if owner != shard || self.get(topic, index).is_some() {
+                if owner != shard {
+                    continue;
+                }
+                if let Some(partition) = self.get(topic, index) {
+                    // Still led here: a newer epoch (a leader change) starts at the current log end.
+                    partition.become_leader(metadata.leader_epoch(topic, index));
                     continue;
                 }
                 if let Err(error) = self.open(metadata, topic, index).await {
@@ -192,7 +198,7 @@ impl PartitionManager {
         ));
         self.partitions
             .borrow_mut()
-            .insert(partition.key(), partition.clone());
+            .insert(partition.key().clone(), partition.clone());
         for listener in self.listeners() {
             listener.became_leader(&partition);
         }
@@ -211,7 +217,7 @@ impl PartitionManager {
             for listener in self.listeners() {
                 listener.unloaded(partition);
             }
-            self.delayed.high_watermark_moved(&partition.key());
+            self.delayed.high_watermark_moved(partition.key());
         }
         for partition in partitions {
             partition.close().await;
@@ -319,7 +325,11 @@ impl PartitionManager {
             .iter()
             .filter_map(|item| {
                 let partition = self.get(&item.topic, item.partition)?;
-                Some((Rc::downgrade(&partition), partition.key(), item.seen))
+                Some((
+                    Rc::downgrade(&partition),
+                    partition.key().clone(),
+                    item.seen,
+                ))
             })
             .collect();
         if partitions.is_empty() {

@@ -52,6 +52,8 @@ pub struct EpochStart {
 pub struct Partition {
     pub topic: String,
     pub index: i32,
+    /// (topic, index), kept so the purgatories can be told of every append without an allocation.
+    key: TopicPartition,
     pub log: PartitionLog,
     /// Leader epochs, oldest first, each with the offset it starts at; the last is the current one.
     epochs: RefCell<Vec<EpochStart>>,
@@ -69,6 +71,7 @@ impl Partition {
     ) -> Partition {
         let start_offset = log.log_end_offset();
         Partition {
+            key: (topic.clone(), index),
             topic,
             index,
             log,
@@ -80,8 +83,8 @@ impl Partition {
         }
     }
 
-    pub fn key(&self) -> TopicPartition {
-        (self.topic.clone(), self.index)
+    pub fn key(&self) -> &TopicPartition {
+        &self.key
     }
 
     pub fn leader_epoch(&self) -> LeaderEpoch {
@@ -147,7 +150,7 @@ impl Partition {
         );
         debug_assert!(self.log_start_offset() <= after && after <= self.log_end_offset());
         if after > before {
-            self.delayed.high_watermark_moved(&self.key());
+            self.delayed.high_watermark_moved(self.key());
         }
     }
 
