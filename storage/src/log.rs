@@ -23,7 +23,7 @@
 
 use self::write_failure::{OutcomeCell, WriteFailure};
 use crate::cache::BatchCache;
-pub use crate::config::{LogConfig, TimestampType};
+pub use crate::config::{CleanupPolicy, LogConfig, TimestampType};
 use crate::error::StorageError;
 use crate::io::{FileSystem, StdFileSystem};
 use crate::loader;

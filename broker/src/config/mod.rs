@@ -74,6 +74,10 @@ pub struct GroupConfig {
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
+    /// `offsets.retention.minutes`: committed offsets of a group empty this long expire.
+    pub offsets_retention_minutes: u64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -84,6 +88,36 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3000,
             min_session_timeout_ms: 6000,
             max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+        }
+    }
+}
+
+/// What runs a shard's logs through their lifecycle: retention's background pass and the log cleaner
+/// (Kafka's `log.retention.check.interval.ms` and `log.cleaner.*` broker settings).
+#[derive(Clone, Debug)]
+pub struct LifecycleConfig {
+    /// How often a shard's retention pass looks for segments to delete.
+    pub retention_check_interval_ms: u64,
+    /// Whether the log cleaner runs at all.
+    pub cleaner_enable: bool,
+    /// How long an idle log cleaner sleeps before it looks again.
+    pub cleaner_backoff_ms: u64,
+    /// Memory of a shard's cleaner offset map, in bytes.
+    pub cleaner_dedupe_buffer_size: usize,
+    /// Bytes per second a shard's cleaner may read and write (f64::MAX: unthrottled).
+    pub cleaner_io_max_bytes_per_second: f64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> LifecycleConfig {
+        LifecycleConfig {
+            retention_check_interval_ms: 300_000,
+            cleaner_enable: true,
+            cleaner_backoff_ms: 15_000,
+            cleaner_dedupe_buffer_size: 128 << 20,
+            cleaner_io_max_bytes_per_second: f64::MAX,
         }
     }
 }
@@ -106,6 +140,8 @@ pub struct BrokerConfig {
     /// O_DIRECT for segment data (falls back to buffered where refused).
     pub direct_io: bool,
     pub groups: GroupConfig,
+    /// Retention and the log cleaner.
+    pub lifecycle: LifecycleConfig,
     /// Every shard must be serving within this long of the start, or the broker exits with an error.
     pub startup_timeout: std::time::Duration,
     /// After SIGTERM / SIGINT, the process exits within this long even if a shard has not finished
@@ -242,6 +278,7 @@ impl BrokerConfig {
             batch_cache_bytes: 0,
             direct_io: true,
             groups: GroupConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             startup_timeout: std::time::Duration::ZERO,
             shutdown_timeout: std::time::Duration::ZERO,
             max_connections: None,

@@ -8,7 +8,7 @@
 //! configured value, so a default that its own validator refuses fails the unit tests.
 
 use super::BrokerConfig;
-use storage::log::{LogConfig, TimestampType};
+use storage::log::{CleanupPolicy, LogConfig, TimestampType};
 
 /// Most partitions one topic may have (CreateTopics, CreatePartitions, `offsets.topic.num.partitions`).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
@@ -31,6 +31,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -66,6 +67,8 @@ pub enum Validator {
     OneOf(&'static [&'static str]),
     /// A comma-separated list of these words.
     ListOf(&'static [&'static str]),
+    /// A number (`Double`) in 0..=1.
+    Ratio,
 }
 
 /// How DescribeConfigs writes the value.
@@ -341,12 +344,13 @@ pub const SETTINGS: &[Setting] = &[
         ..row("log_flush_interval_ms", Some("log.flush.interval.ms"), "fsync at least this often (default: never, leave it to the OS)")
     },
     Setting {
-        key: None,
-        scope: Scope::Topic,
+        scope: Scope::BrokerAndTopic { topic_name: "cleanup.policy" },
         config_type: ConfigType::List,
         default: DefaultValue::Fixed("delete"),
         validator: Validator::ListOf(&["delete", "compact"]),
-        ..row("", Some("cleanup.policy"), "accepted and reported; compaction comes later")
+        dynamic: true,
+        target: Target::Log(|log, value| log.cleanup_policy = CleanupPolicy::parse(value.as_text())),
+        ..row("log_cleanup_policy", Some("log.cleanup.policy"), "delete: retention deletes old segments; compact: the log cleaner keeps the last record per key; or both")
     },
     Setting {
         key: None,
@@ -357,16 +361,111 @@ pub const SETTINGS: &[Setting] = &[
         ..row("", Some("compression.type"), "accepted and reported; batches are stored as produced")
     },
     Setting {
-        key: None,
-        scope: Scope::Topic,
+        scope: Scope::BrokerAndTopic { topic_name: "retention.ms" },
         default: DefaultValue::Fixed("604800000"),
-        ..row("", Some("retention.ms"), "accepted and reported; retention comes later")
+        validator: Validator::AtLeast(-1),
+        dynamic: true,
+        target: Target::Log(|log, value| log.retention_ms = value.as_int()),
+        ..row("log_retention_ms", Some("log.retention.ms"), "closed segments whose newest record is older than this are deleted (-1: never)")
     },
     Setting {
-        key: None,
-        scope: Scope::Topic,
+        scope: Scope::BrokerAndTopic { topic_name: "retention.bytes" },
         default: DefaultValue::Fixed("-1"),
-        ..row("", Some("retention.bytes"), "accepted and reported; retention comes later")
+        validator: Validator::AtLeast(-1),
+        dynamic: true,
+        target: Target::Log(|log, value| log.retention_bytes = value.as_int()),
+        ..row("log_retention_bytes", Some("log.retention.bytes"), "the oldest closed segments are deleted while a partition is larger (-1: no limit)")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "file.delete.delay.ms" },
+        default: DefaultValue::Fixed("60000"),
+        validator: NON_NEGATIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.file_delete_delay_ms = value.as_int()),
+        ..row("log_segment_delete_delay_ms", Some("log.segment.delete.delay.ms"), "a deleted segment's files are removed this long after it left the log")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "delete.retention.ms" },
+        default: DefaultValue::Fixed("86400000"),
+        validator: NON_NEGATIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.delete_retention_ms = value.as_int()),
+        ..row("log_cleaner_delete_retention_ms", Some("log.cleaner.delete.retention.ms"), "the log cleaner keeps a tombstone this long after cleaning the segment holding it")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "min.cleanable.dirty.ratio" },
+        config_type: ConfigType::Double,
+        default: DefaultValue::Fixed("0.5"),
+        validator: Validator::Ratio,
+        dynamic: true,
+        target: Target::Log(|log, value| log.min_cleanable_dirty_ratio = value.as_double()),
+        ..row("log_cleaner_min_cleanable_ratio", Some("log.cleaner.min.cleanable.ratio"), "the log cleaner takes a compacted log once this share of it is uncleaned")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "min.compaction.lag.ms" },
+        default: DefaultValue::Fixed("0"),
+        validator: NON_NEGATIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.min_compaction_lag_ms = value.as_int()),
+        ..row("log_cleaner_min_compaction_lag_ms", Some("log.cleaner.min.compaction.lag.ms"), "a record stays uncompacted at least this long")
+    },
+    Setting {
+        scope: Scope::BrokerAndTopic { topic_name: "max.compaction.lag.ms" },
+        default: DefaultValue::Fixed("9223372036854775807"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Log(|log, value| log.max_compaction_lag_ms = value.as_int()),
+        ..row("log_cleaner_max_compaction_lag_ms", Some("log.cleaner.max.compaction.lag.ms"), "a record is compacted at most this long after it was written, whatever the dirty ratio")
+    },
+    Setting {
+        validator: POSITIVE,
+        default: DefaultValue::Fixed("300000"),
+        dynamic: true,
+        target: Target::Broker(|config, value| {
+            config.lifecycle.retention_check_interval_ms = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("log_retention_check_interval_ms", Some("log.retention.check.interval.ms"), "per shard: how often retention looks for segments to delete")
+    },
+    Setting {
+        config_type: ConfigType::Boolean,
+        default: DefaultValue::Fixed("true"),
+        target: Target::Broker(|config, value| {
+            config.lifecycle.cleaner_enable = value.as_bool();
+            Ok(())
+        }),
+        ..row("log_cleaner_enable", Some("log.cleaner.enable"), "run the log cleaner (compacted topics, __consumer_offsets)")
+    },
+    Setting {
+        default: DefaultValue::Fixed("15000"),
+        validator: POSITIVE,
+        dynamic: true,
+        target: Target::Broker(|config, value| {
+            config.lifecycle.cleaner_backoff_ms = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("log_cleaner_backoff_ms", Some("log.cleaner.backoff.ms"), "per shard: how long the idle log cleaner sleeps before it looks again")
+    },
+    Setting {
+        default: DefaultValue::Fixed("134217728"),
+        validator: Validator::AtLeast(1 << 20),
+        dynamic: true,
+        target: Target::Broker(|config, value| {
+            config.lifecycle.cleaner_dedupe_buffer_size = value.as_int() as usize;
+            Ok(())
+        }),
+        ..row("log_cleaner_dedupe_buffer_size", Some("log.cleaner.dedupe.buffer.size"), "per shard: memory of the log cleaner's offset map (key hash to last offset)")
+    },
+    Setting {
+        config_type: ConfigType::Double,
+        default: DefaultValue::Fixed("1.7976931348623157E308"),
+        validator: Validator::AtLeast(0),
+        dynamic: true,
+        target: Target::Broker(|config, value| {
+            config.lifecycle.cleaner_io_max_bytes_per_second = value.as_double();
+            Ok(())
+        }),
+        ..row("log_cleaner_io_max_bytes_per_second", Some("log.cleaner.io.max.bytes.per.second"), "per shard: the log cleaner reads and writes at most this many bytes per second")
     },
     Setting {
         key: None,
@@ -431,6 +530,25 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         }),
         ..row("offset_metadata_max_bytes", Some("offset.metadata.max.bytes"), "longest metadata string an offset commit may carry")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("10080"),
+        validator: POSITIVE,
+        target: Target::Broker(|config, value| {
+            config.groups.offsets_retention_minutes = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("offsets_retention_minutes", Some("offsets.retention.minutes"), "committed offsets of a group left empty this long expire")
+    },
+    Setting {
+        default: DefaultValue::Fixed("600000"),
+        validator: POSITIVE,
+        target: Target::Broker(|config, value| {
+            config.groups.offsets_retention_check_interval_ms = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("offsets_retention_check_interval_ms", Some("offsets.retention.check.interval.ms"), "how often the group coordinator looks for expired offsets")
     },
     Setting {
         config_type: ConfigType::Int,
@@ -543,6 +661,15 @@ impl Value {
     /// The boolean of a `Boolean` setting (false for any other).
     pub fn as_bool(&self) -> bool {
         matches!(self, Value::Bool(true))
+    }
+
+    /// The number of a `Double` setting (kept as its checked text; 0 for any other).
+    pub fn as_double(&self) -> f64 {
+        match self {
+            Value::Text(text) => text.parse().unwrap_or(0.0),
+            Value::Int(number) => *number as f64,
+            Value::Bool(_) => 0.0,
+        }
     }
 
     /// The text of a `String`/`List` setting (empty for any other).

@@ -2,7 +2,8 @@
 //! table.
 //!
 //! Invariant: a [`Value`] handed to a [`Target`](super::table::Target) has its setting's type (an
-//! integer for `Int`/`Long`, a boolean for `Boolean`, text otherwise) and passed its validator, so the
+//! integer for `Int`/`Long`, a boolean for `Boolean`, text otherwise: a `Double` is its checked,
+//! finite decimal text) and passed its validator, so the
 //! table's targets read it with [`Value::as_int`] / [`Value::as_bool`] / [`Value::as_text`] without
 //! checks. Errors are the messages topic configs answered with before the table existed ("must be
 //! positive", "expected CreateTime or LogAppendTime", …).
@@ -21,6 +22,13 @@ pub fn parse_text(setting: &Setting, text: &str) -> Result<Value, String> {
         ConfigType::Int | ConfigType::Long => {
             Value::Int(text.parse::<i64>().map_err(|error| error.to_string())?)
         }
+        ConfigType::Double => {
+            let number = text.trim().parse::<f64>().map_err(|error| error.to_string())?;
+            if !number.is_finite() {
+                return Err("expected a finite number".into());
+            }
+            Value::Text(text.trim().to_string())
+        }
         ConfigType::String | ConfigType::List => Value::Text(text.to_string()),
     };
     validate(setting, value)
@@ -37,6 +45,11 @@ pub fn parse_toml(setting: &Setting, item: &toml::Value) -> Result<Value, String
             Value::Text(text.clone())
         }
         (ConfigType::String | ConfigType::List, _) => return Err("expected a string".into()),
+        (ConfigType::Double, toml::Value::Float(number)) if number.is_finite() => {
+            Value::Text(number.to_string())
+        }
+        (ConfigType::Double, toml::Value::Integer(number)) => Value::Text(number.to_string()),
+        (ConfigType::Double, _) => return Err("expected a finite number".into()),
     };
     validate(setting, value)
 }
@@ -54,6 +67,14 @@ pub fn validate(setting: &Setting, value: Value) -> Result<Value, String> {
         }
         (Value::Int(number), Validator::Range(low, high)) if !(low..=high).contains(number) => {
             return Err(format!("{number} is not in {low}..={high}"))
+        }
+        (Value::Text(_), Validator::AtLeast(least))
+            if setting.config_type == ConfigType::Double && value.as_double() < least as f64 =>
+        {
+            return Err(format!("must be at least {least}"))
+        }
+        (Value::Text(_), Validator::Ratio) if !(0.0..=1.0).contains(&value.as_double()) => {
+            return Err("must be between 0 and 1".into())
         }
         (Value::Int(number), Validator::PositiveOrUnbounded) if *number < 1 && *number != -1 => {
             return Err(format!("{number} is neither positive nor -1 (unbounded)"))
