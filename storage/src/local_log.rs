@@ -132,6 +132,13 @@ impl<F: FileSystem> LocalLog<F> {
         segments.by_base.keys().map(|base| Offset(*base)).collect()
     }
 
+    /// Bytes of log data in the segments (`.log` files' readable sizes; indexes not counted, as
+    /// Kafka's `Log.size`).
+    pub(crate) fn size_in_bytes(&self) -> u64 {
+        let segments = self.segments.borrow();
+        segments.by_base.values().map(|segment| segment.size).sum()
+    }
+
     /// Base offset of the segment after the one based at `base`, if any.
     pub(crate) fn next_segment_base(&self, base: i64) -> Option<i64> {
         let segments = self.segments.borrow();

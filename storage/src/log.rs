@@ -241,6 +241,10 @@ impl<F: FileSystem> Log<F> {
     pub fn segment_count(&self) -> usize {
         self.local.segment_count()
     }
+    /// Bytes of log data in the segments (what `retention.bytes` and DescribeLogDirs measure).
+    pub fn size_in_bytes(&self) -> u64 {
+        self.local.size_in_bytes()
+    }
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<Offset> {
         self.local.segment_bases()
