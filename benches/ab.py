@@ -7,7 +7,12 @@ p50/p99, broker CPU ms per MB (user+system of the broker process over produced+c
     python3 benches/ab.py --a /path/to/old/broker --b target/release/broker --runs 3 -- \
         --partitions 16 --consumers 0 --duration 10 --warmup 2
 
-Everything after `--` goes to `kbench run` unchanged.
+Everything after `--` goes to `kbench run` unchanged. To compare one binary under two settings, pass the
+same binary twice with `--a-config`/`--b-config` (a broker TOML file per side) and `--a-args`/`--b-args`
+(extra kbench arguments per side, e.g. topic configs):
+
+    python3 benches/ab.py --a target/release/broker --b target/release/broker \
+        --b-config /tmp/lifecycle.toml --b-args "--topic-config retention.bytes=8388608" -- --partitions 4
 """
 
 import argparse
@@ -21,9 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baseline  # noqa: E402  (Broker process wrapper and the kbench runner)
 
 
-def one_run(binary, shards, workdir, label, kbench_args):
+def one_run(binary, shards, workdir, label, kbench_args, config_file=None):
     baseline.BROKER = binary
-    broker = baseline.Broker(shards, workdir)
+    broker = baseline.Broker(shards, workdir, config_file=config_file)
     try:
         data = baseline.kbench(broker, workdir, label, kbench_args)
     finally:
@@ -46,6 +51,10 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--out", default=None, help="keep kbench outputs here (default: a temp dir)")
+    parser.add_argument("--a-config", default=None, help="broker TOML file for A")
+    parser.add_argument("--b-config", default=None, help="broker TOML file for B")
+    parser.add_argument("--a-args", default="", help="extra kbench arguments for A (one string)")
+    parser.add_argument("--b-args", default="", help="extra kbench arguments for B (one string)")
     parser.add_argument("kbench", nargs=argparse.REMAINDER, help="-- then kbench run arguments")
     args = parser.parse_args()
     kbench_args = [a for a in args.kbench if a != "--"]
@@ -53,8 +62,10 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     results = {"A": [], "B": []}
     for run in range(args.runs):
-        for name, binary in (("A", args.a), ("B", args.b)):
-            result = one_run(binary, args.shards, workdir, f"{name}{run}", kbench_args)
+        for name, binary, config, extra in (("A", args.a, args.a_config, args.a_args),
+                                            ("B", args.b, args.b_config, args.b_args)):
+            result = one_run(binary, args.shards, workdir, f"{name}{run}", kbench_args + extra.split(),
+                             config)
             results[name].append(result)
             print(f"{name} run {run}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items() if v is not None),
                   flush=True)

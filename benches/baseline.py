@@ -73,13 +73,16 @@ def disk_write(directory, size_mb, block):
 # ---------------------------------------------------------------- the broker
 
 class Broker:
-    def __init__(self, shards, workdir, direct_io=True):
+    def __init__(self, shards, workdir, direct_io=True, config_file=None):
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix=f"data-{shards}-", dir=workdir)
         self.log = open(os.path.join(workdir, f"broker-{shards}-{'direct' if direct_io else 'buffered'}.log"), "w")
         config = os.path.join(workdir, "buffered.toml")
         open(config, "w").write("direct_io = false\n")
         extra = [] if direct_io else ["--config", config]
+        if config_file:
+            # An operator's TOML file (ab.py --a-config/--b-config); it may set direct_io itself.
+            extra = ["--config", config_file]
         self.proc = subprocess.Popen([BROKER, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data,
                                       "--shards", str(shards)] + extra, stderr=self.log, stdout=self.log)
         deadline = time.time() + 20

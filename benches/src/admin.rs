@@ -45,6 +45,7 @@ pub fn ensure_topic(
     partitions: i32,
     replication: i32,
     recreate: bool,
+    topic_configs: &[String],
 ) -> Result<usize, String> {
     let cfg = base_config(bootstrap, extra);
     let admin: AdminClient<DefaultClientContext> =
@@ -81,7 +82,13 @@ pub fn ensure_topic(
         return Ok(n);
     }
 
-    let nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let mut nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    for pair in topic_configs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--topic-config {pair:?}: expected KEY=VALUE"))?;
+        nt = nt.set(key, value);
+    }
     let res = block_on(admin.create_topics([&nt], &opts)).map_err(|e| format!("create: {e}"))?;
     for r in res {
         match r {

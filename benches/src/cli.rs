@@ -118,6 +118,10 @@ pub struct Workload {
     /// Delete the topic first if it exists.
     #[arg(long)]
     pub recreate: bool,
+    /// Topic config when kbench creates the topic, KEY=VALUE (repeatable; e.g.
+    /// `cleanup.policy=compact`, `segment.bytes=1048576`, `retention.bytes=...`).
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    pub topic_configs: Vec<String>,
     /// Value size in bytes (>= 8: the first 8 bytes carry the intended send time).
     #[arg(long, default_value_t = 1024)]
     pub message_size: usize,

@@ -63,6 +63,7 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
         w.partitions,
         w.replication_factor,
         w.recreate,
+        &w.topic_configs,
     )?;
     let tail = w.consume_mode == ConsumeMode::Tail;
     let n_cons = w.consumers.min(partitions);
