@@ -125,7 +125,7 @@ async fn metadata(
         let mut response = MetadataResponseTopic::default();
         response.name = Some(topic_name(name));
         response.topic_id = topic.id;
-        response.is_internal = name.starts_with("__");
+        response.is_internal = crate::internal_topics::is_internal(name);
         response.topic_authorized_operations =
             authorized_operations(include_operations, ALL_TOPIC_OPERATIONS);
         response.partitions = (0..topic.partition_count())
