@@ -20,7 +20,7 @@ CONFIG = {
 def _earliest(bootstrap, topic):
     consumer = ck_consumer(bootstrap)
     try:
-        low, _high = consumer.query_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        low, _high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         return low
     finally:
         consumer.close()
@@ -65,7 +65,7 @@ def test_size_retention_deletes_old_segments(broker_factory, topic):
     broker = broker_factory(config=CONFIG)
     create_topic(broker.bootstrap, topic,
                  config={"segment.bytes": "4096", "retention.bytes": "16384"})
-    dl = ck_produce_all(ck_producer(broker.bootstrap), topic,
+    dl = ck_produce_all(ck_producer(broker.bootstrap, batch_num_messages=10), topic,
                         [(None, b"x" * 200) for _ in range(1000)], partition=0)
     assert dl.errors == []
     # Retention deletes from the oldest: the first segment goes, the earliest offset moves.
@@ -90,7 +90,7 @@ def test_time_retention_deletes_expired_segments(broker_factory, topic):
     broker = broker_factory(config=CONFIG)
     create_topic(broker.bootstrap, topic,
                  config={"segment.bytes": "4096", "retention.ms": "1500"})
-    dl = ck_produce_all(ck_producer(broker.bootstrap), topic,
+    dl = ck_produce_all(ck_producer(broker.bootstrap, batch_num_messages=10), topic,
                         [(None, b"y" * 200) for _ in range(300)], partition=0)
     assert dl.errors == []
     assert _earliest(broker.bootstrap, topic) == 0
