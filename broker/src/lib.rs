@@ -38,6 +38,7 @@ pub mod handlers;
 mod in_process_tests;
 pub mod internal_topics;
 pub mod log_limit;
+pub mod log_retention;
 pub mod memory_trim;
 pub mod messages;
 pub mod metadata;

@@ -1,6 +1,6 @@
 //! The whole cross-shard protocol: every message one shard sends another is a variant of [`ShardMessage`].
 //!
-//! Data-plane messages (`Produce`, `Fetch`, `WaitForData`, `ListOffsets`; their items and outcomes are in
+//! Data-plane messages (`Produce`, `Fetch`, `WaitForData`, `ListOffsets`, `DeleteRecords`; their items and outcomes are in
 //! `partition::requests`) go to the shard that owns the partitions they name; group messages (`Group`;
 //! `group::protocol`) to the shard that owns the group's coordinator partition; control-plane messages
 //! (`Control`; `control::requests`) to shard 0, which answers with `ApplyMetadata` broadcasts. No message
@@ -15,7 +15,8 @@ use crate::metadata::ClusterMetadata;
 use crate::partition::delayed::Completion;
 use crate::partition::manager::UnopenedPartition;
 use crate::partition::requests::{
-    FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
+    DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery,
+    ProduceItem, ProduceOutcome, WaitItem,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,11 @@ pub enum ShardMessage {
     ListOffsets {
         items: Vec<OffsetQuery>,
         reply: Reply<Vec<OffsetOutcome>>,
+    },
+    /// DeleteRecords for partitions of the receiving shard.
+    DeleteRecords {
+        items: Vec<DeleteRecordsItem>,
+        reply: Reply<Vec<DeleteRecordsOutcome>>,
     },
     /// Topic creation/deletion, producer ids …: handled by shard 0.
     Control {

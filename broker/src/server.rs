@@ -263,6 +263,12 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
                     let _ = reply.send(state.partitions.list_offsets(items).await);
                 });
             }
+            ShardMessage::DeleteRecords { items, reply } => {
+                let state = state.clone();
+                shard::task::spawn(async move {
+                    let _ = reply.send(state.partitions.delete_records(items).await);
+                });
+            }
             ShardMessage::Control { request, reply } => {
                 let state = state.clone();
                 shard::task::spawn(async move {

@@ -55,8 +55,8 @@ impl ShardState {
         }
     }
 
-    /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations and
-    /// the group timer.
+    /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations, the
+    /// group timer and the retention task (`log_retention`).
     pub fn start_timers(self: &Rc<Self>) {
         let state = Rc::downgrade(self);
         let stopped = move || {
@@ -66,6 +66,7 @@ impl ShardState {
         };
         self.partitions.delayed().start_expiration(stopped.clone());
         shard::task::spawn(self.groups.clone().run_timer(stopped));
+        shard::task::spawn(crate::log_retention::run(Rc::downgrade(self)));
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {

@@ -132,6 +132,22 @@ impl BatchCache {
         }
     }
 
+    /// Drops the entries of `log` whose every offset is below `before` (the log start moved).
+    pub fn invalidate_before(&self, log: u64, before: i64) {
+        let mut logs = self.logs.borrow_mut();
+        if let Some(entries) = logs.get_mut(&log) {
+            let doomed: Vec<i64> = entries
+                .iter()
+                .take_while(|(_, entry)| entry.last_offset < before)
+                .map(|(base, _)| *base)
+                .collect();
+            for base in doomed {
+                let entry = entries.remove(&base).expect("listed above");
+                self.used.set(self.used.get() - entry.len());
+            }
+        }
+    }
+
     /// Drops the entries of `log` holding offsets >= `from` (truncation).
     pub fn invalidate_from(&self, log: u64, from: i64) {
         let mut logs = self.logs.borrow_mut();

@@ -62,6 +62,10 @@ pub trait FileSystem: Clone + 'static {
     async fn read_file(&self, path: &Path) -> io::Result<Bytes> {
         StdFileSystem.read_file(path).await
     }
+    /// fsyncs the directory `path`, making the entries created, renamed or removed in it durable.
+    async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        StdFileSystem.sync_dir(path).await
+    }
 }
 
 pub trait StorageFile: 'static {
@@ -127,6 +131,9 @@ impl FileSystem for StdFileSystem {
     }
     async fn read_file(&self, path: &Path) -> io::Result<Bytes> {
         std::fs::read(path).map(Bytes::from)
+    }
+    async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::File::open(path)?.sync_all()
     }
 }
 

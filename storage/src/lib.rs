@@ -17,7 +17,10 @@
 //!   undo (`log_write_failure.rs`), producer state, flush policy, truncation, close.
 //! * [`local_log`] — `LocalLog`: the segment map of a partition directory: roll, reads and time
 //!   lookups across segments, `truncate_to` / `delete_segments_before`
-//!   (`local_log_truncation.rs`), producer snapshot files.
+//!   (`local_log_truncation.rs`), the log start inside a segment and deletion with `.deleted`
+//!   renames (`local_log_retention.rs`), producer snapshot files.
+//! * [`log_start_checkpoint`] — the per-partition log-start-offset checkpoint file.
+//! * `log_retention.rs` (in [`log`]) — DeleteRecords, retention, delayed file removal.
 //! * [`loader`] — opening a log (Kafka's `LogLoader`): directory scan, recovery across segments,
 //!   clean-start tail check, producer state from a snapshot plus replay.
 //! * [`segment`] — one segment (Kafka's `LogSegment`): its files and their naming, the active
@@ -34,6 +37,7 @@ pub mod io;
 pub(crate) mod loader;
 pub(crate) mod local_log;
 pub mod log;
+pub(crate) mod log_start_checkpoint;
 pub mod producer_state;
 pub mod records;
 pub(crate) mod segment;
@@ -43,7 +47,10 @@ pub mod types;
 pub use batch::{validate_batches, BatchHeader};
 pub use cache::BatchCache;
 pub use error::StorageError;
-pub use log::{delete_log_dir, delete_log_dir_with, AppendInfo, Log, LogConfig, TimestampType};
+pub use log::{
+    delete_log_dir, delete_log_dir_with, AppendInfo, Log, LogConfig, RetentionOutcome,
+    TimestampType, RETENTION_SEGMENTS_PER_CALL,
+};
 pub use producer_state::{ProducerEntry, ProducerStateManager};
 pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 
@@ -51,6 +58,8 @@ pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 mod local_log_tests;
 #[cfg(test)]
 mod recovery_tests;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod segment_files_tests;
 #[cfg(test)]

@@ -18,12 +18,15 @@
 //! # Invariants after loading
 //! * Segments are contiguous: an inactive segment's last offset is its successor's base - 1; the
 //!   log end is the active segment's last offset + 1 (at least its base).
-//! * The log start is the oldest segment's base; everything on disk below the log end is durable.
+//! * The log start is the oldest segment's base, or the log-start checkpoint's offset when that is
+//!   later (`log_start_checkpoint`), at most the log end; everything on disk below the log end is
+//!   durable. Files renamed `.deleted` (segments deleted before the stop) are removed in step 1.
 
 use crate::appender::Appender;
 use crate::index::{self, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 use crate::io::{FileKind, FileSystem, StorageFile};
-use crate::local_log::{LocalLog, SNAPSHOT_EXTENSION};
+use crate::local_log::{LocalLog, DELETED_SUFFIX, SNAPSHOT_EXTENSION};
+use crate::log_start_checkpoint;
 use crate::producer_state::ProducerStateManager;
 use crate::segment::{self, CleanTail, IndexFiles, RecoveredWriters, Segment, SegmentWriter};
 use crate::segment::{INDEX_EXTENSION, LOG_EXTENSION, TIME_INDEX_EXTENSION};
@@ -80,7 +83,14 @@ pub(crate) async fn load<F: FileSystem>(
     }
     let (&last_base, last) = segments.iter().next_back().expect("at least one segment");
     let log_end = (last.last_offset + 1).max(last_base);
-    let log_start = listing.segment_bases[0];
+    // The log start is the first segment's base, or the checkpointed start (DeleteRecords) if later;
+    // never past the log end (an unclean stop may have lost the tail the checkpoint pointed into).
+    let checkpoint = log_start_checkpoint::read(&fs, &dir).await?;
+    let log_start = checkpoint
+        .map_or(listing.segment_bases[0], |offset| {
+            offset.max(listing.segment_bases[0])
+        })
+        .min(log_end);
     let writer = writer.expect("the newest segment is active");
     let local = LocalLog::new(fs, dir, files, segments, writer, log_start);
     debug_assert_eq!(local.end_offset(), log_end);
@@ -111,6 +121,13 @@ async fn list_directory<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Directo
                 with_time_index.insert(offset);
             }
             SNAPSHOT_EXTENSION => snapshots.push(offset),
+            // Deleted by retention or DeleteRecords before the stop: no longer part of the log.
+            extension if extension.ends_with(DELETED_SUFFIX) => {
+                match fs.remove_file(&dir.join(&name)).await {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }

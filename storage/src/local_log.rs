@@ -16,8 +16,9 @@
 //!   the only one whose files stay open; inactive `.log` files are read through the shard's
 //!   `SegmentFilePool`).
 //! * Segments are contiguous: an inactive segment's last offset is its successor's base - 1.
-//! * The log start offset is at or above the first segment's base (equal to it after a load or a
-//!   deletion of whole segments, [`LocalLog::delete_segments_before`]); reads below it are refused.
+//! * The log start offset is at or above the first segment's base (inside a segment after
+//!   DeleteRecords: `local_log_retention.rs`, kept in the log-start checkpoint) and at or below the
+//!   log end; reads below it are refused.
 //! * Removing data never leaves a gap on disk: truncation deletes segments newest first, deletion
 //!   of old segments oldest first, so a crash part-way leaves contiguous segments.
 //! * Every file access goes through the [`FileSystem`] trait, directory operations included.
@@ -39,8 +40,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+#[path = "local_log_retention.rs"]
+mod retention;
 #[path = "local_log_truncation.rs"]
 mod truncation;
+
+pub(crate) use retention::DELETED_SUFFIX;
 
 pub(crate) use truncation::ActiveCheckpoint;
 
@@ -331,15 +336,18 @@ impl<F: FileSystem> LocalLog<F> {
                 segment.index.get_or_insert(entries);
             }
         }
+        // A segment deleted (retention, DeleteRecords) while its index loaded is still read: this
+        // read holds its file, scanned from the start.
         let segments = self.segments.borrow();
-        let Some(segment) = segments.by_base.get(&base) else {
-            return Ok(None);
-        };
+        let position = segments
+            .by_base
+            .get(&base)
+            .map_or(0, |segment| segment.scan_position(offset));
         Ok(Some(Located {
             base,
             file,
-            position: segment.scan_position(offset),
-            size: segment.size,
+            position,
+            size,
         }))
     }
 

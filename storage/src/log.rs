@@ -40,8 +40,12 @@ use std::rc::Rc;
 
 #[path = "log_append.rs"]
 mod append;
+#[path = "log_retention.rs"]
+mod retention;
 #[path = "log_write_failure.rs"]
 mod write_failure;
+
+pub use retention::{RetentionOutcome, RETENTION_SEGMENTS_PER_CALL};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -106,6 +110,8 @@ pub struct Log<F: FileSystem> {
     id: u64,
     state: RefCell<LogState>,
     writer: async_lock::Mutex<()>,
+    /// Log-start moves and deleted files (`log_retention.rs`).
+    retention: retention::RetentionState,
 }
 
 impl<F: FileSystem> Log<F> {
@@ -164,6 +170,7 @@ impl<F: FileSystem> Log<F> {
                 closed: false,
             }),
             writer: async_lock::Mutex::new(()),
+            retention: Default::default(),
         };
         let producers = loader::load_producer_state(&log.local, &loaded.snapshots, log_end).await?;
         log.state.borrow_mut().producers = producers;
@@ -340,8 +347,21 @@ impl<F: FileSystem> Log<F> {
         {
             return Ok(batches);
         }
-        let read = self.local.read(from.0, max_bytes, upper.0, min_one_batch);
-        Ok(read.await?)
+        let read = self
+            .local
+            .read(from.0, max_bytes, upper.0, min_one_batch)
+            .await;
+        // Retention or DeleteRecords may have taken the segment away while this read waited (for its
+        // file, which is then gone): the offset is out of range now, not an I/O error.
+        let start = self.local.log_start_offset();
+        if from.0 < start && read.as_ref().map_or(true, Vec::is_empty) {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: from,
+                start: Offset(start),
+                end: Offset(end),
+            });
+        }
+        Ok(read?)
     }
 
     /// ListOffsets by timestamp: the first record whose timestamp is >= `timestamp_ms`, as
@@ -423,7 +443,13 @@ impl<F: FileSystem> Log<F> {
                 let state = self.state.borrow();
                 (state.next_offset, state.producers.encode_snapshot())
             };
-            self.local.write_snapshot(offset, &snapshot).await
+            self.local.write_snapshot(offset, &snapshot).await?;
+            self.remove_all_deleted_files()
+                .await
+                .map_err(|error| match error {
+                    StorageError::Io(error) => error,
+                    other => io::Error::other(other.to_string()),
+                })
         }
         .await;
         self.cache.invalidate(self.id);

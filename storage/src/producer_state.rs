@@ -304,6 +304,17 @@ impl ProducerStateManager {
         Some(ProducerStateManager { producers })
     }
 
+    /// Forgets the producers whose last batch ends below `log_start` (their batches are all gone:
+    /// Kafka's `truncateHead` when the log start moves).
+    pub fn remove_before(&mut self, log_start: i64) {
+        self.producers.retain(|_, entry| {
+            entry
+                .batches
+                .back()
+                .is_some_and(|batch| batch.last_offset >= log_start)
+        });
+    }
+
     /// Forgets batches at or beyond `offset` (truncation); producers left without batches are
     /// dropped. Callers normally reload from a snapshot instead.
     pub fn truncate_from(&mut self, offset: i64) {

@@ -24,6 +24,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -98,6 +99,7 @@ pub const APIS: &[ApiEntry] = &[
     api!(DeleteGroups, delete_groups, DeleteGroupsRequest),
     api!(OffsetDelete, offset_delete, OffsetDeleteRequest),
     api!(DescribeCluster, describe_cluster, DescribeClusterRequest),
+    api!(DeleteRecords, delete_records, DeleteRecordsRequest),
 ];
 
 /// The registry entry of `key`, if this broker serves it.

@@ -8,6 +8,7 @@
 
 mod groups;
 mod produce_fetch;
+mod retention;
 
 use crate::config::{BrokerConfig, Cli};
 use crate::messages::ShardMessage;

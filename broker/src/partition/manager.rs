@@ -12,7 +12,8 @@
 use super::counters::PartitionCounters;
 use super::delayed::{Completion, DelayedOperations};
 use super::requests::{
-    FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
+    DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery,
+    ProduceItem, ProduceOutcome, WaitItem,
 };
 use super::{Files, Partition, TopicPartition};
 use crate::config::{BrokerConfig, TopicConfig};
@@ -349,6 +350,18 @@ impl PartitionManager {
             self.counters.offset_lookup();
             outcomes.push(match self.get(&query.topic, query.partition) {
                 Some(partition) => partition.offset_for(query.timestamp).await,
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            });
+        }
+        outcomes
+    }
+
+    /// DeleteRecords items, in order.
+    pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsOutcome> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            outcomes.push(match self.get(&item.topic, item.partition) {
+                Some(partition) => partition.delete_records(item.offset).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
             });
         }

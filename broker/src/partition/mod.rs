@@ -32,7 +32,7 @@ use requests::{FetchOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome};
 use std::cell::RefCell;
 use std::rc::Rc;
 use storage::types::{LeaderEpoch, Offset};
-use storage::{Log, StorageError};
+use storage::{Log, RetentionOutcome, StorageError};
 
 /// The file layer partitions are stored through: O_DIRECT/io_uring files in production, std files in
 /// in-process tests.
@@ -204,7 +204,6 @@ impl Partition {
         min_one: bool,
     ) -> FetchOutcome {
         let high_watermark = self.high_watermark();
-        let log_start_offset = self.log_start_offset();
         let result = if max_bytes == 0 && !min_one {
             Ok(Vec::new())
         } else {
@@ -225,7 +224,9 @@ impl Partition {
             error,
             high_watermark: high_watermark.0,
             last_stable_offset: self.last_stable_offset().0,
-            log_start_offset: log_start_offset.0,
+            // Read after the read: retention or DeleteRecords may have moved it meanwhile (and made
+            // this read out of range).
+            log_start_offset: self.log_start_offset().0,
             records,
         }
     }
@@ -259,6 +260,30 @@ impl Partition {
             },
             _ => Err(ResponseError::InvalidRequest),
         }
+    }
+
+    /// DeleteRecords on this partition (Kafka's `Partition.deleteRecordsOnLeader`): moves the log start
+    /// to `offset` (-1: the high watermark) and returns the new low watermark. POLICY_VIOLATION when
+    /// `cleanup.policy` lacks `delete` (a compacted topic), OFFSET_OUT_OF_RANGE below 0 or past the
+    /// high watermark; an offset at or below the log start changes nothing.
+    pub async fn delete_records(&self, offset: i64) -> Result<Offset, ResponseError> {
+        if !self.log.config().cleanup_policy.delete {
+            return Err(ResponseError::PolicyViolation);
+        }
+        let target = match offset {
+            -1 => self.high_watermark(),
+            offset => Offset(offset),
+        };
+        self.log
+            .delete_records(target)
+            .await
+            .map_err(|error| error_code(&error))
+    }
+
+    /// One bounded step of retention (`retention.ms`, `retention.bytes`, segments below the log
+    /// start) at `now_ms`, per the log's current config; see `storage::Log::apply_retention`.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
+        self.log.apply_retention(now_ms).await
     }
 
     /// Flush, trim, snapshot (clean shutdown or deletion).

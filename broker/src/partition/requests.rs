@@ -89,3 +89,13 @@ impl OffsetAnswer {
 }
 
 pub type OffsetOutcome = Result<OffsetAnswer, ResponseError>;
+
+/// A DeleteRecords item: move one partition's log start to `offset` (-1: the high watermark).
+pub struct DeleteRecordsItem {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The partition's new low watermark (log start offset), or the Kafka error.
+pub type DeleteRecordsOutcome = Result<Offset, ResponseError>;

@@ -1,0 +1,86 @@
+//! The per-shard retention task (Kafka's `LogManager` cleanup loop, `kafka-log-retention`): every
+//! `log.retention.check.interval.ms` it walks the shard's partitions and applies retention
+//! (`retention.ms`, `retention.bytes`, segments below the log start) with each partition's current
+//! `LogConfig`; more often (every `min(interval, 1 s)`) it removes deleted segments' files whose
+//! `file.delete.delay.ms` has passed.
+//!
+//! # Bounded work
+//! One storage call deletes at most `storage::RETENTION_SEGMENTS_PER_CALL` segments (renames, no
+//! data copy); the task yields to the shard's executor after each call and between partitions, so
+//! appends and fetches on the shard run in between. Time comes from `shard::task` (the simulation's
+//! clock in in-process tests). The task ends when the shard shuts down or its state is dropped.
+
+use crate::partition::Partition;
+use crate::shard_state::ShardState;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+use storage::StorageError;
+
+/// The longest wait between two looks at the deleted files due for removal.
+const FILE_REMOVAL_PERIOD: Duration = Duration::from_secs(1);
+
+/// Runs retention for the shard whose state `state` is, until it shuts down.
+pub async fn run(state: Weak<ShardState>) {
+    let Some(check_interval) = state.upgrade().map(|state| {
+        Duration::from_millis(state.config.lifecycle.retention_check_interval_ms.max(1))
+    }) else {
+        return;
+    };
+    let period = check_interval.min(FILE_REMOVAL_PERIOD);
+    let mut next_check = shard::task::now() + check_interval;
+    loop {
+        shard::task::sleep(period).await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        if state.shutting_down.get() {
+            return;
+        }
+        let partitions = state.partitions.all();
+        drop(state);
+        if shard::task::now() >= next_check {
+            next_check = shard::task::now() + check_interval;
+            for partition in &partitions {
+                apply_retention(partition).await;
+                futures_lite::future::yield_now().await;
+            }
+        }
+        let now_ms = shard::task::wall_clock_ms();
+        for partition in &partitions {
+            if let Err(error) = partition.log.remove_deleted_files(now_ms).await {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "removing deleted segment files failed");
+            }
+        }
+    }
+}
+
+/// Applies retention to one partition in bounded steps, yielding between them.
+pub async fn apply_retention(partition: &Rc<Partition>) {
+    loop {
+        let now_ms = shard::task::wall_clock_ms();
+        match partition.apply_retention(now_ms).await {
+            Ok(outcome) => {
+                if outcome.segments_deleted > 0 {
+                    tracing::info!(
+                        topic = %partition.topic,
+                        partition = partition.index,
+                        segments = outcome.segments_deleted,
+                        bytes = outcome.bytes_deleted,
+                        log_start_offset = outcome.new_log_start.0,
+                        "retention deleted segments"
+                    );
+                }
+                if !outcome.more {
+                    return;
+                }
+            }
+            // Closing (shutdown, deletion): nothing to do.
+            Err(StorageError::Closed) => return,
+            Err(error) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "retention failed");
+                return;
+            }
+        }
+        futures_lite::future::yield_now().await;
+    }
+}
