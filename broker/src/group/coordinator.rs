@@ -149,7 +149,7 @@ impl CoordinatorPartition {
                 !(group.state == GroupState::Empty
                     && group.generation == 0
                     && group.is_empty()
-                    && group.offsets.is_empty())
+                    && !group.has_offsets())
             });
             emptied
         };
