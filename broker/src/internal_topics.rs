@@ -8,7 +8,7 @@
 //! through its partition directly), delete it, or add partitions to it (its partition count places
 //! every group); whoever creates it gets the registry's shape, whatever the request said.
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, GroupConfig};
 use std::collections::BTreeMap;
 
 /// The internal topic holding group metadata and committed offsets.
@@ -24,14 +24,46 @@ pub fn partition_count(name: &str, config: &BrokerConfig) -> Option<i32> {
     (name == OFFSETS_TOPIC).then_some(config.groups.offsets_topic_partitions)
 }
 
-/// The topic configs an internal topic is created with: `__consumer_offsets` is compacted, with
-/// 100 MiB segments (Kafka's `offsets.topic.segment.bytes`).
+/// The topic configs an internal topic is created with, as Kafka's defaults have them:
+/// `__consumer_offsets` is compacted (group metadata and offsets are keyed; removals are tombstones),
+/// with 100 MiB segments (the default `offsets.topic.segment.bytes`). Where the broker's configuration
+/// is at hand, [`topic_configs_for`] applies it.
 pub fn topic_configs(name: &str) -> Option<BTreeMap<String, String>> {
+    topic_configs_for(name, &GroupConfig::default())
+}
+
+/// The topic configs an internal topic is created with under the group settings `groups`: for
+/// `__consumer_offsets`, `cleanup.policy=compact` and `segment.bytes` = `offsets.topic.segment.bytes`.
+pub fn topic_configs_for(name: &str, groups: &GroupConfig) -> Option<BTreeMap<String, String>> {
     if name != OFFSETS_TOPIC {
         return None;
     }
     let mut configs = BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        groups.offsets_topic_segment_bytes.to_string(),
+    );
     Some(configs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offsets_topic_is_compacted_with_the_configured_segment_size() {
+        let defaults = topic_configs(OFFSETS_TOPIC).unwrap();
+        assert_eq!(defaults["cleanup.policy"], "compact");
+        assert_eq!(defaults["segment.bytes"], "104857600");
+        let groups = GroupConfig {
+            offsets_topic_segment_bytes: 4096,
+            ..GroupConfig::default()
+        };
+        assert_eq!(
+            topic_configs_for(OFFSETS_TOPIC, &groups).unwrap()["segment.bytes"],
+            "4096"
+        );
+        assert!(topic_configs_for("orders", &groups).is_none());
+    }
 }

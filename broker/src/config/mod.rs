@@ -78,6 +78,8 @@ pub struct GroupConfig {
     pub offsets_retention_minutes: u64,
     /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
     pub offsets_retention_check_interval_ms: u64,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets` when it is created.
+    pub offsets_topic_segment_bytes: u64,
 }
 
 impl Default for GroupConfig {
@@ -90,6 +92,7 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
         }
     }
 }

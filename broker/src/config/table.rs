@@ -552,6 +552,16 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("104857600"),
+        validator: POSITIVE,
+        target: Target::Broker(|config, value| {
+            config.groups.offsets_topic_segment_bytes = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("offsets_topic_segment_bytes", Some("offsets.topic.segment.bytes"), "segment size of __consumer_offsets (kept small for fast compaction and loading)")
+    },
+    Setting {
+        config_type: ConfigType::Int,
         default: DefaultValue::Fixed("3000"),
         validator: NON_NEGATIVE,
         target: Target::Broker(|config, value| {

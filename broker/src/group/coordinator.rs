@@ -11,14 +11,20 @@
 //! Layout: this file is the partition's state (its groups, whether it is loaded), its appends and its
 //! timers; `coordinator/load.rs` replays the partition when it opens; `coordinator/membership.rs` is
 //! JoinGroup, SyncGroup, Heartbeat and LeaveGroup; `coordinator/offsets.rs` OffsetCommit, OffsetFetch and
-//! OffsetDelete; `coordinator/admin.rs` DescribeGroups, ListGroups and DeleteGroups.
+//! OffsetDelete; `coordinator/admin.rs` DescribeGroups, ListGroups and DeleteGroups;
+//! `coordinator/expiry.rs` offset expiry (`offsets.retention.minutes`) and dead groups.
+//!
+//! Every removal is written as a tombstone (a null value under the same key bytes): OffsetDelete,
+//! DeleteGroups, expired offsets and dead groups, so the compacted topic forgets them too.
 
 mod admin;
+mod expiry;
 mod load;
 mod membership;
 mod offsets;
 
 pub use admin::ListedGroup;
+pub use expiry::{expired_offsets, ExpiryOutcome};
 pub use membership::MemberRef;
 pub use offsets::CommittedByTopic;
 
@@ -143,7 +149,7 @@ impl CoordinatorPartition {
                 !(group.state == GroupState::Empty
                     && group.generation == 0
                     && group.is_empty()
-                    && group.offsets.is_empty())
+                    && !group.has_offsets())
             });
             emptied
         };

@@ -124,8 +124,10 @@ impl GroupCoordinator {
 
     /// The group timer of one shard: sleeps until the earliest deadline of its groups (a session
     /// expiring, a join or sync phase ending) and acts on it then, so a member is removed within a
-    /// millisecond or so of its session timeout. Returns once `stop()` holds.
-    pub async fn run_timer(self: Rc<Self>, stop: impl Fn() -> bool) {
+    /// millisecond or so of its session timeout. It also starts the shard's offset expiry
+    /// ([`GroupCoordinator::run_offsets_expiry`]). Returns once `stop()` holds.
+    pub async fn run_timer(self: Rc<Self>, stop: impl Fn() -> bool + Clone + 'static) {
+        shard::task::spawn(self.clone().run_offsets_expiry(stop.clone()));
         while !stop() {
             let now = shard::task::now();
             let rescan = now + TIMER_RESCAN;
@@ -137,6 +139,35 @@ impl GroupCoordinator {
             shard::task::sleep_until(wake).await;
             self.tick().await;
         }
+    }
+}
+
+impl GroupCoordinator {
+    /// Offset expiry of one shard: every `offsets.retention.check.interval.ms` on the runtime's clock,
+    /// each coordinator partition here expires its offsets and dead groups (see
+    /// `coordinator/expiry.rs`), one after the other, each in bounded steps. Returns once `stop()` holds.
+    pub async fn run_offsets_expiry(self: Rc<Self>, stop: impl Fn() -> bool) {
+        let interval =
+            Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1));
+        loop {
+            shard::task::sleep(interval).await;
+            if stop() {
+                return;
+            }
+            self.expire_offsets().await;
+        }
+    }
+
+    /// One expiry pass over every coordinator partition of this shard, at the current wall clock.
+    pub async fn expire_offsets(&self) -> coordinator::ExpiryOutcome {
+        let now_ms = shard::task::wall_clock_ms();
+        let mut total = coordinator::ExpiryOutcome::default();
+        for coordinator in self.all() {
+            let outcome = coordinator.expire_offsets(now_ms).await;
+            total.expired_offsets += outcome.expired_offsets;
+            total.dead_groups += outcome.dead_groups;
+        }
+        total
     }
 }
 

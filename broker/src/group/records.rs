@@ -8,7 +8,8 @@
 //! OffsetCommitValue  (value version 3):    int16 version, int64 offset, int32 leader_epoch,
 //!                                          string metadata, int64 commit_timestamp
 //!   (versions 0–2 are read too: v0 offset, metadata, timestamp; v1 adds expire_timestamp after it;
-//!    v2 drops it)
+//!    v2 drops it. Version 1 is written, as Kafka does, for a commit with an explicit expire timestamp
+//!    — OffsetCommit v2–4 with a retention time — and loses the leader epoch.)
 //! GroupMetadataKey   (key version 2):      int16 version, string group
 //! GroupMetadataValue (value version 3):    int16 version, string protocol_type, int32 generation,
 //!                                          nullable string protocol, nullable string leader,
@@ -35,6 +36,9 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: String,
     pub commit_timestamp: i64,
+    /// The old per-commit expiry (value version 1: OffsetCommit v2–4 with a retention time). When set
+    /// it decides expiry instead of `offsets.retention.minutes` (KIP-211).
+    pub expire_timestamp: Option<i64>,
 }
 
 /// One member as stored in a group's metadata record.
@@ -123,13 +127,22 @@ impl GroupRecord {
             GroupRecord::Offset {
                 value: Some(offset),
                 ..
-            } => {
-                buf.put_i16(3);
-                buf.put_i64(offset.offset);
-                buf.put_i32(offset.leader_epoch);
-                put_string(&mut buf, &offset.metadata);
-                buf.put_i64(offset.commit_timestamp);
-            }
+            } => match offset.expire_timestamp {
+                Some(expire_timestamp) => {
+                    buf.put_i16(1);
+                    buf.put_i64(offset.offset);
+                    put_string(&mut buf, &offset.metadata);
+                    buf.put_i64(offset.commit_timestamp);
+                    buf.put_i64(expire_timestamp);
+                }
+                None => {
+                    buf.put_i16(3);
+                    buf.put_i64(offset.offset);
+                    buf.put_i32(offset.leader_epoch);
+                    put_string(&mut buf, &offset.metadata);
+                    buf.put_i64(offset.commit_timestamp);
+                }
+            },
             GroupRecord::Group {
                 value: Some(group), ..
             } => encode_group(&mut buf, group),
@@ -268,11 +281,17 @@ fn decode_offset(buf: Bytes) -> Result<CommittedOffset, RecordError> {
     let leader_epoch: i32 = if version >= 3 { buf.i32()? } else { -1 };
     let metadata: String = buf.string()?;
     let commit_timestamp: i64 = buf.i64()?;
+    let expire_timestamp: Option<i64> = if version == 1 {
+        Some(buf.i64()?).filter(|&timestamp| timestamp >= 0)
+    } else {
+        None
+    };
     Ok(CommittedOffset {
         offset,
         leader_epoch,
         metadata,
         commit_timestamp,
+        expire_timestamp,
     })
 }
 
@@ -416,6 +435,19 @@ mod tests {
                     leader_epoch: 7,
                     metadata: "meta".into(),
                     commit_timestamp: 1234,
+                    expire_timestamp: None,
+                }),
+            },
+            GroupRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 5,
+                value: Some(CommittedOffset {
+                    offset: 43,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_timestamp: 1234,
+                    expire_timestamp: Some(5678),
                 }),
             },
             GroupRecord::Offset {
@@ -474,5 +506,38 @@ mod tests {
         huge.put_i64(0);
         huge.put_i32(i32::MAX);
         assert!(GroupRecord::decode(&key, Some(&huge.freeze())).is_err());
+    }
+
+    #[test]
+    fn keys_are_kafkas_bytes_whatever_the_value() {
+        let offset_key = |value: Option<CommittedOffset>| {
+            GroupRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 7,
+                value,
+            }
+            .key()
+        };
+        let committed = CommittedOffset {
+            offset: 1,
+            leader_epoch: 2,
+            metadata: "m".into(),
+            commit_timestamp: 3,
+            expire_timestamp: None,
+        };
+        // A value and its tombstone share the key bytes, so compaction replaces one with the other.
+        assert_eq!(offset_key(Some(committed)), offset_key(None));
+        assert_eq!(
+            offset_key(None).as_ref(),
+            b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x07".as_slice(),
+            "OffsetCommitKey v1: version, group, topic, partition"
+        );
+        let group_key = GroupRecord::Group {
+            group: "g".into(),
+            value: None,
+        }
+        .key();
+        assert_eq!(group_key.as_ref(), b"\x00\x02\x00\x01g".as_slice());
     }
 }

@@ -118,6 +118,9 @@ pub struct Group {
     pub pending: HashMap<String, Instant>,
     pub static_members: HashMap<String, String>,
     pub offsets: HashMap<(String, i32), CommittedOffset>,
+    /// Commits being appended, by partition: their offsets neither expire nor let the group die until
+    /// the append ends (Kafka's `pendingOffsetCommits`).
+    pub pending_commits: HashMap<(String, i32), u32>,
     /// PreparingRebalance: when the join phase ends whether or not everyone rejoined.
     pub rebalance_deadline: Option<Instant>,
     /// The first rebalance of an empty group waits this long for more members (extended per join,
@@ -125,6 +128,8 @@ pub struct Group {
     pub initial_delay_until: Option<Instant>,
     /// CompletingRebalance: when members that have not synced are removed.
     pub sync_deadline: Option<Instant>,
+    /// Wall-clock ms of the last state change (Kafka's `currentStateTimestamp`; -1: unknown, from an old
+    /// record). An Empty group's offsets expire `offsets.retention.minutes` after it.
     pub state_timestamp: i64,
     next_seniority: u64,
 }
@@ -142,6 +147,7 @@ impl Group {
             pending: HashMap::new(),
             static_members: HashMap::new(),
             offsets: HashMap::new(),
+            pending_commits: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
             sync_deadline: None,
@@ -152,6 +158,17 @@ impl Group {
 
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.pending.is_empty()
+    }
+
+    /// Moves to `state`, stamping the time of the change (on the runtime's wall clock).
+    pub fn transition_to(&mut self, state: GroupState) {
+        self.state = state;
+        self.state_timestamp = shard::task::wall_clock_ms();
+    }
+
+    /// Kafka's `hasOffsets`: committed offsets, or commits on their way.
+    pub fn has_offsets(&self) -> bool {
+        !self.offsets.is_empty() || !self.pending_commits.is_empty()
     }
 
     /// A static member whose instance id now belongs to another member id has been replaced.

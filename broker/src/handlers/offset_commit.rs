@@ -4,8 +4,9 @@
 //! `offset.metadata.max.bytes` OFFSET_METADATA_TOO_LARGE; the rest go to the group's coordinator, whose
 //! answer (membership and generation checks, then one append) applies to all of them. Generation -1 with
 //! an empty member id commits for a group that does not use the coordinator (an empty group only).
-//! v2–4 carry a retention time, which is ignored (offsets do not expire yet); v6+ the leader epoch; v7+ the
-//! instance id.
+//! v2–4 carry a retention time: other than -1 it sets the offsets' expire timestamp (commit time plus
+//! it), which then decides their expiry instead of `offsets.retention.minutes` (Kafka 2.1+); v6+ the
+//! leader epoch; v7+ the instance id.
 
 use super::{simple, topic_name, PartitionErrors};
 use crate::group::protocol::MemberIdentity;
@@ -30,6 +31,8 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
             let metadata = state.metadata();
             let max_metadata = state.config.groups.offset_metadata_max_bytes;
             let now = shard::task::wall_clock_ms();
+            let expire_timestamp = (version <= 4 && request.retention_time_ms != -1)
+                .then(|| now.saturating_add(request.retention_time_ms));
             // (topic, partition, precheck error)
             let mut layout: PartitionErrors = Vec::new();
             let mut valid: Vec<(String, i32, CommittedOffset)> = Vec::new();
@@ -62,6 +65,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                                 },
                                 metadata: text,
                                 commit_timestamp: now,
+                                expire_timestamp,
                             },
                         ));
                         None

@@ -7,6 +7,7 @@
 //! pin the logic down fast and let a test control time.
 
 mod groups;
+mod offsets;
 mod produce_fetch;
 mod retention;
 

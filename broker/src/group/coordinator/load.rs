@@ -1,5 +1,11 @@
 //! Loading a coordinator partition: its records are replayed in log order from the start of the log (the
 //! last record of each key wins; a tombstone removes the key), and only then are requests served.
+//!
+//! Replay is one pass, reading a bounded amount at a time, and holds only the live state (one entry per
+//! live key), so its time is linear in the log's size and its memory in the live keys — with the log
+//! compacted, bounded by the live keys, however many commits were made. Replay is correct for any mix
+//! of compacted and uncompacted segments as long as the cleaner never leaves an older record of a key
+//! after removing a newer one, and drops a tombstone only once no older record of its key remains.
 
 use super::{CoordinatorPartition, LoadState};
 use crate::group::records::{self, GroupRecord};
@@ -60,6 +66,10 @@ impl CoordinatorPartition {
         if self.load.get() == LoadState::Unloaded {
             return;
         }
+        // A group known only by offsets that were all tombstoned is gone.
+        groups.retain(|_, group| {
+            group.protocol_type.is_some() || group.generation > 0 || group.has_offsets()
+        });
         let now = shard::task::now();
         for group in groups.values_mut() {
             for member in group.members.values_mut() {
@@ -147,6 +157,7 @@ mod tests {
             leader_epoch: -1,
             metadata: String::new(),
             commit_timestamp: 0,
+            expire_timestamp: None,
         };
         let mut groups = HashMap::new();
         for record in [

@@ -23,32 +23,37 @@ impl CoordinatorPartition {
         let now = shard::task::now();
         {
             let mut groups = self.groups.borrow_mut();
-            match groups.get_mut(group_id) {
-                None if member.generation < 0 => {
-                    groups.insert(
-                        group_id.to_string(),
-                        Group::new(group_id.to_string(), shard::task::wall_clock_ms()),
-                    );
+            if !groups.contains_key(group_id) {
+                if member.generation >= 0 {
+                    return Some(ResponseError::IllegalGeneration);
                 }
-                None => return Some(ResponseError::IllegalGeneration),
-                Some(group) => {
-                    if group.is_fenced(member.instance_id, member.member_id) {
-                        return Some(ResponseError::FencedInstanceId);
-                    }
-                    let simple = member.generation < 0 && group.state == GroupState::Empty;
-                    if !simple {
-                        if group.state == GroupState::CompletingRebalance {
-                            return Some(ResponseError::RebalanceInProgress);
-                        }
-                        let Some(current) = group.members.get_mut(member.member_id) else {
-                            return Some(ResponseError::UnknownMemberId);
-                        };
-                        if member.generation != group.generation {
-                            return Some(ResponseError::IllegalGeneration);
-                        }
-                        current.heartbeat_deadline = now + current.session_timeout;
-                    }
+                groups.insert(
+                    group_id.to_string(),
+                    Group::new(group_id.to_string(), shard::task::wall_clock_ms()),
+                );
+            }
+            let group = groups.get_mut(group_id).expect("present or inserted above");
+            if group.is_fenced(member.instance_id, member.member_id) {
+                return Some(ResponseError::FencedInstanceId);
+            }
+            let simple = member.generation < 0 && group.state == GroupState::Empty;
+            if !simple {
+                if group.state == GroupState::CompletingRebalance {
+                    return Some(ResponseError::RebalanceInProgress);
                 }
+                let Some(current) = group.members.get_mut(member.member_id) else {
+                    return Some(ResponseError::UnknownMemberId);
+                };
+                if member.generation != group.generation {
+                    return Some(ResponseError::IllegalGeneration);
+                }
+                current.heartbeat_deadline = now + current.session_timeout;
+            }
+            for (topic, partition, _) in &offsets {
+                *group
+                    .pending_commits
+                    .entry((topic.clone(), *partition))
+                    .or_default() += 1;
             }
         }
         let records: Vec<GroupRecord> = offsets
@@ -60,17 +65,24 @@ impl CoordinatorPartition {
                 value: Some(value.clone()),
             })
             .collect();
-        if let Err(code) = self.append(&records).await {
-            return Some(code);
-        }
+        let result = self.append(&records).await;
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id.to_string(), shard::task::wall_clock_ms()));
         for (topic, partition, value) in offsets {
-            group.offsets.insert((topic, partition), value);
+            let key = (topic, partition);
+            if let Some(count) = group.pending_commits.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    group.pending_commits.remove(&key);
+                }
+            }
+            if result.is_ok() {
+                group.offsets.insert(key, value);
+            }
         }
-        None
+        result.err()
     }
 
     /// Committed offsets of `group_id`: of the listed partitions (None where nothing is committed), or
@@ -129,7 +141,7 @@ impl CoordinatorPartition {
             let subscribed: HashSet<String> = if group.state == GroupState::Empty {
                 HashSet::new()
             } else if group.protocol_type.as_deref() == Some("consumer") {
-                subscribed_topics(group)
+                subscribed_topics(group).unwrap_or_default()
             } else {
                 return Err(ResponseError::NonEmptyGroup);
             };
@@ -168,14 +180,16 @@ impl CoordinatorPartition {
     }
 }
 
-/// Topics the members of a consumer-protocol group subscribe to (from their subscription metadata).
-fn subscribed_topics(group: &Group) -> HashSet<String> {
+/// Topics the members of a consumer-protocol group subscribe to (from their subscription metadata);
+/// None when a member's subscription cannot be read (Kafka's `subscribedTopics` is then unknown).
+pub(super) fn subscribed_topics(group: &Group) -> Option<HashSet<String>> {
     let protocol = group.protocol.clone().unwrap_or_default();
     let mut topics = HashSet::new();
     for member in group.members.values() {
         let mut metadata = member.metadata_for(&protocol);
         if metadata.len() < 2 {
-            continue;
+            tracing::debug!(group = %group.id, member = %member.id, "subscription too short");
+            return None;
         }
         let version = i16::from_be_bytes([metadata[0], metadata[1]]);
         bytes::Buf::advance(&mut metadata, 2);
@@ -185,9 +199,10 @@ fn subscribed_topics(group: &Group) -> HashSet<String> {
                 topics.extend(subscription.topics.iter().map(|topic| topic.to_string()))
             }
             Err(error) => {
-                tracing::debug!(group = %group.id, member = %member.id, %error, "unreadable subscription")
+                tracing::debug!(group = %group.id, member = %member.id, %error, "unreadable subscription");
+                return None;
             }
         }
     }
-    topics
+    Some(topics)
 }

@@ -33,7 +33,7 @@ impl Group {
             .then(|| (now + initial_delay).min(now + timeout));
         self.sync_deadline = None;
         tracing::info!(group = %self.id, generation = self.generation, from = self.state.name(), reason, "preparing to rebalance");
-        self.state = GroupState::PreparingRebalance;
+        self.transition_to(GroupState::PreparingRebalance);
     }
 
     /// During the initial delay a new member pushes the end of the delay out (never past the rebalance
@@ -88,7 +88,7 @@ impl Group {
         self.rebalance_deadline = None;
         self.initial_delay_until = None;
         if self.members.is_empty() {
-            self.state = GroupState::Empty;
+            self.transition_to(GroupState::Empty);
             self.protocol = None;
             self.leader = None;
             tracing::info!(group = %self.id, generation = self.generation, "group is empty");
@@ -105,7 +105,7 @@ impl Group {
                 }
             }
             self.static_members.clear();
-            self.state = GroupState::Empty;
+            self.transition_to(GroupState::Empty);
             self.leader = None;
             return;
         }
@@ -120,7 +120,7 @@ impl Group {
                 .min_by_key(|member| member.seniority)
                 .map(|member| member.id.clone());
         }
-        self.state = GroupState::CompletingRebalance;
+        self.transition_to(GroupState::CompletingRebalance);
         let sync_timeout = self
             .members
             .values()
@@ -198,7 +198,7 @@ impl Group {
             }
         }
         self.sync_deadline = None;
-        self.state = GroupState::Stable;
+        self.transition_to(GroupState::Stable);
         tracing::info!(group = %self.id, generation = self.generation, "rebalance complete: stable");
     }
 
