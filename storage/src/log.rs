@@ -42,6 +42,9 @@ use std::rc::Rc;
 mod append;
 #[path = "log_write_failure.rs"]
 mod write_failure;
+// The log cleaner's passes over this log (`Log::cleanable`, `Log::clean`; see `cleaner`).
+#[path = "cleaner/log_cleaning.rs"]
+mod cleaning;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
