@@ -66,6 +66,7 @@ impl ShardState {
         };
         self.partitions.delayed().start_expiration(stopped.clone());
         shard::task::spawn(self.groups.clone().run_timer(stopped));
+        crate::log_cleaner::start(self);
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {

@@ -134,6 +134,9 @@ impl<F: FileSystem> Log<F> {
         };
         let first_dirty = cleanable.first_dirty_offset.0;
         let first_uncleanable = cleanable.first_uncleanable_offset.0;
+        // No more keys than records, and a record takes at least MIN_RECORD_SIZE bytes.
+        let most_records = cleanable.dirty_bytes as usize / crate::records::MIN_RECORD_SIZE;
+        cleaner.map.prepare(most_records);
         let Some(end) = self
             .build_offset_map(cleaner, first_dirty, first_uncleanable, pacer, &mut stats)
             .await?
@@ -176,7 +179,6 @@ impl<F: FileSystem> Log<F> {
         pacer: &impl CleanerPacer,
         stats: &mut CleanStats,
     ) -> Result<Option<i64>, StorageError> {
-        cleaner.map.clear();
         let mut indexed_end = first_dirty;
         let mut current = first_dirty;
         while current < first_uncleanable && !stats.map_full {

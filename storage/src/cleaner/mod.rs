@@ -51,6 +51,8 @@ pub(crate) mod swap;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throughput_tests;
 
 pub use filter::{compress, filter_batch, FilteredBatch, RecordDecision};
 pub use offset_map::{OffsetMap, LOAD_FACTOR, SLOT_BYTES};

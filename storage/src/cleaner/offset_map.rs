@@ -23,6 +23,8 @@ pub const SLOT_BYTES: usize = 24;
 pub const LOAD_FACTOR: f64 = 0.9;
 
 pub struct OffsetMap {
+    /// Most slots the memory budget allows.
+    max_slots: usize,
     hashes: Vec<[u64; 2]>,
     offsets: Vec<i64>,
     /// Slots in use.
@@ -44,16 +46,39 @@ fn hash_key(key: &[u8]) -> [u64; 2] {
 }
 
 impl OffsetMap {
-    /// A map using about `memory_bytes` (at least 16 slots).
+    /// A map of at most about `memory_bytes` (at least 16 slots). Memory is taken by
+    /// [`OffsetMap::prepare`], only as much as a pass may need.
     pub fn with_memory(memory_bytes: usize) -> OffsetMap {
-        let capacity = (memory_bytes / SLOT_BYTES).max(16);
-        OffsetMap {
-            hashes: vec![[0; 2]; capacity],
-            offsets: vec![-1; capacity],
+        let mut map = OffsetMap {
+            max_slots: (memory_bytes / SLOT_BYTES).max(16),
+            hashes: Vec::new(),
+            offsets: Vec::new(),
             entries: 0,
-            max_entries: ((capacity as f64 * LOAD_FACTOR) as usize).max(1),
+            max_entries: 0,
             latest_offset: -1,
+        };
+        map.prepare(0);
+        map
+    }
+
+    /// Empties the map, sized for at most `expected_keys` (within the budget): a small log does
+    /// not cost the whole budget, and a map much larger than needed is given back.
+    pub fn prepare(&mut self, expected_keys: usize) {
+        let wanted = ((expected_keys as f64 / LOAD_FACTOR) as usize)
+            .saturating_add(16)
+            .min(self.max_slots);
+        let capacity = self.offsets.len();
+        if capacity < wanted || capacity > wanted.saturating_mul(4) {
+            self.hashes = vec![[0; 2]; wanted];
+            self.offsets = vec![-1; wanted];
         }
+        self.max_entries = ((self.offsets.len() as f64 * LOAD_FACTOR) as usize).max(1);
+        self.clear();
+    }
+
+    /// Slots allocated now.
+    pub fn capacity(&self) -> usize {
+        self.offsets.len()
     }
 
     /// Empties the map (keeps its memory).
@@ -132,6 +157,7 @@ mod tests {
     #[test]
     fn later_offsets_win_and_full_map_refuses_new_keys() {
         let mut map = OffsetMap::with_memory(20 * SLOT_BYTES);
+        map.prepare(usize::MAX);
         assert_eq!(map.max_entries(), 18);
         for offset in 0..18 {
             assert!(map.put(format!("key-{offset}").as_bytes(), offset));
@@ -145,5 +171,11 @@ mod tests {
         map.clear();
         assert!(map.is_empty());
         assert_eq!(map.get(b"key-3"), None);
+        // Sized to what a pass needs, within the budget.
+        let mut map = OffsetMap::with_memory(1 << 20);
+        map.prepare(100);
+        assert!(map.capacity() >= 111 && map.capacity() < 200);
+        map.prepare(usize::MAX);
+        assert_eq!(map.capacity(), (1 << 20) / SLOT_BYTES);
     }
 }
