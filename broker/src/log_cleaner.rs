@@ -13,8 +13,9 @@
 //! Memory: one offset map per shard, at most `log.cleaner.dedupe.buffer.size` bytes, taken per
 //! pass as the dirty section needs (see `storage::cleaner::OffsetMap::prepare`).
 
-use crate::shard_state::ShardState;
-use std::rc::{Rc, Weak};
+use crate::config::LifecycleConfig;
+use crate::partition::Partition;
+use std::rc::Rc;
 use std::time::Duration;
 use storage::cleaner::{Cleaner, CleanerPacer};
 
@@ -31,34 +32,36 @@ impl CleanerPacer for ShardPacer {
     }
 }
 
-/// Starts the shard's cleaner task when `log.cleaner.enable` is set; it ends at shutdown.
-pub fn start(state: &Rc<ShardState>) {
-    if !state.config.lifecycle.cleaner_enable {
+/// Starts the shard's cleaner task when `log.cleaner.enable` is set: it cleans the logs of the
+/// partitions `partitions` lists, until `stopped` says the shard is shutting down.
+pub fn start(
+    lifecycle: &LifecycleConfig,
+    stopped: impl Fn() -> bool + 'static,
+    partitions: impl Fn() -> Vec<Rc<Partition>> + 'static,
+) {
+    if !lifecycle.cleaner_enable {
         return;
     }
-    shard::task::spawn(run(Rc::downgrade(state)));
+    shard::task::spawn(run(lifecycle.clone(), stopped, partitions));
 }
 
-fn stopped(state: &Weak<ShardState>) -> Option<Rc<ShardState>> {
-    state.upgrade().filter(|state| !state.shutting_down.get())
-}
-
-async fn run(state: Weak<ShardState>) {
-    let Some(lifecycle) = stopped(&state).map(|state| state.config.lifecycle.clone()) else {
-        return;
-    };
+async fn run(
+    lifecycle: LifecycleConfig,
+    stopped: impl Fn() -> bool,
+    partitions: impl Fn() -> Vec<Rc<Partition>>,
+) {
     let backoff = Duration::from_millis(lifecycle.cleaner_backoff_ms.max(1));
     let mut cleaner = Cleaner::new(
         lifecycle.cleaner_dedupe_buffer_size,
         lifecycle.cleaner_io_max_bytes_per_second,
     );
     loop {
-        let Some(shard) = stopped(&state) else {
+        if stopped() {
             return;
-        };
+        }
         let now_ms = shard::task::wall_clock_ms();
-        let mut best: Option<(bool, f64, Rc<crate::partition::Partition>)> = None;
-        for partition in shard.partitions.all() {
+        let mut best: Option<(bool, f64, Rc<Partition>)> = None;
+        for partition in partitions() {
             let Some(cleanable) = partition.log.cleanable(now_ms).await else {
                 continue;
             };
@@ -73,7 +76,6 @@ async fn run(state: Weak<ShardState>) {
                 best = Some((rank.0, rank.1, partition));
             }
         }
-        drop(shard);
         let Some((_, _, partition)) = best else {
             shard::task::sleep(backoff).await;
             continue;

@@ -55,8 +55,8 @@ impl ShardState {
         }
     }
 
-    /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations and
-    /// the group timer.
+    /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations,
+    /// the group timer and the log cleaner task.
     pub fn start_timers(self: &Rc<Self>) {
         let state = Rc::downgrade(self);
         let stopped = move || {
@@ -65,8 +65,15 @@ impl ShardState {
                 .is_none_or(|state| state.shutting_down.get())
         };
         self.partitions.delayed().start_expiration(stopped.clone());
-        shard::task::spawn(self.groups.clone().run_timer(stopped));
-        crate::log_cleaner::start(self);
+        shard::task::spawn(self.groups.clone().run_timer(stopped.clone()));
+        let state = Rc::downgrade(self);
+        let partitions = move || {
+            state
+                .upgrade()
+                .map(|state| state.partitions.all())
+                .unwrap_or_default()
+        };
+        crate::log_cleaner::start(&self.config.lifecycle, stopped, partitions);
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {

@@ -25,6 +25,9 @@ pub(crate) struct SegmentSummary {
     /// The largest timestamp in it (-1: unknown or empty).
     pub(crate) max_timestamp: i64,
     pub(crate) active: bool,
+    /// An inactive segment holding its file open: a swap of it is still renaming files (or its
+    /// renames failed: the next open completes them), so it is not cleaned again meanwhile.
+    pub(crate) swapping: bool,
 }
 
 impl<F: FileSystem> LocalLog<F> {
@@ -49,6 +52,7 @@ impl<F: FileSystem> LocalLog<F> {
                 size: segment.size,
                 max_timestamp: segment.max_timestamp,
                 active,
+                swapping: !active && segment.file.is_some(),
             });
         }
         summaries

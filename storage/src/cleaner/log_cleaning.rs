@@ -282,6 +282,9 @@ impl<F: FileSystem> Log<F> {
         stats: &mut CleanStats,
     ) -> Result<bool, StorageError> {
         let base = summary.base;
+        if summary.swapping {
+            return Ok(false);
+        }
         let Some(located) = self.local.locate(base).await? else {
             return Ok(false);
         };

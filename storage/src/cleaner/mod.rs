@@ -50,6 +50,8 @@ mod offset_map;
 pub(crate) mod swap;
 
 #[cfg(test)]
+mod swap_read_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod throughput_tests;

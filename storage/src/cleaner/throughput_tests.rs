@@ -67,7 +67,7 @@ fn cleaner_throughput() {
     for (name, codec) in [("uncompressed", 0i16), ("lz4", 3)] {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
-            segment_bytes: 8 << 20,
+            segment_bytes: 1 << 20,
             cleanup_policy: CleanupPolicy::COMPACT,
             ..Default::default()
         };
