@@ -10,6 +10,7 @@
 //! - [`partition`]: the partition layer: `Partition` (log and replica state), the shard's `PartitionManager`
 //!   (lifecycle, listeners), delayed fetches and produces.
 //! - [`scatter_gather`]: splitting a request by owning shard and gathering the answers in request order.
+//! - [`log_cleaner`]: the per-shard log cleaner task (compaction of `cleanup.policy=compact` logs).
 //! - [`internal_topics`]: the registry of internal topics the core asks (it names none itself).
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
@@ -37,6 +38,7 @@ pub mod handlers;
 #[cfg(test)]
 mod in_process_tests;
 pub mod internal_topics;
+pub mod log_cleaner;
 pub mod log_limit;
 pub mod log_retention;
 pub mod memory_trim;

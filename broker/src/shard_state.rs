@@ -56,7 +56,7 @@ impl ShardState {
     }
 
     /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations, the
-    /// group timer and the retention task (`log_retention`).
+    /// group timer, the retention task (`log_retention`) and the log cleaner task (`log_cleaner`).
     pub fn start_timers(self: &Rc<Self>) {
         let state = Rc::downgrade(self);
         let stopped = move || {
@@ -65,8 +65,16 @@ impl ShardState {
                 .is_none_or(|state| state.shutting_down.get())
         };
         self.partitions.delayed().start_expiration(stopped.clone());
-        shard::task::spawn(self.groups.clone().run_timer(stopped));
+        shard::task::spawn(self.groups.clone().run_timer(stopped.clone()));
         shard::task::spawn(crate::log_retention::run(Rc::downgrade(self)));
+        let state = Rc::downgrade(self);
+        let partitions = move || {
+            state
+                .upgrade()
+                .map(|state| state.partitions.all())
+                .unwrap_or_default()
+        };
+        crate::log_cleaner::start(&self.config.lifecycle, stopped, partitions);
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {

@@ -208,6 +208,17 @@ pub fn validate_batches(
     records: &[u8],
     max_message_bytes: u32,
 ) -> Result<Vec<BatchHeader>, StorageError> {
+    validate_batches_for(records, max_message_bytes, false)
+}
+
+/// As [`validate_batches`]; with `keys_required` (a compacted topic, `cleanup.policy` holding
+/// `compact`) a record with a null key is refused with `InvalidRecord` (Kafka: "Compacted topic
+/// cannot accept message without key").
+pub fn validate_batches_for(
+    records: &[u8],
+    max_message_bytes: u32,
+    keys_required: bool,
+) -> Result<Vec<BatchHeader>, StorageError> {
     let mut headers = Vec::new();
     let mut position = 0usize;
     if records.is_empty() {
@@ -245,6 +256,11 @@ pub fn validate_batches(
                 }
                 let summary =
                     crate::records::validate_records(&header, &rest[..header.total_size()])?;
+                if keys_required && summary.has_null_key {
+                    return Err(StorageError::InvalidRecord(
+                        "compacted topic cannot accept a record without a key".into(),
+                    ));
+                }
                 let mut header = header;
                 if !header.is_log_append_time() {
                     // The log rewrites a wrong maxTimestamp (see `set_max_timestamp`).

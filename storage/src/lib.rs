@@ -27,9 +27,12 @@
 //!   segment's writers, the indexing rule, recovery of one segment, scans within it.
 //! * [`segment_files`] — the bounded pool of open inactive-segment files (`SegmentFilePool`).
 //! * [`error`] — `StorageError` and its Kafka error codes.
+//! * [`cleaner`] — the log cleaner (compaction): offset map, batch filtering, the crash-safe
+//!   `.cleaned`/`.swap` segment swap (`Log::cleanable`, `Log::clean` in `cleaner/log_cleaning.rs`).
 pub mod appender;
 pub mod batch;
 pub mod cache;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod index;

@@ -62,6 +62,8 @@ pub(crate) async fn load<F: FileSystem>(
     files: Rc<SegmentFilePool<F>>,
     clean_shutdown: bool,
 ) -> io::Result<Loaded<F>> {
+    // A log cleaner swap interrupted by a crash is completed (or undone) first.
+    crate::cleaner::swap::complete_swaps(&fs, &dir).await?;
     let listing = list_directory(&fs, &dir).await?;
     let mut segments = BTreeMap::new();
     let mut writer = None;

@@ -47,6 +47,11 @@ mod truncation;
 
 pub(crate) use retention::DELETED_SUFFIX;
 
+// The log cleaner's segment swap (see `cleaner`).
+#[path = "local_log_cleaning.rs"]
+mod cleaning;
+pub(crate) use cleaning::SegmentSummary;
+
 pub(crate) use truncation::ActiveCheckpoint;
 
 pub(crate) const SNAPSHOT_EXTENSION: &str = "snapshot";
@@ -315,10 +320,29 @@ impl<F: FileSystem> LocalLog<F> {
 
     /// The segment holding `offset` and the position to scan from.
     pub(crate) async fn locate(&self, offset: i64) -> io::Result<Option<Located<F::File>>> {
+        // A cleaner swap may replace the segment while its file or index is being opened: the
+        // segment's size then differs from the one seen first, and the lookup starts again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let located = self.locate_once(offset).await?;
+            match located {
+                Err(path) if attempts < 4 => self.files.forget(&path),
+                Err(_) => return Err(io::Error::other("segment replaced during every lookup")),
+                Ok(located) => return Ok(located),
+            }
+        }
+    }
+
+    /// One attempt of [`LocalLog::locate`]; `Err(path)` when the segment changed meanwhile.
+    async fn locate_once(
+        &self,
+        offset: i64,
+    ) -> io::Result<Result<Option<Located<F::File>>, PathBuf>> {
         let (base, file, size, loaded) = {
             let segments = self.segments.borrow();
             let Some((&base, segment)) = segments.by_base.range(..=offset).next_back() else {
-                return Ok(None);
+                return Ok(Ok(None));
             };
             let loaded = segment.index.is_some();
             (base, segment.file.clone(), segment.size, loaded)
@@ -339,16 +363,23 @@ impl<F: FileSystem> LocalLog<F> {
         // A segment deleted (retention, DeleteRecords) while its index loaded is still read: this
         // read holds its file, scanned from the start.
         let segments = self.segments.borrow();
-        let position = segments
-            .by_base
-            .get(&base)
-            .map_or(0, |segment| segment.scan_position(offset));
-        Ok(Some(Located {
+        let Some(segment) = segments.by_base.get(&base) else {
+            return Ok(Ok(Some(Located {
+                base,
+                file,
+                position: 0,
+                size,
+            })));
+        };
+        if segment.size != size {
+            return Ok(Err(self.path(base, LOG_EXTENSION)));
+        }
+        Ok(Ok(Some(Located {
             base,
             file,
-            position,
-            size,
-        }))
+            position: segment.scan_position(offset),
+            size: segment.size,
+        })))
     }
 
     /// A segment's index file read whole (`None` when it cannot be opened); closed at once.

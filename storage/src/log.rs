@@ -44,6 +44,9 @@ mod append;
 mod retention;
 #[path = "log_write_failure.rs"]
 mod write_failure;
+// The log cleaner's passes over this log (`Log::cleanable`, `Log::clean`; see `cleaner`).
+#[path = "cleaner/log_cleaning.rs"]
+mod cleaning;
 
 pub use retention::{RetentionOutcome, RETENTION_SEGMENTS_PER_CALL};
 

@@ -39,7 +39,11 @@ impl<F: FileSystem> Log<F> {
             if state.undoing {
                 return Err(StorageError::Io(undone_error()));
             }
-            let headers = batch::validate_batches(&records, state.config.max_message_bytes)?;
+            let headers = batch::validate_batches_for(
+                &records,
+                state.config.max_message_bytes,
+                state.config.cleanup_policy.compact,
+            )?;
             // Idempotence checks. A multi-batch request is checked against a staged copy so that
             // a failure leaves the state untouched.
             let mut staged = None;

@@ -53,6 +53,23 @@ thread_local! {
 pub struct RecordsSummary {
     /// baseTimestamp + the largest timestampDelta.
     pub max_timestamp: i64,
+    /// Some record has a null key (refused by a compacted topic: the cleaner keys on it).
+    pub has_null_key: bool,
+}
+
+/// One record of a batch, as [`for_each_record`] hands it out: slices of the (decompressed) body.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    /// The whole record, its length prefix included (copy it verbatim to keep the record).
+    pub bytes: &'a [u8],
+    /// Relative to the batch's baseOffset.
+    pub offset_delta: i32,
+    /// Relative to the batch's baseTimestamp.
+    pub timestamp_delta: i64,
+    /// `None`: a null key.
+    pub key: Option<&'a [u8]>,
+    /// A null value: a tombstone.
+    pub value_is_null: bool,
 }
 
 fn invalid(message: impl Into<String>) -> StorageError {
@@ -64,6 +81,28 @@ pub fn validate_records(
     header: &BatchHeader,
     batch: &[u8],
 ) -> Result<RecordsSummary, StorageError> {
+    walk_batch(header, batch, true, |_| {})
+}
+
+/// Walks (and validates, as [`validate_records`]) the records of one stored batch, decompressing
+/// a compressed body, calling `visit` with each record in order. A batch the cleaner rewrote has
+/// gaps between its records' offset deltas: here they need only increase, up to lastOffsetDelta.
+pub fn for_each_record(
+    header: &BatchHeader,
+    batch: &[u8],
+    visit: impl FnMut(RecordView<'_>),
+) -> Result<RecordsSummary, StorageError> {
+    walk_batch(header, batch, false, visit)
+}
+
+/// The walk of both: `contiguous` (a produced batch) demands that the i-th record's offset delta
+/// is i.
+fn walk_batch(
+    header: &BatchHeader,
+    batch: &[u8],
+    contiguous: bool,
+    visit: impl FnMut(RecordView<'_>),
+) -> Result<RecordsSummary, StorageError> {
     let body = &batch[HEADER_SIZE..];
     let count = header.records_count as usize;
     match header.compression() {
@@ -74,7 +113,7 @@ pub fn validate_records(
                     body.len()
                 )));
             }
-            walk_records(header, body)
+            walk_records(header, body, contiguous, visit)
         }
         codec @ (COMPRESSION_GZIP | COMPRESSION_SNAPPY | COMPRESSION_LZ4 | COMPRESSION_ZSTD) => {
             let records = decompress(codec, body)?;
@@ -84,14 +123,14 @@ pub fn validate_records(
                     records.len()
                 )));
             }
-            walk_records(header, &records)
+            walk_records(header, &records, contiguous, visit)
         }
         codec => Err(invalid(format!("unknown compression codec {codec}"))),
     }
 }
 
 /// Decompresses a record body, refusing more than [`MAX_DECOMPRESSED_BYTES`].
-fn decompress(codec: i16, body: &[u8]) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn decompress(codec: i16, body: &[u8]) -> Result<Vec<u8>, StorageError> {
     let corrupt = |error: std::io::Error| {
         StorageError::CorruptMessage(format!("cannot decompress the records: {error}"))
     };
@@ -190,7 +229,7 @@ struct Reader<'a> {
     position: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn remaining(&self) -> usize {
         self.bytes.len() - self.position
     }
@@ -234,27 +273,41 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// A length-prefixed byte field; `-1` (null) allowed when `nullable`.
-    fn bytes_field(&mut self, what: &str, nullable: bool) -> Result<(), StorageError> {
+    /// A length-prefixed byte field; `-1` (null, `None`) allowed when `nullable`.
+    fn bytes_field(
+        &mut self,
+        what: &str,
+        nullable: bool,
+    ) -> Result<Option<&'a [u8]>, StorageError> {
         let length = self.varint()?;
         if length == -1 && nullable {
-            return Ok(());
+            return Ok(None);
         }
         if length < 0 {
             return Err(invalid(format!("invalid {what} length {length}")));
         }
-        self.skip(length as usize)
+        let start = self.position;
+        self.skip(length as usize)?;
+        let bytes: &'a [u8] = self.bytes;
+        Ok(Some(&bytes[start..self.position]))
     }
 }
 
 /// Walks the uncompressed records of a batch (see the module doc for the checks).
-fn walk_records(header: &BatchHeader, records: &[u8]) -> Result<RecordsSummary, StorageError> {
+fn walk_records(
+    header: &BatchHeader,
+    records: &[u8],
+    contiguous: bool,
+    mut visit: impl FnMut(RecordView<'_>),
+) -> Result<RecordsSummary, StorageError> {
     let mut reader = Reader {
         bytes: records,
         position: 0,
     };
     let mut max_delta: Option<i64> = None;
     let mut count = 0i64;
+    let mut has_null_key = false;
+    let mut previous_delta = -1i64;
     while reader.remaining() > 0 {
         if count >= header.records_count as i64 {
             return Err(invalid(format!(
@@ -262,6 +315,7 @@ fn walk_records(header: &BatchHeader, records: &[u8]) -> Result<RecordsSummary, 
                 header.records_count
             )));
         }
+        let record_start = reader.position;
         let length = reader.varint()?;
         if length < 0 || length as usize > reader.remaining() {
             return Err(invalid(format!(
@@ -276,13 +330,19 @@ fn walk_records(header: &BatchHeader, records: &[u8]) -> Result<RecordsSummary, 
         record.byte()?; // attributes
         let timestamp_delta = record.varlong()?;
         let offset_delta = record.varint()?;
-        if offset_delta as i64 != count {
+        let in_order = if contiguous {
+            offset_delta as i64 == count
+        } else {
+            offset_delta as i64 > previous_delta && offset_delta <= header.last_offset_delta
+        };
+        previous_delta = offset_delta as i64;
+        if !in_order {
             return Err(invalid(format!(
                 "record {count} has offset delta {offset_delta}"
             )));
         }
-        record.bytes_field("key", true)?;
-        record.bytes_field("value", true)?;
+        let key = record.bytes_field("key", true)?;
+        let value_is_null = record.bytes_field("value", true)?.is_none();
         let header_count = record.varint()?;
         if header_count < 0 {
             return Err(invalid(format!(
@@ -299,6 +359,14 @@ fn walk_records(header: &BatchHeader, records: &[u8]) -> Result<RecordsSummary, 
                 end - record.position
             )));
         }
+        has_null_key |= key.is_none();
+        visit(RecordView {
+            bytes: &records[record_start..end],
+            offset_delta,
+            timestamp_delta,
+            key,
+            value_is_null,
+        });
         reader.position = end;
         max_delta = Some(max_delta.map_or(timestamp_delta, |max| max.max(timestamp_delta)));
         count += 1;
@@ -313,7 +381,10 @@ fn walk_records(header: &BatchHeader, records: &[u8]) -> Result<RecordsSummary, 
         .base_timestamp
         .checked_add(max_delta.unwrap_or(0))
         .ok_or_else(|| invalid("record timestamp overflows"))?;
-    Ok(RecordsSummary { max_timestamp })
+    Ok(RecordsSummary {
+        max_timestamp,
+        has_null_key,
+    })
 }
 
 #[cfg(test)]

@@ -15,8 +15,10 @@
 //! (a clean close truncates it to its logical size, see [`finalize`]).
 //!
 //! # Invariants
-//! * Offsets are contiguous within a segment (no compaction yet): each batch starts at the previous
-//!   one's last offset + 1, the first at `base`, and every offset minus `base` fits a `u32`.
+//! * Offsets are contiguous within the active segment: each batch starts at the previous one's
+//!   last offset + 1, the first at `base`, and every offset minus `base` fits a `u32`. A segment
+//!   rewritten by the log cleaner (`cleaner`, never the active one) keeps its base and its batches'
+//!   offsets but may have gaps: there offsets only increase.
 //! * `last_offset` is the last offset stored (`base - 1` when empty); `size` counts only bytes whose
 //!   write completed.
 //! * Index entries follow Kafka's indexing rule ([`index_entries_for_batch`]), the same for appends
@@ -324,6 +326,7 @@ async fn scan_for_recovery<File: StorageFile>(
     base: i64,
     file_size: u64,
     index_interval_bytes: u32,
+    contiguous: bool,
 ) -> io::Result<Recovered> {
     let mut recovered = Recovered {
         valid_end: 0,
@@ -345,9 +348,15 @@ async fn scan_for_recovery<File: StorageFile>(
         RECOVERY_READ_BYTES,
         true,
         |position, header, _| {
-            // Offsets are contiguous within a segment (no compaction yet); the base offset is not
-            // covered by the CRC, so this also catches damage there.
-            if header.base_offset != expected || header.last_offset() - base > u32::MAX as i64 {
+            // Offsets are contiguous within the active segment; the base offset is not covered by
+            // the CRC, so this also catches damage there. A segment the cleaner rewrote (never the
+            // active one) has gaps: there offsets need only increase.
+            let in_order = if contiguous {
+                header.base_offset == expected
+            } else {
+                header.base_offset >= expected
+            };
+            if !in_order || header.last_offset() - base > u32::MAX as i64 {
                 return false;
             }
             expected = header.last_offset() + 1;
@@ -402,8 +411,14 @@ pub(crate) async fn recover<File: StorageFile>(
     index_interval_bytes: u32,
     active: bool,
 ) -> io::Result<RecoveredWriters<File>> {
-    let recovered =
-        scan_for_recovery(log_file, segment.base, log_size, index_interval_bytes).await?;
+    let recovered = scan_for_recovery(
+        log_file,
+        segment.base,
+        log_size,
+        index_interval_bytes,
+        active,
+    )
+    .await?;
     if recovered.valid_end < log_size {
         warn_truncation(log_file, log_path, &recovered, log_size).await;
         log_file.truncate(recovered.valid_end).await?;
