@@ -1,6 +1,7 @@
 //! One consumer group's state machine (Kafka's classic group protocol), synchronous and free of I/O: the
 //! coordinator (`coordinator.rs`) calls it, persists what it says to persist, and completes the
-//! responses it parks in the members.
+//! responses it parks in the members. Each state change is stamped with the runtime's wall clock
+//! (`state_timestamp`, from which an Empty group's offsets expire).
 //!
 //! ```text
 //!            join / first member                 all joined, or rebalance timeout
