@@ -72,6 +72,20 @@ impl ShardState {
         self.metadata.borrow().clone()
     }
 
+    /// Retention's and the log cleaner's settings in force now: the static ones under the dynamic broker
+    /// configs of the current metadata version (AlterConfigs changes them without a restart). Background
+    /// tasks read it on each pass.
+    pub fn effective_lifecycle(&self) -> crate::config::LifecycleConfig {
+        self.config
+            .effective_lifecycle(self.metadata.borrow().dynamic_configs())
+    }
+
+    /// The topic defaults in force now (static broker settings under the dynamic broker configs).
+    pub fn effective_log_defaults(&self) -> storage::log::LogConfig {
+        self.config
+            .effective_log_defaults(self.metadata.borrow().dynamic_configs())
+    }
+
     /// Adopts a new metadata version: this shard's partitions open, close or go accordingly. Returns the
     /// partitions it could not open.
     pub async fn apply_metadata(

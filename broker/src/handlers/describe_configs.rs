@@ -1,11 +1,12 @@
 //! DescribeConfigs (key 32), versions 1–4: topic (resource type 2) and broker (4) configs, as the
 //! settings table describes them (`crate::config::describe`): each with its value, source
-//! (TOPIC_CONFIG / STATIC_BROKER_CONFIG / DEFAULT_CONFIG), read-only and sensitive flags, synonyms when
+//! (TOPIC_CONFIG / DYNAMIC_BROKER_CONFIG / DYNAMIC_DEFAULT_BROKER_CONFIG / STATIC_BROKER_CONFIG /
+//! DEFAULT_CONFIG), read-only and sensitive flags, synonyms when
 //! `include_synonyms` is set, and from v3 its type and (when `include_documentation` is set) its
 //! documentation line.
 
 use super::{simple, str_bytes};
-use crate::config::describe::{describe_broker, describe_topic, DescribedConfig};
+use crate::config::describe::{describe_broker_with, describe_topic_with, DescribedConfig};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -53,14 +54,22 @@ fn describe_configs(
             let entries: Result<Vec<DescribedConfig>, (ResponseError, String)> =
                 match resource.resource_type {
                     RESOURCE_TOPIC => match metadata.topics.get(&name) {
-                        Some(topic) => Ok(describe_topic(&config.settings, &topic.configs)),
+                        Some(topic) => Ok(describe_topic_with(
+                            &config.settings,
+                            metadata.dynamic_configs(),
+                            &topic.configs,
+                        )),
                         None => Err((
                             ResponseError::UnknownTopicOrPartition,
                             format!("topic {name} does not exist"),
                         )),
                     },
                     RESOURCE_BROKER if name.is_empty() || name == config.node_id.to_string() => {
-                        Ok(describe_broker(&config.settings, &runtime_value))
+                        Ok(describe_broker_with(
+                            &config.settings,
+                            metadata.dynamic_configs(),
+                            &runtime_value,
+                        ))
                     }
                     RESOURCE_BROKER => Err((
                         ResponseError::InvalidRequest,
@@ -133,7 +142,7 @@ fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::describe::ConfigSource;
+    use crate::config::describe::{describe_broker, ConfigSource};
     use crate::config::Settings;
 
     fn partitions_entry() -> DescribedConfig {
