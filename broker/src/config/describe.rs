@@ -26,7 +26,7 @@ pub enum ConfigSource {
     StaticBrokerConfig = 4,
     DefaultConfig = 5,
     /// The dynamic default of every broker (AlterConfigs on resource "").
-    DynamicDefaultBrokerConfig = 7,
+    DynamicDefaultBrokerConfig = 3,
 }
 
 impl ConfigSource {

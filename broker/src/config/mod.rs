@@ -10,6 +10,8 @@
 pub mod alter;
 pub mod describe;
 pub mod dynamic;
+#[cfg(test)]
+mod dynamic_tests;
 pub mod settings;
 pub mod table;
 #[cfg(test)]

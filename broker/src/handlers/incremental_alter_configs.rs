@@ -54,6 +54,8 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     let mut answer = AlterConfigsResourceResponse::default();
                     answer.resource_type = resource_type;
                     answer.resource_name = resource_name;
+                    // Null on success, as Kafka answers.
+                    answer.error_message = None;
                     if let Err((code, message)) = outcome {
                         answer.error_code = code.code();
                         answer.error_message = Some(str_bytes(message));
