@@ -83,7 +83,13 @@ fn set_delete_append_and_subtract() {
         change("compression.gzip.level", Operation::Set, Some("12")),
     ] {
         assert!(
-            alter(&current, ResourceKind::Topic, false, &[bad.clone()]).is_err(),
+            alter(
+                &current,
+                ResourceKind::Topic,
+                false,
+                std::slice::from_ref(&bad)
+            )
+            .is_err(),
             "{bad:?}"
         );
     }
