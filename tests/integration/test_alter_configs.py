@@ -58,6 +58,46 @@ def _error_code(excinfo):
     return error.code() if isinstance(error, KafkaError) else None
 
 
+class _Reader:
+    def __init__(self, data):
+        self.data, self.position = data, 0
+
+    def take(self, layout):
+        values = struct.unpack_from(layout, self.data, self.position)
+        self.position += struct.calcsize(layout)
+        return values if len(values) > 1 else values[0]
+
+    def string(self):
+        length = self.take(">h")
+        if length < 0:
+            return None
+        self.position += length
+        return self.data[self.position - length:self.position].decode()
+
+
+def _raw_describe_broker_defaults(broker):
+    """DescribeConfigs v1 of broker resource "" (the dynamic defaults of every broker):
+    {name: (value, source)}."""
+    body = struct.pack(">i", 1) + struct.pack(">b", 4) + _string("") + struct.pack(">i", -1)
+    body += struct.pack(">?", False)
+    with socket.create_connection(broker.address, timeout=10) as sock:
+        sock.sendall(frame(request_header_v1(32, 1, 9) + body))
+        _, response = read_response(sock)
+    reader = _Reader(response)
+    reader.take(">i")
+    assert reader.take(">i") == 1
+    assert reader.take(">h") == 0
+    reader.string(), reader.take(">b"), reader.string()
+    configs = {}
+    for _ in range(reader.take(">i")):
+        name, value = reader.string(), reader.string()
+        _read_only, source, _sensitive = reader.take(">?b?")
+        for _ in range(reader.take(">i")):
+            reader.string(), reader.string(), reader.take(">b")
+        configs[name] = (value, source)
+    return configs
+
+
 def test_topic_configs_altered_described_restarted_and_deleted(broker_factory, topic):
     broker = broker_factory(shards=2)
     admin = ck_admin(broker.bootstrap)
@@ -160,6 +200,9 @@ def test_dynamic_broker_configs_set_topic_defaults(broker_factory, topic):
 
     assert _raw_incremental(broker, 4, "", [("log.retention.ms", SET, "7200000"),
                                             ("log.cleaner.backoff.ms", SET, "1000")]) == (0, None)
+    assert _raw_describe_broker_defaults(broker) == {
+        "log.retention.ms": ("7200000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value),
+        "log.cleaner.backoff.ms": ("1000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)}
     retention = _describe(admin, topic_resource)["retention.ms"]
     assert retention.value == "7200000"
     assert ConfigSource(retention.source) == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG

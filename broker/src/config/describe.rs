@@ -122,6 +122,36 @@ pub fn describe_broker_with(
         .collect()
 }
 
+/// The dynamic default configs of every broker (DescribeConfigs on broker resource "", as Kafka answers
+/// it: only those set, each with source DYNAMIC_DEFAULT_BROKER_CONFIG).
+pub fn describe_broker_defaults(dynamic: DynamicConfigs) -> Vec<DescribedConfig> {
+    dynamic
+        .cluster_default
+        .iter()
+        .filter_map(|(name, value)| {
+            let row = SETTINGS
+                .iter()
+                .find(|row| row.is_broker() && row.kafka_name == Some(name.as_str()))?;
+            let name = row.kafka_name?;
+            let synonym = Synonym {
+                name,
+                value: Some(value.clone()),
+                source: ConfigSource::DynamicDefaultBrokerConfig,
+            };
+            Some(DescribedConfig {
+                name,
+                value: Some(value.clone()),
+                source: ConfigSource::DynamicDefaultBrokerConfig,
+                read_only: !row.dynamic,
+                is_sensitive: false,
+                config_type: row.config_type,
+                documentation: row.doc,
+                synonyms: vec![synonym],
+            })
+        })
+        .collect()
+}
+
 /// Every topic config of a topic with `overrides`, over the broker's `settings` (no dynamic configs).
 pub fn describe_topic(
     settings: &Settings,

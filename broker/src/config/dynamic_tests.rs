@@ -3,7 +3,10 @@
 //! synonyms with dynamic configs.
 
 use super::alter::{alter, ConfigChange, Operation, ResourceKind};
-use super::describe::{describe_broker_with, describe_topic_with, ConfigSource, DescribedConfig};
+use super::describe::{
+    describe_broker_defaults, describe_broker_with, describe_topic_with, ConfigSource,
+    DescribedConfig,
+};
 use super::dynamic::DynamicConfigs;
 use super::*;
 
@@ -243,6 +246,14 @@ fn described_sources_follow_the_dynamic_levels() {
     assert!(find(&broker, "num.partitions").read_only);
     assert_eq!(
         find(&broker, "log.roll.ms").source,
+        ConfigSource::DynamicDefaultBrokerConfig
+    );
+    // Resource "": only the dynamic defaults.
+    let defaults = describe_broker_defaults(dynamic);
+    let names: Vec<_> = defaults.iter().map(|config| config.name).collect();
+    assert_eq!(names, ["log.retention.ms", "log.roll.ms"]);
+    assert_eq!(
+        find(&defaults, "log.roll.ms").source,
         ConfigSource::DynamicDefaultBrokerConfig
     );
 
