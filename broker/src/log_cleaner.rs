@@ -32,33 +32,49 @@ impl CleanerPacer for ShardPacer {
     }
 }
 
-/// Starts the shard's cleaner task when `log.cleaner.enable` is set: it cleans the logs of the
-/// partitions `partitions` lists, until `stopped` says the shard is shutting down.
+/// Starts the shard's cleaner task when `log.cleaner.enable` is set (a static setting): it cleans
+/// the logs of the partitions `partitions` lists, until `stopped` says the shard is shutting down.
+/// `lifecycle` gives the settings in force (dynamic broker configs included), read before each
+/// pass, so `log.cleaner.backoff.ms`, `log.cleaner.dedupe.buffer.size` and
+/// `log.cleaner.io.max.bytes.per.second` change without a restart.
 pub fn start(
-    lifecycle: &LifecycleConfig,
+    lifecycle: impl Fn() -> LifecycleConfig + 'static,
     stopped: impl Fn() -> bool + 'static,
     partitions: impl Fn() -> Vec<Rc<Partition>> + 'static,
 ) {
-    if !lifecycle.cleaner_enable {
+    if !lifecycle().cleaner_enable {
         return;
     }
-    shard::task::spawn(run(lifecycle.clone(), stopped, partitions));
+    shard::task::spawn(run(lifecycle, stopped, partitions));
 }
 
 async fn run(
-    lifecycle: LifecycleConfig,
+    lifecycle: impl Fn() -> LifecycleConfig,
     stopped: impl Fn() -> bool,
     partitions: impl Fn() -> Vec<Rc<Partition>>,
 ) {
-    let backoff = Duration::from_millis(lifecycle.cleaner_backoff_ms.max(1));
+    let mut settings = lifecycle();
     let mut cleaner = Cleaner::new(
-        lifecycle.cleaner_dedupe_buffer_size,
-        lifecycle.cleaner_io_max_bytes_per_second,
+        settings.cleaner_dedupe_buffer_size,
+        settings.cleaner_io_max_bytes_per_second,
     );
     loop {
         if stopped() {
             return;
         }
+        let current = lifecycle();
+        if current.cleaner_dedupe_buffer_size != settings.cleaner_dedupe_buffer_size {
+            cleaner = Cleaner::new(
+                current.cleaner_dedupe_buffer_size,
+                current.cleaner_io_max_bytes_per_second,
+            );
+        } else if current.cleaner_io_max_bytes_per_second
+            != settings.cleaner_io_max_bytes_per_second
+        {
+            cleaner.set_io_max_bytes_per_second(current.cleaner_io_max_bytes_per_second);
+        }
+        settings = current;
+        let backoff = Duration::from_millis(settings.cleaner_backoff_ms.max(1));
         let now_ms = shard::task::wall_clock_ms();
         let mut best: Option<(bool, f64, Rc<Partition>)> = None;
         for partition in partitions() {

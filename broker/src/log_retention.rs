@@ -1,5 +1,6 @@
 //! The per-shard retention task (Kafka's `LogManager` cleanup loop, `kafka-log-retention`): every
-//! `log.retention.check.interval.ms` it walks the shard's partitions and applies retention
+//! `log.retention.check.interval.ms` (the value in force: a dynamic broker config changes it without
+//! a restart) it walks the shard's partitions and applies retention
 //! (`retention.ms`, `retention.bytes`, segments below the log start) with each partition's current
 //! `LogConfig`; more often (every `min(interval, 1 s)`) it removes deleted segments' files whose
 //! `file.delete.delay.ms` has passed.
@@ -21,25 +22,27 @@ const FILE_REMOVAL_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs retention for the shard whose state `state` is, until it shuts down.
 pub async fn run(state: Weak<ShardState>) {
-    let Some(check_interval) = state.upgrade().map(|state| {
-        Duration::from_millis(state.config.lifecycle.retention_check_interval_ms.max(1))
-    }) else {
+    // The interval in force (dynamic broker configs included), read on every wake-up.
+    let check_interval = |state: &ShardState| {
+        Duration::from_millis(state.effective_lifecycle().retention_check_interval_ms.max(1))
+    };
+    let Some(mut interval) = state.upgrade().map(|state| check_interval(&state)) else {
         return;
     };
-    let period = check_interval.min(FILE_REMOVAL_PERIOD);
-    let mut next_check = shard::task::now() + check_interval;
+    let mut last_check = shard::task::now();
     loop {
-        shard::task::sleep(period).await;
+        shard::task::sleep(interval.min(FILE_REMOVAL_PERIOD)).await;
         let Some(state) = state.upgrade() else {
             return;
         };
         if state.shutting_down.get() {
             return;
         }
+        interval = check_interval(&state);
         let partitions = state.partitions.all();
         drop(state);
-        if shard::task::now() >= next_check {
-            next_check = shard::task::now() + check_interval;
+        if shard::task::now() >= last_check + interval {
+            last_check = shard::task::now();
             for partition in &partitions {
                 apply_retention(partition).await;
                 futures_lite::future::yield_now().await;

@@ -53,6 +53,12 @@ pub enum ShardMessage {
         items: Vec<DeleteRecordsItem>,
         reply: Reply<Vec<DeleteRecordsOutcome>>,
     },
+    /// The log sizes in bytes of partitions of the receiving shard (DescribeLogDirs); `None` where the
+    /// partition is not open there.
+    PartitionSizes {
+        items: Vec<crate::partition::TopicPartition>,
+        reply: Reply<Vec<Option<u64>>>,
+    },
     /// Topic creation/deletion, producer ids …: handled by shard 0.
     Control {
         request: ControlRequest,

@@ -15,7 +15,14 @@
 //! shards = [0, 1, 0]          # owning shard of each partition, by index
 //! [topics.orders.configs]     # overrides only
 //! "max.message.bytes" = "2048"
+//! [broker_default_configs]    # dynamic broker configs for every broker (AlterConfigs, resource "")
+//! "log.retention.ms" = "3600000"
+//! [broker_configs]            # dynamic broker configs of this broker (AlterConfigs, resource "<node id>")
+//! "log.cleaner.backoff.ms" = "1000"
 //! ```
+//!
+//! Both broker config tables are absent from files written before dynamic configs existed (they load
+//! empty) and hold only validated dynamic settings, by Kafka name.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,6 +42,12 @@ pub struct ClusterMetadata {
     pub version: u64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// Dynamic broker configs for every broker (Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG), by Kafka name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_default_configs: BTreeMap<String, String>,
+    /// Dynamic broker configs of this broker (Kafka's DYNAMIC_BROKER_CONFIG), by Kafka name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -59,6 +72,8 @@ impl ClusterMetadata {
             next_producer_id: 0,
             version: 1,
             topics: BTreeMap::new(),
+            broker_default_configs: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
         }
     }
 
@@ -117,6 +132,14 @@ impl ClusterMetadata {
         }
         std::fs::rename(&temporary, &current)?;
         std::fs::File::open(data_dir)?.sync_all()
+    }
+
+    /// The dynamic broker configs in force (see [`crate::config::dynamic`]).
+    pub fn dynamic_configs(&self) -> crate::config::dynamic::DynamicConfigs<'_> {
+        crate::config::dynamic::DynamicConfigs {
+            cluster_default: &self.broker_default_configs,
+            this_broker: &self.broker_configs,
+        }
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<(&String, &TopicMetadata)> {
@@ -271,5 +294,27 @@ mod tests {
         let reloaded = ClusterMetadata::load_or_create(dir.path()).unwrap();
         assert_eq!(reloaded, metadata);
         assert_eq!(reloaded.cluster_id.len(), 22);
+    }
+
+    #[test]
+    fn dynamic_broker_configs_persist_and_old_files_load_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut metadata = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        metadata
+            .broker_default_configs
+            .insert("log.retention.ms".into(), "3600000".into());
+        metadata
+            .broker_configs
+            .insert("log.cleaner.backoff.ms".into(), "1000".into());
+        metadata.persist(dir.path()).unwrap();
+        assert_eq!(
+            ClusterMetadata::load_or_create(dir.path()).unwrap(),
+            metadata
+        );
+        let old = "cluster_id = \"abc\"\nnext_producer_id = 3\n[topics.t]\nid = \"6f1c2d3e-1111-4222-8333-944455556666\"\nshards = [0]\n";
+        std::fs::write(dir.path().join(METADATA_FILE), old).unwrap();
+        let loaded = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        assert!(loaded.broker_default_configs.is_empty() && loaded.broker_configs.is_empty());
+        assert_eq!(loaded.topics.len(), 1);
     }
 }

@@ -74,11 +74,32 @@ impl ShardState {
                 .map(|state| state.partitions.all())
                 .unwrap_or_default()
         };
-        crate::log_cleaner::start(&self.config.lifecycle, stopped, partitions);
+        let state = Rc::downgrade(self);
+        let lifecycle = move || {
+            state
+                .upgrade()
+                .map(|state| state.effective_lifecycle())
+                .unwrap_or_default()
+        };
+        crate::log_cleaner::start(lifecycle, stopped, partitions);
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
+    }
+
+    /// Retention's and the log cleaner's settings in force now: the static ones under the dynamic broker
+    /// configs of the current metadata version (AlterConfigs changes them without a restart). Background
+    /// tasks read it on each pass.
+    pub fn effective_lifecycle(&self) -> crate::config::LifecycleConfig {
+        self.config
+            .effective_lifecycle(self.metadata.borrow().dynamic_configs())
+    }
+
+    /// The topic defaults in force now (static broker settings under the dynamic broker configs).
+    pub fn effective_log_defaults(&self) -> storage::log::LogConfig {
+        self.config
+            .effective_log_defaults(self.metadata.borrow().dynamic_configs())
     }
 
     /// Adopts a new metadata version: this shard's partitions open, close or go accordingly. Returns the

@@ -7,7 +7,11 @@
 //! [`describe`] reports them as DescribeConfigs does. This module imports no other module of the
 //! broker (only external crates): the modules that need configuration import it.
 
+pub mod alter;
 pub mod describe;
+pub mod dynamic;
+#[cfg(test)]
+mod dynamic_tests;
 pub mod settings;
 pub mod table;
 #[cfg(test)]
@@ -222,6 +226,10 @@ impl BrokerConfig {
                 Target::Log(apply) => apply(&mut config.log_defaults, &entry.value),
                 Target::Reported => {}
             }
+        }
+        // retention.ms's default from its three broker names (ms > minutes > hours).
+        if let Some(retention) = dynamic::retention_ms(&settings, dynamic::DynamicConfigs::none()) {
+            config.log_defaults.retention_ms = retention;
         }
         // Defaults derived at start.
         if settings.get("shards").is_none() {

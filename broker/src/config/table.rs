@@ -69,6 +69,8 @@ pub enum Validator {
     ListOf(&'static [&'static str]),
     /// A number (`Double`) in 0..=1.
     Ratio,
+    /// A gzip level: 1..=9, or -1 for the codec's default.
+    GzipLevel,
 }
 
 /// How DescribeConfigs writes the value.
@@ -86,7 +88,8 @@ pub enum Target {
     Broker(fn(&mut BrokerConfig, &Value) -> Result<(), String>),
     /// A field of a [`LogConfig`]: the broker's topic defaults, or one topic's own.
     Log(fn(&mut LogConfig, &Value)),
-    /// Accepted, validated and reported; nothing reads it yet.
+    /// Accepted, validated and reported; nothing reads it through a target (the row's doc says whether
+    /// anything acts on it: retention's minutes and hours synonyms feed `retention.ms`, see `dynamic`).
     Reported,
 }
 
@@ -104,7 +107,8 @@ pub struct Setting {
     pub config_type: ConfigType,
     pub default: DefaultValue,
     pub validator: Validator,
-    /// Whether it could change without a restart (Kafka's dynamic settings; for a later AlterConfigs).
+    /// Whether AlterConfigs may change it without a restart (a broker setting this broker applies
+    /// dynamically; every topic config).
     pub dynamic: bool,
     pub presentation: Presentation,
     pub target: Target,
@@ -158,6 +162,27 @@ const fn row(key: &'static str, kafka_name: Option<&'static str>, doc: &'static 
         presentation: Presentation::AsIs,
         target: Target::Reported,
         doc,
+    }
+}
+
+/// A topic config with no broker setting of its own that this broker accepts, validates and reports but
+/// does not act on (replication, tiered storage and compression levels of a single node that stores
+/// batches as produced).
+const fn reported_topic_config(
+    name: &'static str,
+    config_type: ConfigType,
+    default: &'static str,
+    validator: Validator,
+    doc: &'static str,
+) -> Setting {
+    Setting {
+        key: None,
+        scope: Scope::Topic,
+        config_type,
+        default: DefaultValue::Fixed(default),
+        validator,
+        dynamic: true,
+        ..row("", Some(name), doc)
     }
 }
 
@@ -369,6 +394,18 @@ pub const SETTINGS: &[Setting] = &[
         ..row("log_retention_ms", Some("log.retention.ms"), "closed segments whose newest record is older than this are deleted (-1: never)")
     },
     Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Derived("unset: log.retention.hours applies"),
+        dynamic: true,
+        ..row("log_retention_minutes", Some("log.retention.minutes"), "retention.ms's default in minutes, where log.retention.ms is not given (negative: never)")
+    },
+    Setting {
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("168"),
+        dynamic: true,
+        ..row("log_retention_hours", Some("log.retention.hours"), "retention.ms's default in hours, where neither log.retention.ms nor log.retention.minutes is given (negative: never)")
+    },
+    Setting {
         scope: Scope::BrokerAndTopic { topic_name: "retention.bytes" },
         default: DefaultValue::Fixed("-1"),
         validator: Validator::AtLeast(-1),
@@ -475,6 +512,22 @@ pub const SETTINGS: &[Setting] = &[
         validator: POSITIVE,
         ..row("", Some("min.insync.replicas"), "accepted and reported; a single broker is always in sync")
     },
+    reported_topic_config("unclean.leader.election.enable", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; a single broker has no other replica to elect"),
+    reported_topic_config("leader.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; a single broker does not replicate"),
+    reported_topic_config("follower.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; a single broker does not replicate"),
+    reported_topic_config("compression.gzip.level", ConfigType::Int, "-1", Validator::GzipLevel, "accepted and reported (1..9, -1: the codec's default); batches are stored as produced"),
+    reported_topic_config("compression.lz4.level", ConfigType::Int, "9", Validator::Range(1, 17), "accepted and reported; batches are stored as produced"),
+    reported_topic_config("compression.zstd.level", ConfigType::Int, "3", Validator::Range(-131_072, 22), "accepted and reported; batches are stored as produced"),
+    reported_topic_config("segment.jitter.ms", ConfigType::Long, "0", NON_NEGATIVE, "accepted and reported; segments roll at segment.ms without jitter"),
+    reported_topic_config("preallocate", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; segment files grow as written"),
+    reported_topic_config("message.timestamp.before.max.ms", ConfigType::Long, "9223372036854775807", NON_NEGATIVE, "accepted and reported; record timestamps in the past are not checked"),
+    reported_topic_config("message.timestamp.after.max.ms", ConfigType::Long, "3600000", NON_NEGATIVE, "accepted and reported; record timestamps in the future are not checked"),
+    reported_topic_config("message.downconversion.enable", ConfigType::Boolean, "true", Validator::Any, "accepted and reported; a no-op since Kafka 4.0 (no down-conversion)"),
+    reported_topic_config("remote.storage.enable", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; there is no tiered storage"),
+    reported_topic_config("local.retention.ms", ConfigType::Long, "-2", Validator::AtLeast(-2), "accepted and reported; no tiered storage (-2: retention.ms)"),
+    reported_topic_config("local.retention.bytes", ConfigType::Long, "-2", Validator::AtLeast(-2), "accepted and reported; no tiered storage (-2: retention.bytes)"),
+    reported_topic_config("remote.log.copy.disable", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; there is no tiered storage"),
+    reported_topic_config("remote.log.delete.on.disable", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; there is no tiered storage"),
     Setting {
         default: DefaultValue::Fixed("67108864"),
         validator: NON_NEGATIVE,
@@ -592,7 +645,7 @@ pub const SETTINGS: &[Setting] = &[
         config_type: ConfigType::Int,
         default: DefaultValue::Derived("2/5 of the descriptors left after the reserve"),
         validator: POSITIVE,
-        dynamic: true,
+        dynamic: false, // connection limits are fixed at start here
         target: Target::Broker(|config, value| {
             config.max_connections = Some(value.as_int() as usize);
             Ok(())
@@ -603,7 +656,7 @@ pub const SETTINGS: &[Setting] = &[
         config_type: ConfigType::Int,
         default: DefaultValue::SameAs("max_connections"),
         validator: POSITIVE,
-        dynamic: true,
+        dynamic: false, // connection limits are fixed at start here
         target: Target::Broker(|config, value| {
             config.max_connections_per_ip = Some(value.as_int() as usize);
             Ok(())

@@ -23,7 +23,10 @@ pub fn parse_text(setting: &Setting, text: &str) -> Result<Value, String> {
             Value::Int(text.parse::<i64>().map_err(|error| error.to_string())?)
         }
         ConfigType::Double => {
-            let number = text.trim().parse::<f64>().map_err(|error| error.to_string())?;
+            let number = text
+                .trim()
+                .parse::<f64>()
+                .map_err(|error| error.to_string())?;
             if !number.is_finite() {
                 return Err("expected a finite number".into());
             }
@@ -75,6 +78,13 @@ pub fn validate(setting: &Setting, value: Value) -> Result<Value, String> {
         }
         (Value::Text(_), Validator::Ratio) if !(0.0..=1.0).contains(&value.as_double()) => {
             return Err("must be between 0 and 1".into())
+        }
+        (Value::Int(number), Validator::GzipLevel)
+            if !((1..=9).contains(number) || *number == -1) =>
+        {
+            return Err(format!(
+                "{number} is neither in 1..=9 nor -1 (the codec's default)"
+            ))
         }
         (Value::Int(number), Validator::PositiveOrUnbounded) if *number < 1 && *number != -1 => {
             return Err(format!("{number} is neither positive nor -1 (unbounded)"))

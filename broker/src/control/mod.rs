@@ -1,9 +1,10 @@
 //! The control plane: the one place where cluster metadata changes (topic creation and deletion,
-//! partition increases, producer-id allocation). It runs on shard 0; other shards forward their requests
+//! partition increases, producer-id allocation, topic and dynamic broker configs). It runs on shard 0; other shards forward their requests
 //! there. Each change: validate → new metadata version → persist → broadcast to every shard and wait until
 //! each has applied it (opened or deleted its partitions) → answer. Changes are serialized by a lock held
 //! across those steps, so shards see versions in order.
 
+pub mod alter_configs;
 pub mod requests;
 pub mod unopened;
 
@@ -14,7 +15,10 @@ use crate::metadata::{ClusterMetadata, TopicMetadata};
 use crate::partition::manager::UnopenedPartition;
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
-pub use requests::{topic_outcomes, ControlRequest, ControlResponse, NewTopic, TopicOutcome};
+pub use requests::{
+    topic_outcomes, ConfigAlteration, ConfigResource, ControlRequest, ControlResponse, NewTopic,
+    TopicOutcome,
+};
 use shard::ShardId;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -128,6 +132,16 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             let changed = !validate_only && outcomes.iter().any(Result::is_ok);
             (ControlResponse::Topics(outcomes), changed)
         }
+        ControlRequest::AlterConfigs {
+            alterations,
+            validate_only,
+        } => {
+            let before = metadata.clone();
+            let outcomes =
+                alter_configs::apply(&state.config, &mut metadata, &alterations, validate_only);
+            let changed = metadata != before;
+            (ControlResponse::Topics(outcomes), changed)
+        }
         ControlRequest::AllocateProducerId => {
             let id = metadata.next_producer_id;
             metadata.next_producer_id += 1;
@@ -201,7 +215,10 @@ fn create_topic(
             ),
         ));
     }
-    TopicConfig::resolve(&state.config.log_defaults, &topic.configs)
+    let defaults = state
+        .config
+        .effective_log_defaults(metadata.dynamic_configs());
+    TopicConfig::resolve(&defaults, &topic.configs)
         .map_err(|message| (ResponseError::InvalidConfig, message))?;
     crate::descriptor_budget::check_partition_budget(&state.config, metadata, topic.partitions)?;
     if !validate_only {

@@ -1,6 +1,7 @@
 //! The control plane's requests and answers: what shard 0 is asked to change (the `Control` cross-shard
 //! message carries them) and what it answers.
 
+use crate::config::alter::ConfigChange;
 use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
 
@@ -24,6 +25,31 @@ pub enum ControlRequest {
         validate_only: bool,
     },
     AllocateProducerId,
+    /// AlterConfigs / IncrementalAlterConfigs: one outcome per alteration, in order.
+    AlterConfigs {
+        alterations: Vec<ConfigAlteration>,
+        validate_only: bool,
+    },
+}
+
+/// Whose configs an alteration changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigResource {
+    /// A topic's overrides.
+    Topic(String),
+    /// The dynamic broker configs of every broker (resource name "").
+    BrokerDefault,
+    /// This broker's dynamic configs (resource name = its node id).
+    ThisBroker,
+}
+
+/// The changes to one resource's configs.
+#[derive(Clone, Debug)]
+pub struct ConfigAlteration {
+    pub resource: ConfigResource,
+    /// AlterConfigs: the changes (all SETs) are the resource's whole new set.
+    pub replace_all: bool,
+    pub changes: Vec<ConfigChange>,
 }
 
 pub type TopicOutcome = Result<(), (ResponseError, String)>;

@@ -6,7 +6,7 @@
 //! factor and every config with its source, as DescribeConfigs reports them.
 
 use super::{simple, str_bytes};
-use crate::config::describe::{describe_topic, ConfigSource};
+use crate::config::describe::{describe_topic_with, ConfigSource};
 use crate::control::{control, topic_outcomes, ControlRequest, NewTopic};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
@@ -137,18 +137,22 @@ async fn create_topics(
                     }
                     if version >= 5 {
                         result.configs = Some(
-                            describe_topic(&state.config.settings, &topic.configs)
-                                .into_iter()
-                                .map(|described| {
-                                    let mut config = CreatableTopicConfigs::default();
-                                    config.name = str_bytes(described.name);
-                                    config.value = described.value.map(str_bytes);
-                                    config.read_only = described.read_only;
-                                    config.config_source = described.source.code();
-                                    config.is_sensitive = described.is_sensitive;
-                                    config
-                                })
-                                .collect(),
+                            describe_topic_with(
+                                &state.config.settings,
+                                metadata.dynamic_configs(),
+                                &topic.configs,
+                            )
+                            .into_iter()
+                            .map(|described| {
+                                let mut config = CreatableTopicConfigs::default();
+                                config.name = str_bytes(described.name);
+                                config.value = described.value.map(str_bytes);
+                                config.read_only = described.read_only;
+                                config.config_source = described.source.code();
+                                config.is_sensitive = described.is_sensitive;
+                                config
+                            })
+                            .collect(),
                         );
                     }
                 }

@@ -1,11 +1,15 @@
-//! DescribeConfigs (key 32), versions 1–4: topic (resource type 2) and broker (4) configs, as the
+//! DescribeConfigs (key 32), versions 1–4: topic (resource type 2) and broker (4: this broker's id, or ""
+//! for the dynamic defaults of every broker) configs, as the
 //! settings table describes them (`crate::config::describe`): each with its value, source
-//! (TOPIC_CONFIG / STATIC_BROKER_CONFIG / DEFAULT_CONFIG), read-only and sensitive flags, synonyms when
+//! (TOPIC_CONFIG / DYNAMIC_BROKER_CONFIG / DYNAMIC_DEFAULT_BROKER_CONFIG / STATIC_BROKER_CONFIG /
+//! DEFAULT_CONFIG), read-only and sensitive flags, synonyms when
 //! `include_synonyms` is set, and from v3 its type and (when `include_documentation` is set) its
 //! documentation line.
 
 use super::{simple, str_bytes};
-use crate::config::describe::{describe_broker, describe_topic, DescribedConfig};
+use crate::config::describe::{
+    describe_broker_defaults, describe_broker_with, describe_topic_with, DescribedConfig,
+};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -50,27 +54,38 @@ fn describe_configs(
             result.resource_type = resource.resource_type;
             result.resource_name = resource.resource_name.clone();
             let name = resource.resource_name.to_string();
-            let entries: Result<Vec<DescribedConfig>, (ResponseError, String)> =
-                match resource.resource_type {
-                    RESOURCE_TOPIC => match metadata.topics.get(&name) {
-                        Some(topic) => Ok(describe_topic(&config.settings, &topic.configs)),
-                        None => Err((
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("topic {name} does not exist"),
-                        )),
-                    },
-                    RESOURCE_BROKER if name.is_empty() || name == config.node_id.to_string() => {
-                        Ok(describe_broker(&config.settings, &runtime_value))
-                    }
-                    RESOURCE_BROKER => Err((
-                        ResponseError::InvalidRequest,
-                        format!("this is broker {}, not {name}", config.node_id),
+            let entries: Result<Vec<DescribedConfig>, (ResponseError, String)> = match resource
+                .resource_type
+            {
+                RESOURCE_TOPIC => match metadata.topics.get(&name) {
+                    Some(topic) => Ok(describe_topic_with(
+                        &config.settings,
+                        metadata.dynamic_configs(),
+                        &topic.configs,
                     )),
-                    other => Err((
-                        ResponseError::InvalidRequest,
-                        format!("resource type {other} is not supported"),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {name} does not exist"),
                     )),
-                };
+                },
+                // Resource "": the dynamic defaults of every broker, as Kafka answers it.
+                RESOURCE_BROKER if name.is_empty() => {
+                    Ok(describe_broker_defaults(metadata.dynamic_configs()))
+                }
+                RESOURCE_BROKER if name == config.node_id.to_string() => Ok(describe_broker_with(
+                    &config.settings,
+                    metadata.dynamic_configs(),
+                    &runtime_value,
+                )),
+                RESOURCE_BROKER => Err((
+                    ResponseError::InvalidRequest,
+                    format!("this is broker {}, not {name}", config.node_id),
+                )),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("resource type {other} is not supported"),
+                )),
+            };
             match entries {
                 Ok(entries) => {
                     let wanted = resource.configuration_keys.as_ref();
@@ -133,7 +148,7 @@ fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::describe::ConfigSource;
+    use crate::config::describe::{describe_broker, ConfigSource};
     use crate::config::Settings;
 
     fn partitions_entry() -> DescribedConfig {

@@ -20,6 +20,7 @@ use tracing::Instrument;
 static BAD_REQUESTS: crate::log_limit::LogLimiter =
     crate::log_limit::LogLimiter::new(Duration::from_secs(10), 5);
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -29,9 +30,11 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -100,6 +103,13 @@ pub const APIS: &[ApiEntry] = &[
     api!(OffsetDelete, offset_delete, OffsetDeleteRequest),
     api!(DescribeCluster, describe_cluster, DescribeClusterRequest),
     api!(DeleteRecords, delete_records, DeleteRecordsRequest),
+    api!(AlterConfigs, alter_configs, AlterConfigsRequest),
+    api!(DescribeLogDirs, describe_log_dirs, DescribeLogDirsRequest),
+    api!(
+        IncrementalAlterConfigs,
+        incremental_alter_configs,
+        IncrementalAlterConfigsRequest
+    ),
 ];
 
 /// The registry entry of `key`, if this broker serves it.

@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use storage::log::LogConfig;
 use storage::types::Offset;
 use storage::{BatchCache, Log, SegmentFilePool};
 
@@ -148,7 +149,21 @@ impl PartitionManager {
         let marked = crate::partition_dir::mark_all_deleted(data_dir, &deleted_dirs);
         crate::partition_dir::remove_in_background(marked);
         let mut unopened = Vec::new();
+        // Topic defaults in force: static settings under the dynamic broker configs.
+        let defaults = self
+            .resources
+            .config
+            .effective_log_defaults(metadata.dynamic_configs());
+        let defaults_changed = metadata.broker_default_configs != previous.broker_default_configs
+            || metadata.broker_configs != previous.broker_configs;
         for (topic, topic_metadata) in &metadata.topics {
+            // An open partition takes its topic's new configuration at once (AlterConfigs).
+            let configs_changed = defaults_changed
+                || previous
+                    .topics
+                    .get(topic)
+                    .is_none_or(|before| before.configs != topic_metadata.configs);
+            let mut resolved = None;
             for (index, &owner) in topic_metadata.shards.iter().enumerate() {
                 let index = index as i32;
                 if owner != shard {
@@ -157,9 +172,22 @@ impl PartitionManager {
                 if let Some(partition) = self.get(topic, index) {
                     // Still led here: a newer epoch (a leader change) starts at the current log end.
                     partition.become_leader(metadata.leader_epoch(topic, index));
+                    if configs_changed {
+                        if resolved.is_none() {
+                            resolved =
+                                Some(TopicConfig::resolve(&defaults, &topic_metadata.configs));
+                        }
+                        match &resolved {
+                            Some(Ok(config)) => partition.log.set_config(config.log.clone()),
+                            Some(Err(error)) => {
+                                tracing::error!(%topic, %error, "topic configs not applied")
+                            }
+                            None => {}
+                        }
+                    }
                     continue;
                 }
-                if let Err(error) = self.open(metadata, topic, index).await {
+                if let Err(error) = self.open(metadata, &defaults, topic, index).await {
                     tracing::error!(%topic, partition = index, %error, "cannot open partition");
                     unopened.push((topic.clone(), index));
                 }
@@ -171,12 +199,13 @@ impl PartitionManager {
     async fn open(
         &self,
         metadata: &ClusterMetadata,
+        defaults: &LogConfig,
         topic: &str,
         index: i32,
     ) -> Result<(), String> {
         let topic_metadata = &metadata.topics[topic];
         let resources = &self.resources;
-        let config = TopicConfig::resolve(&resources.config.log_defaults, &topic_metadata.configs)?;
+        let config = TopicConfig::resolve(defaults, &topic_metadata.configs)?;
         let dir = partition_dir(&resources.config.data_dir, topic, index);
         claim_partition_dir(&dir, topic_metadata.id)?;
         let log = Log::open_with_file_pool(
@@ -341,6 +370,19 @@ impl PartitionManager {
         self.counters
             .delayed_fetch(completion == Completion::Expired);
         completion
+    }
+
+    /// The log size in bytes of each partition (DescribeLogDirs); `None` where it is not open here.
+    pub fn sizes(&self, items: &[TopicPartition]) -> Vec<Option<u64>> {
+        let partitions = self.partitions.borrow();
+        items
+            .iter()
+            .map(|key| {
+                partitions
+                    .get(key)
+                    .map(|partition| partition.log.size_in_bytes())
+            })
+            .collect()
     }
 
     /// ListOffsets lookups.
