@@ -11,33 +11,24 @@
 //! clock in in-process tests). The task ends when the shard shuts down or its state is dropped.
 
 use crate::partition::Partition;
-use crate::shard_state::ShardState;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
 use storage::StorageError;
 
 /// The longest wait between two looks at the deleted files due for removal.
 const FILE_REMOVAL_PERIOD: Duration = Duration::from_secs(1);
 
-/// Runs retention for the shard whose state `state` is, until it shuts down.
-pub async fn run(state: Weak<ShardState>) {
-    let Some(check_interval) = state.upgrade().map(|state| {
-        Duration::from_millis(state.config.lifecycle.retention_check_interval_ms.max(1))
-    }) else {
-        return;
-    };
+/// Runs retention every `check_interval_ms` over the partitions `partitions()` lists (the shard's),
+/// until it answers `None` (the shard is shutting down or gone).
+pub async fn run(check_interval_ms: u64, partitions: impl Fn() -> Option<Vec<Rc<Partition>>>) {
+    let check_interval = Duration::from_millis(check_interval_ms.max(1));
     let period = check_interval.min(FILE_REMOVAL_PERIOD);
     let mut next_check = shard::task::now() + check_interval;
     loop {
         shard::task::sleep(period).await;
-        let Some(state) = state.upgrade() else {
+        let Some(partitions) = partitions() else {
             return;
         };
-        if state.shutting_down.get() {
-            return;
-        }
-        let partitions = state.partitions.all();
-        drop(state);
         if shard::task::now() >= next_check {
             next_check = shard::task::now() + check_interval;
             for partition in &partitions {

@@ -66,7 +66,13 @@ impl ShardState {
         };
         self.partitions.delayed().start_expiration(stopped.clone());
         shard::task::spawn(self.groups.clone().run_timer(stopped));
-        shard::task::spawn(crate::log_retention::run(Rc::downgrade(self)));
+        let state = Rc::downgrade(self);
+        let partitions = move || {
+            let state = state.upgrade()?;
+            (!state.shutting_down.get()).then(|| state.partitions.all())
+        };
+        let interval_ms = self.config.lifecycle.retention_check_interval_ms;
+        shard::task::spawn(crate::log_retention::run(interval_ms, partitions));
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
