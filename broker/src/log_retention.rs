@@ -12,35 +12,28 @@
 //! clock in in-process tests). The task ends when the shard shuts down or its state is dropped.
 
 use crate::partition::Partition;
-use crate::shard_state::ShardState;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
 use storage::StorageError;
 
 /// The longest wait between two looks at the deleted files due for removal.
 const FILE_REMOVAL_PERIOD: Duration = Duration::from_secs(1);
 
-/// Runs retention for the shard whose state `state` is, until it shuts down.
-pub async fn run(state: Weak<ShardState>) {
-    // The interval in force (dynamic broker configs included), read on every wake-up.
-    let check_interval = |state: &ShardState| {
-        Duration::from_millis(state.effective_lifecycle().retention_check_interval_ms.max(1))
-    };
-    let Some(mut interval) = state.upgrade().map(|state| check_interval(&state)) else {
+/// Runs retention over the partitions `shard()` lists (the shard's) every check interval it gives
+/// (`log.retention.check.interval.ms` in force: a dynamic broker config changes it without a restart),
+/// until it answers `None` (the shard is shutting down or gone).
+pub async fn run(shard: impl Fn() -> Option<(u64, Vec<Rc<Partition>>)>) {
+    let Some((interval_ms, _)) = shard() else {
         return;
     };
+    let mut interval = Duration::from_millis(interval_ms.max(1));
     let mut last_check = shard::task::now();
     loop {
         shard::task::sleep(interval.min(FILE_REMOVAL_PERIOD)).await;
-        let Some(state) = state.upgrade() else {
+        let Some((interval_ms, partitions)) = shard() else {
             return;
         };
-        if state.shutting_down.get() {
-            return;
-        }
-        interval = check_interval(&state);
-        let partitions = state.partitions.all();
-        drop(state);
+        interval = Duration::from_millis(interval_ms.max(1));
         if shard::task::now() >= last_check + interval {
             last_check = shard::task::now();
             for partition in &partitions {

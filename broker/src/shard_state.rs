@@ -66,7 +66,6 @@ impl ShardState {
         };
         self.partitions.delayed().start_expiration(stopped.clone());
         shard::task::spawn(self.groups.clone().run_timer(stopped.clone()));
-        shard::task::spawn(crate::log_retention::run(Rc::downgrade(self)));
         let state = Rc::downgrade(self);
         let partitions = move || {
             state
@@ -82,6 +81,13 @@ impl ShardState {
                 .unwrap_or_default()
         };
         crate::log_cleaner::start(lifecycle, stopped, partitions);
+        let state = Rc::downgrade(self);
+        let retention = move || {
+            let state = state.upgrade()?;
+            let interval_ms = state.effective_lifecycle().retention_check_interval_ms;
+            (!state.shutting_down.get()).then(|| (interval_ms, state.partitions.all()))
+        };
+        shard::task::spawn(crate::log_retention::run(retention));
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
