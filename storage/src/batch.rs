@@ -257,9 +257,18 @@ pub fn validate_batches_for(
                 let summary =
                     crate::records::validate_records(&header, &rest[..header.total_size()])?;
                 if keys_required && summary.has_null_key {
-                    return Err(StorageError::InvalidRecord(
-                        "compacted topic cannot accept a record without a key".into(),
-                    ));
+                    // The error path only: walk again to name every keyless record.
+                    let mut record_indexes = Vec::new();
+                    crate::records::for_each_record(
+                        &header,
+                        &rest[..header.total_size()],
+                        |record| {
+                            if record.key.is_none() {
+                                record_indexes.push(record.offset_delta);
+                            }
+                        },
+                    )?;
+                    return Err(StorageError::RecordsWithoutKey { record_indexes });
                 }
                 let mut header = header;
                 if !header.is_log_append_time() {

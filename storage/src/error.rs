@@ -13,6 +13,10 @@ pub enum StorageError {
     MessageTooLarge { size: usize, max: usize },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// A compacted log refuses records without a key (INVALID_RECORD); `record_indexes` are their
+    /// indexes in their batch (Produce's `record_errors`), at most one batch's records.
+    #[error("compacted topic cannot accept a record without a key ({} such record(s))", record_indexes.len())]
+    RecordsWithoutKey { record_indexes: Vec<i32> },
     #[error("unsupported record batch magic {0} (only magic 2 is supported)")]
     UnsupportedMagic(i8),
     #[error("offset {requested} out of range [{start}, {end}]")]
@@ -36,15 +40,16 @@ impl StorageError {
     /// The Kafka protocol error code for this error.
     pub fn error_code(&self) -> i16 {
         match self {
-            StorageError::Io(_) => 56,                   // KAFKA_STORAGE_ERROR
-            StorageError::CorruptMessage(_) => 2,        // CORRUPT_MESSAGE
-            StorageError::MessageTooLarge { .. } => 10,  // MESSAGE_TOO_LARGE
-            StorageError::InvalidRecord(_) => 87,        // INVALID_RECORD
-            StorageError::UnsupportedMagic(_) => 43,     // UNSUPPORTED_FOR_MESSAGE_FORMAT
-            StorageError::OffsetOutOfRange { .. } => 1,  // OFFSET_OUT_OF_RANGE
-            StorageError::OutOfOrderSequence(_) => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER
-            StorageError::InvalidProducerEpoch(_) => 47, // INVALID_PRODUCER_EPOCH
-            StorageError::UnknownProducerId(_) => 59,    // UNKNOWN_PRODUCER_ID
+            StorageError::Io(_) => 56,                    // KAFKA_STORAGE_ERROR
+            StorageError::CorruptMessage(_) => 2,         // CORRUPT_MESSAGE
+            StorageError::MessageTooLarge { .. } => 10,   // MESSAGE_TOO_LARGE
+            StorageError::InvalidRecord(_) => 87,         // INVALID_RECORD
+            StorageError::RecordsWithoutKey { .. } => 87, // INVALID_RECORD
+            StorageError::UnsupportedMagic(_) => 43,      // UNSUPPORTED_FOR_MESSAGE_FORMAT
+            StorageError::OffsetOutOfRange { .. } => 1,   // OFFSET_OUT_OF_RANGE
+            StorageError::OutOfOrderSequence(_) => 45,    // OUT_OF_ORDER_SEQUENCE_NUMBER
+            StorageError::InvalidProducerEpoch(_) => 47,  // INVALID_PRODUCER_EPOCH
+            StorageError::UnknownProducerId(_) => 59,     // UNKNOWN_PRODUCER_ID
             // The partition is going away (shutdown, deletion): retriable, the client refreshes metadata.
             StorageError::Closed => 6, // NOT_LEADER_OR_FOLLOWER
         }

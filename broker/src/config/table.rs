@@ -288,6 +288,21 @@ pub const SETTINGS: &[Setting] = &[
         ..row("", Some("default.replication.factor"), "replicas of a new topic (a single broker: always 1)")
     },
     Setting {
+        key: None,
+        config_type: ConfigType::Int,
+        default: DefaultValue::Fixed("10"),
+        validator: POSITIVE,
+        dynamic: true,
+        ..row("", Some("background.threads"), "accepted and reported (dynamic); each shard runs its own background work")
+    },
+    Setting {
+        key: None,
+        default: DefaultValue::Fixed("60000"),
+        validator: NON_NEGATIVE,
+        dynamic: true,
+        ..row("", Some("sasl.kerberos.min.time.before.relogin"), "accepted and reported (dynamic); SASL comes later")
+    },
+    Setting {
         default: DefaultValue::Fixed("104857600"),
         validator: NON_NEGATIVE,
         target: Target::Broker(|config, value| {

@@ -92,9 +92,9 @@ impl CoordinatorPartition {
         self.partition.clone().append(batch)
             .await
             .map(|_| ())
-            .map_err(|(code, message)| {
-                tracing::warn!(partition = self.index(), ?code, %message, "cannot write group state");
-                match code {
+            .map_err(|refusal| {
+                tracing::warn!(partition = self.index(), code = ?refusal.error, message = %refusal.message, "cannot write group state");
+                match refusal.error {
                     ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
                     ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge => {
                         ResponseError::InvalidCommitOffsetSize

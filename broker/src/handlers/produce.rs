@@ -14,7 +14,9 @@ use crate::partition::requests::{ProduceItem, ProduceOutcome};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use net::{DecodedHeader, DispatchFuture, Frame, ResponseFuture};
 use std::rc::Rc;
@@ -74,7 +76,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 };
                 if let Some(refusal) = refusal {
                     let position = split.skip();
-                    refused.push((position, Err(refusal)));
+                    refused.push((position, Err(refusal.into())));
                     partitions.push((data.index, position));
                 }
             }
@@ -94,7 +96,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         .await;
 
         let response: ResponseFuture = Box::pin(async move {
-            let mut outcomes = gather.all(|code| Err((code, String::new()))).await;
+            let mut outcomes = gather.all(|code| Err((code, String::new()).into())).await;
             for (position, outcome) in refused {
                 outcomes[position] = Some(outcome);
             }
@@ -110,9 +112,11 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     topic.partition_responses = partitions
                         .into_iter()
                         .map(|(index, position)| {
-                            let outcome = outcomes[position]
-                                .take()
-                                .unwrap_or(Err((ResponseError::UnknownServerError, String::new())));
+                            let outcome = outcomes[position].take().unwrap_or(Err((
+                                ResponseError::UnknownServerError,
+                                String::new(),
+                            )
+                                .into()));
                             partition_response(index, outcome)
                         })
                         .collect();
@@ -134,14 +138,24 @@ fn partition_response(index: i32, outcome: ProduceOutcome) -> PartitionProduceRe
             response.log_append_time_ms = info.log_append_time_ms;
             response.log_start_offset = info.log_start_offset.0;
         }
-        Err((code, message)) => {
-            response.error_code = code.code();
+        Err(refusal) => {
+            response.error_code = refusal.error.code();
             response.base_offset = -1;
             response.log_append_time_ms = -1;
             response.log_start_offset = -1;
-            if !message.is_empty() {
-                response.error_message = Some(str_bytes(message));
+            if !refusal.message.is_empty() {
+                response.error_message = Some(str_bytes(refusal.message));
             }
+            response.record_errors = refusal
+                .record_errors
+                .into_iter()
+                .map(|(batch_index, message)| {
+                    let mut record_error = BatchIndexAndErrorMessage::default();
+                    record_error.batch_index = batch_index;
+                    record_error.batch_index_error_message = Some(str_bytes(message));
+                    record_error
+                })
+                .collect();
         }
     }
     response

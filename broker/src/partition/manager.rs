@@ -272,7 +272,8 @@ impl PartitionManager {
                 pending.push(Box::pin(std::future::ready(Err((
                     ResponseError::UnknownTopicOrPartition,
                     String::new(),
-                )))));
+                )
+                    .into()))));
                 continue;
             };
             let bytes = item.records.len();
@@ -307,7 +308,8 @@ impl PartitionManager {
                         Completion::Expired => Err((
                             ResponseError::RequestTimedOut,
                             "the in-sync replicas did not get the records in time".to_string(),
-                        )),
+                        )
+                            .into()),
                     }
                 }));
             } else {

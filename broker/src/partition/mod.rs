@@ -28,7 +28,7 @@ use crate::partition::delayed::DelayedOperations;
 use bytes::Bytes;
 use futures_lite::future::poll_once;
 use kafka_protocol::error::ResponseError;
-use requests::{FetchOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome};
+use requests::{FetchOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome, ProduceRefusal};
 use std::cell::RefCell;
 use std::rc::Rc;
 use storage::types::{LeaderEpoch, Offset};
@@ -174,7 +174,8 @@ impl Partition {
             Err((
                 ResponseError::UnknownServerError,
                 "append task dropped".to_string(),
-            ))
+            )
+                .into())
         })
     }
 
@@ -190,7 +191,18 @@ impl Partition {
             }
             Err(error) => {
                 crate::warn_limited!(APPEND_REJECTED, topic = %self.topic, partition = self.index, %error, "append rejected");
-                Err((error_code(&error), error.to_string()))
+                let record_errors = match &error {
+                    StorageError::RecordsWithoutKey { record_indexes } => record_indexes
+                        .iter()
+                        .map(|index| (*index, KEYLESS_RECORD_MESSAGE.to_string()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Err(ProduceRefusal {
+                    error: error_code(&error),
+                    message: error.to_string(),
+                    record_errors,
+                })
             }
         }
     }
@@ -297,6 +309,9 @@ impl Partition {
 /// Refused appends are client-triggered (corrupt or invalid batches): their log lines are rate-limited.
 static APPEND_REJECTED: crate::log_limit::LogLimiter =
     crate::log_limit::LogLimiter::new(std::time::Duration::from_secs(10), 5);
+
+/// Kafka's message for each keyless record a compacted topic refuses (a Produce `record_errors` entry).
+const KEYLESS_RECORD_MESSAGE: &str = "Compacted topic cannot accept message without key";
 
 /// The Kafka error a client expects for a storage error (the mapping lives with the errors, in storage).
 pub fn error_code(error: &StorageError) -> ResponseError {

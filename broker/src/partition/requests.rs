@@ -18,8 +18,27 @@ pub struct ProduceItem {
     pub timeout: Duration,
 }
 
-/// The append's outcome, or the Kafka error and a message for the client.
-pub type ProduceOutcome = Result<AppendInfo, (ResponseError, String)>;
+/// The append's outcome, or why it was refused.
+pub type ProduceOutcome = Result<AppendInfo, ProduceRefusal>;
+
+/// A refused append: the partition's Kafka error, a message for the client and, for INVALID_RECORD,
+/// the records at fault (Produce v8+ `record_errors`: index in its batch, message).
+#[derive(Debug)]
+pub struct ProduceRefusal {
+    pub error: ResponseError,
+    pub message: String,
+    pub record_errors: Vec<(i32, String)>,
+}
+
+impl From<(ResponseError, String)> for ProduceRefusal {
+    fn from((error, message): (ResponseError, String)) -> ProduceRefusal {
+        ProduceRefusal {
+            error,
+            message,
+            record_errors: Vec::new(),
+        }
+    }
+}
 
 /// A read of one partition.
 pub struct FetchItem {

@@ -419,13 +419,16 @@ fn keyless_records_are_refused_by_a_compacted_log() {
         (-1, 0),
     );
     let error = append(&log, keyless.clone(), 1_000).unwrap_err();
-    assert!(matches!(error, StorageError::InvalidRecord(_)), "{error}");
+    assert!(
+        matches!(&error, StorageError::RecordsWithoutKey { record_indexes } if record_indexes == &[1]),
+        "{error}"
+    );
     assert_eq!(error.error_code(), 87);
     for codec in 1..=4 {
         let compressed = keyed_batch(&[(None, Some("v"))], 1_000, codec, (-1, 0));
         assert!(matches!(
             append(&log, compressed, 1_000),
-            Err(StorageError::InvalidRecord(_))
+            Err(StorageError::RecordsWithoutKey { .. })
         ));
     }
     assert_eq!(log.log_end_offset(), Offset(0));
