@@ -230,15 +230,20 @@ fn without_delete_policy_only_segments_below_the_log_start_go() {
             segment_bytes: 200,
             retention_ms: 0,
             retention_bytes: 0,
-            cleanup_policy: CleanupPolicy::COMPACT,
+            cleanup_policy: CleanupPolicy::DELETE,
             ..config()
         },
         0,
         false,
     );
+    // Keyless batches (a compacted log refuses them): written first, then the policy turns compact.
     for n in 0..200 {
         block_on(log.append(Bytes::from(simple_batch(3, 20, n)), LeaderEpoch(0), 0)).unwrap();
     }
+    log.set_config(LogConfig {
+        cleanup_policy: CleanupPolicy::COMPACT,
+        ..log.config()
+    });
     log.update_high_watermark(Offset(600));
     assert_eq!(
         block_on(log.apply_retention(i64::MAX))
