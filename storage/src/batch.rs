@@ -338,7 +338,8 @@ pub fn iter_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> 
 pub mod testing {
     use super::*;
 
-    fn varint(out: &mut Vec<u8>, value: i64) {
+    /// Appends `value` as a zigzag varint (the record format's integers).
+    pub fn varint(out: &mut Vec<u8>, value: i64) {
         let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
         loop {
             if zigzag < 0x80 {

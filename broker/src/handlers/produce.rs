@@ -160,3 +160,33 @@ fn partition_response(index: i32, outcome: ProduceOutcome) -> PartitionProduceRe
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::requests::ProduceRefusal;
+
+    /// librdkafka's 0011 `record_fail` needs every refused record named (it failed when only the
+    /// partition error came back).
+    #[test]
+    fn a_refusal_names_each_record_at_fault() {
+        let refusal = ProduceRefusal {
+            error: ResponseError::InvalidRecord,
+            message: "compacted topic cannot accept a record without a key".into(),
+            record_errors: vec![(0, "no key".into()), (10, "no key".into())],
+        };
+        let response = partition_response(3, Err(refusal));
+        assert_eq!(response.index, 3);
+        assert_eq!(response.error_code, ResponseError::InvalidRecord.code());
+        assert_eq!(response.base_offset, -1);
+        let indexes: Vec<i32> = response
+            .record_errors
+            .iter()
+            .map(|record_error| record_error.batch_index)
+            .collect();
+        assert_eq!(indexes, [0, 10]);
+        assert!(response.record_errors[1]
+            .batch_index_error_message
+            .is_some());
+    }
+}

@@ -3,6 +3,7 @@
 //! every file operation of a pass.
 
 use super::{compress, Cleaner, NoPause, CHECKPOINT_FILE};
+use crate::batch::testing::varint;
 use crate::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC};
 use crate::cache::BatchCache;
 use crate::config::CleanupPolicy;
@@ -17,18 +18,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
-
-fn varint(out: &mut Vec<u8>, value: i64) {
-    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-    loop {
-        if zigzag < 0x80 {
-            out.push(zigzag as u8);
-            return;
-        }
-        out.push((zigzag as u8 & 0x7f) | 0x80);
-        zigzag >>= 7;
-    }
-}
 
 fn bytes_field(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
