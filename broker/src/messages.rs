@@ -15,8 +15,8 @@ use crate::metadata::ClusterMetadata;
 use crate::partition::delayed::Completion;
 use crate::partition::manager::UnopenedPartition;
 use crate::partition::requests::{
-    DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery,
-    ProduceItem, ProduceOutcome, WaitItem,
+    DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, MarkerItem, MarkerOutcome,
+    OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,12 @@ pub enum ShardMessage {
     DeleteRecords {
         items: Vec<DeleteRecordsItem>,
         reply: Reply<Vec<DeleteRecordsOutcome>>,
+    },
+    /// Write transaction markers to partitions of the receiving shard (the transaction coordinator's
+    /// WriteTxnMarkers), in order; the answers are in item order.
+    WriteTxnMarkers {
+        items: Vec<MarkerItem>,
+        reply: Reply<Vec<MarkerOutcome>>,
     },
     /// The log sizes in bytes of partitions of the receiving shard (DescribeLogDirs); `None` where the
     /// partition is not open there.

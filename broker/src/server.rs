@@ -269,6 +269,12 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
                     let _ = reply.send(state.partitions.delete_records(items).await);
                 });
             }
+            ShardMessage::WriteTxnMarkers { items, reply } => {
+                let state = state.clone();
+                shard::task::spawn(async move {
+                    let _ = reply.send(state.partitions.write_markers(items).await);
+                });
+            }
             ShardMessage::PartitionSizes { items, reply } => {
                 let _ = reply.send(state.partitions.sizes(&items));
             }

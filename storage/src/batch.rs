@@ -219,6 +219,29 @@ pub fn validate_batches_for(
     max_message_bytes: u32,
     keys_required: bool,
 ) -> Result<Vec<BatchHeader>, StorageError> {
+    validate_batches_from(
+        records,
+        max_message_bytes,
+        keys_required,
+        AppendOrigin::Client,
+    )
+}
+
+/// Who appends: a client's produce (control batches refused) or a coordinator writing transaction
+/// markers (Kafka's `AppendOrigin.Coordinator`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    Coordinator,
+}
+
+/// As [`validate_batches_for`]; control batches pass when `origin` is the coordinator.
+pub fn validate_batches_from(
+    records: &[u8],
+    max_message_bytes: u32,
+    keys_required: bool,
+    origin: AppendOrigin,
+) -> Result<Vec<BatchHeader>, StorageError> {
     let mut headers = Vec::new();
     let mut position = 0usize;
     if records.is_empty() {
@@ -249,14 +272,14 @@ pub fn validate_batches_for(
                 if header.records_count == 0 {
                     return Err(StorageError::InvalidRecord("empty batch".into()));
                 }
-                if header.is_control() {
+                if header.is_control() && origin == AppendOrigin::Client {
                     return Err(StorageError::InvalidRecord(
                         "clients may not produce control batches".into(),
                     ));
                 }
                 let summary =
                     crate::records::validate_records(&header, &rest[..header.total_size()])?;
-                if keys_required && summary.has_null_key {
+                if keys_required && summary.has_null_key && !header.is_control() {
                     // The error path only: walk again to name every keyless record.
                     let mut record_indexes = Vec::new();
                     crate::records::for_each_record(

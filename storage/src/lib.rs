@@ -27,6 +27,7 @@
 //!   segment's writers, the indexing rule, recovery of one segment, scans within it.
 //! * [`segment_files`] — the bounded pool of open inactive-segment files (`SegmentFilePool`).
 //! * [`error`] — `StorageError` and its Kafka error codes.
+//! * [`txn`] — transaction markers (control batches) and aborted transactions.
 //! * [`cleaner`] — the log cleaner (compaction): offset map, batch filtering, the crash-safe
 //!   `.cleaned`/`.swap` segment swap (`Log::cleanable`, `Log::clean` in `cleaner/log_cleaning.rs`).
 pub mod appender;
@@ -45,6 +46,7 @@ pub mod producer_state;
 pub mod records;
 pub(crate) mod segment;
 pub mod segment_files;
+pub mod txn;
 pub mod types;
 
 pub use batch::{validate_batches, BatchHeader};
@@ -56,6 +58,7 @@ pub use log::{
 };
 pub use producer_state::{ProducerEntry, ProducerStateManager};
 pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
+pub use txn::{AbortedTxn, TxnMarker};
 
 #[cfg(test)]
 mod local_log_tests;

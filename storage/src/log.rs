@@ -225,6 +225,18 @@ impl<F: FileSystem> Log<F> {
         self.high_watermark()
     }
 
+    /// The aborted transactions a read_committed fetch from `start` up to `upper` (exclusive) must
+    /// skip, oldest first (Kafka's `collectAbortedTransactions`, from the `.txnindex` files).
+    /// SKELETON: none until the aborted-transaction index exists.
+    pub async fn aborted_transactions(
+        &self,
+        start: Offset,
+        upper: Offset,
+    ) -> Result<Vec<crate::txn::AbortedTxn>, StorageError> {
+        let _ = (start, upper);
+        Ok(Vec::new())
+    }
+
     /// `log_start <= high_watermark <= durable_end <= log_end`.
     fn debug_assert_offsets(&self) {
         if cfg!(debug_assertions) {

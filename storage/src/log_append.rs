@@ -13,10 +13,11 @@
 
 use super::write_failure::{undone_error, OutcomeCell, WriteFailure, WriteOutcome};
 use super::{AppendInfo, Log, Pending, TimestampType};
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, AppendOrigin, BatchHeader};
 use crate::error::StorageError;
 use crate::io::FileSystem;
 use crate::producer_state::SequenceCheck;
+use crate::txn::TxnMarker;
 use crate::types::{LeaderEpoch, Offset};
 use bytes::{Bytes, BytesMut};
 use std::io;
@@ -31,6 +32,30 @@ impl<F: FileSystem> Log<F> {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        self.append_from(records, leader_epoch, now_ms, AppendOrigin::Client)
+            .await
+    }
+
+    /// Writes a transaction marker (a control batch ending `marker.producer_id`'s transaction)
+    /// through the same path as client batches.
+    pub async fn append_marker(
+        &self,
+        marker: TxnMarker,
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let batch = crate::txn::marker_batch(&marker, now_ms);
+        self.append_from(batch, leader_epoch, now_ms, AppendOrigin::Coordinator)
+            .await
+    }
+
+    async fn append_from(
+        &self,
+        records: Bytes,
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo, StorageError> {
         let outcome: OutcomeCell = Rc::new(std::cell::Cell::new(WriteOutcome::Queued));
         let log_start = Offset(self.local.log_start_offset());
         let info = {
@@ -39,10 +64,11 @@ impl<F: FileSystem> Log<F> {
             if state.undoing {
                 return Err(StorageError::Io(undone_error()));
             }
-            let headers = batch::validate_batches_for(
+            let headers = batch::validate_batches_from(
                 &records,
                 state.config.max_message_bytes,
                 state.config.cleanup_policy.compact,
+                origin,
             )?;
             // Idempotence checks. A multi-batch request is checked against a staged copy so that
             // a failure leaves the state untouched.

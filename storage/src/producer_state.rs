@@ -132,7 +132,7 @@ impl ProducerStateManager {
     /// * otherwise the base sequence must follow the last one (wrapping to 0 after i32::MAX):
     ///   `OutOfOrderSequence`.
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, StorageError> {
-        if !header.has_producer_id() {
+        if !header.has_producer_id() || header.is_control() {
             return Ok(SequenceCheck::Append);
         }
         let producer_id = header.producer_id;

@@ -12,8 +12,8 @@
 use super::counters::PartitionCounters;
 use super::delayed::{Completion, DelayedOperations};
 use super::requests::{
-    DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, OffsetOutcome, OffsetQuery,
-    ProduceItem, ProduceOutcome, WaitItem,
+    DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, MarkerItem, MarkerOutcome,
+    OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
 };
 use super::{Files, Partition, TopicPartition};
 use crate::config::{BrokerConfig, TopicConfig};
@@ -43,6 +43,16 @@ pub trait PartitionListener {
     fn unloaded(&self, partition: &Partition);
     /// `partition`'s topic was deleted; its data is going.
     fn deleted(&self, partition: &Partition);
+    /// A transaction marker was written to `partition` (at `offset`): the group coordinator makes a
+    /// committed transaction's offsets visible, or drops an aborted one's.
+    fn marker_written(
+        &self,
+        partition: &Rc<Partition>,
+        marker: &storage::TxnMarker,
+        offset: Offset,
+    ) {
+        let _ = (partition, marker, offset);
+    }
 }
 
 /// What opening a partition needs from the shard.
@@ -408,6 +418,25 @@ impl PartitionManager {
                 Some(partition) => partition.delete_records(item.offset).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
             });
+        }
+        outcomes
+    }
+
+    /// Writes transaction markers, in order, and tells the listeners of each one written.
+    pub async fn write_markers(&self, items: Vec<MarkerItem>) -> Vec<MarkerOutcome> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(partition) = self.get(&item.topic, item.partition) else {
+                outcomes.push(Err(ResponseError::UnknownTopicOrPartition));
+                continue;
+            };
+            let outcome = partition.clone().write_marker(item.marker).await;
+            if let Ok(offset) = outcome {
+                for listener in self.listeners() {
+                    listener.marker_written(&partition, &item.marker, offset);
+                }
+            }
+            outcomes.push(outcome);
         }
         outcomes
     }

@@ -28,7 +28,9 @@ use crate::partition::delayed::DelayedOperations;
 use bytes::Bytes;
 use futures_lite::future::poll_once;
 use kafka_protocol::error::ResponseError;
-use requests::{FetchOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome, ProduceRefusal};
+use requests::{
+    FetchOutcome, MarkerOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome, ProduceRefusal,
+};
 use std::cell::RefCell;
 use std::rc::Rc;
 use storage::types::{LeaderEpoch, Offset};
@@ -205,6 +207,37 @@ impl Partition {
                 })
             }
         }
+    }
+
+    /// Writes a transaction marker (see `storage::txn`) and advances the high watermark; the marker's
+    /// offset. Like [`Self::append`], a started write finishes even if the caller goes away.
+    pub async fn write_marker(self: Rc<Self>, marker: storage::TxnMarker) -> MarkerOutcome {
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        let partition = self.clone();
+        shard::task::spawn(async move {
+            let result = partition
+                .log
+                .append_marker(
+                    marker,
+                    partition.leader_epoch(),
+                    shard::task::wall_clock_ms(),
+                )
+                .await;
+            let outcome = match result {
+                Ok(info) => {
+                    partition.maybe_advance_high_watermark();
+                    Ok(info.base_offset)
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "cannot write a transaction marker");
+                    Err(error_code(&error))
+                }
+            };
+            let _ = sender.send(outcome);
+        });
+        receiver
+            .await
+            .unwrap_or(Err(ResponseError::UnknownServerError))
     }
 
     /// Reads whole batches from `fetch_offset` up to the high watermark: at most `max_bytes`, except that

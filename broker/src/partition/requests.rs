@@ -118,3 +118,15 @@ pub struct DeleteRecordsItem {
 
 /// The partition's new low watermark (log start offset), or the Kafka error.
 pub type DeleteRecordsOutcome = Result<Offset, ResponseError>;
+
+/// A transaction marker to write to one partition (WriteTxnMarkers: the transaction coordinator
+/// ending a producer's transaction there).
+pub struct MarkerItem {
+    pub topic: String,
+    pub partition: i32,
+    pub marker: storage::TxnMarker,
+}
+
+/// The marker's offset once written, or the Kafka error (NOT_LEADER_OR_FOLLOWER,
+/// UNKNOWN_TOPIC_OR_PARTITION, KAFKA_STORAGE_ERROR, TRANSACTION_COORDINATOR_FENCED …).
+pub type MarkerOutcome = Result<Offset, ResponseError>;
