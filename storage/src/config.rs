@@ -80,6 +80,9 @@ pub struct LogConfig {
     /// `max.compaction.lag.ms`: a record is compacted at most this long after it was written, whatever
     /// the dirty ratio.
     pub max_compaction_lag_ms: i64,
+    /// `producer.id.expiration.ms`: a producer idle this long (no batch or marker), without an open
+    /// transaction, is forgotten by the log's producer state.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -101,6 +104,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

@@ -31,6 +31,13 @@ pub enum StorageError {
     InvalidProducerEpoch(String),
     #[error("unknown producer id: {0}")]
     UnknownProducerId(String),
+    /// A producer with an open transaction wrote a non-transactional batch (INVALID_TXN_STATE).
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// A transaction marker from a coordinator epoch older than the one that last wrote a marker
+    /// for this producer (TRANSACTION_COORDINATOR_FENCED).
+    #[error("transaction coordinator fenced: {0}")]
+    TransactionCoordinatorFenced(String),
     /// The log was closed (or is closing); the broker should not use it any more.
     #[error("log is closed")]
     Closed,
@@ -40,16 +47,18 @@ impl StorageError {
     /// The Kafka protocol error code for this error.
     pub fn error_code(&self) -> i16 {
         match self {
-            StorageError::Io(_) => 56,                    // KAFKA_STORAGE_ERROR
-            StorageError::CorruptMessage(_) => 2,         // CORRUPT_MESSAGE
-            StorageError::MessageTooLarge { .. } => 10,   // MESSAGE_TOO_LARGE
-            StorageError::InvalidRecord(_) => 87,         // INVALID_RECORD
-            StorageError::RecordsWithoutKey { .. } => 87, // INVALID_RECORD
-            StorageError::UnsupportedMagic(_) => 43,      // UNSUPPORTED_FOR_MESSAGE_FORMAT
-            StorageError::OffsetOutOfRange { .. } => 1,   // OFFSET_OUT_OF_RANGE
-            StorageError::OutOfOrderSequence(_) => 45,    // OUT_OF_ORDER_SEQUENCE_NUMBER
-            StorageError::InvalidProducerEpoch(_) => 47,  // INVALID_PRODUCER_EPOCH
-            StorageError::UnknownProducerId(_) => 59,     // UNKNOWN_PRODUCER_ID
+            StorageError::Io(_) => 56,                           // KAFKA_STORAGE_ERROR
+            StorageError::CorruptMessage(_) => 2,                // CORRUPT_MESSAGE
+            StorageError::MessageTooLarge { .. } => 10,          // MESSAGE_TOO_LARGE
+            StorageError::InvalidRecord(_) => 87,                // INVALID_RECORD
+            StorageError::RecordsWithoutKey { .. } => 87,        // INVALID_RECORD
+            StorageError::UnsupportedMagic(_) => 43,             // UNSUPPORTED_FOR_MESSAGE_FORMAT
+            StorageError::OffsetOutOfRange { .. } => 1,          // OFFSET_OUT_OF_RANGE
+            StorageError::OutOfOrderSequence(_) => 45,           // OUT_OF_ORDER_SEQUENCE_NUMBER
+            StorageError::InvalidProducerEpoch(_) => 47,         // INVALID_PRODUCER_EPOCH
+            StorageError::UnknownProducerId(_) => 59,            // UNKNOWN_PRODUCER_ID
+            StorageError::InvalidTxnState(_) => 48,              // INVALID_TXN_STATE
+            StorageError::TransactionCoordinatorFenced(_) => 52, // TRANSACTION_COORDINATOR_FENCED
             // The partition is going away (shutdown, deletion): retriable, the client refreshes metadata.
             StorageError::Closed => 6, // NOT_LEADER_OR_FOLLOWER
         }

@@ -9,7 +9,8 @@
 //! * [`records`] — record-level validation of produced batches (walk, decompression, counts).
 //! * [`appender`] — alignment-aware append writer (O_DIRECT: partial last page kept in memory).
 //! * [`index`] — `.index` / `.timeindex` formats and lookups.
-//! * [`producer_state`] — idempotent producer state and its `.snapshot` format.
+//! * [`producer_state`] — idempotent producer state, transaction state (open and completed
+//!   transactions, marker fencing: `producer_txn.rs`) and its `.snapshot` format.
 //! * [`cache`] — the per-shard `BatchCache` of recently appended batches.
 //! * [`config`] — `LogConfig` and `TimestampType` (re-exported from [`log`]).
 //! * [`log`] — `Log`, the facade the broker uses (Kafka's `UnifiedLog`): offsets (log start, high
@@ -28,6 +29,7 @@
 //! * [`segment_files`] — the bounded pool of open inactive-segment files (`SegmentFilePool`).
 //! * [`error`] — `StorageError` and its Kafka error codes.
 //! * [`txn`] — transaction markers (control batches) and aborted transactions.
+//! * [`txn_index`] — the per-segment `.txnindex` aborted-transaction index (Kafka's format).
 //! * [`cleaner`] — the log cleaner (compaction): offset map, batch filtering, the crash-safe
 //!   `.cleaned`/`.swap` segment swap (`Log::cleanable`, `Log::clean` in `cleaner/log_cleaning.rs`).
 pub mod appender;
@@ -47,6 +49,7 @@ pub mod records;
 pub(crate) mod segment;
 pub mod segment_files;
 pub mod txn;
+pub mod txn_index;
 pub mod types;
 
 pub use batch::{validate_batches, BatchHeader};
@@ -56,9 +59,10 @@ pub use log::{
     delete_log_dir, delete_log_dir_with, AppendInfo, Log, LogConfig, RetentionOutcome,
     TimestampType, RETENTION_SEGMENTS_PER_CALL,
 };
-pub use producer_state::{ProducerEntry, ProducerStateManager};
+pub use producer_state::{CompletedTxn, ProducerEntry, ProducerStateManager};
 pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 pub use txn::{AbortedTxn, TxnMarker};
+pub use txn_index::AbortedTxnEntry;
 
 #[cfg(test)]
 mod local_log_tests;

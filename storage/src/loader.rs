@@ -13,7 +13,10 @@
 //!    (WARN), the indexes rebuilt. An inactive segment's `.log` is opened only to be recovered.
 //! 3. [`resume_active`]: the newest segment gets its writers.
 //! 4. [`load_producer_state`]: the newest usable snapshot at or below the log end (newer ones are
-//!    deleted), then a replay of the batches after it (with none usable, of the whole log).
+//!    deleted) and at or below the first segment whose `.txnindex` does not decode, then a replay
+//!    of the batches after it (with none usable, of the whole log). The replay also rebuilds the
+//!    `.txnindex` entries of every ABORT marker it meets (`LocalLog::replace_aborted_from`): those
+//!    of a recovered active segment after the snapshot, cut with its torn tail, included.
 //!
 //! # Invariants after loading
 //! * Segments are contiguous: an inactive segment's last offset is its successor's base - 1; the
@@ -31,6 +34,7 @@ use crate::producer_state::ProducerStateManager;
 use crate::segment::{self, CleanTail, IndexFiles, RecoveredWriters, Segment, SegmentWriter};
 use crate::segment::{INDEX_EXTENSION, LOG_EXTENSION, TIME_INDEX_EXTENSION};
 use crate::segment_files::SegmentFilePool;
+use crate::txn_index::{self, AbortedTxnEntry, TXN_INDEX_EXTENSION};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,9 @@ pub(crate) struct Loaded<F: FileSystem> {
     pub(crate) log_end: i64,
     /// Offsets of the snapshot files, oldest first.
     pub(crate) snapshots: Vec<i64>,
+    /// The base of the first segment whose aborted-transaction index must be rebuilt by the
+    /// producer-state replay (its `.txnindex` unreadable).
+    pub(crate) txn_rebuild_from: Option<i64>,
 }
 
 /// What the partition directory holds.
@@ -51,6 +58,8 @@ struct DirectoryListing {
     segment_bases: Vec<i64>,
     /// Base offsets with both a `.index` and a `.timeindex` file.
     with_index_files: BTreeSet<i64>,
+    /// Base offsets with a `.txnindex` file.
+    with_txn_index: BTreeSet<i64>,
     snapshots: Vec<i64>,
 }
 
@@ -67,6 +76,7 @@ pub(crate) async fn load<F: FileSystem>(
     let listing = list_directory(&fs, &dir).await?;
     let mut segments = BTreeMap::new();
     let mut writer = None;
+    let mut txn_rebuild_from = None;
     for (position, &base) in listing.segment_bases.iter().enumerate() {
         let next_base = listing.segment_bases.get(position + 1).copied();
         let with_index_files = listing.with_index_files.contains(&base);
@@ -76,8 +86,22 @@ pub(crate) async fn load<F: FileSystem>(
             next_base,
             with_index_files,
         };
-        let (segment, segment_writer) =
+        let (mut segment, segment_writer) =
             load_segment(&fs, location, index_interval_bytes, clean_shutdown).await?;
+        let mut txn_index_usable = true;
+        if listing.with_txn_index.contains(&base) {
+            let path = dir.join(segment::file_name(base, TXN_INDEX_EXTENSION));
+            match txn_index::decode_all(&fs.read_file(&path).await?) {
+                Some(entries) => segment.aborted = entries,
+                None => txn_index_usable = false,
+            }
+        }
+        // A recovered active segment's entries after the newest snapshot are rebuilt by the
+        // replay (those before it were written with their markers, before the snapshot); an
+        // unreadable file has its segment replayed whole.
+        if !txn_index_usable && txn_rebuild_from.is_none() {
+            txn_rebuild_from = Some(base);
+        }
         if segment_writer.is_some() {
             writer = segment_writer;
         }
@@ -100,6 +124,7 @@ pub(crate) async fn load<F: FileSystem>(
         local,
         log_end,
         snapshots: listing.snapshots,
+        txn_rebuild_from,
     })
 }
 
@@ -110,6 +135,7 @@ async fn list_directory<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Directo
     let mut snapshots = Vec::new();
     let mut with_index = BTreeSet::new();
     let mut with_time_index = BTreeSet::new();
+    let mut with_txn_index = BTreeSet::new();
     for name in fs.list_dir(dir).await? {
         let Some((offset, extension)) = name.to_str().and_then(segment::parse_file_name) else {
             continue;
@@ -121,6 +147,9 @@ async fn list_directory<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Directo
             }
             TIME_INDEX_EXTENSION => {
                 with_time_index.insert(offset);
+            }
+            TXN_INDEX_EXTENSION => {
+                with_txn_index.insert(offset);
             }
             SNAPSHOT_EXTENSION => snapshots.push(offset),
             // Deleted by retention or DeleteRecords before the stop: no longer part of the log.
@@ -141,6 +170,7 @@ async fn list_directory<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Directo
     Ok(DirectoryListing {
         segment_bases,
         with_index_files: with_index.intersection(&with_time_index).copied().collect(),
+        with_txn_index,
         snapshots,
     })
 }
@@ -197,6 +227,7 @@ async fn load_segment<F: FileSystem>(
         offset_of_max_timestamp: -1,
         index: None,
         time_index: None,
+        aborted: Vec::new(),
     };
     // Cheap consistency check of the index files. A missing index, or an inactive non-empty
     // segment without its final time index entry, means the segment must be rescanned.
@@ -348,22 +379,25 @@ async fn resume_active<File: StorageFile>(
 }
 
 /// Step 4: producer state from the newest usable snapshot in `[log_start, log_end]` (snapshots past
-/// the log end are deleted: they describe truncated data), then a replay of the batches in
-/// `[snapshot, log_end)`.
+/// the log end are deleted: they describe truncated data) and at or below `txn_rebuild_from`, then
+/// a replay of the batches in `[snapshot, log_end)`, which also rebuilds the aborted-transaction
+/// index entries of the markers replayed.
 pub(crate) async fn load_producer_state<F: FileSystem>(
     local: &LocalLog<F>,
     snapshots: &[i64],
     log_end: i64,
+    txn_rebuild_from: Option<i64>,
 ) -> io::Result<ProducerStateManager> {
     let log_start = local.log_start_offset();
     let mut from = log_start;
     let mut state = ProducerStateManager::new();
+    let newest_usable = txn_rebuild_from.map_or(log_end, |base| base.min(log_end));
     for &snapshot in snapshots.iter().rev() {
         if snapshot > log_end {
             let _ = local.remove_snapshot(snapshot).await;
             continue;
         }
-        if snapshot < log_start {
+        if snapshot < log_start || snapshot > newest_usable {
             continue;
         }
         let Ok(bytes) = local.read_snapshot(snapshot).await else {
@@ -376,6 +410,7 @@ pub(crate) async fn load_producer_state<F: FileSystem>(
         }
     }
     let mut current = from;
+    let mut aborted = Vec::new();
     while current < log_end {
         let Some(located) = local.locate(current).await? else {
             break;
@@ -389,9 +424,18 @@ pub(crate) async fn load_producer_state<F: FileSystem>(
             located.size,
             chunk,
             false,
-            |_, header, _| {
+            |_, header, bytes| {
                 if header.last_offset() >= current {
-                    state.update(header);
+                    if let Some(completed) = state.apply_batch(header, &bytes) {
+                        if completed.aborted {
+                            aborted.push(AbortedTxnEntry {
+                                producer_id: completed.producer_id,
+                                first_offset: completed.first_offset,
+                                last_offset: completed.last_offset,
+                                last_stable_offset: completed.last_stable_offset,
+                            });
+                        }
+                    }
                 }
                 last = header.last_offset();
                 true
@@ -403,5 +447,6 @@ pub(crate) async fn load_producer_state<F: FileSystem>(
             None => break,
         }
     }
+    local.replace_aborted_from(from, aborted).await?;
     Ok(state)
 }

@@ -7,6 +7,7 @@
 //! <dir>/00000000000000000000.log        segment based at 0 (see `segment`)
 //! <dir>/00000000000000000000.index
 //! <dir>/00000000000000000000.timeindex
+//! <dir>/00000000000000000000.txnindex   aborted transactions (only once one is written: `txn_index`)
 //! <dir>/00000000000000001234.log ...    next segment, base offset 1234
 //! <dir>/00000000000000001234.snapshot   producer state before offset 1234 (see `producer_state`)
 //! ```
@@ -44,6 +45,9 @@ use std::rc::Rc;
 mod retention;
 #[path = "local_log_truncation.rs"]
 mod truncation;
+// The segments' aborted-transaction indexes (see `txn_index`).
+#[path = "local_log_txn.rs"]
+mod transactions;
 
 pub(crate) use retention::DELETED_SUFFIX;
 
@@ -70,6 +74,8 @@ pub(crate) struct Segments<File: StorageFile> {
     by_base: BTreeMap<i64, Segment<File>>,
     writer: SegmentWriter<File>,
     log_start: i64,
+    /// The active segment's `.txnindex`, once opened for an append (`local_log_txn.rs`).
+    txn_file: Option<Rc<File>>,
 }
 
 impl<File: StorageFile> Segments<File> {
@@ -109,6 +115,7 @@ impl<F: FileSystem> LocalLog<F> {
                 by_base: segments,
                 writer,
                 log_start,
+                txn_file: None,
             }),
         }
     }
@@ -239,7 +246,8 @@ impl<F: FileSystem> LocalLog<F> {
     /// fdatasyncs the active segment's `.log`.
     pub(crate) async fn sync_active(&self) -> io::Result<()> {
         let file = self.segments.borrow().writer.log.file().clone();
-        file.sync_data().await
+        file.sync_data().await?;
+        self.sync_txn_index().await
     }
 
     /// Makes the active segment inactive-ready: final time index entry, everything written,
@@ -261,6 +269,7 @@ impl<F: FileSystem> LocalLog<F> {
         segment::finalize(&log).await?;
         segment::finalize(&index).await?;
         segment::finalize(&time_index).await?;
+        self.sync_txn_index().await?;
         let mut segments = self.segments.borrow_mut();
         let active = segments.active();
         active.size = log.logical_size();
@@ -295,6 +304,7 @@ impl<F: FileSystem> LocalLog<F> {
             .by_base
             .insert(new_base, Segment::empty(new_base, file));
         segments.writer = writer;
+        segments.txn_file = None;
         tracing::debug!(dir = %self.dir.display(), new_base, "rolled segment");
         Ok(())
     }

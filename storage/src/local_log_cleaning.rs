@@ -72,6 +72,8 @@ impl<F: FileSystem> LocalLog<F> {
             return false;
         }
         cleaned.last_offset = old.last_offset;
+        // The cleaned segment keeps its markers, so its `.txnindex` (untouched) stays right.
+        cleaned.aborted = old.aborted.clone();
         segments.by_base.insert(base, cleaned);
         drop(segments);
         self.files.forget(&self.path(base, LOG_EXTENSION));

@@ -12,13 +12,14 @@
 //!   renamed, so no new read finds it; a read that located it earlier holds its open file (renaming
 //!   or unlinking does not close it), and one that opens it by path afterwards gets `NotFound`, which
 //!   the facade answers as an offset out of range.
-//! * Renamed files (`<base>.log.deleted`, `.index.deleted`, `.timeindex.deleted`, snapshots below
+//! * Renamed files (`<base>.log.deleted`, `.index.deleted`, `.timeindex.deleted`, `.txnindex.deleted`, snapshots below
 //!   the new first segment) are not part of the log: the loader removes any it finds at open.
 
 use super::{remove_if_present, LocalLog, SNAPSHOT_EXTENSION};
 use crate::io::FileSystem;
 use crate::log_start_checkpoint;
 use crate::segment::{INDEX_EXTENSION, LOG_EXTENSION, TIME_INDEX_EXTENSION};
+use crate::txn_index::TXN_INDEX_EXTENSION;
 use std::io;
 use std::path::PathBuf;
 
@@ -102,7 +103,12 @@ impl<F: FileSystem> LocalLog<F> {
             for &base in &doomed {
                 let log_path = self.path(base, LOG_EXTENSION);
                 self.files.forget(&log_path);
-                for extension in [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION] {
+                for extension in [
+                    LOG_EXTENSION,
+                    INDEX_EXTENSION,
+                    TIME_INDEX_EXTENSION,
+                    TXN_INDEX_EXTENSION,
+                ] {
                     if let Some(path) = self.rename_for_deletion(base, extension).await? {
                         renamed.push(path);
                     }

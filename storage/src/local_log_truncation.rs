@@ -20,6 +20,7 @@ use crate::appender::Appender;
 use crate::io::{FileKind, FileSystem, StorageFile};
 use crate::segment::{self, IndexFiles, Segment, SegmentWriter};
 use crate::segment::{INDEX_EXTENSION, LOG_EXTENSION, TIME_INDEX_EXTENSION};
+use crate::txn_index::TXN_INDEX_EXTENSION;
 use std::io;
 use std::rc::Rc;
 
@@ -105,7 +106,7 @@ impl<F: FileSystem> LocalLog<F> {
         offset: i64,
         index_interval_bytes: u32,
     ) -> io::Result<i64> {
-        let (keep_base, keep_is_active, doomed) = {
+        let (keep_base, keep_is_active, doomed, old_aborted) = {
             let segments = self.segments.borrow();
             assert!(
                 offset >= segments.log_start,
@@ -122,7 +123,8 @@ impl<F: FileSystem> LocalLog<F> {
                 .range(keep_base + 1..)
                 .map(|(base, _)| *base)
                 .collect();
-            (keep_base, doomed.is_empty(), doomed)
+            let old_aborted = segments.by_base[&keep_base].aborted.clone();
+            (keep_base, doomed.is_empty(), doomed, old_aborted)
         };
         let located = self
             .locate(offset)
@@ -187,12 +189,22 @@ impl<F: FileSystem> LocalLog<F> {
             new_end <= offset,
             "truncation to {offset} kept up to {new_end}"
         );
+        // Aborted transactions whose marker was cut go with it.
+        kept.aborted = old_aborted
+            .iter()
+            .filter(|entry| entry.last_offset < new_end)
+            .copied()
+            .collect();
+        if kept.aborted != old_aborted {
+            self.rewrite_txn_index(keep_base, &kept.aborted).await?;
+        }
         let mut segments = self.segments.borrow_mut();
         for base in &doomed {
             segments.by_base.remove(base);
         }
         segments.by_base.insert(keep_base, kept);
         segments.writer = writer;
+        segments.txn_file = None;
         assert!(segments.log_start <= new_end);
         tracing::info!(dir = %self.dir.display(), offset, new_end, segments_deleted = doomed.len(), "truncated log");
         Ok(new_end)
@@ -242,6 +254,7 @@ impl<F: FileSystem> LocalLog<F> {
         self.files.forget(&log_path);
         remove_if_present(&self.fs, &log_path).await?;
         remove_if_present(&self.fs, &self.path(base, INDEX_EXTENSION)).await?;
-        remove_if_present(&self.fs, &self.path(base, TIME_INDEX_EXTENSION)).await
+        remove_if_present(&self.fs, &self.path(base, TIME_INDEX_EXTENSION)).await?;
+        remove_if_present(&self.fs, &self.path(base, TXN_INDEX_EXTENSION)).await
     }
 }

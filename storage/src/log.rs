@@ -12,7 +12,11 @@
 //! * `high_watermark`: committed offsets, visible to consumers. On a single node everything
 //!   recovered counts as committed, so it starts at the recovered log end; replication will load it
 //!   from a checkpoint and advance it from followers' fetches ([`Log::update_high_watermark`]).
-//! * `last_stable_offset` equals the high watermark until transactions exist.
+//! * `last_stable_offset` (LSO): offsets below it are readable by read_committed consumers. It is
+//!   the first unstable offset (the first offset of the oldest transaction that is open, or
+//!   completed with its marker not yet below the high watermark: `producer_txn.rs`), raised to the
+//!   log start, capped by the high watermark; the high watermark when there is none.
+//!   `log_start <= last_stable_offset <= high_watermark` (asserted with the others).
 //!
 //! # Appends
 //! `append` validates and assigns offsets synchronously (so offsets follow call order), queues the
@@ -83,6 +87,8 @@ struct Pending {
     /// producer's request buffer: not copied).
     parts: Vec<(Bytes, Bytes)>,
     headers: Vec<crate::batch::BatchHeader>,
+    /// The `.txnindex` entries of the ABORT markers among them, in offset order.
+    aborted: Vec<crate::txn_index::AbortedTxnEntry>,
     last: i64,
     now_ms: i64,
     records: u64,
@@ -175,7 +181,15 @@ impl<F: FileSystem> Log<F> {
             writer: async_lock::Mutex::new(()),
             retention: Default::default(),
         };
-        let producers = loader::load_producer_state(&log.local, &loaded.snapshots, log_end).await?;
+        let mut producers = loader::load_producer_state(
+            &log.local,
+            &loaded.snapshots,
+            log_end,
+            loaded.txn_rebuild_from,
+        )
+        .await?;
+        // Everything recovered counts as committed: completed transactions are stable.
+        producers.on_high_watermark(log_end);
         log.state.borrow_mut().producers = producers;
         log.debug_assert_offsets();
         Ok(log)
@@ -213,40 +227,69 @@ impl<F: FileSystem> Log<F> {
         let target = offset.0.clamp(log_start, state.durable_end);
         state.high_watermark = state.high_watermark.max(target);
         let high_watermark = state.high_watermark;
+        state.producers.on_high_watermark(high_watermark);
         drop(state);
         self.debug_assert_offsets();
         Offset(high_watermark)
     }
 
-    /// Offsets below this are readable by read-committed consumers: the high watermark until
-    /// transactions exist (then: the first offset of the oldest open transaction, if lower; the
-    /// producer state's `current_txn_first_offset` is where it will come from).
+    /// Offsets below this are readable by read_committed consumers (see the module doc): the
+    /// first unstable offset, at least the log start, at most the high watermark.
     pub fn last_stable_offset(&self) -> Offset {
-        self.high_watermark()
+        let log_start = self.local.log_start_offset();
+        Offset(Self::stable_offset(&self.state.borrow(), log_start))
+    }
+
+    fn stable_offset(state: &LogState, log_start: i64) -> i64 {
+        match state.producers.first_unstable_offset() {
+            Some(first_unstable) => first_unstable.max(log_start).min(state.high_watermark),
+            None => state.high_watermark,
+        }
     }
 
     /// The aborted transactions a read_committed fetch from `start` up to `upper` (exclusive) must
-    /// skip, oldest first (Kafka's `collectAbortedTransactions`, from the `.txnindex` files).
-    /// SKELETON: none until the aborted-transaction index exists.
+    /// skip, oldest first (Kafka's `collectAbortedTransactions`): from the segment holding `start`
+    /// on, every aborted transaction of the segments' `.txnindex` entries (kept in memory) with a
+    /// marker at or after `start` and data before `upper`, stopping at the first entry whose last
+    /// stable offset reaches `upper`.
     pub async fn aborted_transactions(
         &self,
         start: Offset,
         upper: Offset,
     ) -> Result<Vec<crate::txn::AbortedTxn>, StorageError> {
-        let _ = (start, upper);
-        Ok(Vec::new())
+        Self::check_open(&self.state.borrow())?;
+        Ok(self
+            .local
+            .aborted_between(start.0, upper.0)
+            .iter()
+            .map(crate::txn_index::AbortedTxnEntry::aborted_txn)
+            .collect())
     }
 
-    /// `log_start <= high_watermark <= durable_end <= log_end`.
+    /// Kafka's `producer.id.expiration.ms`: forgets the producers whose last batch or marker is
+    /// older than the log's `producer_id_expiration_ms` at `now_ms` and that have no open
+    /// transaction. Returns how many were removed.
+    pub fn remove_expired_producers(&self, now_ms: i64) -> usize {
+        let mut state = self.state.borrow_mut();
+        if state.closed {
+            return 0;
+        }
+        let expiration_ms = state.config.producer_id_expiration_ms;
+        state.producers.remove_expired(now_ms, expiration_ms)
+    }
+
+    /// `log_start <= last_stable_offset <= high_watermark <= durable_end <= log_end`.
     fn debug_assert_offsets(&self) {
         if cfg!(debug_assertions) {
             let log_start = self.local.log_start_offset();
             let state = self.state.borrow();
+            let stable = Self::stable_offset(&state, log_start);
             debug_assert!(
-                log_start <= state.high_watermark
+                log_start <= stable
+                    && stable <= state.high_watermark
                     && state.high_watermark <= state.durable_end
                     && state.durable_end <= state.next_offset,
-                "offsets out of order: log start {log_start}, high watermark {}, durable end {}, log end {}",
+                "offsets out of order: log start {log_start}, last stable {stable}, high watermark {}, durable end {}, log end {}",
                 state.high_watermark,
                 state.durable_end,
                 state.next_offset

@@ -10,14 +10,20 @@
 //!   gather write share.
 //! * A roll finishes the active segment (durable end at its end), writes the producer snapshot at
 //!   the new base, then starts the new segment (Kafka's `UnifiedLog.roll` over `LocalLog.roll`).
+//! * A transaction marker is checked (producer and coordinator epochs) and applied to the producer
+//!   state with its offset, like data batches; an ABORT marker's `.txnindex` entry (with the last
+//!   stable offset right after it) travels with its batches to the writer, which appends it to the
+//!   segment the marker lands in.
 
 use super::write_failure::{undone_error, OutcomeCell, WriteFailure, WriteOutcome};
 use super::{AppendInfo, Log, Pending, TimestampType};
 use crate::batch::{self, AppendOrigin, BatchHeader};
 use crate::error::StorageError;
 use crate::io::FileSystem;
+use crate::producer_state::CompletedTxn;
 use crate::producer_state::SequenceCheck;
 use crate::txn::TxnMarker;
+use crate::txn_index::AbortedTxnEntry;
 use crate::types::{LeaderEpoch, Offset};
 use bytes::{Bytes, BytesMut};
 use std::io;
@@ -70,14 +76,20 @@ impl<F: FileSystem> Log<F> {
                 state.config.cleanup_policy.compact,
                 origin,
             )?;
-            // Idempotence checks. A multi-batch request is checked against a staged copy so that
-            // a failure leaves the state untouched.
+            // Idempotence and transaction checks. A multi-batch request is checked against a
+            // staged copy so that a failure leaves the state untouched.
+            let batch_at = batch_positions(&headers);
+            let whole_batch = |index: usize| {
+                let position = batch_at[index];
+                &records[position..position + headers[index].total_size()]
+            };
             let mut staged = None;
+            let mut aborted = Vec::new();
             if headers.len() == 1 {
                 if let SequenceCheck::Duplicate {
                     first_offset,
                     last_offset,
-                } = state.producers.check(&headers[0])?
+                } = state.producers.check_batch(&headers[0], whole_batch(0))?
                 {
                     return Ok(AppendInfo {
                         base_offset: Offset(first_offset),
@@ -91,8 +103,10 @@ impl<F: FileSystem> Log<F> {
             } else if headers.iter().any(|header| header.has_producer_id()) {
                 let mut staged_state = state.producers.clone();
                 let mut offset = state.next_offset;
-                for header in &headers {
-                    if let SequenceCheck::Duplicate { .. } = staged_state.check(header)? {
+                for (index, header) in headers.iter().enumerate() {
+                    if let SequenceCheck::Duplicate { .. } =
+                        staged_state.check_batch(header, whole_batch(index))?
+                    {
                         return Err(StorageError::OutOfOrderSequence(
                             "duplicate batch inside a multi-batch produce request".into(),
                         ));
@@ -100,7 +114,9 @@ impl<F: FileSystem> Log<F> {
                     let mut placed = *header;
                     placed.base_offset = offset;
                     offset += header.last_offset_delta as i64 + 1;
-                    staged_state.update(&placed);
+                    aborted.extend(aborted_entry(
+                        staged_state.apply_batch(&placed, whole_batch(index)),
+                    ));
                 }
                 staged = Some(staged_state);
             }
@@ -129,7 +145,9 @@ impl<F: FileSystem> Log<F> {
                 debug_assert_eq!(placed.total_size(), size);
                 debug_assert_eq!(placed.base_offset, offset);
                 if staged.is_none() {
-                    state.producers.update(&placed);
+                    let batch = &records[position..position + size];
+                    let completed = state.producers.apply_batch(&placed, batch);
+                    aborted.extend(aborted_entry(completed));
                 }
                 records_total += placed.records_count as u64;
                 out_headers.push(placed);
@@ -146,6 +164,7 @@ impl<F: FileSystem> Log<F> {
             state.pending.push_back(Pending {
                 parts,
                 headers: out_headers,
+                aborted,
                 last,
                 now_ms,
                 records: records_total,
@@ -203,6 +222,7 @@ impl<F: FileSystem> Log<F> {
             // a later failure can then not be undone.
             let (mut appended, mut rolled) = (false, false);
             for item in &items {
+                let mut aborted = item.aborted.iter().peekable();
                 for (header, (header_bytes, body)) in item.headers.iter().zip(&item.parts) {
                     let config = self.state.borrow().config.clone();
                     if self.local.needs_roll(header, item.now_ms, &config) {
@@ -218,6 +238,15 @@ impl<F: FileSystem> Log<F> {
                     let interval = config.index_interval_bytes;
                     self.local
                         .append_batch(header, header_bytes, body, item.now_ms, interval);
+                    // An ABORT marker's index entry goes to the segment that now holds it.
+                    if let Some(entry) =
+                        aborted.next_if(|entry| entry.last_offset == header.base_offset)
+                    {
+                        self.local
+                            .append_aborted(*entry)
+                            .await
+                            .map_err(WriteFailure::Offline)?;
+                    }
                 }
             }
             let appender = self.local.active_log_appender();
@@ -282,4 +311,27 @@ impl<F: FileSystem> Log<F> {
             .await?;
         self.local.roll(new_base, segment_bytes).await
     }
+}
+
+/// Where each batch of a validated request starts in it.
+fn batch_positions(headers: &[BatchHeader]) -> Vec<usize> {
+    let mut positions = Vec::with_capacity(headers.len());
+    let mut position = 0usize;
+    for header in headers {
+        positions.push(position);
+        position += header.total_size();
+    }
+    positions
+}
+
+/// The `.txnindex` entry of a transaction a marker completed, when it was aborted.
+fn aborted_entry(completed: Option<CompletedTxn>) -> Option<AbortedTxnEntry> {
+    completed
+        .filter(|txn| txn.aborted)
+        .map(|txn| AbortedTxnEntry {
+            producer_id: txn.producer_id,
+            first_offset: txn.first_offset,
+            last_offset: txn.last_offset,
+            last_stable_offset: txn.last_stable_offset,
+        })
 }

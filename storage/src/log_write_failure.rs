@@ -97,8 +97,11 @@ impl<F: FileSystem> Log<F> {
         let snapshots = self.local.snapshot_offsets().await?;
         let log_end = self.state.borrow().next_offset;
         self.state.borrow_mut().producers = ProducerStateManager::new();
-        let producers = loader::load_producer_state(&self.local, &snapshots, log_end).await?;
-        self.state.borrow_mut().producers = producers;
+        let mut producers =
+            loader::load_producer_state(&self.local, &snapshots, log_end, None).await?;
+        let mut state = self.state.borrow_mut();
+        producers.on_high_watermark(state.high_watermark);
+        state.producers = producers;
         Ok(())
     }
 }

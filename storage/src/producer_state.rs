@@ -2,8 +2,10 @@
 //!
 //! For each producer id: the current epoch and the metadata of its last 5 batches
 //! (first/last sequence, first/last offset, max timestamp), enough to detect duplicates and
-//! out-of-order sequences (see [`ProducerStateManager::check`] for the rules). Room is left for
-//! transactions (`current_txn_first_offset`, `coordinator_epoch`) without implementing them.
+//! out-of-order sequences (see [`ProducerStateManager::check`] for the rules), and its transaction
+//! state: the first offset of its open transaction and the coordinator epoch of its last marker.
+//! The open and the not yet replicated completed transactions, which bound the last stable
+//! offset, are tracked in `producer_txn.rs`.
 //!
 //! # Snapshot file `<20-digit offset>.snapshot`
 //! The state after applying every batch with an offset below the file's offset. Big-endian:
@@ -25,11 +27,21 @@
 //!
 //! Snapshots are written when a segment rolls and on close; the two newest are kept. On open the
 //! newest snapshot at or below the log end offset is loaded and the batches after it are replayed
-//! (with no usable snapshot, the whole log is replayed).
+//! (with no usable snapshot, the whole log is replayed). Version 1 already holds the transaction
+//! state (`current_txn_first_offset`, `coordinator_epoch`); the index of open transactions is
+//! rebuilt from the entries when a snapshot is read. A producer known only from a marker has no
+//! batches (`batch_count` 0).
 
 use crate::batch::BatchHeader;
 use crate::error::StorageError;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+#[path = "producer_txn.rs"]
+mod transactions;
+pub use transactions::CompletedTxn;
+#[cfg(test)]
+#[path = "producer_txn_tests.rs"]
+mod transaction_tests;
 
 /// How many batches per producer are remembered for duplicate detection (Kafka's value).
 pub const NUM_BATCHES_TO_RETAIN: usize = 5;
@@ -51,9 +63,9 @@ pub struct ProducerEntry {
     /// The last (up to 5) batches, oldest first.
     pub batches: VecDeque<BatchMetadata>,
     pub last_timestamp: i64,
-    /// Transactions (not implemented yet): coordinator epoch of the last marker.
+    /// Coordinator epoch of the last transaction marker (-1: none yet).
     pub coordinator_epoch: i32,
-    /// Transactions (not implemented yet): first offset of the ongoing transaction, -1 if none.
+    /// First offset of the producer's open transaction in this partition, -1 if none.
     pub current_txn_first_offset: i64,
 }
 
@@ -92,6 +104,12 @@ pub enum SequenceCheck {
 #[derive(Default, Clone, Debug)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset -> producer id (mirrors the entries'
+    /// `current_txn_first_offset`).
+    ongoing: BTreeMap<i64, i64>,
+    /// Completed transactions whose marker is not yet below the high watermark: first offset ->
+    /// transaction. They still hold the last stable offset back.
+    unreplicated: BTreeMap<i64, CompletedTxn>,
 }
 
 fn next_seq(sequence: i32) -> i32 {
@@ -130,8 +148,26 @@ impl ProducerStateManager {
     /// * unknown producer with a sequence other than 0: `UnknownProducerId`;
     /// * same epoch, same (first, last) sequence as one of the last 5 batches: duplicate;
     /// * otherwise the base sequence must follow the last one (wrapping to 0 after i32::MAX):
-    ///   `OutOfOrderSequence`.
+    ///   `OutOfOrderSequence`;
+    /// * a non-transactional batch from a producer with an open transaction: `InvalidTxnState`.
+    ///
+    /// Control batches are not checked here (see [`ProducerStateManager::check_batch`]).
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, StorageError> {
+        let outcome = self.check_sequence(header)?;
+        if outcome == SequenceCheck::Append && !header.is_transactional() {
+            if let Some(entry) = self.producers.get(&header.producer_id) {
+                if header.has_producer_id() && entry.current_txn_first_offset >= 0 {
+                    return Err(StorageError::InvalidTxnState(format!(
+                        "producer {} wrote a non-transactional batch while its transaction from offset {} is open",
+                        header.producer_id, entry.current_txn_first_offset
+                    )));
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn check_sequence(&self, header: &BatchHeader) -> Result<SequenceCheck, StorageError> {
         if !header.has_producer_id() || header.is_control() {
             return Ok(SequenceCheck::Append);
         }
@@ -205,6 +241,7 @@ impl ProducerStateManager {
         });
         if header.is_transactional() && entry.current_txn_first_offset < 0 {
             entry.current_txn_first_offset = header.base_offset;
+            self.ongoing.insert(header.base_offset, header.producer_id);
         }
     }
 
@@ -301,27 +338,40 @@ impl ProducerStateManager {
         if !reader.0.is_empty() {
             return None;
         }
-        Some(ProducerStateManager { producers })
+        let mut state = ProducerStateManager {
+            producers,
+            ..Default::default()
+        };
+        state.rebuild_ongoing();
+        Some(state)
     }
 
     /// Forgets the producers whose last batch ends below `log_start` (their batches are all gone:
-    /// Kafka's `truncateHead` when the log start moves).
+    /// Kafka's `truncateHead` when the log start moves), except those with an open transaction
+    /// (its marker is still to come).
     pub fn remove_before(&mut self, log_start: i64) {
         self.producers.retain(|_, entry| {
-            entry
-                .batches
-                .back()
-                .is_some_and(|batch| batch.last_offset >= log_start)
+            entry.current_txn_first_offset >= 0
+                || entry
+                    .batches
+                    .back()
+                    .is_some_and(|batch| batch.last_offset >= log_start)
         });
     }
 
     /// Forgets batches at or beyond `offset` (truncation); producers left without batches are
-    /// dropped. Callers normally reload from a snapshot instead.
+    /// dropped, open transactions starting at or beyond `offset` closed. Callers normally reload
+    /// from a snapshot instead.
     pub fn truncate_from(&mut self, offset: i64) {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|batch| batch.last_offset < offset);
+            if entry.current_txn_first_offset >= offset {
+                entry.current_txn_first_offset = -1;
+            }
         }
         self.producers.retain(|_, entry| !entry.batches.is_empty());
+        self.unreplicated.retain(|_, txn| txn.last_offset < offset);
+        self.rebuild_ongoing();
     }
 }
 

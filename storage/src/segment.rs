@@ -9,6 +9,7 @@
 //! 00000000000000001234.log        record batches, exactly as stored by `Log::append`
 //! 00000000000000001234.index      offset index (see `index`)
 //! 00000000000000001234.timeindex  time index (see `index`)
+//! 00000000000000001234.txnindex   aborted transactions, only once one is written (see `txn_index`)
 //! ```
 //! The `.log` file is the concatenation of the record batches (see `batch`) whose offsets lie in
 //! `[base, next segment's base)`; with O_DIRECT files it may end with zero padding after a crash
@@ -35,6 +36,7 @@ use crate::batch::{self, BatchCheck, BatchHeader, LOG_OVERHEAD};
 use crate::error::StorageError;
 use crate::index::{self, OffsetEntry, TimeEntry};
 use crate::io::StorageFile;
+use crate::txn_index::AbortedTxnEntry;
 use bytes::Bytes;
 use std::io;
 use std::path::Path;
@@ -77,6 +79,9 @@ pub(crate) struct Segment<File> {
     /// present for the active one.
     pub(crate) index: Option<Vec<OffsetEntry>>,
     pub(crate) time_index: Option<Vec<TimeEntry>>,
+    /// The aborted-transaction index entries of the markers in this segment, in offset order
+    /// (always in memory; the `.txnindex` file mirrors them: see `txn_index`).
+    pub(crate) aborted: Vec<AbortedTxnEntry>,
 }
 
 impl<File> Segment<File> {
@@ -91,6 +96,7 @@ impl<File> Segment<File> {
             offset_of_max_timestamp: -1,
             index: Some(Vec::new()),
             time_index: Some(Vec::new()),
+            aborted: Vec::new(),
         }
     }
 

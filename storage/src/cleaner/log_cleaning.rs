@@ -7,6 +7,12 @@
 //!   between chunks). A segment that changed meanwhile is not swapped.
 //! * The checkpoint is written only after every swap of the pass, and never above what was
 //!   indexed, so a crash or an error leaves a first dirty offset that is safe to clean from.
+//! * Transactions: the cleanable range ends at the last stable offset, so every transaction in it
+//!   is complete. The data batches of aborted transactions (a transactional batch of producer P
+//!   inside one of P's `.txnindex` ranges) are removed whole, and never enter the offset map (they
+//!   must not hide an older committed value). Markers are all kept (safe: Kafka drops one only
+//!   once its transaction's data is gone and `delete.retention.ms` passed; not done here), so the
+//!   `.txnindex` entries stay valid and the cleaned segment keeps its `.txnindex` file.
 
 use super::Log;
 use crate::appender::Appender;
@@ -83,12 +89,15 @@ impl<F: FileSystem> Log<F> {
     /// Where this log stands for the cleaner at `now_ms`: `None` when its policy is not
     /// `compact`, it is closed, or it has no dirty closed segment.
     pub async fn cleanable(&self, now_ms: i64) -> Option<CleanableLog> {
-        let (config, high_watermark) = {
+        let (config, last_stable_offset) = {
             let state = self.state.borrow();
             if state.closed || !state.config.cleanup_policy.compact {
                 return None;
             }
-            (state.config.clone(), state.high_watermark)
+            // Open transactions stay uncleaned (Kafka bounds the cleaner by the LSO too): every
+            // transaction in the cleaned range is committed or aborted for good.
+            let log_start = self.local.log_start_offset();
+            (state.config.clone(), Self::stable_offset(&state, log_start))
         };
         let checkpoint = swap::read_checkpoint(self.local.file_system(), self.dir()).await;
         let summaries = self.local.segment_summaries();
@@ -96,7 +105,7 @@ impl<F: FileSystem> Log<F> {
             &summaries,
             checkpoint,
             self.local.log_start_offset(),
-            high_watermark,
+            last_stable_offset,
             config.min_compaction_lag_ms,
             now_ms,
         );
@@ -137,8 +146,10 @@ impl<F: FileSystem> Log<F> {
         // No more keys than records, and a record takes at least MIN_RECORD_SIZE bytes.
         let most_records = cleanable.dirty_bytes as usize / crate::records::MIN_RECORD_SIZE;
         cleaner.map.prepare(most_records);
+        let aborted = AbortedRanges::new(self.local.all_aborted());
+        let range = (first_dirty, first_uncleanable);
         let Some(end) = self
-            .build_offset_map(cleaner, first_dirty, first_uncleanable, pacer, &mut stats)
+            .build_offset_map(cleaner, range, &aborted, pacer, &mut stats)
             .await?
         else {
             return Ok(stats);
@@ -149,6 +160,7 @@ impl<F: FileSystem> Log<F> {
             end,
             tombstone_horizon,
             index_interval_bytes: config.index_interval_bytes,
+            aborted,
         };
         let mut swapped = false;
         for summary in self.local.segment_summaries() {
@@ -174,8 +186,8 @@ impl<F: FileSystem> Log<F> {
     async fn build_offset_map(
         &self,
         cleaner: &mut Cleaner,
-        first_dirty: i64,
-        first_uncleanable: i64,
+        (first_dirty, first_uncleanable): (i64, i64),
+        aborted: &AbortedRanges,
         pacer: &impl CleanerPacer,
         stats: &mut CleanStats,
     ) -> Result<Option<i64>, StorageError> {
@@ -207,6 +219,11 @@ impl<F: FileSystem> Log<F> {
                         }
                         if header.base_offset >= first_uncleanable {
                             return false;
+                        }
+                        // Aborted records are removed, so they must not hide older values.
+                        if aborted.holds(header) {
+                            indexed_end = header.last_offset() + 1;
+                            return true;
                         }
                         if map.lacks_room_for(header.records_count.max(0) as usize) {
                             *full = true;
@@ -269,6 +286,39 @@ struct Rewrite {
     /// Tombstones in batches whose max timestamp is below this go.
     tombstone_horizon: i64,
     index_interval_bytes: u32,
+    /// Batches of aborted transactions go whole.
+    aborted: AbortedRanges,
+}
+
+/// The aborted transactions of the log (from the segments' `.txnindex` entries), by producer:
+/// `(first_offset, last_offset)` ranges, in offset order.
+pub(crate) struct AbortedRanges(std::collections::HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    fn new(entries: Vec<crate::txn_index::AbortedTxnEntry>) -> AbortedRanges {
+        let mut ranges: std::collections::HashMap<i64, Vec<(i64, i64)>> = Default::default();
+        for entry in entries {
+            ranges
+                .entry(entry.producer_id)
+                .or_default()
+                .push((entry.first_offset, entry.last_offset));
+        }
+        AbortedRanges(ranges)
+    }
+
+    /// Whether `header` is a data batch of a transaction that was aborted (its producer's batch
+    /// inside one of that producer's aborted ranges).
+    fn holds(&self, header: &BatchHeader) -> bool {
+        if header.is_control() || !header.is_transactional() {
+            return false;
+        }
+        let Some(ranges) = self.0.get(&header.producer_id) else {
+            return false;
+        };
+        // The last range starting at or before the batch.
+        let index = ranges.partition_point(|(first, _)| *first <= header.base_offset);
+        index > 0 && header.base_offset <= ranges[index - 1].1
+    }
 }
 
 impl<F: FileSystem> Log<F> {
@@ -432,20 +482,22 @@ impl<F: FileSystem> Log<F> {
                 })
             });
         let old_tombstones = header.max_timestamp < rewrite.tombstone_horizon;
+        let aborted = rewrite.aborted.holds(header);
         let map = &cleaner.map;
         let mut read = 0u64;
         let mut removed = 0u64;
         let filtered = filter_batch(header, bytes, retain_empty, |record| {
             read += 1;
-            let keep = match record.key {
-                None => false,
-                Some(key) => {
-                    let latest = map.get(key).is_none_or(|offset| record.offset >= offset);
-                    let expired_tombstone =
-                        record.value_is_null && old_tombstones && record.offset < rewrite.end;
-                    latest && !expired_tombstone
-                }
-            };
+            let keep = !aborted
+                && match record.key {
+                    None => false,
+                    Some(key) => {
+                        let latest = map.get(key).is_none_or(|offset| record.offset >= offset);
+                        let expired_tombstone =
+                            record.value_is_null && old_tombstones && record.offset < rewrite.end;
+                        latest && !expired_tombstone
+                    }
+                };
             removed += u64::from(!keep);
             keep
         })?;
