@@ -75,4 +75,6 @@ mod segment_files_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod txn_tests;
+#[cfg(test)]
 mod write_failure_tests;

@@ -11,8 +11,9 @@
 //! kept (a rebuilt batch), none kept (dropped) — except the last batch of a producer that is still
 //! in the producer state, which is kept as an empty batch (recordsCount 0, no compression) so that
 //! producer state rebuilt from the log still knows the producer's last sequence, as Kafka does.
-//! Control batches (transaction markers) are always kept untouched: removing them needs the
-//! transaction index (the transactions work extends this).
+//! Control batches (transaction markers) are always kept untouched (removing a marker once its
+//! transaction's data is gone is not done). The caller decides that an aborted transaction's
+//! batch loses every record (`log_cleaning.rs`).
 
 use crate::batch::{self, BatchHeader, ATTR_COMPRESSION_MASK, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::StorageError;

@@ -29,8 +29,10 @@
 //!    first clean instead; using the record time keeps the batch bytes unchanged and gives
 //!    consumers `delete.retention.ms` after the tombstone was written). Batches are rewritten as
 //!    `filter` documents: offsets, batch boundaries and producer fields are kept; control batches
-//!    are kept untouched (transaction markers: the transactions work will remove them once their
-//!    transaction's data is gone).
+//!    are kept untouched (every transaction marker stays: Kafka drops one once its transaction's
+//!    data is gone and `delete.retention.ms` passed; that is not done here). The data batches of
+//!    aborted transactions go whole (the segments' `.txnindex` ranges: `log_cleaning.rs`), and the
+//!    cleanable range ends at the last stable offset.
 //! 3. Swap each rewritten segment in (`swap`: `.cleaned` -> `.swap` -> final, crash safe), skip
 //!    a segment nothing was removed from, then checkpoint the end of the indexed range. A crash
 //!    before the checkpoint only makes the next pass redo work.
@@ -55,6 +57,8 @@ mod swap_read_tests;
 mod tests;
 #[cfg(test)]
 mod throughput_tests;
+#[cfg(test)]
+mod txn_tests;
 
 pub use filter::{compress, filter_batch, FilteredBatch, RecordDecision};
 pub use offset_map::{OffsetMap, LOAD_FACTOR, SLOT_BYTES};
