@@ -84,8 +84,8 @@ impl ShardState {
         let state = Rc::downgrade(self);
         let retention = move || {
             let state = state.upgrade()?;
-            let interval_ms = state.effective_lifecycle().retention_check_interval_ms;
-            (!state.shutting_down.get()).then(|| (interval_ms, state.partitions.all()))
+            let lifecycle = state.effective_lifecycle();
+            (!state.shutting_down.get()).then(|| (lifecycle, state.partitions.all()))
         };
         shard::task::spawn(crate::log_retention::run(retention));
     }

@@ -107,6 +107,9 @@ impl Default for GroupConfig {
 pub struct LifecycleConfig {
     /// How often a shard's retention pass looks for segments to delete.
     pub retention_check_interval_ms: u64,
+    /// How often a shard's retention task looks for expired producer ids
+    /// (`producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_check_interval_ms: u64,
     /// Whether the log cleaner runs at all.
     pub cleaner_enable: bool,
     /// How long an idle log cleaner sleeps before it looks again.
@@ -121,6 +124,7 @@ impl Default for LifecycleConfig {
     fn default() -> LifecycleConfig {
         LifecycleConfig {
             retention_check_interval_ms: 300_000,
+            producer_id_expiration_check_interval_ms: 600_000,
             cleaner_enable: true,
             cleaner_backoff_ms: 15_000,
             cleaner_dedupe_buffer_size: 128 << 20,

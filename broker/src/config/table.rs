@@ -480,6 +480,22 @@ pub const SETTINGS: &[Setting] = &[
         ..row("log_retention_check_interval_ms", Some("log.retention.check.interval.ms"), "per shard: how often retention looks for segments to delete")
     },
     Setting {
+        validator: POSITIVE,
+        default: DefaultValue::Fixed("86400000"),
+        dynamic: true,
+        target: Target::Log(|log, value| log.producer_id_expiration_ms = value.as_int()),
+        ..row("producer_id_expiration_ms", Some("producer.id.expiration.ms"), "a partition forgets a producer id idle this long (no batch or marker) that has no open transaction")
+    },
+    Setting {
+        validator: POSITIVE,
+        default: DefaultValue::Fixed("600000"),
+        target: Target::Broker(|config, value| {
+            config.lifecycle.producer_id_expiration_check_interval_ms = value.as_int() as u64;
+            Ok(())
+        }),
+        ..row("producer_id_expiration_check_interval_ms", Some("producer.id.expiration.check.interval.ms"), "per shard: how often expired producer ids are looked for")
+    },
+    Setting {
         config_type: ConfigType::Boolean,
         default: DefaultValue::Fixed("true"),
         target: Target::Broker(|config, value| {
