@@ -232,3 +232,22 @@ fn the_retention_task_deletes_old_segments_on_its_interval() {
     assert_eq!(deleted(&dir), 0, "removed after file.delete.delay.ms");
     assert_eq!(partition.log.deleted_files_pending(), 0);
 }
+
+#[test]
+fn the_retention_task_expires_idle_producer_ids_on_their_interval() {
+    let mut shard = TestShard::start(|config| {
+        config.lifecycle.producer_id_expiration_check_interval_ms = 5_000;
+    });
+    create_topic(&mut shard, &[("retention.ms", "-1")]);
+    // Producer 7's batch is stamped at 1970 + 1 s: idle far longer than producer.id.expiration.ms.
+    produce(&mut shard, storage::batch::testing::idempotent_batch(0, 1));
+    let partition = shard.state.partitions.get(TOPIC, 0).expect("partition");
+    assert!(partition.log.producer_entry(7).is_some());
+    shard.simulation.advance(Duration::from_millis(4_000));
+    assert!(
+        partition.log.producer_entry(7).is_some(),
+        "not before the interval"
+    );
+    shard.simulation.advance(Duration::from_millis(1_000));
+    assert!(partition.log.producer_entry(7).is_none(), "expired");
+}
