@@ -366,3 +366,29 @@ fn idle_producers_expire_unless_their_transaction_is_open() {
     let error = append(&log, producers.batch(1, 0, 1, false)).unwrap_err();
     assert_eq!(error.error_code(), 59, "{error}");
 }
+
+#[test]
+fn a_multi_batch_append_opens_the_transaction_at_its_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), false);
+    append(&log, Bytes::from(simple_batch(2, 10, 1_000))).unwrap();
+    let mut producers = Producers::default();
+    let mut request = producers.batch(4, 0, 2, true).to_vec();
+    request.extend_from_slice(&producers.batch(4, 0, 3, true));
+    assert_eq!(append(&log, Bytes::from(request)).unwrap(), 2);
+    commit_all(&log);
+    assert_eq!(log.last_stable_offset(), Offset(2));
+    assert_eq!(log.producer_entry(4).unwrap().current_txn_first_offset, 2);
+    // A refused multi-batch request leaves the state untouched.
+    let mut refused = producers.batch(4, 0, 1, true).to_vec();
+    refused.extend_from_slice(&producers.batch(4, 0, 1, false));
+    assert_eq!(
+        append(&log, Bytes::from(refused)).unwrap_err().error_code(),
+        48
+    );
+    assert_eq!(log.log_end_offset(), Offset(7));
+    marker(&log, 4, 0, 0, false).unwrap();
+    commit_all(&log);
+    assert_eq!(aborted(&log, 0, 8), vec![txn(4, 2)]);
+    assert_eq!(log.last_stable_offset(), Offset(8));
+}
