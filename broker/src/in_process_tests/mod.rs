@@ -10,6 +10,7 @@ mod groups;
 mod offsets;
 mod produce_fetch;
 mod retention;
+mod transactions;
 
 use crate::config::{BrokerConfig, Cli};
 use crate::messages::ShardMessage;
