@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(end_of_batches(&[]), None);
         let first = batch_at(5, 3);
         let second = batch_at(8, 4);
-        assert_eq!(end_of_batches(std::slice::from_ref(&first)), Some(Offset(8)));
+        assert_eq!(
+            end_of_batches(std::slice::from_ref(&first)),
+            Some(Offset(8))
+        );
         // Header and body in separate buffers (as the batch cache keeps them), split mid-prefix too.
         let parts = vec![
             first.slice(..61),
