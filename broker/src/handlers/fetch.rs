@@ -263,15 +263,12 @@ async fn fetch(
         let mut data = PartitionData::default();
         data.partition_index = wanted.partition;
         data.preferred_read_replica = BrokerId(-1);
-        data.aborted_transactions = if read_committed {
-            Some(Vec::new())
-        } else {
-            None
-        };
+        // A list for a read_committed read (empty when none), null otherwise and on errors, as Kafka.
+        data.aborted_transactions = None;
         let mut records = Vec::new();
         match outcome {
             Some(outcome) => {
-                if read_committed {
+                if read_committed && outcome.error.is_none() {
                     data.aborted_transactions =
                         Some(aborted_transactions(&outcome.aborted_transactions));
                 }
