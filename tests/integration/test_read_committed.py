@@ -91,6 +91,40 @@ def test_an_abort_marker_is_skipped_by_consumers_of_both_isolation_levels(broker
     assert [value for (_t, _p, _o, _k, value, _h, _ts) in records] == expected + [b"after"]
 
 
+def test_markers_and_producer_state_reach_partitions_on_every_shard(broker_factory, topic):
+    """With two shards the partitions of one request live on both: DescribeProducers and
+    WriteTxnMarkers are split by owning shard and answered in request order."""
+    from kafka import TopicPartition
+    from kafka.admin import AbortTransactionSpec, KafkaAdminClient
+    broker = broker_factory(shards=2)
+    create_topic(broker.bootstrap, topic, partitions=4)
+    producer = ck_producer(broker.bootstrap, **{"enable.idempotence": True})
+    for partition in range(4):
+        ck_produce_all(producer, topic, [(None, b"v%d-%d" % (partition, i))
+                                         for i in range(partition + 1)], partition=partition)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=20000)
+    try:
+        partitions = [TopicPartition(topic, partition) for partition in range(4)]
+        states = admin.describe_producers(partitions, broker_id=0)
+        last_sequences = [[state.last_sequence for state in states[tp].active_producers]
+                          for tp in partitions]
+        assert last_sequences == [[0], [1], [2], [3]]
+        (producer_state,) = states[partitions[0]].active_producers
+        for tp in partitions:
+            admin.abort_transaction(AbortTransactionSpec(
+                topic_partition=tp, producer_id=producer_state.producer_id,
+                producer_epoch=producer_state.producer_epoch))
+    finally:
+        admin.close()
+    consumer = ck_consumer(broker.bootstrap, **{"isolation.level": "read_committed"})
+    try:
+        ends = [consumer.get_watermark_offsets(CkTopicPartition(topic, partition), timeout=10,
+                                               cached=False)[1] for partition in range(4)]
+    finally:
+        consumer.close()
+    assert ends == [2, 3, 4, 5], "one marker after each partition's records"
+
+
 def _transactional_producer(broker, transactional_id):
     producer = ck_producer(broker.bootstrap, **{"transactional.id": transactional_id,
                                                 "transaction.timeout.ms": 60000})
