@@ -1,7 +1,7 @@
 //! Delayed operations of one shard's partitions: fetches waiting for data (a high watermark — for
-//! read_committed, a last stable offset — past what they saw) and produces waiting for the in-sync replicas (acks=all). Each waits in its purgatory
-//! (`crate::purgatory`), keyed by partition, until an event on one of its partitions satisfies it or its
-//! deadline passes on the purgatory's timing wheel.
+//! read_committed, a last stable offset — past what they saw) and produces waiting for the in-sync
+//! replicas (acks=all). Each waits in its purgatory (`crate::purgatory`), keyed by partition, until an
+//! event on one of its partitions satisfies it or its deadline passes on the purgatory's timing wheel.
 //!
 //! A partition calls [`DelayedOperations::high_watermark_moved`] whenever its high watermark may have
 //! moved, and the manager does when a partition goes away (deleted, unloaded): the operations watching it
@@ -59,9 +59,9 @@ impl DelayedOperations {
 
     /// Waits until one of `partitions` has an end past the offset seen on it (or is gone), or until
     /// `deadline`. The end is the high watermark, or for a read_committed fetch the last stable offset
-    /// (Kafka's `DelayedFetch` by isolation level). The last stable offset only moves when the high
-    /// watermark does (a marker is an append, and an open transaction ends once its marker is below
-    /// the high watermark) or at an append, so the high-watermark events wake both kinds.
+    /// (Kafka's `DelayedFetch` by isolation level). The last stable offset moves only with the high
+    /// watermark (a marker that ends a transaction is an append, which moves the high watermark once
+    /// durable), so the high-watermark events wake both kinds.
     pub async fn wait_for_data(
         &self,
         partitions: Vec<WatchedPartition>,

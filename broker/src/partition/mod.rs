@@ -313,7 +313,7 @@ impl Partition {
     /// ListOffsets for one partition: earliest (-2), latest (-1), max timestamp (-3), earliest local
     /// (-4), latest tiered (-5), or the first offset with a timestamp at or after `timestamp`. Latest and
     /// the timestamp lookups stop at what the consumer may read (Kafka's `lastFetchableOffset`): the
-    /// high watermark, or for `read_committed` the last stable offset.
+    /// high watermark, or for `read_committed` the last stable offset (which bounds max timestamp too).
     pub async fn offset_for(&self, timestamp: i64, read_committed: bool) -> OffsetOutcome {
         let last_fetchable = if read_committed {
             self.last_stable_offset()
