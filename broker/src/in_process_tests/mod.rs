@@ -9,8 +9,8 @@
 mod groups;
 mod offsets;
 mod produce_fetch;
+mod read_committed;
 mod retention;
-mod transactions;
 
 use crate::config::{BrokerConfig, Cli};
 use crate::messages::ShardMessage;
