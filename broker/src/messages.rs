@@ -16,7 +16,7 @@ use crate::partition::delayed::Completion;
 use crate::partition::manager::UnopenedPartition;
 use crate::partition::requests::{
     DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, MarkerItem, MarkerOutcome,
-    OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
+    OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, ProducersOutcome, WaitItem,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,11 @@ pub enum ShardMessage {
     WriteTxnMarkers {
         items: Vec<MarkerItem>,
         reply: Reply<Vec<MarkerOutcome>>,
+    },
+    /// The producer state of partitions of the receiving shard (DescribeProducers), in item order.
+    DescribeProducers {
+        items: Vec<crate::partition::TopicPartition>,
+        reply: Reply<Vec<ProducersOutcome>>,
     },
     /// The log sizes in bytes of partitions of the receiving shard (DescribeLogDirs); `None` where the
     /// partition is not open there.

@@ -275,6 +275,9 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
                     let _ = reply.send(state.partitions.write_markers(items).await);
                 });
             }
+            ShardMessage::DescribeProducers { items, reply } => {
+                let _ = reply.send(state.partitions.describe_producers(&items));
+            }
             ShardMessage::PartitionSizes { items, reply } => {
                 let _ = reply.send(state.partitions.sizes(&items));
             }

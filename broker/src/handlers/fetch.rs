@@ -1,9 +1,12 @@
 //! Fetch (key 1), versions 4–16, consumers only (no follower fetching yet).
 //!
-//! Reads each partition on its owning shard, up to the high watermark. When fewer than `min_bytes` are
-//! available, the request long-polls: each owning shard parks a delayed fetch in its purgatory, completed
-//! when one of its partitions' high watermark moves past what the fetch saw; the fetch re-reads after the
-//! first completion or at `max_wait_ms` — nothing spins, so an idle consumer costs (close to) no CPU.
+//! Reads each partition on its owning shard, up to the high watermark — with `isolation_level` 1
+//! (read_committed), up to the last stable offset, each partition answering the aborted transactions
+//! (producer id, first offset) among the batches it returns (null for read_uncommitted, as Kafka). When
+//! fewer than `min_bytes` are available, the request long-polls: each owning shard parks a delayed fetch
+//! in its purgatory, completed when one of its partitions' high watermark (read_committed: last stable
+//! offset) moves past what the fetch saw; the fetch re-reads after the first completion or at
+//! `max_wait_ms` — nothing spins, so an idle consumer costs (close to) no CPU.
 //!
 //! Incremental fetch sessions (KIP-227, v7+) are kept per shard: see [`crate::fetch_session`].
 
@@ -15,13 +18,16 @@ use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use net::{DecodedHeader, DispatchFuture};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 use storage::types::Offset;
+use storage::AbortedTxn;
 use uuid::Uuid;
 
 pub const VERSIONS: (i16, i16) = (4, 16);
@@ -229,16 +235,22 @@ async fn fetch(
             break;
         }
         // Wait for data past what this read already saw, or a fetch below min_bytes would wake at once
-        // and spin.
+        // and spin. A read_committed fetch reads up to the last stable offset, so that is what it saw.
         let seen: Vec<i64> = wanted
             .iter()
             .zip(&outcomes)
             .map(|(item, outcome)| {
-                item.fetch_offset
-                    .max(outcome.as_ref().map_or(-1, |o| o.high_watermark))
+                let end = outcome.as_ref().map_or(-1, |outcome| {
+                    if read_committed {
+                        outcome.last_stable_offset
+                    } else {
+                        outcome.high_watermark
+                    }
+                });
+                item.fetch_offset.max(end)
             })
             .collect();
-        wait_for_any(&state, &wanted, &seen, remaining).await;
+        wait_for_any(&state, &wanted, &seen, read_committed, remaining).await;
         outcomes = read_all(&state, &wanted, max_bytes, read_committed).await;
     }
 
@@ -251,14 +263,15 @@ async fn fetch(
         let mut data = PartitionData::default();
         data.partition_index = wanted.partition;
         data.preferred_read_replica = BrokerId(-1);
-        data.aborted_transactions = if read_committed {
-            Some(Vec::new())
-        } else {
-            None
-        };
+        // A list for a read_committed read (empty when none), null otherwise and on errors, as Kafka.
+        data.aborted_transactions = None;
         let mut records = Vec::new();
         match outcome {
             Some(outcome) => {
+                if read_committed && outcome.error.is_none() {
+                    data.aborted_transactions =
+                        Some(aborted_transactions(&outcome.aborted_transactions));
+                }
                 data.error_code = outcome.error.map(|code| code.code()).unwrap_or(0);
                 data.high_watermark = outcome.high_watermark;
                 data.last_stable_offset = outcome.last_stable_offset;
@@ -432,9 +445,29 @@ async fn read_all(
     .await
 }
 
-/// Completes when any owning shard reports a high watermark past `seen` (parallel to `wanted`) for one of
-/// the partitions, or after `max_wait`: each shard parks a delayed fetch in its purgatory.
-async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], seen: &[i64], max_wait: Duration) {
+/// The response's `aborted_transactions` entries.
+fn aborted_transactions(aborted: &[AbortedTxn]) -> Vec<AbortedTransaction> {
+    aborted
+        .iter()
+        .map(|transaction| {
+            let mut entry = AbortedTransaction::default();
+            entry.producer_id = ProducerId(transaction.producer_id);
+            entry.first_offset = transaction.first_offset.0;
+            entry
+        })
+        .collect()
+}
+
+/// Completes when any owning shard reports a high watermark (read_committed: a last stable offset) past
+/// `seen` (parallel to `wanted`) for one of the partitions, or after `max_wait`: each shard parks a
+/// delayed fetch in its purgatory.
+async fn wait_for_any(
+    state: &Rc<ShardState>,
+    wanted: &[Wanted],
+    seen: &[i64],
+    read_committed: bool,
+    max_wait: Duration,
+) {
     assert_eq!(wanted.len(), seen.len());
     let mut split = ShardSplit::new();
     for (item, &seen) in wanted.iter().zip(seen) {
@@ -445,6 +478,7 @@ async fn wait_for_any(state: &Rc<ShardState>, wanted: &[Wanted], seen: &[i64], m
                     topic: name.clone(),
                     partition: item.partition,
                     seen: Offset(seen),
+                    read_committed,
                 },
             );
         }

@@ -1,5 +1,7 @@
 //! ListOffsets (key 2), versions 1–8: earliest (-2), latest (-1), max timestamp (-3, v7+), earliest local
 //! (-4, v8), latest tiered (-5), or the first offset whose timestamp is at or after a given time.
+//! With `isolation_level` 1 (read_committed, v2+) latest is the last stable offset, and the timestamp
+//! lookups (and max timestamp) find nothing at or past it, as Kafka's `lastFetchableOffset`.
 
 use super::simple;
 use crate::messages::ShardMessage;

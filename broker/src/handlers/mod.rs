@@ -31,6 +31,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -46,6 +47,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod write_txn_markers;
 
 pub type Handler = fn(Rc<ShardState>, DecodedHeader) -> DispatchFuture;
 
@@ -109,6 +111,12 @@ pub const APIS: &[ApiEntry] = &[
         IncrementalAlterConfigs,
         incremental_alter_configs,
         IncrementalAlterConfigsRequest
+    ),
+    api!(WriteTxnMarkers, write_txn_markers, WriteTxnMarkersRequest),
+    api!(
+        DescribeProducers,
+        describe_producers,
+        DescribeProducersRequest
     ),
 ];
 

@@ -9,6 +9,7 @@
 mod groups;
 mod offsets;
 mod produce_fetch;
+mod read_committed;
 mod retention;
 
 use crate::config::{BrokerConfig, Cli};

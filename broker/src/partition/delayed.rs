@@ -1,7 +1,7 @@
-//! Delayed operations of one shard's partitions: fetches waiting for data (a high watermark past what
-//! they saw) and produces waiting for the in-sync replicas (acks=all). Each waits in its purgatory
-//! (`crate::purgatory`), keyed by partition, until an event on one of its partitions satisfies it or its
-//! deadline passes on the purgatory's timing wheel.
+//! Delayed operations of one shard's partitions: fetches waiting for data (a high watermark — for
+//! read_committed, a last stable offset — past what they saw) and produces waiting for the in-sync
+//! replicas (acks=all). Each waits in its purgatory (`crate::purgatory`), keyed by partition, until an
+//! event on one of its partitions satisfies it or its deadline passes on the purgatory's timing wheel.
 //!
 //! A partition calls [`DelayedOperations::high_watermark_moved`] whenever its high watermark may have
 //! moved, and the manager does when a partition goes away (deleted, unloaded): the operations watching it
@@ -15,6 +15,14 @@ use std::time::Instant;
 use storage::types::Offset;
 
 pub use crate::purgatory::Completion;
+
+/// A partition a delayed fetch watches: the end it has seen there, and which end it reads up to.
+pub struct WatchedPartition {
+    pub partition: Weak<Partition>,
+    pub key: TopicPartition,
+    pub seen: Offset,
+    pub read_committed: bool,
+}
 
 /// The delayed fetches and produces of one shard.
 pub struct DelayedOperations {
@@ -49,19 +57,30 @@ impl DelayedOperations {
         self.produces.check_and_complete(partition);
     }
 
-    /// Waits until one of `partitions` has a high watermark past the offset given with it (or is gone),
-    /// or until `deadline`.
+    /// Waits until one of `partitions` has an end past the offset seen on it (or is gone), or until
+    /// `deadline`. The end is the high watermark, or for a read_committed fetch the last stable offset
+    /// (Kafka's `DelayedFetch` by isolation level). The last stable offset moves only with the high
+    /// watermark (a marker that ends a transaction is an append, which moves the high watermark once
+    /// durable), so the high-watermark events wake both kinds.
     pub async fn wait_for_data(
         &self,
-        partitions: Vec<(Weak<Partition>, TopicPartition, Offset)>,
+        partitions: Vec<WatchedPartition>,
         deadline: Instant,
     ) -> Completion {
-        let keys = partitions.iter().map(|(_, key, _)| key.clone()).collect();
+        let keys = partitions
+            .iter()
+            .map(|watched| watched.key.clone())
+            .collect();
         let satisfied = move || {
-            partitions.iter().any(|(partition, _, seen)| {
-                partition
-                    .upgrade()
-                    .is_none_or(|partition| partition.high_watermark() > *seen)
+            partitions.iter().any(|watched| {
+                watched.partition.upgrade().is_none_or(|partition| {
+                    let end = if watched.read_committed {
+                        partition.last_stable_offset()
+                    } else {
+                        partition.high_watermark()
+                    };
+                    end > watched.seen
+                })
             })
         };
         self.fetches

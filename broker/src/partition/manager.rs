@@ -10,10 +10,10 @@
 //! knows no topic by name.
 
 use super::counters::PartitionCounters;
-use super::delayed::{Completion, DelayedOperations};
+use super::delayed::{Completion, DelayedOperations, WatchedPartition};
 use super::requests::{
     DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, MarkerItem, MarkerOutcome,
-    OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, WaitItem,
+    OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, ProducersOutcome, WaitItem,
 };
 use super::{Files, Partition, TopicPartition};
 use crate::config::{BrokerConfig, TopicConfig};
@@ -347,7 +347,12 @@ impl PartitionManager {
             };
             let limit = item.partition_max_bytes.min(max_bytes);
             let outcome = partition
-                .read(Offset(item.fetch_offset), limit, min_one)
+                .read(
+                    Offset(item.fetch_offset),
+                    limit,
+                    min_one,
+                    item.read_committed,
+                )
                 .await;
             self.counters.read(outcome.records_bytes());
             if !outcome.records.is_empty() {
@@ -359,19 +364,21 @@ impl PartitionManager {
         outcomes
     }
 
-    /// Waits until any listed partition's high watermark passes the offset seen, or `max_wait` passes.
-    /// Partitions not on this shard are left out; with none at all, it just waits out `max_wait`.
+    /// Waits until any listed partition's high watermark (read_committed: last stable offset) passes the
+    /// offset seen, or `max_wait` passes. Partitions not on this shard are left out; with none at all, it
+    /// just waits out `max_wait`.
     pub async fn wait_for_data(&self, items: Vec<WaitItem>, max_wait: Duration) -> Completion {
         let deadline = shard::task::now() + max_wait;
         let partitions: Vec<_> = items
             .iter()
             .filter_map(|item| {
                 let partition = self.get(&item.topic, item.partition)?;
-                Some((
-                    Rc::downgrade(&partition),
-                    partition.key().clone(),
-                    item.seen,
-                ))
+                Some(WatchedPartition {
+                    partition: Rc::downgrade(&partition),
+                    key: partition.key().clone(),
+                    seen: item.seen,
+                    read_committed: item.read_committed,
+                })
             })
             .collect();
         if partitions.is_empty() {
@@ -403,7 +410,11 @@ impl PartitionManager {
         for query in items {
             self.counters.offset_lookup();
             outcomes.push(match self.get(&query.topic, query.partition) {
-                Some(partition) => partition.offset_for(query.timestamp).await,
+                Some(partition) => {
+                    partition
+                        .offset_for(query.timestamp, query.read_committed)
+                        .await
+                }
                 None => Err(ResponseError::UnknownTopicOrPartition),
             });
         }
@@ -439,5 +450,17 @@ impl PartitionManager {
             outcomes.push(outcome);
         }
         outcomes
+    }
+
+    /// The producers of each partition (DescribeProducers); NOT_LEADER_OR_FOLLOWER where the partition
+    /// is not open here (Kafka's answer for a partition this broker does not lead).
+    pub fn describe_producers(&self, items: &[TopicPartition]) -> Vec<ProducersOutcome> {
+        items
+            .iter()
+            .map(|(topic, index)| match self.get(topic, *index) {
+                Some(partition) => Ok(partition.active_producers()),
+                None => Err(ResponseError::NotLeaderOrFollower),
+            })
+            .collect()
     }
 }

@@ -12,6 +12,7 @@
 //! - [`counters`]: the shard's partition-layer counters (appends, reads, delayed operations).
 //! - [`delayed`]: delayed fetches and produces, parked in the shard's purgatories until the high
 //!   watermark moves or their time runs out.
+//! - [`isolation`]: what a read_committed read needs from the batches it read (where they end).
 //!
 //! # Offsets (invariant, checked where they move)
 //! `log_start_offset <= high_watermark <= log_end_offset`, and `last_stable_offset <= high_watermark`.
@@ -21,6 +22,7 @@
 
 pub mod counters;
 pub mod delayed;
+pub mod isolation;
 pub mod manager;
 pub mod requests;
 
@@ -29,7 +31,8 @@ use bytes::Bytes;
 use futures_lite::future::poll_once;
 use kafka_protocol::error::ResponseError;
 use requests::{
-    FetchOutcome, MarkerOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome, ProduceRefusal,
+    ActiveProducer, FetchOutcome, MarkerOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome,
+    ProduceRefusal,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -240,46 +243,83 @@ impl Partition {
             .unwrap_or(Err(ResponseError::UnknownServerError))
     }
 
-    /// Reads whole batches from `fetch_offset` up to the high watermark: at most `max_bytes`, except that
-    /// with `min_one` the first batch is returned whatever its size (KIP-74).
+    /// Reads whole batches from `fetch_offset` up to the high watermark — for `read_committed`, up to
+    /// the last stable offset, with the aborted transactions among the batches read (Kafka passes the
+    /// offset after the last batch returned as the upper bound) — at most `max_bytes`, except that with
+    /// `min_one` the first batch is returned whatever its size (KIP-74).
     pub async fn read(
         &self,
         fetch_offset: Offset,
         max_bytes: usize,
         min_one: bool,
+        read_committed: bool,
     ) -> FetchOutcome {
         let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset();
+        debug_assert!(last_stable_offset <= high_watermark);
+        let upper = if read_committed {
+            last_stable_offset
+        } else {
+            high_watermark
+        };
         let result = if max_bytes == 0 && !min_one {
             Ok(Vec::new())
         } else {
             self.log
-                .read_batches(fetch_offset, max_bytes, high_watermark, min_one)
+                .read_batches(fetch_offset, max_bytes, upper, min_one)
                 .await
         };
-        let (error, records) = match result {
-            Ok(records) => (None, records),
+        let result = match result {
+            Ok(records) if read_committed => match isolation::end_of_batches(&records) {
+                Some(end) => {
+                    // Both bounds lie on batch boundaries (the durable end; an open transaction's
+                    // first batch), so no batch read straddles them.
+                    debug_assert!(
+                        end <= upper,
+                        "read past the bound: {end} > {upper} ({})",
+                        self.topic
+                    );
+                    self.log
+                        .aborted_transactions(fetch_offset, end)
+                        .await
+                        .map(|aborted| (records, aborted))
+                }
+                None => Ok((records, Vec::new())),
+            },
+            Ok(records) => Ok((records, Vec::new())),
+            Err(error) => Err(error),
+        };
+        let (error, records, aborted_transactions) = match result {
+            Ok((records, aborted)) => (None, records, aborted),
             Err(error) => {
                 if !matches!(error, StorageError::OffsetOutOfRange { .. }) {
                     tracing::warn!(topic = %self.topic, partition = self.index, %error, "fetch failed");
                 }
-                (Some(error_code(&error)), Vec::new())
+                (Some(error_code(&error)), Vec::new(), Vec::new())
             }
         };
         FetchOutcome {
             error,
             high_watermark: high_watermark.0,
-            last_stable_offset: self.last_stable_offset().0,
+            last_stable_offset: last_stable_offset.0,
             // Read after the read: retention or DeleteRecords may have moved it meanwhile (and made
             // this read out of range).
             log_start_offset: self.log_start_offset().0,
             records,
+            aborted_transactions,
         }
     }
 
     /// ListOffsets for one partition: earliest (-2), latest (-1), max timestamp (-3), earliest local
-    /// (-4), latest tiered (-5), or the first offset with a timestamp at or after `timestamp`.
-    pub async fn offset_for(&self, timestamp: i64) -> OffsetOutcome {
-        let high_watermark = self.high_watermark();
+    /// (-4), latest tiered (-5), or the first offset with a timestamp at or after `timestamp`. Latest and
+    /// the timestamp lookups stop at what the consumer may read (Kafka's `lastFetchableOffset`): the
+    /// high watermark, or for `read_committed` the last stable offset (which bounds max timestamp too).
+    pub async fn offset_for(&self, timestamp: i64, read_committed: bool) -> OffsetOutcome {
+        let last_fetchable = if read_committed {
+            self.last_stable_offset()
+        } else {
+            self.high_watermark()
+        };
         let found = |offset: Offset, timestamp: i64| OffsetAnswer {
             offset,
             timestamp,
@@ -287,24 +327,45 @@ impl Partition {
         };
         match timestamp {
             // LATEST
-            -1 => Ok(found(high_watermark, -1)),
+            -1 => Ok(found(last_fetchable, -1)),
             // EARLIEST, EARLIEST_LOCAL
             -2 | -4 => Ok(found(self.log_start_offset(), -1)),
             // MAX_TIMESTAMP
             -3 => match self.log.max_timestamp().await {
-                Ok(Some((offset, timestamp))) => Ok(found(offset, timestamp)),
-                Ok(None) => Ok(OffsetAnswer::NONE),
+                Ok(Some((offset, timestamp))) if offset < last_fetchable || !read_committed => {
+                    Ok(found(offset, timestamp))
+                }
+                Ok(_) => Ok(OffsetAnswer::NONE),
                 Err(error) => Err(error_code(&error)),
             },
             // LATEST_TIERED: nothing is tiered
             -5 => Ok(OffsetAnswer::NONE),
             timestamp if timestamp >= 0 => match self.log.offset_for_timestamp(timestamp).await {
-                Ok(Some((offset, at))) if offset < high_watermark => Ok(found(offset, at)),
+                Ok(Some((offset, at))) if offset < last_fetchable => Ok(found(offset, at)),
                 Ok(_) => Ok(OffsetAnswer::NONE),
                 Err(error) => Err(error_code(&error)),
             },
             _ => Err(ResponseError::InvalidRequest),
         }
+    }
+
+    /// The producers of this partition's producer state (DescribeProducers), by producer id.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        let mut producers = self.log.with_producer_state(|state| {
+            state
+                .entries()
+                .map(|entry| ActiveProducer {
+                    producer_id: entry.producer_id,
+                    producer_epoch: entry.epoch,
+                    last_sequence: entry.last_seq().unwrap_or(-1),
+                    last_timestamp: entry.last_timestamp,
+                    coordinator_epoch: entry.coordinator_epoch,
+                    current_txn_start_offset: entry.current_txn_first_offset,
+                })
+                .collect::<Vec<_>>()
+        });
+        producers.sort_by_key(|producer| producer.producer_id);
+        producers
     }
 
     /// DeleteRecords on this partition (Kafka's `Partition.deleteRecordsOnLeader`): moves the log start

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use std::time::Duration;
 use storage::types::{LeaderEpoch, Offset};
-use storage::AppendInfo;
+use storage::{AbortedTxn, AppendInfo};
 
 /// Batches to append to one partition. `acks` is the request's: -1 (all in-sync replicas), 1 (the
 /// leader) or 0 (no answer); `timeout` bounds how long an acks=-1 append waits for the replicas.
@@ -56,6 +56,9 @@ pub struct FetchOutcome {
     pub log_start_offset: i64,
     /// Whole batches, each in the buffer it lives in (batch cache or segment read): no copy.
     pub records: Vec<Bytes>,
+    /// read_committed: the aborted transactions overlapping the batches read, oldest first (the
+    /// consumer drops their records); always empty for read_uncommitted.
+    pub aborted_transactions: Vec<AbortedTxn>,
 }
 
 impl FetchOutcome {
@@ -66,6 +69,7 @@ impl FetchOutcome {
             last_stable_offset: -1,
             log_start_offset: -1,
             records: Vec::new(),
+            aborted_transactions: Vec::new(),
         }
     }
 
@@ -74,11 +78,13 @@ impl FetchOutcome {
     }
 }
 
-/// A partition a long-polling fetch waits on, and the high watermark it has already seen.
+/// A partition a long-polling fetch waits on, and the end it has already seen: the high watermark,
+/// or for read_committed the last stable offset.
 pub struct WaitItem {
     pub topic: String,
     pub partition: i32,
     pub seen: Offset,
+    pub read_committed: bool,
 }
 
 /// A ListOffsets lookup of one partition.
@@ -130,3 +136,19 @@ pub struct MarkerItem {
 /// The marker's offset once written, or the Kafka error (NOT_LEADER_OR_FOLLOWER,
 /// UNKNOWN_TOPIC_OR_PARTITION, KAFKA_STORAGE_ERROR, TRANSACTION_COORDINATOR_FENCED …).
 pub type MarkerOutcome = Result<Offset, ResponseError>;
+
+/// One producer of a partition as DescribeProducers reports it (Kafka's `activeProducers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The sequence of its last batch; -1 when it has none (only markers).
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// The first offset of its open transaction; -1 when none is open.
+    pub current_txn_start_offset: i64,
+}
+
+/// A partition's producers, or the Kafka error (NOT_LEADER_OR_FOLLOWER when it is not served here).
+pub type ProducersOutcome = Result<Vec<ActiveProducer>, ResponseError>;
