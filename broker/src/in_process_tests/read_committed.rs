@@ -170,7 +170,6 @@ fn read_committed_without_transactions_reads_to_the_high_watermark_with_an_empty
 }
 
 #[test]
-#[ignore = "needs the storage side of transactions"]
 fn read_committed_stops_at_an_open_transaction_and_lists_it_once_aborted() {
     let mut shard = shard_with_topic();
     append(&mut shard, simple_batch(3, 10, 1_000));
@@ -216,7 +215,6 @@ fn read_committed_stops_at_an_open_transaction_and_lists_it_once_aborted() {
 }
 
 #[test]
-#[ignore = "needs the storage side of transactions"]
 fn a_committed_transaction_is_read_without_an_aborted_entry() {
     let mut shard = shard_with_topic();
     append(&mut shard, transactional_batch(0, 2));
@@ -255,7 +253,6 @@ fn a_read_committed_long_poll_wakes_when_the_last_stable_offset_moves() {
 }
 
 #[test]
-#[ignore = "needs the storage side of transactions"]
 fn a_read_committed_long_poll_waits_out_an_open_transaction_until_its_marker() {
     let mut shard = shard_with_topic();
     append(&mut shard, transactional_batch(0, 2));
@@ -315,7 +312,6 @@ fn list_offsets_read_committed_answers_the_last_stable_offset() {
 }
 
 #[test]
-#[ignore = "needs the storage side of transactions"]
 fn list_offsets_read_committed_stops_at_an_open_transaction() {
     let mut shard = shard_with_topic();
     append(&mut shard, simple_batch(2, 10, 1_000));
@@ -378,7 +374,6 @@ fn describe_producers_lists_each_producer_of_a_partition() {
 }
 
 #[test]
-#[ignore = "needs the storage side of transactions"]
 fn describe_producers_shows_the_open_transaction_and_the_marker_coordinator_epoch() {
     let mut shard = shard_with_topic();
     append(&mut shard, simple_batch(1, 10, 1_000));
