@@ -124,8 +124,14 @@ def fenced_error(exc) -> tuple[bool, int, str]:
     return err.fatal(), err.code(), err.str()
 
 
-def fenced_codes():
+def is_fenced(exc) -> bool:
+    """Whether a confluent-kafka KafkaException is the fatal error of a fenced transactional producer.
+    librdkafka reports it as the local _FENCED error, or with the broker's PRODUCER_FENCED (90) /
+    INVALID_PRODUCER_EPOCH (47), or as the generic _FATAL naming the fencing in its text."""
     from confluent_kafka import KafkaError
-    # librdkafka reports a fenced transactional producer as the local _FENCED fatal error; the
-    # broker's errors behind it are PRODUCER_FENCED (90) or, from older APIs, INVALID_PRODUCER_EPOCH.
-    return {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+    fatal, code, text = fenced_error(exc)
+    if not fatal:
+        return False
+    if code in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH):
+        return True
+    return code == KafkaError._FATAL and ("fenced" in text.lower() or "epoch" in text.lower())
