@@ -14,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from harness import ck_produce_all, ck_producer, create_topic
 from txn_helpers import (
-    TXN_TIMEOUT_BROKER_CONFIG, fenced_error, init_transactions, is_fenced, list_offsets,
+    INIT_TIMEOUT_S, TXN_TIMEOUT_BROKER_CONFIG, fenced_error, init_transactions, is_fenced, list_offsets,
     produce_in_txn, read, txn_producer, values_of, wait_until,
 )
 
@@ -188,8 +188,9 @@ def _rewind_to_committed(consumer):
         consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
 
-def test_consume_transform_produce_exactly_once(broker_factory, topic):
-    broker = broker_factory(config={"group_initial_rebalance_delay_ms": 100})
+@pytest.mark.parametrize("shards", [1, 2])
+def test_consume_transform_produce_exactly_once(broker_factory, topic, shards):
+    broker = broker_factory(shards=shards, config={"group_initial_rebalance_delay_ms": 100})
     bootstrap = broker.bootstrap
     input_topic, output_topic, group = f"{topic}-in", f"{topic}-out", f"{topic}-group"
     create_topic(bootstrap, input_topic, partitions=2)
@@ -363,3 +364,17 @@ def test_kill9_with_a_committed_and_an_open_transaction(broker, topic):
     # init_transactions is also fine again on the same id (one more epoch).
     again = txn_producer(bootstrap, open_id, init=False)
     init_transactions(again, open_id)
+
+
+def test_transaction_timeout_above_the_broker_maximum_is_refused(broker_factory, topic):
+    broker = broker_factory(config={"transaction_max_timeout_ms": 5000})
+    from confluent_kafka import KafkaError
+    producer = txn_producer(broker.bootstrap, f"{topic}-txn", transaction_timeout_ms=10000, init=False)
+    with pytest.raises(KafkaException) as failure:
+        producer.init_transactions(INIT_TIMEOUT_S)
+    code = failure.value.args[0].code()
+    assert code == KafkaError.INVALID_TRANSACTION_TIMEOUT, (
+        "InitProducerId with transaction.timeout.ms above transaction.max.timeout.ms must answer "
+        f"INVALID_TRANSACTION_TIMEOUT, got {failure.value.args[0]}")
+    # At the maximum it is accepted.
+    txn_producer(broker.bootstrap, f"{topic}-txn", transaction_timeout_ms=5000)
