@@ -1,4 +1,4 @@
-// kafkajs transactional producer against the broker: init (on connect), a committed transaction across
+// kafkajs transactional producer against the broker: InitProducerId (on the first transaction()), a committed transaction across
 // the partitions of two topics with sendOffsets, an aborted one with sendOffsets, and a last committed
 // one. Prints one JSON line of what it did for tests/integration/test_kafkajs_transactions.py, which
 // checks the result with confluent-kafka read_committed / read_uncommitted consumers and the group's
