@@ -149,18 +149,23 @@ def test_zombie_producer_is_fenced_by_a_new_instance(broker, topic):
     successor.begin_transaction()
     produce_in_txn(successor, topic, [b"successor-0"], partition=0)
 
-    try:
+    def zombie_goes_on():
+        # The zombie's next produce (a new partition: AddPartitionsToTxn with the old epoch) and
+        # commit; confluent-kafka raises the fatal error from whichever call meets it first.
         zombie.produce(topic, value=b"zombie-1", partition=1)
-    except KafkaException:
-        pass  # already known to be fenced: fine, the commit below must fail too
-    zombie.flush(10)
+        zombie.flush(10)
+        zombie.commit_transaction(15)
+
+    with pytest.raises(KafkaException) as failure:
+        zombie_goes_on()
+    assert is_fenced(failure.value), (
+        "the zombie's next produce/commit must fail with a fatal fencing error (PRODUCER_FENCED / "
+        "INVALID_PRODUCER_EPOCH / _FENCED), got fatal=%s code=%s %r" % fenced_error(failure.value))
     with pytest.raises(KafkaException) as failure:
         zombie.commit_transaction(15)
-    assert is_fenced(failure.value), (
-        "the zombie's commit must fail with a fatal fencing error (PRODUCER_FENCED / "
-        "INVALID_PRODUCER_EPOCH / _FENCED), got fatal=%s code=%s %r" % fenced_error(failure.value))
+    assert is_fenced(failure.value), "a fenced producer stays fenced: its commit fails too"
     with pytest.raises(KafkaException):
-        zombie.begin_transaction()  # a fenced producer stays unusable
+        zombie.begin_transaction()
 
     successor.commit_transaction(30)
     seen = read(bootstrap, [(topic, 0, 0), (topic, 1, 0)], 1, committed=True, settle=1.5)
