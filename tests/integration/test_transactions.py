@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from harness import ck_produce_all, ck_producer, create_topic
 from txn_helpers import (
     INIT_TIMEOUT_S, TXN_TIMEOUT_BROKER_CONFIG, fenced_error, init_transactions, is_fenced, list_offsets,
-    produce_in_txn, read, txn_producer, values_of, wait_until,
+    produce_in_txn, read, restart_after_kill9, txn_producer, values_of, wait_until,
 )
 
 
@@ -335,8 +335,7 @@ def test_kill9_with_a_committed_and_an_open_transaction(broker, topic):
         assert list_offsets(bootstrap, topic, partition, committed=True) == 6, \
             "before the kill: the open transaction starts after 5 records and the COMMIT marker"
 
-    broker.kill9()
-    broker.restart()
+    restart_after_kill9(broker)
 
     seen = read(bootstrap, assignments, 10, committed=True, settle=1.5)
     assert values_of(seen) == committed_values, \

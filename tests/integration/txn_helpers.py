@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from harness import ck_consume, ck_producer
+from harness import BrokerError, ck_consume, ck_producer
 
 # Broker settings (TOML keys: Kafka's names with dots replaced by underscores) for tests that wait for
 # the coordinator to abort a timed-out transaction: Kafka checks every 10 s by default
@@ -135,3 +135,18 @@ def is_fenced(exc) -> bool:
     if code in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH):
         return True
     return code == KafkaError._FATAL and ("fenced" in text.lower() or "epoch" in text.lower())
+
+
+def restart_after_kill9(broker, timeout: float = 10.0):
+    """kill -9, then start again on the same port and data dir. The killed process's listening
+    socket can outlive it briefly (its io_uring is torn down asynchronously by the kernel), and the
+    broker refuses to start while a socket listens on its port: retry until it is gone."""
+    broker.kill9()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return broker.restart()
+        except BrokerError as e:
+            if "Address already in use" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
