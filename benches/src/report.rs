@@ -107,7 +107,7 @@ pub fn print_summary(r: &RunResult) {
         println!("{}", lat_row("txn-commit", &t.commit_latency));
         println!("{}", lat_row("txn-total", &t.transaction_latency));
         println!(
-            "transactions: {} committed, {} aborted (txn-commit: the commit_transaction call; \
+            "transactions: {} committed, {} aborted (txn-commit: its records acknowledged + commit_transaction; \
              txn-total: begin_transaction -> commit returned)",
             t.committed, t.aborted
         );

@@ -30,7 +30,7 @@ pub struct Stats {
     pub(super) bytes: AtomicU64,
     pub(super) last_ns: AtomicU64,
     pub(super) error_kinds: Mutex<BTreeMap<String, u64>>,
-    /// Transactional mode: commit_transaction call durations.
+    /// Transactional mode: commit durations (its records acknowledged, then commit_transaction).
     pub(super) txn_commit: Recorder,
     /// Transactional mode: begin_transaction -> commit_transaction returned.
     pub(super) txn_open: Recorder,

@@ -49,7 +49,8 @@ impl Errors {
 }
 
 /// Transactional mode (`--transactional-id`): how the producers' transactions ended (whole run), and
-/// their latencies (the commit_transaction call; begin_transaction -> commit returned; measured window).
+/// their latencies (commit: its records acknowledged, then commit_transaction; begin_transaction ->
+/// committed; measured window).
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Transactions {
     pub committed: u64,
