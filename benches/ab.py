@@ -13,6 +13,12 @@ same binary twice with `--a-config`/`--b-config` (a broker TOML file per side) a
 
     python3 benches/ab.py --a target/release/broker --b target/release/broker \
         --b-config /tmp/lifecycle.toml --b-args "--topic-config retention.bytes=8388608" -- --partitions 4
+
+Transactions against the idempotent baseline, same binary (commit latency in the last two columns):
+
+    python3 benches/ab.py --a target/release/broker --b target/release/broker \
+        --a-args "--property enable.idempotence=true" \
+        --b-args "--transactional-id ab --txn-commit-every 1000" -- --acks all --partitions 4 --consumers 0
 """
 
 import argparse
@@ -34,6 +40,8 @@ def one_run(binary, shards, workdir, label, kbench_args, config_file=None):
     finally:
         broker.stop()
     ack = data["produce_ack_latency"]
+    # Transactional runs (kbench --transactional-id): the commit_transaction call's percentiles.
+    commit = (data.get("transactions") or {}).get("commit_latency") or {}
     return {
         "produce_mb_s": data["produce"]["mb_per_sec"],
         "consume_mb_s": data["consume"]["mb_per_sec"],
@@ -41,7 +49,14 @@ def one_run(binary, shards, workdir, label, kbench_args, config_file=None):
         "ack_p99_ms": ack.get("p99_ms"),
         "cpu_ms_per_mb": data["broker_cpu_ms_per_mb"],
         "rss_mib": data["broker_memory"]["rss_kib"] / 1024,
+        "txn_commit_p50_ms": commit.get("p50_ms"),
+        "txn_commit_p99_ms": commit.get("p99_ms"),
     }
+
+
+def median_or_none(values):
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def main():
@@ -73,8 +88,9 @@ def main():
     print("| binary | " + " | ".join(results["A"][0].keys()) + " |")
     print("|---|" + "---|" * len(results["A"][0]))
     for name in ("A", "B"):
-        medians = {k: statistics.median(r[k] for r in results[name]) for k in results[name][0]}
-        print(f"| {name} (median of {args.runs}) | " + " | ".join(f"{v:.3f}" for v in medians.values()) + " |")
+        medians = {k: median_or_none(r[k] for r in results[name]) for k in results[name][0]}
+        print(f"| {name} (median of {args.runs}) | "
+              + " | ".join("-" if v is None else f"{v:.3f}" for v in medians.values()) + " |")
     json.dump(results, open(os.path.join(workdir, "ab.json"), "w"), indent=1)
 
 

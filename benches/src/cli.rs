@@ -94,6 +94,25 @@ pub enum Keys {
     Sequential,
 }
 
+/// The consumers' `isolation.level` (librdkafka's default is read_committed).
+#[derive(ValueEnum, Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    #[value(name = "read_committed")]
+    ReadCommitted,
+    #[value(name = "read_uncommitted")]
+    ReadUncommitted,
+}
+
+impl IsolationLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read_committed",
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsumeMode {
@@ -163,6 +182,20 @@ pub struct Workload {
     /// Free text recorded in result.json.
     #[arg(long)]
     pub label: Option<String>,
+    /// Transactional producers: producer k uses the transactional.id `<PREFIX>-k` (init_transactions
+    /// before the start, then begin / produce / commit_transaction every --txn-commit-every records
+    /// and/or --txn-commit-ms milliseconds). Needs --acks all.
+    #[arg(long, value_name = "PREFIX")]
+    pub transactional_id: Option<String>,
+    /// With --transactional-id: commit each transaction after this many records (per producer).
+    #[arg(long, value_name = "N", requires = "transactional_id")]
+    pub txn_commit_every: Option<u64>,
+    /// With --transactional-id: commit each transaction once it has been open this many milliseconds.
+    #[arg(long, value_name = "T", requires = "transactional_id")]
+    pub txn_commit_ms: Option<u64>,
+    /// Consumers' isolation.level (default: librdkafka's, read_committed).
+    #[arg(long, value_enum)]
+    pub isolation_level: Option<IsolationLevel>,
     /// Extra librdkafka property for producers and consumers, KEY=VALUE (repeatable).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
@@ -200,7 +233,38 @@ impl Workload {
                 return Err(format!("--property {p}: expected KEY=VALUE"));
             }
         }
+        self.validate_transactions()
+    }
+
+    fn validate_transactions(&self) -> Result<(), String> {
+        let Some(prefix) = &self.transactional_id else {
+            if self.txn_commit_every.is_some() || self.txn_commit_ms.is_some() {
+                return Err("--txn-commit-every/--txn-commit-ms need --transactional-id".into());
+            }
+            return Ok(());
+        };
+        if prefix.is_empty() {
+            return Err("--transactional-id must not be empty".into());
+        }
+        if self.txn_commit_every.is_none() && self.txn_commit_ms.is_none() {
+            return Err(
+                "--transactional-id needs --txn-commit-every N and/or --txn-commit-ms T".into(),
+            );
+        }
+        if self.txn_commit_every == Some(0) || self.txn_commit_ms == Some(0) {
+            return Err("--txn-commit-every and --txn-commit-ms must be >= 1".into());
+        }
+        if self.acks != Acks::All {
+            return Err("--transactional-id needs --acks all (transactions are idempotent)".into());
+        }
         Ok(())
+    }
+
+    /// The transactional.id of producer `index`, or None when the run is not transactional.
+    pub fn transactional_id_of(&self, index: usize) -> Option<String> {
+        self.transactional_id
+            .as_ref()
+            .map(|prefix| format!("{prefix}-{index}"))
     }
 
     /// Seconds of measured production in duration mode.
@@ -210,5 +274,116 @@ impl Workload {
             (None, None) => Some(10.0),
             (None, Some(_)) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Workload, String> {
+        let argv = ["kbench", "run"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.cmd {
+            Command::Run { workload, .. } => Ok(workload),
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn transactional_flags_parse_and_validate() {
+        let w = parse(&[
+            "--transactional-id",
+            "bench",
+            "--txn-commit-every",
+            "500",
+            "--txn-commit-ms",
+            "100",
+            "--acks",
+            "all",
+            "--producers",
+            "3",
+            "--isolation-level",
+            "read_committed",
+        ])
+        .unwrap();
+        assert_eq!(w.transactional_id.as_deref(), Some("bench"));
+        assert_eq!(w.txn_commit_every, Some(500));
+        assert_eq!(w.txn_commit_ms, Some(100));
+        assert_eq!(w.isolation_level, Some(IsolationLevel::ReadCommitted));
+        w.validate().unwrap();
+        // Each producer thread its own id.
+        assert_eq!(w.transactional_id_of(0).as_deref(), Some("bench-0"));
+        assert_eq!(w.transactional_id_of(2).as_deref(), Some("bench-2"));
+    }
+
+    #[test]
+    fn commit_by_time_alone_is_enough() {
+        let w = parse(&[
+            "--transactional-id",
+            "t",
+            "--txn-commit-ms",
+            "50",
+            "--acks",
+            "all",
+        ])
+        .unwrap();
+        w.validate().unwrap();
+        assert_eq!(w.txn_commit_every, None);
+    }
+
+    #[test]
+    fn not_transactional_by_default() {
+        let w = parse(&[]).unwrap();
+        w.validate().unwrap();
+        assert_eq!(w.transactional_id, None);
+        assert_eq!(w.transactional_id_of(0), None);
+        assert_eq!(w.isolation_level, None);
+        let w = parse(&["--isolation-level", "read_uncommitted"]).unwrap();
+        assert_eq!(
+            w.isolation_level.map(IsolationLevel::as_str),
+            Some("read_uncommitted")
+        );
+    }
+
+    #[test]
+    fn commit_flags_need_a_transactional_id() {
+        let err = parse(&["--txn-commit-every", "10"]).unwrap_err();
+        assert!(err.contains("--transactional-id"), "{err}");
+        let err = parse(&["--txn-commit-ms", "10"]).unwrap_err();
+        assert!(err.contains("--transactional-id"), "{err}");
+    }
+
+    #[test]
+    fn transactional_id_needs_a_commit_rule_and_acks_all() {
+        let w = parse(&["--transactional-id", "t", "--acks", "all"]).unwrap();
+        assert!(w.validate().unwrap_err().contains("--txn-commit-every"));
+        let w = parse(&["--transactional-id", "t", "--txn-commit-every", "10"]).unwrap();
+        assert!(w.validate().unwrap_err().contains("--acks all"));
+        let w = parse(&[
+            "--transactional-id",
+            "t",
+            "--txn-commit-every",
+            "0",
+            "--acks",
+            "all",
+        ])
+        .unwrap();
+        assert!(w.validate().unwrap_err().contains(">= 1"));
+        let w = parse(&[
+            "--transactional-id",
+            "",
+            "--txn-commit-every",
+            "5",
+            "--acks",
+            "all",
+        ])
+        .unwrap();
+        assert!(w.validate().unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_the_parser() {
+        assert!(parse(&["--transactional-id", "t", "--txn-commit-every", "-1"]).is_err());
+        assert!(parse(&["--isolation-level", "serializable"]).is_err());
     }
 }

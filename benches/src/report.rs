@@ -103,6 +103,15 @@ pub fn print_summary(r: &RunResult) {
     if r.e2e_latency.count > 0 {
         println!("{}", lat_row("end-to-end", &r.e2e_latency));
     }
+    if let Some(t) = &r.transactions {
+        println!("{}", lat_row("txn-commit", &t.commit_latency));
+        println!("{}", lat_row("txn-total", &t.transaction_latency));
+        println!(
+            "transactions: {} committed, {} aborted (txn-commit: its records acknowledged + commit_transaction; \
+             txn-total: begin_transaction -> commit returned)",
+            t.committed, t.aborted
+        );
+    }
     println!();
     println!(
         "produce  {:>12.0} msg/s {:>9.2} MB/s  ({} msgs acked in {:.2} s measured; {} sent, {} acked in total)",
@@ -175,6 +184,11 @@ pub fn compare_rows(a: &RunResult, b: &RunResult) -> Vec<CompareRow> {
             &b.produce_ack_latency,
         ),
         ("end-to-end", &a.e2e_latency, &b.e2e_latency),
+        (
+            "txn-commit",
+            &a.transactions.clone().unwrap_or_default().commit_latency,
+            &b.transactions.clone().unwrap_or_default().commit_latency,
+        ),
     ] {
         if sa.count == 0 && sb.count == 0 {
             continue;

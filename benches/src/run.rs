@@ -18,13 +18,14 @@
 
 mod clients;
 mod results;
+mod txn;
 
 pub use clients::Stats;
 use clients::{
     consumer_config, consumer_thread, producer_config, producer_thread, sum, Clock, ConsCtx,
     ProdCtx, ProducerPlan,
 };
-pub use results::{rfc3339, stamp, unix_ms, Errors, RunResult, Throughput, Tick};
+pub use results::{rfc3339, stamp, unix_ms, Errors, RunResult, Throughput, Tick, Transactions};
 
 use crate::admin;
 use crate::cli::{ConsumeMode, Workload};
@@ -128,13 +129,17 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
             t0: t_create, // all opaques/times are ns offsets from t_create
             value_bytes: w.message_size as u64,
         };
-        let p: BaseProducer<ProdCtx> = producer_config(bootstrap, w)
+        let p: BaseProducer<ProdCtx> = producer_config(bootstrap, w, k)
             .create_with_context(ctx)
             .map_err(|e| format!("producer: {e}"))?;
         // Connect and learn the leaders before t0.
         p.client()
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .map_err(|e| format!("metadata: {e}"))?;
+        if let Some(id) = w.transactional_id_of(k) {
+            p.init_transactions(Duration::from_secs(30))
+                .map_err(|e| format!("init_transactions ({id}): {e}"))?;
+        }
         producers.push(p);
     }
     let mut cons_handles = Vec::new();
@@ -255,6 +260,11 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
     let mut e2e_total = new_hist();
     let mut interval_p = new_hist();
     let mut interval_e = new_hist();
+    // Transactional mode: commit_transaction calls, and whole transactions (begin -> committed).
+    let mut txn_commit_total = new_hist();
+    let mut txn_open_total = new_hist();
+    let mut interval_txn_commit = new_hist();
+    let mut interval_txn_open = new_hist();
     let mut timeline = Vec::new();
     let mut last_tick_ns = begin_ns;
     let (mut last_acked, mut last_cons) = (0u64, 0u64);
@@ -288,6 +298,10 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
         for r in &cons_recs {
             r.drain_into(&mut interval_e);
         }
+        for s in &prod_stats {
+            s.txn_commit.drain_into(&mut interval_txn_commit);
+            s.txn_open.drain_into(&mut interval_txn_open);
+        }
         let warm = last_tick_ns < warmup_end_ns;
         let tag = if warm {
             Some(Tag::new("warmup").unwrap())
@@ -305,9 +319,13 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
         if !warm {
             let _ = produce_total.add(&interval_p);
             let _ = e2e_total.add(&interval_e);
+            let _ = txn_commit_total.add(&interval_txn_commit);
+            let _ = txn_open_total.add(&interval_txn_open);
         }
         interval_p.reset();
         interval_e.reset();
+        interval_txn_commit.reset();
+        interval_txn_open.reset();
         last_tick_ns = now;
 
         let acked = sum(&prod_stats, |s| s.acked.load(Relaxed));
@@ -394,6 +412,10 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
     }
     for r in &cons_recs {
         r.drain_into(&mut interval_e);
+    }
+    for s in &prod_stats {
+        s.txn_commit.drain_into(&mut txn_commit_total);
+        s.txn_open.drain_into(&mut txn_open_total);
     }
     let now = clock.now_ns();
     let st = Duration::from_nanos(last_tick_ns - begin_ns);
@@ -489,6 +511,12 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
         consume,
         produce_ack_latency: Summary::of(&produce_total),
         e2e_latency: Summary::of(&e2e_total),
+        transactions: w.transactional_id.as_ref().map(|_| Transactions {
+            committed: sum(&prod_stats, |s| s.txn_committed.load(Relaxed)),
+            aborted: sum(&prod_stats, |s| s.txn_aborted.load(Relaxed)),
+            commit_latency: Summary::of(&txn_commit_total),
+            transaction_latency: Summary::of(&txn_open_total),
+        }),
         errors,
         timeline,
         produce_hist: produce_total,

@@ -91,3 +91,26 @@ def test_kbench_compare_same_broker(broker, tmp_path):
     assert cmp["a"]["messages_acked"] > 0 and cmp["b"]["messages_acked"] > 0
     assert any(r["metric"] == "produce msg/s" for r in cmp["rows"])
     assert (out_dir / "a" / "result.json").exists() and (out_dir / "b" / "result.json").exists()
+
+
+def test_kbench_transactional_mode(broker, tmp_path):
+    """--transactional-id: two producers (ids kb-0, kb-1) commit every 500 records; a read_committed
+    consumer reads every committed record; commit latencies land in result.json."""
+    out_dir = tmp_path / "kbench-txn"
+    out = run_kbench("run", "--bootstrap", broker.bootstrap, "--messages", "5000", "--producers", "2",
+                     "--partitions", "2", "--message-size", "200", "--acks", "all",
+                     "--transactional-id", "kb", "--txn-commit-every", "500",
+                     "--isolation-level", "read_committed", "--quiet", "--output", str(out_dir))
+    assert "txn-commit" in out and "errors: none" in out, out
+    res = json.loads((out_dir / "result.json").read_text())
+    assert res["messages_acked"] == 5000
+    assert res["messages_consumed"] == 5000, "read_committed consumer must see every committed record"
+    txn = res["transactions"]
+    assert txn["committed"] == 10 and txn["aborted"] == 0, txn  # 2500 records per producer / 500
+    assert txn["commit_latency"]["count"] == 10, txn
+    assert txn["transaction_latency"]["count"] == 10, txn
+    check_monotonic(txn["commit_latency"])
+    check_monotonic(txn["transaction_latency"])
+    assert txn["transaction_latency"]["max_ms"] >= txn["commit_latency"]["max_ms"], \
+        "a transaction (begin -> committed) lasts at least as long as its commit call"
+    assert res["workload"]["transactional_id"] == "kb"

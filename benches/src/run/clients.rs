@@ -6,6 +6,7 @@
 //! schedule whether or not the producer is on it (coordinated-omission correction). Each thread only
 //! adds to its own [`Stats`]; the collector in `run_workload` sums them.
 
+use super::txn::{Next, TransactionLoop};
 use crate::admin;
 use crate::cli::{Acks, Compression, Keys, Workload};
 use crate::hist::Recorder;
@@ -29,6 +30,12 @@ pub struct Stats {
     pub(super) bytes: AtomicU64,
     pub(super) last_ns: AtomicU64,
     pub(super) error_kinds: Mutex<BTreeMap<String, u64>>,
+    /// Transactional mode: commit durations (its records acknowledged, then commit_transaction).
+    pub(super) txn_commit: Recorder,
+    /// Transactional mode: begin_transaction -> commit_transaction returned.
+    pub(super) txn_open: Recorder,
+    pub(super) txn_committed: AtomicU64,
+    pub(super) txn_aborted: AtomicU64,
 }
 
 impl Stats {
@@ -92,7 +99,8 @@ impl ClientContext for ConsCtx {
 }
 impl rdkafka::consumer::ConsumerContext for ConsCtx {}
 
-pub(super) fn producer_config(bootstrap: &str, w: &Workload) -> ClientConfig {
+/// The configuration of producer `index` (its own transactional.id in transactional mode).
+pub(super) fn producer_config(bootstrap: &str, w: &Workload, index: usize) -> ClientConfig {
     let mut c = admin::base_config(bootstrap, &[]);
     c.set(
         "acks",
@@ -111,6 +119,10 @@ pub(super) fn producer_config(bootstrap: &str, w: &Workload) -> ClientConfig {
     )
     .set("enable.idempotence", "false")
     .set("message.timeout.ms", "60000");
+    if let Some(id) = w.transactional_id_of(index) {
+        c.set("transactional.id", id)
+            .set("enable.idempotence", "true");
+    }
     if let Some(l) = w.linger_ms {
         c.set("linger.ms", l.to_string());
     }
@@ -132,6 +144,9 @@ pub(super) fn consumer_config(bootstrap: &str, w: &Workload) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
+    if let Some(level) = w.isolation_level {
+        c.set("isolation.level", level.as_str());
+    }
     for kv in &w.properties {
         if let Some((k, v)) = kv.split_once('=') {
             c.set(k.trim(), v.trim());
@@ -205,6 +220,7 @@ pub(super) fn producer_thread(
         .collect();
     let mut key = [0u8; 8];
     let mut i: u64 = 0;
+    let mut transaction = TransactionLoop::of(&w);
     loop {
         if plan.limit.is_some_and(|n| i >= n) || stop.load(Relaxed) {
             break;
@@ -238,6 +254,11 @@ pub(super) fn producer_thread(
                 true
             }
         };
+        if let Some(txn) = transaction.as_mut() {
+            if txn.before_send(&producer, &stats) == Next::Stop {
+                break;
+            }
+        }
         let mut rec = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&topic, intended as usize)
             .payload(&value[..]);
         if with_key {
@@ -261,6 +282,14 @@ pub(super) fn producer_thread(
         }
         producer.poll(Duration::ZERO);
         i += 1;
+        if let Some(txn) = transaction.as_mut() {
+            if txn.after_send(&producer, &stats) == Next::Stop {
+                break;
+            }
+        }
+    }
+    if let Some(txn) = transaction.as_mut() {
+        txn.finish(&producer, &stats);
     }
     if let Err(e) = producer.flush(Duration::from_secs(60)) {
         stats.error(format!("flush: {e}"));

@@ -48,6 +48,17 @@ impl Errors {
     }
 }
 
+/// Transactional mode (`--transactional-id`): how the producers' transactions ended (whole run), and
+/// their latencies (commit: its records acknowledged, then commit_transaction; begin_transaction ->
+/// committed; measured window).
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Transactions {
+    pub committed: u64,
+    pub aborted: u64,
+    pub commit_latency: Summary,
+    pub transaction_latency: Summary,
+}
+
 #[derive(Serialize, Clone, Debug)]
 pub struct Tick {
     pub t_s: u64,
@@ -75,6 +86,9 @@ pub struct RunResult {
     pub consume: Throughput,
     pub produce_ack_latency: Summary,
     pub e2e_latency: Summary,
+    /// Present in transactional mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Transactions>,
     pub errors: Errors,
     pub timeline: Vec<Tick>,
     #[serde(skip)]
