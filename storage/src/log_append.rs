@@ -16,7 +16,7 @@ use super::{AppendInfo, Log, Pending, TimestampType};
 use crate::batch::{self, AppendOrigin, BatchHeader};
 use crate::error::StorageError;
 use crate::io::FileSystem;
-use crate::producer_state::SequenceCheck;
+use crate::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::txn::TxnMarker;
 use crate::types::{LeaderEpoch, Offset};
 use bytes::{Bytes, BytesMut};
@@ -49,7 +49,11 @@ impl<F: FileSystem> Log<F> {
             .await
     }
 
-    async fn append_from(
+    /// Validates, checks and writes `records` appended by `origin`: [`Self::append`] for clients;
+    /// a coordinator's own batches (the group coordinator's transactional offset commits) may
+    /// carry control batches and have only their producer epoch checked (see
+    /// [`check_producer`]).
+    pub async fn append_from(
         &self,
         records: Bytes,
         leader_epoch: LeaderEpoch,
@@ -77,7 +81,7 @@ impl<F: FileSystem> Log<F> {
                 if let SequenceCheck::Duplicate {
                     first_offset,
                     last_offset,
-                } = state.producers.check(&headers[0])?
+                } = check_producer(&state.producers, &headers[0], origin)?
                 {
                     return Ok(AppendInfo {
                         base_offset: Offset(first_offset),
@@ -92,7 +96,9 @@ impl<F: FileSystem> Log<F> {
                 let mut staged_state = state.producers.clone();
                 let mut offset = state.next_offset;
                 for header in &headers {
-                    if let SequenceCheck::Duplicate { .. } = staged_state.check(header)? {
+                    if let SequenceCheck::Duplicate { .. } =
+                        check_producer(&staged_state, header, origin)?
+                    {
                         return Err(StorageError::OutOfOrderSequence(
                             "duplicate batch inside a multi-batch produce request".into(),
                         ));
@@ -281,5 +287,28 @@ impl<F: FileSystem> Log<F> {
             .write_snapshot(snapshot_offset, &snapshot)
             .await?;
         self.local.roll(new_base, segment_bytes).await
+    }
+}
+
+/// Kafka's `ProducerAppendInfo`: sequences are checked only for client appends. A coordinator's
+/// data batches (transactional offset commits, written with base sequence 0 each time, as Kafka's
+/// coordinator runtime does) are refused only for a fenced (older) producer epoch; control batches
+/// and client batches go through [`ProducerStateManager::check`].
+fn check_producer(
+    producers: &ProducerStateManager,
+    header: &BatchHeader,
+    origin: AppendOrigin,
+) -> Result<SequenceCheck, StorageError> {
+    if origin == AppendOrigin::Client || header.is_control() || !header.has_producer_id() {
+        return producers.check(header);
+    }
+    match producers.get(header.producer_id) {
+        Some(entry) if header.producer_epoch < entry.epoch => {
+            Err(StorageError::InvalidProducerEpoch(format!(
+                "producer {} epoch {} is older than the current epoch {}",
+                header.producer_id, header.producer_epoch, entry.epoch
+            )))
+        }
+        _ => Ok(SequenceCheck::Append),
     }
 }

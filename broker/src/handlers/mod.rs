@@ -46,6 +46,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 pub type Handler = fn(Rc<ShardState>, DecodedHeader) -> DispatchFuture;
 
@@ -110,6 +111,7 @@ pub const APIS: &[ApiEntry] = &[
         incremental_alter_configs,
         IncrementalAlterConfigsRequest
     ),
+    api!(TxnOffsetCommit, txn_offset_commit, TxnOffsetCommitRequest),
 ];
 
 /// The registry entry of `key`, if this broker serves it.

@@ -10,6 +10,7 @@ mod groups;
 mod offsets;
 mod produce_fetch;
 mod retention;
+mod txn_offsets;
 
 use crate::config::{BrokerConfig, Cli};
 use crate::messages::ShardMessage;
