@@ -548,3 +548,62 @@ fn pending_offsets_keep_their_group_from_expiry_and_deletion_tombstones_them() {
     assert_eq!(fetch(&mut shard, "h", 0, true), (0, -1));
     assert_eq!(committed(&mut shard, "g", 0), 10);
 }
+
+#[test]
+fn a_marker_written_while_the_commit_is_being_appended_ends_it() {
+    let mut shard = shard_with_topic(|_| {});
+    let producer = producer_id(&mut shard);
+    for commit in [false, true] {
+        let group = if commit { "committed" } else { "aborted" };
+        let mut topic = TxnOffsetCommitRequestTopic::default();
+        topic.name = TopicName(StrBytes::from_static_str(TOPIC));
+        let mut partition = TxnOffsetCommitRequestPartition::default();
+        partition.committed_offset = 6;
+        topic.partitions = vec![partition];
+        let mut request = TxnOffsetCommitRequest::default();
+        request.group_id = group_id(group);
+        request.producer_id = ProducerId(producer);
+        request.topics = vec![topic];
+        // The commit and the marker (the coordinator aborting on a timeout, say) race: both are started
+        // before either completes; the commit's record is first in the log.
+        let pending = shard.send(ApiKey::TxnOffsetCommit, 3, &request);
+        let state = shard.state.clone();
+        let marker = TxnMarker {
+            producer_id: producer,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            commit,
+        };
+        let written = shard.simulation.spawn(async move {
+            state
+                .partitions
+                .write_markers(vec![MarkerItem {
+                    topic: OFFSETS_TOPIC.to_string(),
+                    partition: 0,
+                    marker,
+                }])
+                .await
+        });
+        shard.simulation.run_until_stalled();
+        assert!(written.take_output().expect("marker written")[0].is_ok());
+        let frame = pending
+            .take_output()
+            .expect("answered")
+            .expect("a response");
+        let response: TxnOffsetCommitResponse =
+            super::decode_response(ApiKey::TxnOffsetCommit, 3, frame);
+        assert_eq!(response.topics[0].partitions[0].error_code, 0);
+        let expected = if commit { 6 } else { -1 };
+        assert_eq!(fetch(&mut shard, group, 0, true), (0, expected), "{group}");
+    }
+    assert!(shard
+        .state
+        .groups
+        .get(0)
+        .unwrap()
+        .open_transactions()
+        .is_empty());
+    reload(&mut shard);
+    assert_eq!(fetch(&mut shard, "aborted", 0, true), (0, -1));
+    assert_eq!(fetch(&mut shard, "committed", 0, true), (0, 6));
+}
