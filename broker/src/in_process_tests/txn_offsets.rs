@@ -564,8 +564,10 @@ fn a_marker_written_while_the_commit_is_being_appended_ends_it() {
         request.group_id = group_id(group);
         request.producer_id = ProducerId(producer);
         request.topics = vec![topic];
-        // The commit and the marker (the coordinator aborting on a timeout, say) race: both are started
-        // before either completes; the commit's record is first in the log.
+        // The commit and the marker (the coordinator aborting on a timeout, say) are both started before
+        // either is answered; the commit's record is first in the log. (On the std file layer the
+        // commit's append completes within its first poll, so this pins down the outcome; the branch
+        // for a marker heard while the append is still in flight is not reached here.)
         let pending = shard.send(ApiKey::TxnOffsetCommit, 3, &request);
         let state = shard.state.clone();
         let marker = TxnMarker {
