@@ -11,11 +11,11 @@
 //! [`serve`], run by the receiving shard (or directly by the asking shard when it is the owner).
 
 use crate::control::{control, internal_topic, topic_outcomes, ControlRequest};
-use crate::group::coordinator::{CommittedByTopic, CoordinatorPartition, ListedGroup};
+use crate::group::coordinator::{CoordinatorPartition, FetchedByTopic, ListedGroup};
 use crate::group::protocol::{
     GroupAnswer, GroupOperation, GroupRequest, GroupResponse, MemberIdentity,
 };
-use crate::group::records::CommittedOffset;
+use crate::group::records::{CommittedOffset, TxnProducer};
 use crate::group::state::JoinParams;
 use crate::group::{locate, GroupCoordinator, OFFSETS_TOPIC};
 use crate::messages::ShardMessage;
@@ -178,9 +178,21 @@ async fn operate(coordinator: &CoordinatorPartition, operation: GroupOperation) 
                 .commit(&group_id, member.as_ref(), offsets)
                 .await,
         ),
-        GroupOperation::OffsetFetch { group_id, topics } => {
-            GroupAnswer::OffsetFetch(coordinator.committed(&group_id, topics))
-        }
+        GroupOperation::TxnOffsetCommit {
+            group_id,
+            member,
+            producer,
+            offsets,
+        } => GroupAnswer::TxnOffsetCommit(
+            coordinator
+                .commit_transactional(&group_id, member.as_ref(), producer, offsets)
+                .await,
+        ),
+        GroupOperation::OffsetFetch {
+            group_id,
+            topics,
+            require_stable,
+        } => GroupAnswer::OffsetFetch(coordinator.fetch_offsets(&group_id, topics, require_stable)),
         GroupOperation::OffsetDelete {
             group_id,
             partitions,
@@ -308,12 +320,34 @@ pub async fn commit_offsets(
     expect_answer!(on_coordinator(state, operation).await?, OffsetCommit)
 }
 
+/// One error for all the offsets (None: appended; pending until the producer's transaction ends).
+pub async fn commit_transactional_offsets(
+    state: &Rc<ShardState>,
+    group_id: String,
+    member: MemberIdentity,
+    producer: TxnProducer,
+    offsets: Vec<(String, i32, CommittedOffset)>,
+) -> Result<Option<ResponseError>, ResponseError> {
+    let operation = GroupOperation::TxnOffsetCommit {
+        group_id,
+        member,
+        producer,
+        offsets,
+    };
+    expect_answer!(on_coordinator(state, operation).await?, TxnOffsetCommit)
+}
+
 pub async fn fetch_offsets(
     state: &Rc<ShardState>,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<CommittedByTopic, ResponseError> {
-    let operation = GroupOperation::OffsetFetch { group_id, topics };
+    require_stable: bool,
+) -> Result<FetchedByTopic, ResponseError> {
+    let operation = GroupOperation::OffsetFetch {
+        group_id,
+        topics,
+        require_stable,
+    };
     expect_answer!(on_coordinator(state, operation).await?, OffsetFetch)
 }
 

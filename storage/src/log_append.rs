@@ -20,8 +20,7 @@ use super::{AppendInfo, Log, Pending, TimestampType};
 use crate::batch::{self, AppendOrigin, BatchHeader};
 use crate::error::StorageError;
 use crate::io::FileSystem;
-use crate::producer_state::CompletedTxn;
-use crate::producer_state::SequenceCheck;
+use crate::producer_state::{CompletedTxn, ProducerStateManager, SequenceCheck};
 use crate::txn::TxnMarker;
 use crate::txn_index::AbortedTxnEntry;
 use crate::types::{LeaderEpoch, Offset};
@@ -55,7 +54,11 @@ impl<F: FileSystem> Log<F> {
             .await
     }
 
-    async fn append_from(
+    /// Validates, checks and writes `records` appended by `origin`: [`Self::append`] for clients;
+    /// a coordinator's own batches (the group coordinator's transactional offset commits) may
+    /// carry control batches and have only their producer epoch checked (see
+    /// [`check_producer`]).
+    pub async fn append_from(
         &self,
         records: Bytes,
         leader_epoch: LeaderEpoch,
@@ -89,7 +92,7 @@ impl<F: FileSystem> Log<F> {
                 if let SequenceCheck::Duplicate {
                     first_offset,
                     last_offset,
-                } = state.producers.check_batch(&headers[0], whole_batch(0))?
+                } = check_producer(&state.producers, &headers[0], whole_batch(0), origin)?
                 {
                     return Ok(AppendInfo {
                         base_offset: Offset(first_offset),
@@ -105,7 +108,7 @@ impl<F: FileSystem> Log<F> {
                 let mut offset = state.next_offset;
                 for (index, header) in headers.iter().enumerate() {
                     if let SequenceCheck::Duplicate { .. } =
-                        staged_state.check_batch(header, whole_batch(index))?
+                        check_producer(&staged_state, header, whole_batch(index), origin)?
                     {
                         return Err(StorageError::OutOfOrderSequence(
                             "duplicate batch inside a multi-batch produce request".into(),
@@ -334,4 +337,28 @@ fn aborted_entry(completed: Option<CompletedTxn>) -> Option<AbortedTxnEntry> {
             last_offset: txn.last_offset,
             last_stable_offset: txn.last_stable_offset,
         })
+}
+
+/// Kafka's `ProducerAppendInfo`: sequences are checked only for client appends. A coordinator's
+/// data batches (transactional offset commits, written with base sequence 0 each time, as Kafka's
+/// coordinator runtime does) are refused only for a fenced (older) producer epoch; control batches
+/// and client batches go through [`ProducerStateManager::check_batch`].
+fn check_producer(
+    producers: &ProducerStateManager,
+    header: &BatchHeader,
+    batch: &[u8],
+    origin: AppendOrigin,
+) -> Result<SequenceCheck, StorageError> {
+    if origin == AppendOrigin::Client || header.is_control() || !header.has_producer_id() {
+        return producers.check_batch(header, batch);
+    }
+    match producers.get(header.producer_id) {
+        Some(entry) if header.producer_epoch < entry.epoch => {
+            Err(StorageError::InvalidProducerEpoch(format!(
+                "producer {} epoch {} is older than the current epoch {}",
+                header.producer_id, header.producer_epoch, entry.epoch
+            )))
+        }
+        _ => Ok(SequenceCheck::Append),
+    }
 }

@@ -12,7 +12,9 @@
 //! timers; `coordinator/load.rs` replays the partition when it opens; `coordinator/membership.rs` is
 //! JoinGroup, SyncGroup, Heartbeat and LeaveGroup; `coordinator/offsets.rs` OffsetCommit, OffsetFetch and
 //! OffsetDelete; `coordinator/admin.rs` DescribeGroups, ListGroups and DeleteGroups;
-//! `coordinator/expiry.rs` offset expiry (`offsets.retention.minutes`) and dead groups.
+//! `coordinator/expiry.rs` offset expiry (`offsets.retention.minutes`) and dead groups;
+//! `coordinator/txn_offsets.rs` TxnOffsetCommit, the transaction markers that end its offsets, and
+//! OffsetFetch's `require_stable`.
 //!
 //! Every removal is written as a tombstone (a null value under the same key bytes): OffsetDelete,
 //! DeleteGroups, expired offsets and dead groups, so the compacted topic forgets them too.
@@ -22,11 +24,13 @@ mod expiry;
 mod load;
 mod membership;
 mod offsets;
+mod txn_offsets;
 
 pub use admin::ListedGroup;
 pub use expiry::{expired_offsets, ExpiryOutcome};
 pub use membership::MemberRef;
 pub use offsets::CommittedByTopic;
+pub use txn_offsets::FetchedByTopic;
 
 use super::records::{self, GroupRecord, StoredGroup};
 use super::state::{Group, GroupState};
@@ -37,12 +41,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use storage::types::Offset;
 
 pub struct CoordinatorPartition {
     partition: Rc<Partition>,
     config: GroupConfig,
     load: Cell<LoadState>,
     groups: RefCell<HashMap<String, Group>>,
+    /// Which groups hold pending offsets of each producer's transaction, and TxnOffsetCommit appends in
+    /// flight (see `coordinator/txn_offsets.rs`).
+    transactions: RefCell<txn_offsets::Transactions>,
 }
 
 /// Where a coordinator partition is in its life: requests are served only when `Loaded`.
@@ -62,6 +70,7 @@ impl CoordinatorPartition {
             config,
             load: Cell::new(LoadState::Loading),
             groups: RefCell::new(HashMap::new()),
+            transactions: RefCell::default(),
         }
     }
 
@@ -77,6 +86,7 @@ impl CoordinatorPartition {
     pub fn unload(&self) {
         self.load.set(LoadState::Unloaded);
         self.groups.borrow_mut().clear();
+        *self.transactions.borrow_mut() = Default::default();
     }
 
     fn initial_delay(&self) -> Duration {
@@ -88,10 +98,15 @@ impl CoordinatorPartition {
         if records.is_empty() {
             return Ok(());
         }
+        self.append_at(records).await.map(|_| ())
+    }
+
+    /// Appends `records` (at least one) to the partition: the log offset of the first.
+    async fn append_at(&self, records: &[GroupRecord]) -> Result<Offset, ResponseError> {
         let batch = records::encode_batch(records, shard::task::wall_clock_ms());
         self.partition.clone().append(batch)
             .await
-            .map(|_| ())
+            .map(|info| info.base_offset)
             .map_err(|refusal| {
                 tracing::warn!(partition = self.index(), code = ?refusal.error, message = %refusal.message, "cannot write group state");
                 match refusal.error {

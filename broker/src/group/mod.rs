@@ -68,6 +68,22 @@ impl PartitionListener for GroupCoordinator {
     fn deleted(&self, partition: &Partition) {
         self.unloaded(partition);
     }
+
+    /// A COMMIT or ABORT marker written to a `__consumer_offsets` partition ends that producer's
+    /// pending transactional offsets there.
+    fn marker_written(
+        &self,
+        partition: &Rc<Partition>,
+        marker: &storage::TxnMarker,
+        offset: storage::types::Offset,
+    ) {
+        if partition.topic != OFFSETS_TOPIC {
+            return;
+        }
+        if let Some(coordinator) = self.get(partition.index) {
+            coordinator.complete_transaction(marker.producer_id, marker.commit, offset);
+        }
+    }
 }
 
 /// Longest the group timer sleeps before looking again for deadlines. A deadline set while it sleeps and

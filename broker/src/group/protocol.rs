@@ -16,8 +16,8 @@
 //!
 //! [`ShardMessage::Group`]: crate::messages::ShardMessage::Group
 
-use super::coordinator::{CommittedByTopic, ListedGroup, MemberRef};
-use super::records::CommittedOffset;
+use super::coordinator::{FetchedByTopic, ListedGroup, MemberRef};
+use super::records::{CommittedOffset, TxnProducer};
 use super::state::JoinParams;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -101,10 +101,21 @@ pub enum GroupOperation {
         /// (topic, partition, offset)
         offsets: Vec<(String, i32, CommittedOffset)>,
     },
-    /// OffsetFetch of the listed partitions by topic, or (None) of every committed one.
+    /// TxnOffsetCommit of partitions the asking shard has already checked: kept pending under the
+    /// producer id until its transaction's marker.
+    TxnOffsetCommit {
+        group_id: String,
+        member: MemberIdentity,
+        producer: TxnProducer,
+        /// (topic, partition, offset)
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    },
+    /// OffsetFetch of the listed partitions by topic, or (None) of every committed one;
+    /// `require_stable` (v7+): UNSTABLE_OFFSET_COMMIT where a transaction holds a pending offset.
     OffsetFetch {
         group_id: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     },
     /// OffsetDelete of partitions of known topics: (topic, partition).
     OffsetDelete {
@@ -126,6 +137,7 @@ impl GroupOperation {
             | GroupOperation::Heartbeat { group_id, .. }
             | GroupOperation::LeaveGroup { group_id, .. }
             | GroupOperation::OffsetCommit { group_id, .. }
+            | GroupOperation::TxnOffsetCommit { group_id, .. }
             | GroupOperation::OffsetFetch { group_id, .. }
             | GroupOperation::OffsetDelete { group_id, .. }
             | GroupOperation::DescribeGroup { group_id }
@@ -145,8 +157,10 @@ pub enum GroupAnswer {
     LeaveGroup(Vec<Option<ResponseError>>),
     /// One error for all the partitions (None: committed).
     OffsetCommit(Option<ResponseError>),
-    /// Per topic, each partition's committed offset (None where nothing is committed).
-    OffsetFetch(CommittedByTopic),
+    /// One error for all the partitions (None: appended, pending until the transaction ends).
+    TxnOffsetCommit(Option<ResponseError>),
+    /// Per topic, each partition's committed offset (None where nothing is committed) or its error.
+    OffsetFetch(FetchedByTopic),
     /// Err: the top-level error; else each partition's error (None: deleted or absent), in request order.
     OffsetDelete(Result<Vec<Option<ResponseError>>, ResponseError>),
     DescribeGroup(DescribedGroup),
@@ -163,6 +177,7 @@ impl GroupAnswer {
             GroupAnswer::Heartbeat(_) => "Heartbeat",
             GroupAnswer::LeaveGroup(_) => "LeaveGroup",
             GroupAnswer::OffsetCommit(_) => "OffsetCommit",
+            GroupAnswer::TxnOffsetCommit(_) => "TxnOffsetCommit",
             GroupAnswer::OffsetFetch(_) => "OffsetFetch",
             GroupAnswer::OffsetDelete(_) => "OffsetDelete",
             GroupAnswer::DescribeGroup(_) => "DescribeGroup",

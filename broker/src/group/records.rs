@@ -1,7 +1,10 @@
 //! What the group coordinator writes to `__consumer_offsets`: Kafka's own record formats, so the topic
 //! reads the same as a Kafka broker's. Every record is keyed; a record with a null value (tombstone)
 //! deletes its key. Records are written in ordinary magic-2 batches (uncompressed, no producer id) and
-//! replayed in log order on load; the last record of a key wins, as after compaction.
+//! replayed in log order on load; the last record of a key wins, as after compaction. A TxnOffsetCommit's
+//! offset records are written in a transactional batch carrying the producer's id and epoch: they count
+//! only once a COMMIT marker (control batch) of that producer follows them in the partition, and never
+//! after an ABORT marker.
 //!
 //! ```text
 //! OffsetCommitKey    (key version 0 or 1): int16 version, string group, string topic, int32 partition
@@ -352,20 +355,42 @@ fn decode_group(buf: Bytes) -> Result<StoredGroup, RecordError> {
 
 /// One uncompressed magic-2 batch holding `records` (offsets are assigned by the log on append).
 pub fn encode_batch(records: &[GroupRecord], now_ms: i64) -> Bytes {
+    encode_batch_of(records, None, now_ms)
+}
+
+/// The producer a transactional offset commit is written for: its batch carries the producer id and
+/// epoch with the transactional attribute (base sequence 0, as Kafka's coordinator writes it; the log
+/// checks only the epoch of a coordinator's batch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// One transactional batch holding `records` for `producer` (a TxnOffsetCommit's offsets).
+pub fn encode_transactional_batch(
+    records: &[GroupRecord],
+    producer: TxnProducer,
+    now_ms: i64,
+) -> Bytes {
+    encode_batch_of(records, Some(producer), now_ms)
+}
+
+fn encode_batch_of(records: &[GroupRecord], producer: Option<TxnProducer>, now_ms: i64) -> Bytes {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(index, record)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.map_or(-1, |producer| producer.producer_id),
+            producer_epoch: producer.map_or(-1, |producer| producer.producer_epoch),
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
-            sequence: -1,
+            sequence: if producer.is_some() { index as i32 } else { -1 },
             timestamp: now_ms,
             key: Some(record.key()),
             value: record.value(),
@@ -385,7 +410,16 @@ pub fn encode_batch(records: &[GroupRecord], now_ms: i64) -> Bytes {
 /// Decodes every record of the whole batches in `batch` (as the log returns them). Records without a
 /// key, or with a key this broker does not know, are skipped with a log line: a newer format must not
 /// stop a coordinator from loading.
-pub fn decode_batch(mut batch: Bytes) -> Result<Vec<GroupRecord>, RecordError> {
+pub fn decode_batch(batch: Bytes) -> Result<Vec<GroupRecord>, RecordError> {
+    Ok(decode_batch_at(batch)?
+        .into_iter()
+        .map(|(_, record)| record)
+        .collect())
+}
+
+/// As [`decode_batch`], each record with its offset in the log (Kafka's `recordOffset`: of two
+/// values of one key, the later offset wins).
+pub fn decode_batch_at(mut batch: Bytes) -> Result<Vec<(i64, GroupRecord)>, RecordError> {
     let mut out = Vec::new();
     // Bounded: every iteration consumes one batch from `batch`.
     while batch.has_remaining() {
@@ -408,7 +442,7 @@ pub fn decode_batch(mut batch: Bytes) -> Result<Vec<GroupRecord>, RecordError> {
                 continue;
             };
             match GroupRecord::decode(&key, record.value.as_ref()) {
-                Ok(decoded) => out.push(decoded),
+                Ok(decoded) => out.push((record.offset, decoded)),
                 Err(error @ RecordError::UnknownKeyVersion(_)) => {
                     tracing::warn!(offset = record.offset, %error, "skipped");
                 }

@@ -17,9 +17,11 @@
 //! CompletingRebalance and Stable `protocol` is set and every member supports it.
 //!
 //! Layout: this file is the group, its members, protocol selection and its stored form;
-//! `state/rebalance.rs` the rebalance itself (join phase, sync, expiry, deadlines).
+//! `state/rebalance.rs` the rebalance itself (join phase, sync, expiry, deadlines);
+//! `state/txn_offsets.rs` transactional offsets waiting for their transaction's marker.
 
 mod rebalance;
+mod txn_offsets;
 
 use super::records::{CommittedOffset, StoredGroup, StoredMember};
 use bytes::Bytes;
@@ -30,6 +32,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::protocol::str_bytes;
+
+/// A transactional offset waiting for its transaction's marker, with the log offset of its record
+/// (see `state/txn_offsets.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingTxnOffset {
+    pub value: CommittedOffset,
+    pub position: i64,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupState {
@@ -122,6 +132,12 @@ pub struct Group {
     /// Commits being appended, by partition: their offsets neither expire nor let the group die until
     /// the append ends (Kafka's `pendingOffsetCommits`).
     pub pending_commits: HashMap<(String, i32), u32>,
+    /// The log offset of the record that holds each committed offset (Kafka's `recordOffset`; absent:
+    /// unknown, older than any): a transaction's offset replaces a committed one only if written later.
+    pub offset_positions: HashMap<(String, i32), i64>,
+    /// Transactional offsets waiting for their transaction's marker, by producer id (see
+    /// `state/txn_offsets.rs`).
+    pub pending_txn_offsets: HashMap<i64, HashMap<(String, i32), PendingTxnOffset>>,
     /// PreparingRebalance: when the join phase ends whether or not everyone rejoined.
     pub rebalance_deadline: Option<Instant>,
     /// The first rebalance of an empty group waits this long for more members (extended per join,
@@ -149,6 +165,8 @@ impl Group {
             static_members: HashMap::new(),
             offsets: HashMap::new(),
             pending_commits: HashMap::new(),
+            offset_positions: HashMap::new(),
+            pending_txn_offsets: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
             sync_deadline: None,
@@ -167,9 +185,12 @@ impl Group {
         self.state_timestamp = shard::task::wall_clock_ms();
     }
 
-    /// Kafka's `hasOffsets`: committed offsets, or commits on their way.
+    /// Kafka's `hasOffsets`: committed offsets, commits on their way, or transactional offsets waiting
+    /// for their transaction to end.
     pub fn has_offsets(&self) -> bool {
-        !self.offsets.is_empty() || !self.pending_commits.is_empty()
+        !self.offsets.is_empty()
+            || !self.pending_commits.is_empty()
+            || !self.pending_txn_offsets.is_empty()
     }
 
     /// A static member whose instance id now belongs to another member id has been replaced.

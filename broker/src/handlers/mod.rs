@@ -47,6 +47,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 pub type Handler = fn(Rc<ShardState>, DecodedHeader) -> DispatchFuture;
@@ -118,6 +119,7 @@ pub const APIS: &[ApiEntry] = &[
         describe_producers,
         DescribeProducersRequest
     ),
+    api!(TxnOffsetCommit, txn_offset_commit, TxnOffsetCommitRequest),
 ];
 
 /// The registry entry of `key`, if this broker serves it.

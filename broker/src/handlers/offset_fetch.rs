@@ -2,11 +2,13 @@
 //!
 //! v1–7 ask for one group (v2+: a null topic list means every committed partition; v2+ carries a
 //! top-level error); v8+ for several groups, each with its own error. A partition without a committed
-//! offset gets offset -1 and no error. v5+ returns the committed leader epoch. `require_stable` (v7+)
-//! needs nothing yet: there are no pending transactional offsets.
+//! offset gets offset -1 and no error. v5+ returns the committed leader epoch. With `require_stable`
+//! (v7+, KIP-447) a partition for which an open transaction holds a pending offset (TxnOffsetCommit not
+//! yet ended by a marker) answers UNSTABLE_OFFSET_COMMIT (offset -1), and the client retries; without
+//! it the last committed offset is returned.
 
 use super::{simple, str_bytes, topic_name};
-use crate::group::coordinator::CommittedByTopic;
+use crate::group::coordinator::FetchedByTopic;
 use crate::group::records::CommittedOffset;
 use crate::group_router;
 use crate::shard_state::ShardState;
@@ -25,8 +27,9 @@ async fn fetch(
     state: &Rc<ShardState>,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<CommittedByTopic, ResponseError> {
-    group_router::fetch_offsets(state, group_id, topics).await
+    require_stable: bool,
+) -> Result<FetchedByTopic, ResponseError> {
+    group_router::fetch_offsets(state, group_id, topics, require_stable).await
 }
 
 /// Response topics from committed offsets, for either layout (v1–7 and v8+ have the same fields in
@@ -40,20 +43,25 @@ macro_rules! response_topics {
                 topic.name = topic_name(&name);
                 topic.partitions = partitions
                     .into_iter()
-                    .map(|(index, value): (i32, Option<CommittedOffset>)| {
-                        let mut partition = <$partition>::default();
-                        partition.partition_index = index;
-                        partition.committed_offset = -1;
-                        partition.metadata = Some(str_bytes(""));
-                        if let Some(value) = value {
-                            partition.committed_offset = value.offset;
-                            if $version >= 5 {
-                                partition.committed_leader_epoch = value.leader_epoch;
+                    .map(
+                        |(index, value): (i32, Result<Option<CommittedOffset>, ResponseError>)| {
+                            let mut partition = <$partition>::default();
+                            partition.partition_index = index;
+                            partition.committed_offset = -1;
+                            partition.metadata = Some(str_bytes(""));
+                            if let Err(code) = &value {
+                                partition.error_code = code.code();
                             }
-                            partition.metadata = Some(str_bytes(value.metadata));
-                        }
-                        partition
-                    })
+                            if let Ok(Some(value)) = value {
+                                partition.committed_offset = value.offset;
+                                if $version >= 5 {
+                                    partition.committed_leader_epoch = value.leader_epoch;
+                                }
+                                partition.metadata = Some(str_bytes(value.metadata));
+                            }
+                            partition
+                        },
+                    )
                     .collect();
                 topic
             })
@@ -66,6 +74,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         state,
         header,
         |state, request: OffsetFetchRequest, version| async move {
+            let require_stable = version >= 7 && request.require_stable;
             let mut response = OffsetFetchResponse::default();
             if version >= 8 {
                 for group in request.groups {
@@ -77,7 +86,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     });
                     let mut entry = OffsetFetchResponseGroup::default();
                     entry.group_id = group.group_id.clone();
-                    match fetch(&state, group.group_id.to_string(), topics).await {
+                    match fetch(&state, group.group_id.to_string(), topics, require_stable).await {
                         Ok(committed) => {
                             entry.topics = response_topics!(
                                 committed,
@@ -99,7 +108,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     .collect()
             });
             let GroupId(group_id) = request.group_id;
-            match fetch(&state, group_id.to_string(), wanted.clone()).await {
+            match fetch(&state, group_id.to_string(), wanted.clone(), require_stable).await {
                 Ok(committed) => {
                     response.topics = response_topics!(
                         committed,

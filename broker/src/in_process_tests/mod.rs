@@ -11,6 +11,7 @@ mod offsets;
 mod produce_fetch;
 mod read_committed;
 mod retention;
+mod txn_offsets;
 
 use crate::config::{BrokerConfig, Cli};
 use crate::messages::ShardMessage;

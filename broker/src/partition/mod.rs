@@ -36,6 +36,7 @@ use requests::{
 };
 use std::cell::RefCell;
 use std::rc::Rc;
+use storage::batch::AppendOrigin;
 use storage::types::{LeaderEpoch, Offset};
 use storage::{Log, RetentionOutcome, StorageError};
 
@@ -167,7 +168,17 @@ impl Partition {
     /// write half-way, which leaves the log's appender without the bytes it counted (a later write then
     /// fails an assertion and takes the shard down; found by the wire fuzzer).
     pub async fn append(self: Rc<Self>, records: Bytes) -> ProduceOutcome {
-        let mut append = Box::pin(self.write(records));
+        self.append_from(records, AppendOrigin::Client).await
+    }
+
+    /// As [`Self::append`] for batches appended by `origin`: the group coordinator appends its
+    /// transactional offset commits as [`AppendOrigin::Coordinator`] (their sequences are not checked).
+    pub async fn append_from(
+        self: Rc<Self>,
+        records: Bytes,
+        origin: AppendOrigin,
+    ) -> ProduceOutcome {
+        let mut append = Box::pin(self.write(records, origin));
         if let Some(done) = poll_once(&mut append).await {
             return done;
         }
@@ -184,10 +195,15 @@ impl Partition {
         })
     }
 
-    async fn write(self: Rc<Self>, records: Bytes) -> ProduceOutcome {
+    async fn write(self: Rc<Self>, records: Bytes, origin: AppendOrigin) -> ProduceOutcome {
         let result = self
             .log
-            .append(records, self.leader_epoch(), shard::task::wall_clock_ms())
+            .append_from(
+                records,
+                self.leader_epoch(),
+                shard::task::wall_clock_ms(),
+                origin,
+            )
             .await;
         match result {
             Ok(info) => {

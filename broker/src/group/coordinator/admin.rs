@@ -61,7 +61,8 @@ impl CoordinatorPartition {
             .collect()
     }
 
-    /// DeleteGroups for one group: only an empty group can go; its metadata and offsets are tombstoned.
+    /// DeleteGroups for one group: only an empty group can go (pending transactional offsets do not
+    /// keep it, as in Kafka); its metadata and offsets, committed or pending, are tombstoned.
     pub async fn delete(&self, group_id: &str) -> Option<ResponseError> {
         let tombstones = {
             let mut groups = self.groups.borrow_mut();
@@ -75,9 +76,17 @@ impl CoordinatorPartition {
                 return Some(ResponseError::NonEmptyGroup);
             }
             group.state = GroupState::Dead;
-            let mut tombstones: Vec<GroupRecord> = group
-                .offsets
-                .keys()
+            // Pending transactional offsets are tombstoned too (Kafka's `deleteAllOffsets`): a marker
+            // that comes later finds nothing to commit.
+            let mut keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
+            keys.extend(
+                group
+                    .pending_txn_keys()
+                    .into_iter()
+                    .filter(|key| !group.offsets.contains_key(key)),
+            );
+            let mut tombstones: Vec<GroupRecord> = keys
+                .iter()
                 .map(|(topic, partition)| GroupRecord::Offset {
                     group: group_id.to_string(),
                     topic: topic.clone(),

@@ -11,7 +11,8 @@
 //! - never for a group in a rebalance.
 //!
 //! An offset with an explicit expire timestamp (value version 1, from OffsetCommit v2–4 with a retention
-//! time) expires when the clock reaches it instead. Offsets with a commit still being appended are kept.
+//! time) expires when the clock reaches it instead. Offsets with a commit still being appended, or with a
+//! transactional offset waiting for its transaction's marker, are kept (and so is their group).
 //! An Empty group left without offsets is Dead: it is forgotten and, if it ever had a generation (and so
 //! a metadata record), its metadata is tombstoned too.
 //!
@@ -61,7 +62,7 @@ impl CoordinatorPartition {
                         continue;
                     };
                     for (topic, partition) in expired_offsets(group, now_ms, retention_ms) {
-                        group.offsets.remove(&(topic.clone(), partition));
+                        group.remove_offset(&(topic.clone(), partition));
                         outcome.expired_offsets += 1;
                         tombstones.push(GroupRecord::Offset {
                             group: id.clone(),
@@ -125,6 +126,7 @@ pub fn expired_offsets(group: &Group, now_ms: i64, retention_ms: i64) -> Vec<(St
         .iter()
         .filter(|(key, committed)| {
             if group.pending_commits.contains_key(*key)
+                || group.has_pending_txn_offset(key)
                 || subscribed
                     .as_ref()
                     .is_some_and(|topics| topics.contains(&key.0))

@@ -6,11 +6,17 @@
 //! compacted, bounded by the live keys, however many commits were made. Replay is correct for any mix
 //! of compacted and uncompacted segments as long as the cleaner never leaves an older record of a key
 //! after removing a newer one, and drops a tombstone only once no older record of its key remains.
+//!
+//! Transactions: the offset records of a transactional batch are kept pending under the batch's
+//! producer id until a control batch (marker) of that producer commits them (each replacing the committed
+//! offset only if its record is later) or aborts them; pending offsets without a marker by the end of
+//! the log stay pending (the transaction coordinator sends its markers again when it loads). Replay reads
+//! up to the high watermark of the moment it ends, so a marker written while it runs is replayed too.
 
 use super::{CoordinatorPartition, LoadState};
 use crate::group::records::{self, GroupRecord};
 use crate::group::state::Group;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use storage::types::Offset;
 
 /// Bytes read per round while replaying a partition.
@@ -21,12 +27,18 @@ impl CoordinatorPartition {
     pub async fn load(&self) {
         let started = shard::task::now();
         let log = &self.partition.log;
-        let end = self.partition.high_watermark();
         let mut offset = log.log_start_offset();
         let mut groups: HashMap<String, Group> = HashMap::new();
+        // Producer id → groups holding its pending offsets.
+        let mut open: HashMap<i64, HashSet<String>> = HashMap::new();
         let mut count = 0usize;
-        // Bounded: every round moves `offset` past at least one batch, and stops at `end`.
-        while offset < end {
+        // Bounded: every round moves `offset` past at least one batch, and stops at the high watermark
+        // (which only transaction markers move while loading: groups are not served yet).
+        loop {
+            let end = self.partition.high_watermark();
+            if offset >= end {
+                break;
+            }
             // Loading is rare: the batches come joined in one buffer, cut at batch boundaries below.
             let joined = match log.read(offset, LOAD_READ_BYTES, end, true).await {
                 Ok(joined) => joined,
@@ -42,11 +54,19 @@ impl CoordinatorPartition {
             for (position, header) in storage::batch::iter_batches(&joined) {
                 offset = Offset(header.last_offset() + 1);
                 let batch = joined.slice(position..position + header.total_size());
-                match records::decode_batch(batch) {
+                if header.is_control() {
+                    if let Some((commit, _)) = storage::txn::parse_marker(&batch) {
+                        complete_txn(&mut groups, &mut open, header.producer_id, commit);
+                    }
+                    continue;
+                }
+                let producer = (header.is_transactional() && header.has_producer_id())
+                    .then_some(header.producer_id);
+                match records::decode_batch_at(batch) {
                     Ok(decoded) => {
                         count += decoded.len();
-                        for record in decoded {
-                            apply_record(&mut groups, record);
+                        for (position, record) in decoded {
+                            replay_record(&mut groups, &mut open, record, position, producer);
                         }
                     }
                     Err(error) => {
@@ -93,13 +113,57 @@ impl CoordinatorPartition {
                 "group coordinator loaded"
             );
         }
+        if !open.is_empty() {
+            // Only groups still holding a producer's offsets are indexed.
+            open.retain(|producer_id, ids| {
+                ids.retain(|id| {
+                    groups
+                        .get(id)
+                        .is_some_and(|group| group.pending_txn_offsets.contains_key(producer_id))
+                });
+                !ids.is_empty()
+            });
+            tracing::info!(
+                partition = self.index(),
+                open_transactions = open.len(),
+                "transactional offsets pending"
+            );
+        }
         *self.groups.borrow_mut() = groups;
+        self.transactions.borrow_mut().open = open;
         self.load.set(LoadState::Loaded);
     }
 }
 
-/// Replays one record into the groups being loaded.
+/// Replays one record of a non-transactional batch whose log offset is unknown (older than any).
+#[cfg(test)]
 fn apply_record(groups: &mut HashMap<String, Group>, record: GroupRecord) {
+    replay_record(groups, &mut HashMap::new(), record, -1, None);
+}
+
+/// A marker of `producer_id`: its pending offsets are committed or dropped in every group holding some.
+fn complete_txn(
+    groups: &mut HashMap<String, Group>,
+    open: &mut HashMap<i64, HashSet<String>>,
+    producer_id: i64,
+    commit: bool,
+) {
+    for id in open.remove(&producer_id).into_iter().flatten() {
+        if let Some(group) = groups.get_mut(&id) {
+            group.complete_txn(producer_id, commit);
+        }
+    }
+}
+
+/// Replays one record, written at log offset `position`, into the groups being loaded; `producer` is
+/// the producer id of a transactional batch (its offsets stay pending until its marker).
+fn replay_record(
+    groups: &mut HashMap<String, Group>,
+    open: &mut HashMap<i64, HashSet<String>>,
+    record: GroupRecord,
+    position: i64,
+    producer: Option<i64>,
+) {
     match record {
         GroupRecord::Offset {
             group,
@@ -108,15 +172,27 @@ fn apply_record(groups: &mut HashMap<String, Group>, record: GroupRecord) {
             value,
         } => match value {
             Some(value) => {
-                groups
+                let entry = groups
                     .entry(group.clone())
-                    .or_insert_with(|| Group::new(group, shard::task::wall_clock_ms()))
-                    .offsets
-                    .insert((topic, partition), value);
+                    .or_insert_with(|| Group::new(group.clone(), shard::task::wall_clock_ms()));
+                match producer {
+                    Some(producer_id) => {
+                        entry.add_pending_txn_offset(
+                            producer_id,
+                            (topic, partition),
+                            value,
+                            position,
+                        );
+                        open.entry(producer_id).or_default().insert(group);
+                    }
+                    None => {
+                        entry.put_committed_offset((topic, partition), value, position);
+                    }
+                }
             }
             None => {
                 if let Some(entry) = groups.get_mut(&group) {
-                    entry.offsets.remove(&(topic, partition));
+                    entry.remove_offset(&(topic, partition));
                 }
             }
         },
@@ -130,13 +206,15 @@ fn apply_record(groups: &mut HashMap<String, Group>, record: GroupRecord) {
                 .restore(stored, shard::task::now());
         }
         GroupRecord::Group { group, value: None } => {
-            let keep = groups
-                .get(&group)
-                .is_some_and(|entry| !entry.offsets.is_empty());
+            let keep = groups.get(&group).is_some_and(|entry| {
+                !entry.offsets.is_empty() || !entry.pending_txn_offsets.is_empty()
+            });
             if keep {
-                let offsets = std::mem::take(&mut groups.get_mut(&group).expect("kept").offsets);
+                let old = groups.get_mut(&group).expect("kept");
                 let mut fresh = Group::new(group.clone(), shard::task::wall_clock_ms());
-                fresh.offsets = offsets;
+                fresh.offsets = std::mem::take(&mut old.offsets);
+                fresh.offset_positions = std::mem::take(&mut old.offset_positions);
+                fresh.pending_txn_offsets = std::mem::take(&mut old.pending_txn_offsets);
                 groups.insert(group, fresh);
             } else {
                 groups.remove(&group);

@@ -7,6 +7,7 @@ use crate::group::state::{Group, GroupState};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use std::collections::{BTreeMap, HashSet};
+use storage::types::Offset;
 
 /// Committed offsets by topic: (partition, offset if one is committed).
 pub type CommittedByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
@@ -65,12 +66,17 @@ impl CoordinatorPartition {
                 value: Some(value.clone()),
             })
             .collect();
-        let result = self.append(&records).await;
+        // The log offset of each record decides against a transaction's offset of the same partition.
+        let result = if records.is_empty() {
+            Ok(Offset(0))
+        } else {
+            self.append_at(&records).await
+        };
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id.to_string(), shard::task::wall_clock_ms()));
-        for (topic, partition, value) in offsets {
+        for (index, (topic, partition, value)) in offsets.into_iter().enumerate() {
             let key = (topic, partition);
             if let Some(count) = group.pending_commits.get_mut(&key) {
                 *count -= 1;
@@ -78,8 +84,8 @@ impl CoordinatorPartition {
                     group.pending_commits.remove(&key);
                 }
             }
-            if result.is_ok() {
-                group.offsets.insert(key, value);
+            if let Ok(base) = result {
+                group.put_committed_offset(key, value, base.0 + index as i64);
             }
         }
         result.err()
@@ -152,7 +158,9 @@ impl CoordinatorPartition {
                     if subscribed.contains(&topic) {
                         return Some(ResponseError::GroupSubscribedToTopic);
                     }
-                    if group.offsets.contains_key(&(topic.clone(), partition)) {
+                    // A pending transactional offset is tombstoned too (Kafka's OffsetDelete).
+                    let key = (topic.clone(), partition);
+                    if group.offsets.contains_key(&key) || group.has_pending_txn_offset(&key) {
                         tombstones.push(GroupRecord::Offset {
                             group: group_id.to_string(),
                             topic,
@@ -172,7 +180,7 @@ impl CoordinatorPartition {
                     topic, partition, ..
                 } = record
                 {
-                    group.offsets.remove(&(topic.clone(), *partition));
+                    group.remove_offset(&(topic.clone(), *partition));
                 }
             }
         }
