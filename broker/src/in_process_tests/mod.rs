@@ -10,6 +10,7 @@ mod groups;
 mod offsets;
 mod produce_fetch;
 mod retention;
+mod transactions;
 
 use crate::config::{BrokerConfig, Cli};
 use crate::messages::ShardMessage;
@@ -61,6 +62,7 @@ impl TestShard {
             clean_start: false,
         });
         let state = Rc::new(ShardState::new(ShardId(0), config, mesh, partitions));
+        crate::txn_router::install_services(&state);
         state.start_timers();
         let metadata = Arc::new(ClusterMetadata::new_cluster());
         simulation.block_on(state.apply_metadata(metadata));
