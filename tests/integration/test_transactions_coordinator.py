@@ -164,3 +164,39 @@ def test_an_open_transaction_is_aborted_after_kill9_and_the_id_gets_a_new_epoch(
     assert values[:N] == [b"committed%d" % i for i in range(N)]
     assert values[N:2 * N] == [b"open%d" % i for i in range(N)]
     assert values[2 * N:] == [b"after-restart"]
+
+
+def test_kafka_python_admin_describes_and_lists_transactions(broker, topic):
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import TransactionalIdNotFoundError
+    create_topic(broker.bootstrap, topic, partitions=2)
+    tid = f"{topic}-tid"
+    p = txn_producer(broker.bootstrap, tid)
+    p.init_transactions(30)
+    p.begin_transaction()
+    produce_values(p, topic, [b"x"], partition=1)
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30000)
+    try:
+        described = admin.describe_transactions([tid])[tid]
+        assert str(described.state.value) == "Ongoing"
+        assert described.producer_epoch == 0
+        assert described.transaction_timeout_ms == 30000
+        assert described.transaction_start_time_ms > 0
+        assert {(tp.topic, tp.partition) for tp in described.topic_partitions} == {(topic, 1)}
+
+        listed = [t for ts in admin.list_transactions().values() for t in ts]
+        assert [(t.transactional_id, str(t.state.value)) for t in listed] == [(tid, "Ongoing")]
+        assert admin.list_transactions(state_filters=["CompleteCommit"]) in ({}, {0: []})
+        running = admin.list_transactions(duration_filter_ms=60_000)
+        assert [t for ts in running.values() for t in ts] == [], "not running that long"
+
+        p.commit_transaction(30)
+        deadline = time.monotonic() + 10
+        while str(admin.describe_transactions([tid])[tid].state.value) != "CompleteCommit":
+            assert time.monotonic() < deadline, "commit never completed"
+            time.sleep(0.05)
+        with pytest.raises(TransactionalIdNotFoundError):
+            admin.describe_transactions([f"{topic}-unknown"])
+    finally:
+        admin.close()

@@ -411,3 +411,81 @@ fn verify_only_batches_answer_each_partitions_standing() {
     assert_eq!(errors, vec![0, ResponseError::InvalidTxnState.code()]);
     assert_eq!(describe(&mut shard).3, 1, "verification adds nothing");
 }
+
+/// A transactional batch of one record from `producer` (sequence `sequence`).
+fn transactional_batch(producer: (i64, i16), sequence: i32) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: true,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: producer.0,
+        producer_epoch: producer.1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp: 0,
+        key: None,
+        value: Some(bytes::Bytes::from_static(b"value")),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &options).unwrap();
+    buf.freeze()
+}
+
+fn produce(shard: &mut TestShard, partition: i32, records: bytes::Bytes) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(records);
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(text(TOPIC));
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.transactional_id = Some(TransactionalId(text(ID)));
+    request.acks = -1;
+    request.timeout_ms = 30_000;
+    request.topic_data = vec![topic];
+    let response: ProduceResponse = shard.call(ApiKey::Produce, 9, &request);
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn a_transactional_batch_to_a_partition_not_in_the_transaction_is_refused() {
+    let mut shard = transactional_shard(|_| {});
+    let (_, producer_id, epoch) = init(&mut shard, 60_000, None);
+    assert_eq!(
+        add_partitions(&mut shard, (producer_id, epoch), &[0]),
+        vec![0]
+    );
+    assert_eq!(
+        produce(&mut shard, 0, transactional_batch((producer_id, epoch), 0)),
+        0
+    );
+    assert_eq!(
+        produce(&mut shard, 1, transactional_batch((producer_id, epoch), 0)),
+        ResponseError::InvalidTxnState.code(),
+        "partition 1 was never added"
+    );
+    // After the commit a late batch (a retry of the ended transaction) is refused too.
+    assert_eq!(end(&mut shard, (producer_id, epoch), true), 0);
+    shard.simulation.run_until_stalled();
+    assert_eq!(
+        produce(&mut shard, 0, transactional_batch((producer_id, epoch), 1)),
+        ResponseError::InvalidTxnState.code()
+    );
+    assert_eq!(
+        produce(&mut shard, 0, transactional_batch((producer_id + 7, 0), 0)),
+        ResponseError::InvalidProducerIdMapping.code(),
+        "a producer id the transactional id does not have"
+    );
+}
