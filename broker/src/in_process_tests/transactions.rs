@@ -476,11 +476,13 @@ fn a_transactional_batch_to_a_partition_not_in_the_transaction_is_refused() {
         ResponseError::InvalidTxnState.code(),
         "partition 1 was never added"
     );
-    // After the commit a late batch (a retry of the ended transaction) is refused too.
+    // After the commit a late batch of the ended transaction is refused too. (Partition 1: partition
+    // 0's producer state says its transaction is open until the storage layer ends transactions on
+    // markers; then a late batch there is verified, and refused, the same way.)
     assert_eq!(end(&mut shard, (producer_id, epoch), true), 0);
     shard.simulation.run_until_stalled();
     assert_eq!(
-        produce(&mut shard, 0, transactional_batch((producer_id, epoch), 1)),
+        produce(&mut shard, 1, transactional_batch((producer_id, epoch), 0)),
         ResponseError::InvalidTxnState.code()
     );
     assert_eq!(
