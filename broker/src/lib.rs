@@ -51,3 +51,6 @@ pub mod purgatory;
 pub mod scatter_gather;
 pub mod server;
 pub mod shard_state;
+pub mod txn;
+pub mod txn_router;
+pub mod txn_verification;

@@ -18,6 +18,7 @@ use crate::partition::requests::{
     DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, MarkerItem, MarkerOutcome,
     OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, ProducersOutcome, WaitItem,
 };
+use crate::txn::protocol::{TxnRequest, TxnResponse};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,5 +87,11 @@ pub enum ShardMessage {
     Group {
         request: GroupRequest,
         reply: Reply<GroupResponse>,
+    },
+    /// A transaction coordinator request (InitProducerId, AddPartitionsToTxn, EndTxn …): see
+    /// `txn::protocol` for the requests, their answers and which shard serves them.
+    Txn {
+        request: TxnRequest,
+        reply: Reply<TxnResponse>,
     },
 }

@@ -86,6 +86,7 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
             return;
         }
     };
+    crate::txn_router::install_services(&state);
     state.start_timers();
     state.apply_metadata(start.metadata.clone()).await;
     for (peer, receiver) in receivers {
@@ -301,6 +302,12 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
                 let state = state.clone();
                 shard::task::spawn(async move {
                     let _ = reply.send(crate::group_router::serve(&state, request).await);
+                });
+            }
+            ShardMessage::Txn { request, reply } => {
+                let state = state.clone();
+                shard::task::spawn(async move {
+                    let _ = reply.send(crate::txn_router::serve(&state, request).await);
                 });
             }
         }

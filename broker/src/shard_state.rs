@@ -8,6 +8,7 @@ use crate::group::GroupCoordinator;
 use crate::messages::ShardMessage;
 use crate::metadata::ClusterMetadata;
 use crate::partition::manager::PartitionManager;
+use crate::txn::TransactionCoordinator;
 use kafka_protocol::error::ResponseError;
 use shard::{Mesh, ShardId};
 use std::cell::{Cell, RefCell};
@@ -29,6 +30,8 @@ pub struct ShardState {
     pub fetch_sessions: FetchSessions,
     /// The group coordinators of the `__consumer_offsets` partitions this shard owns.
     pub groups: Rc<GroupCoordinator>,
+    /// The transaction coordinators of the `__transaction_state` partitions this shard owns.
+    pub transactions: Rc<TransactionCoordinator>,
 }
 
 impl ShardState {
@@ -42,6 +45,8 @@ impl ShardState {
         // The group coordinator hears of its partitions as a lifecycle listener.
         let groups = Rc::new(GroupCoordinator::new(config.groups.clone()));
         partitions.subscribe(groups.clone());
+        let transactions = Rc::new(TransactionCoordinator::new(config.transactions.clone()));
+        partitions.subscribe(transactions.clone());
         ShardState {
             id,
             config,
@@ -52,11 +57,13 @@ impl ShardState {
             shutting_down: Cell::new(false),
             fetch_sessions: Default::default(),
             groups,
+            transactions,
         }
     }
 
     /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations, the
-    /// group timer, the retention task (`log_retention`) and the log cleaner task (`log_cleaner`).
+    /// group timer, the transaction coordinator's timers, the retention task (`log_retention`)
+    /// and the log cleaner task (`log_cleaner`).
     pub fn start_timers(self: &Rc<Self>) {
         let state = Rc::downgrade(self);
         let stopped = move || {
@@ -66,6 +73,7 @@ impl ShardState {
         };
         self.partitions.delayed().start_expiration(stopped.clone());
         shard::task::spawn(self.groups.clone().run_timer(stopped.clone()));
+        self.transactions.start_timers(stopped.clone());
         let state = Rc::downgrade(self);
         let partitions = move || {
             state

@@ -249,7 +249,7 @@ def test_describe_configs_unknown_topic(broker):
 
 def test_find_coordinator_v1_groups_and_transactions(broker):
     """FindCoordinator v1 over the raw wire: a group's coordinator is this broker (the offsets topic is
-    created on the way); transactions have no coordinator yet (COORDINATOR_NOT_AVAILABLE, retriable)."""
+    created on the way), and so is a transactional id's (the transaction state topic is created too)."""
     import socket
     import struct
     from harness import api_versions_v0, frame, read_response, request_header_v1
@@ -270,7 +270,12 @@ def test_find_coordinator_v1_groups_and_transactions(broker):
     s.sendall(frame(request_header_v1(10, 1, 56) + struct.pack(">h", len(key)) + key + b"\x01"))
     corr, body = read_response(s)
     assert corr == 56
-    assert struct.unpack(">ih", body[:6])[1] == 15   # COORDINATOR_NOT_AVAILABLE
+    _throttle, err = struct.unpack(">ih", body[:6])
+    assert err == 0, f"FindCoordinator for a transactional id failed with {err}"
+    (msg_len,) = struct.unpack(">h", body[6:8])
+    rest = body[8 + max(msg_len, 0):]
+    (node_id, host_len) = struct.unpack(">ih", rest[:6])
+    assert (node_id, rest[6:6 + host_len].decode()) == (0, broker.host)
     assert api_versions_v0(s, 57)[0] == 57      # connection still usable
     s.close()
     assert broker.alive()

@@ -101,6 +101,39 @@ impl Default for GroupConfig {
     }
 }
 
+/// Transaction coordinator settings (Kafka's `transaction.*` / `transactional.id.*` broker settings).
+#[derive(Clone, Debug)]
+pub struct TransactionConfig {
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` (used when it is
+    /// created).
+    pub state_log_partitions: i32,
+    /// `transaction.state.log.segment.bytes`: `segment.bytes` of `__transaction_state` when it is created.
+    pub state_log_segment_bytes: u64,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: a transactional id without a transaction this long is removed.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often timed-out transactions
+    /// are looked for (and aborted).
+    pub abort_timed_out_interval_ms: u64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`: how often expired transactional ids
+    /// are looked for (and removed).
+    pub remove_expired_interval_ms: u64,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> TransactionConfig {
+        TransactionConfig {
+            state_log_partitions: 50,
+            state_log_segment_bytes: 100 * 1024 * 1024,
+            max_timeout_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+            abort_timed_out_interval_ms: 10_000,
+            remove_expired_interval_ms: 3_600_000,
+        }
+    }
+}
+
 /// What runs a shard's logs through their lifecycle: retention's background pass and the log cleaner
 /// (Kafka's `log.retention.check.interval.ms` and `log.cleaner.*` broker settings).
 #[derive(Clone, Debug)]
@@ -151,6 +184,8 @@ pub struct BrokerConfig {
     /// O_DIRECT for segment data (falls back to buffered where refused).
     pub direct_io: bool,
     pub groups: GroupConfig,
+    /// The transaction coordinator.
+    pub transactions: TransactionConfig,
     /// Retention and the log cleaner.
     pub lifecycle: LifecycleConfig,
     /// Every shard must be serving within this long of the start, or the broker exits with an error.
@@ -293,6 +328,7 @@ impl BrokerConfig {
             batch_cache_bytes: 0,
             direct_io: true,
             groups: GroupConfig::default(),
+            transactions: TransactionConfig::default(),
             lifecycle: LifecycleConfig::default(),
             startup_timeout: std::time::Duration::ZERO,
             shutdown_timeout: std::time::Duration::ZERO,

@@ -10,6 +10,8 @@
 use super::BrokerConfig;
 use storage::log::{CleanupPolicy, LogConfig, TimestampType};
 
+mod transactions;
+
 /// Most partitions one topic may have (CreateTopics, CreatePartitions, `offsets.topic.num.partitions`).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
@@ -672,6 +674,12 @@ pub const SETTINGS: &[Setting] = &[
         }),
         ..row("group_max_session_timeout_ms", Some("group.max.session.timeout.ms"), "longest session timeout a group member may ask for")
     },
+    transactions::STATE_LOG_NUM_PARTITIONS,
+    transactions::STATE_LOG_SEGMENT_BYTES,
+    transactions::MAX_TIMEOUT_MS,
+    transactions::ID_EXPIRATION_MS,
+    transactions::ABORT_TIMED_OUT_INTERVAL_MS,
+    transactions::REMOVE_EXPIRED_INTERVAL_MS,
     Setting {
         config_type: ConfigType::Int,
         default: DefaultValue::Derived("2/5 of the descriptors left after the reserve"),

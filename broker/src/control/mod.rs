@@ -241,7 +241,7 @@ pub fn internal_topic(config: &BrokerConfig, name: &str) -> Option<NewTopic> {
     Some(NewTopic {
         name: name.to_string(),
         partitions: internal_topics::partition_count(name, config)?,
-        configs: internal_topics::topic_configs_for(name, &config.groups)?,
+        configs: internal_topics::topic_configs_for_broker(name, config)?,
     })
 }
 

@@ -1,12 +1,13 @@
 //! FindCoordinator (key 10), versions 0–6.
 //!
 //! Groups (key type 0): this node, once `__consumer_offsets` exists (created here on first use, as Kafka
-//! does). Transactions (key type 1) have no coordinator yet: COORDINATOR_NOT_AVAILABLE. Any other key type:
-//! INVALID_REQUEST. v4+ batches several keys into `coordinators`; v0–3 carry one key.
+//! does). Transactions (key type 1): this node, once `__transaction_state` exists (created here on first
+//! use, as Kafka does). Any other key type: INVALID_REQUEST. v4+ batches several keys into `coordinators`; v0–3 carry one key.
 
 use super::{simple, str_bytes};
 use crate::group_router::ensure_offsets_topic;
 use crate::shard_state::ShardState;
+use crate::txn_router::ensure_transaction_topic;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -33,10 +34,9 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 GROUP => ensure_offsets_topic(&state)
                     .await
                     .map_err(|code| (code, "the offsets topic is not available yet")),
-                TRANSACTION => Err((
-                    ResponseError::CoordinatorNotAvailable,
-                    "this broker has no transaction coordinator yet",
-                )),
+                TRANSACTION => ensure_transaction_topic(&state)
+                    .await
+                    .map_err(|code| (code, "the transaction state topic is not available yet")),
                 _ => Err((
                     ResponseError::InvalidRequest,
                     "unknown coordinator key type",

@@ -20,6 +20,8 @@ use tracing::Instrument;
 static BAD_REQUESTS: crate::log_limit::LogLimiter =
     crate::log_limit::LogLimiter::new(Duration::from_secs(10), 5);
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -32,6 +34,8 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -41,6 +45,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -100,6 +105,13 @@ pub const APIS: &[ApiEntry] = &[
     api!(CreateTopics, create_topics, CreateTopicsRequest),
     api!(DeleteTopics, delete_topics, DeleteTopicsRequest),
     api!(InitProducerId, init_producer_id, InitProducerIdRequest),
+    api!(
+        AddPartitionsToTxn,
+        add_partitions_to_txn,
+        AddPartitionsToTxnRequest
+    ),
+    api!(AddOffsetsToTxn, add_offsets_to_txn, AddOffsetsToTxnRequest),
+    api!(EndTxn, end_txn, EndTxnRequest),
     api!(DescribeConfigs, describe_configs, DescribeConfigsRequest),
     api!(CreatePartitions, create_partitions, CreatePartitionsRequest),
     api!(DeleteGroups, delete_groups, DeleteGroupsRequest),
@@ -120,6 +132,12 @@ pub const APIS: &[ApiEntry] = &[
         DescribeProducersRequest
     ),
     api!(TxnOffsetCommit, txn_offset_commit, TxnOffsetCommitRequest),
+    api!(
+        DescribeTransactions,
+        describe_transactions,
+        DescribeTransactionsRequest
+    ),
+    api!(ListTransactions, list_transactions, ListTransactionsRequest),
 ];
 
 /// The registry entry of `key`, if this broker serves it.

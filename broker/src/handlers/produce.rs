@@ -6,6 +6,9 @@
 //! partition's delayed-produce purgatory, for the high watermark to pass them (at once on a single node,
 //! where the leader is the only in-sync replica; `timeout_ms` bounds the wait) — and answer. acks=0 gets
 //! no response at all.
+//!
+//! Transactional batches are verified with their transaction coordinator first, in the dispatch stage
+//! (KIP-890 part 1, `txn_verification`): one to a partition not added to the transaction is refused.
 
 use super::{close, decode, encode, str_bytes, topic_name};
 use crate::internal_topics;
@@ -13,6 +16,7 @@ use crate::messages::ShardMessage;
 use crate::partition::requests::{ProduceItem, ProduceOutcome};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
+use crate::txn_verification::ProducedPartition;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -38,6 +42,23 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         let mut layout: Vec<(String, Vec<(i32, usize)>)> =
             Vec::with_capacity(request.topic_data.len());
         let mut refused: Vec<(usize, ProduceOutcome)> = Vec::new();
+        let mut unverified = {
+            let produced: Vec<ProducedPartition> = request
+                .topic_data
+                .iter()
+                .flat_map(|topic| {
+                    topic.partition_data.iter().filter_map(|data| {
+                        Some(ProducedPartition {
+                            topic: topic.name.to_string(),
+                            partition: data.index,
+                            records: data.records.as_ref()?,
+                        })
+                    })
+                })
+                .collect();
+            let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
+            crate::txn_verification::verify(&state, transactional_id.as_deref(), &produced).await
+        };
         for topic in request.topic_data {
             let name = topic.name.to_string();
             let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -52,6 +73,8 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                         ResponseError::InvalidTopicException,
                         format!("cannot append to internal topic {name}"),
                     ))
+                } else if let Some(refusal) = unverified.remove(&(name.clone(), data.index)) {
+                    Some(refusal)
                 } else {
                     match (metadata.shard_of(&name, data.index), data.records) {
                         (None, _) => Some((ResponseError::UnknownTopicOrPartition, String::new())),

@@ -11,6 +11,7 @@ mod offsets;
 mod produce_fetch;
 mod read_committed;
 mod retention;
+mod transactions;
 mod txn_offsets;
 
 use crate::config::{BrokerConfig, Cli};
@@ -63,6 +64,7 @@ impl TestShard {
             clean_start: false,
         });
         let state = Rc::new(ShardState::new(ShardId(0), config, mesh, partitions));
+        crate::txn_router::install_services(&state);
         state.start_timers();
         let metadata = Arc::new(ClusterMetadata::new_cluster());
         simulation.block_on(state.apply_metadata(metadata));
