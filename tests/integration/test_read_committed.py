@@ -12,7 +12,6 @@ from confluent_kafka import TopicPartition as CkTopicPartition
 
 from harness import ck_consume, ck_consumer, ck_produce_all, ck_producer, create_topic, kp_consume
 
-NEEDS_COORDINATOR = pytest.mark.skip(reason="needs the transaction coordinator")
 
 
 @pytest.fixture
@@ -143,7 +142,6 @@ def _send_transaction(producer, topic, values, commit):
         producer.abort_transaction(30)
 
 
-@NEEDS_COORDINATOR
 def test_read_committed_skips_aborted_transactions_read_uncommitted_sees_them(broker, topic):
     create_topic(broker.bootstrap, topic, partitions=1)
     producer = _transactional_producer(broker, f"{topic}-txn")
@@ -167,7 +165,6 @@ def test_read_committed_skips_aborted_transactions_read_uncommitted_sees_them(br
     assert [value for (_t, _p, _o, _k, value, _h, _ts) in records] == everything
 
 
-@NEEDS_COORDINATOR
 def test_an_open_transaction_holds_read_committed_consumers_at_the_last_stable_offset(
         broker, topic, kp_admin):
     create_topic(broker.bootstrap, topic, partitions=1)

@@ -26,7 +26,9 @@ def txn_producer(bootstrap: str, transactional_id: str, **overrides):
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> list[int]:
-    c = ck_consumer(bootstrap)
+    """The high watermarks (a read_uncommitted consumer's end offsets: librdkafka's default,
+    read_committed, would answer the last stable offset)."""
+    c = ck_consumer(bootstrap, **{"isolation.level": "read_uncommitted"})
     try:
         return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                 for p in range(partitions)]

@@ -193,8 +193,7 @@ def test_commit_and_abort_markers_end_the_pending_offsets(broker, topic):
     create_topic(broker.bootstrap, topic, partitions=1)
     conn = Connection(broker)
     try:
-        if not _serves(conn, 27):
-            pytest.skip("WriteTxnMarkers (API 27) is not served on this branch")
+        assert _serves(conn, 27), "WriteTxnMarkers (API 27) must be served"
         committed_group, aborted_group = f"{topic}-committed", f"{topic}-aborted"
         for group in (committed_group, aborted_group):
             _find_coordinator(conn, group)
@@ -220,7 +219,6 @@ def test_commit_and_abort_markers_end_the_pending_offsets(broker, topic):
         conn.close()
 
 
-@pytest.mark.skip(reason="needs the transaction coordinator")
 def test_send_offsets_to_transaction_commits_the_consumed_offsets(broker, topic):
     """Consume-transform-produce with confluent-kafka: the input offsets are committed with the output
     transaction; an aborted transaction leaves them where they were."""
