@@ -187,7 +187,25 @@ class Broker:
         self.proc.send_signal(signal.SIGKILL)
         rc = self.proc.wait(10)
         self._close_log()
+        self._wait_until_not_listening()
         return rc
+
+    def _wait_until_not_listening(self, timeout: float = 10.0):
+        """A killed process's listening socket can outlive it briefly (the kernel tears its io_uring
+        down asynchronously), and the broker refuses to start while a socket listens on its port:
+        wait until no socket listens on the port (TCP state 0A in /proc/net/tcp)."""
+        port_hex = f"{self.port:04X}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/net/tcp") as table:
+                    rows = table.read().splitlines()[1:]
+            except OSError:
+                return
+            if not any(row.split()[1].endswith(":" + port_hex) and row.split()[3] == "0A"
+                       for row in rows):
+                return
+            time.sleep(0.05)
 
     def restart(self, timeout: float = 30.0) -> "Broker":
         """Start again on the same port and data dir (stopping first if running)."""
