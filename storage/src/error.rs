@@ -29,8 +29,6 @@ pub enum StorageError {
     OutOfOrderSequence(String),
     #[error("invalid producer epoch: {0}")]
     InvalidProducerEpoch(String),
-    #[error("unknown producer id: {0}")]
-    UnknownProducerId(String),
     /// A producer with an open transaction wrote a non-transactional batch (INVALID_TXN_STATE).
     #[error("invalid transaction state: {0}")]
     InvalidTxnState(String),
@@ -56,7 +54,6 @@ impl StorageError {
             StorageError::OffsetOutOfRange { .. } => 1,          // OFFSET_OUT_OF_RANGE
             StorageError::OutOfOrderSequence(_) => 45,           // OUT_OF_ORDER_SEQUENCE_NUMBER
             StorageError::InvalidProducerEpoch(_) => 47,         // INVALID_PRODUCER_EPOCH
-            StorageError::UnknownProducerId(_) => 59,            // UNKNOWN_PRODUCER_ID
             StorageError::InvalidTxnState(_) => 48,              // INVALID_TXN_STATE
             StorageError::TransactionCoordinatorFenced(_) => 52, // TRANSACTION_COORDINATOR_FENCED
             // The partition is going away (shutdown, deletion): retriable, the client refreshes metadata.

@@ -145,7 +145,8 @@ impl ProducerStateManager {
     /// * producerId -1: no check;
     /// * epoch below the current one: `InvalidProducerEpoch`;
     /// * a higher epoch must start at sequence 0 (`OutOfOrderSequence`);
-    /// * unknown producer with a sequence other than 0: `UnknownProducerId`;
+    /// * an unknown producer (none, or all its batches gone to retention or DeleteRecords) may start
+    ///   at any sequence (KIP-360: Kafka no longer answers UNKNOWN_PRODUCER_ID here);
     /// * same epoch, same (first, last) sequence as one of the last 5 batches: duplicate;
     /// * otherwise the base sequence must follow the last one (wrapping to 0 after i32::MAX):
     ///   `OutOfOrderSequence`;
@@ -173,12 +174,6 @@ impl ProducerStateManager {
         }
         let producer_id = header.producer_id;
         let Some(entry) = self.producers.get(&producer_id) else {
-            if header.base_sequence != 0 {
-                return Err(StorageError::UnknownProducerId(format!(
-                    "producer {producer_id} is unknown and its batch starts at sequence {}",
-                    header.base_sequence
-                )));
-            }
             return Ok(SequenceCheck::Append);
         };
         if header.producer_epoch < entry.epoch {
@@ -395,10 +390,8 @@ mod tests {
     #[test]
     fn rules_and_snapshot() {
         let mut m = ProducerStateManager::new();
-        assert!(matches!(
-            m.check(&hdr(7, 0, 3, 1, 0)),
-            Err(StorageError::UnknownProducerId(_))
-        ));
+        // An unknown producer may start anywhere (its earlier batches may have been deleted).
+        assert_eq!(m.check(&hdr(7, 0, 3, 1, 0)).unwrap(), SequenceCheck::Append);
         let h = hdr(7, 0, 0, 2, 0);
         assert_eq!(m.check(&h).unwrap(), SequenceCheck::Append);
         m.update(&h);

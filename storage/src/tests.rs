@@ -416,10 +416,6 @@ fn idempotent_producer() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(StdFileSystem, dir.path(), small_cfg(), 0, false);
     let ap = |b: Vec<u8>| block_on(log.append(Bytes::from(b), LeaderEpoch(0), 0));
-    assert!(matches!(
-        ap(idem(1, 0, 5, 1)),
-        Err(StorageError::UnknownProducerId(_))
-    ));
     let first = ap(idem(1, 0, 0, 3)).unwrap();
     assert_eq!(first.base_offset, Offset(0));
     ap(simple_batch(2, 10, 0)).unwrap(); // non-idempotent in between

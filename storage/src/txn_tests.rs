@@ -362,9 +362,9 @@ fn idle_producers_expire_unless_their_transaction_is_open() {
     assert_eq!(log.remove_expired_producers(1_000 + expiration), 1);
     assert!(log.producer_entry(1).is_none());
     assert!(log.producer_entry(2).is_some());
-    // An expired producer is unknown again: a batch must start at sequence 0.
-    let error = append(&log, producers.batch(1, 0, 1, false)).unwrap_err();
-    assert_eq!(error.error_code(), 59, "{error}");
+    // An expired producer is unknown again, and may go on at its next sequence (KIP-360).
+    append(&log, producers.batch(1, 0, 1, false)).unwrap();
+    assert!(log.producer_entry(1).is_some());
 }
 
 #[test]

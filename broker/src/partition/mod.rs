@@ -138,7 +138,7 @@ impl Partition {
         self.log.high_watermark()
     }
 
-    /// Where read_committed consumers stop: the high watermark until transactions (the log's hook).
+    /// Where read_committed consumers stop: below the oldest open (or not yet replicated) transaction, capped by the high watermark (see `storage::Log::last_stable_offset`).
     pub fn last_stable_offset(&self) -> Offset {
         self.log.last_stable_offset()
     }
