@@ -1,4 +1,4 @@
-//! Mutation fuzzing of request decoding, in process: the 113 real client request frames of
+//! Mutation fuzzing of request decoding, in process: the 118 real client request frames of
 //! `tests/fuzz/client-requests.jsonl` (captured from librdkafka and kafka-python), mutated the ways that
 //! reach deep into the decoders (bit flips, extreme counts and lengths, varints, insertions, deletions,
 //! truncation, splices, other versions of the same API), each decoded as the broker decodes it: header,

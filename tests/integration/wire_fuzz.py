@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Wire-level mutation fuzzing: mutated real client request frames sent to a running broker over TCP.
 
-The seeds are the 113 request frames of tests/fuzz/client-requests.jsonl (librdkafka and kafka-python on
+The seeds are the 118 request frames of tests/fuzz/client-requests.jsonl (librdkafka and kafka-python on
 the wire). Each frame is mutated (bit flips, absurd i32 counts, maximal varints, insertions, deletions,
 truncation, other API versions, splices), given its length prefix and sent on one of several connections,
 pipelined; answers are read and dropped; a connection the broker closes (as it must on a malformed
