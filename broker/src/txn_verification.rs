@@ -30,7 +30,7 @@ pub struct ProducedPartition<'a> {
 pub type Refusals = BTreeMap<(String, i32), (ResponseError, String)>;
 
 /// The producer of a transactional batch in `records` (its first batch): (producer id, epoch).
-fn transactional_producer(records: &Bytes) -> Option<(i64, i16)> {
+pub fn transactional_producer(records: &Bytes) -> Option<(i64, i16)> {
     let (_, header) = storage::batch::iter_batches(records).next()?;
     (header.is_transactional() && header.producer_id >= 0)
         .then_some((header.producer_id, header.producer_epoch))

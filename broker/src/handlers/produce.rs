@@ -47,11 +47,14 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 .topic_data
                 .iter()
                 .flat_map(|topic| {
+                    // Only transactional batches are verified: nothing is allocated for the others.
                     topic.partition_data.iter().filter_map(|data| {
+                        let records = data.records.as_ref()?;
+                        crate::txn_verification::transactional_producer(records)?;
                         Some(ProducedPartition {
                             topic: topic.name.to_string(),
                             partition: data.index,
-                            records: data.records.as_ref()?,
+                            records,
                         })
                     })
                 })
@@ -73,7 +76,10 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                         ResponseError::InvalidTopicException,
                         format!("cannot append to internal topic {name}"),
                     ))
-                } else if let Some(refusal) = unverified.remove(&(name.clone(), data.index)) {
+                } else if let Some(refusal) = (!unverified.is_empty())
+                    .then(|| unverified.remove(&(name.clone(), data.index)))
+                    .flatten()
+                {
                     Some(refusal)
                 } else {
                     match (metadata.shard_of(&name, data.index), data.records) {
