@@ -63,10 +63,13 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
             .unwrap_or(false);
     let fs = shard::files::ShardFileSystem::Dma(DmaFileSystem { direct });
     let budget = crate::descriptor_budget::DescriptorBudget::of(&start.config);
-    let segment_files = Rc::new(storage::SegmentFilePool::new(
-        fs,
-        crate::descriptor_budget::segment_files_per_shard(&budget, start.config.shards),
-    ));
+    let segment_files = Rc::new(
+        storage::SegmentFilePool::new(
+            fs,
+            crate::descriptor_budget::segment_files_per_shard(&budget, start.config.shards),
+        )
+        .with_read_ahead(start.config.read_ahead),
+    );
     let partitions = PartitionManager::new(PartitionResources {
         config: start.config.clone(),
         files: fs,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
-use storage::io::{FileKind, FileSystem, StdFile, StdFileSystem, StorageFile};
+use storage::io::{BackgroundRead, FileKind, FileSystem, StdFile, StdFileSystem, StorageFile};
 
 #[derive(Clone, Copy, Debug)]
 pub enum ShardFileSystem {
@@ -135,6 +135,10 @@ impl StorageFile for ShardFile {
 
     async fn preallocate(&self, len: u64) -> io::Result<()> {
         each_file!(self, file => file.preallocate(len).await)
+    }
+
+    fn start_read(&self, pos: u64, len: usize) -> Option<BackgroundRead> {
+        each_file!(self, file => file.start_read(pos, len))
     }
 }
 

@@ -148,6 +148,32 @@ pub enum BatchCheck {
     Invalid(StorageError),
 }
 
+/// Checks a batch header on its own (the first [`HEADER_SIZE`] bytes of a batch, the rest not at
+/// hand): length sane, magic 2, record count consistent with lastOffsetDelta; no CRC. Read-ahead
+/// uses it to size a batch that spans buffers.
+pub fn check_header(bytes: &[u8; HEADER_SIZE]) -> Result<BatchHeader, StorageError> {
+    let length = be_i32(bytes, OFF_LENGTH);
+    if length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+        return Err(StorageError::CorruptMessage(format!(
+            "batch length {length} is smaller than the batch header"
+        )));
+    }
+    let magic = bytes[OFF_MAGIC] as i8;
+    if magic != MAGIC {
+        return Err(StorageError::UnsupportedMagic(magic));
+    }
+    let header = BatchHeader::parse(bytes);
+    if header.last_offset_delta < 0
+        || header.records_count < 0
+        || header.records_count as i64 > header.last_offset_delta as i64 + 1
+    {
+        return Err(StorageError::InvalidRecord(
+            "record count inconsistent with lastOffsetDelta".into(),
+        ));
+    }
+    Ok(header)
+}
+
 /// Checks the batch starting at `bytes[0]`: length sane, magic 2, CRC (when `check_crc`), record count
 /// consistent with lastOffsetDelta. Used by produce validation and by recovery.
 pub fn check_batch_at(bytes: &[u8], check_crc: bool) -> BatchCheck {

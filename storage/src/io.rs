@@ -15,9 +15,12 @@
 #![allow(async_fn_in_trait)]
 
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 /// What a file holds; an implementation may choose a different I/O mode per kind
 /// (the DMA file system uses O_DIRECT for `SegmentData` only).
@@ -86,6 +89,105 @@ pub trait StorageFile: 'static {
     /// Reserves space without changing the visible size (a hint; may do nothing).
     async fn preallocate(&self, _len: u64) -> io::Result<()> {
         Ok(())
+    }
+    /// Starts reading `len` bytes at `pos` (all within the file) in the background and returns at
+    /// once: the read goes
+    /// on while the caller does other work, and its result is taken from the [`BackgroundRead`]
+    /// (read-ahead, `read_ahead.rs`). `None` where the implementation cannot read in the background
+    /// (buffered files, whose page cache reads ahead by itself): the caller then reads when it needs
+    /// the data.
+    fn start_read(&self, _pos: u64, _len: usize) -> Option<BackgroundRead> {
+        None
+    }
+}
+
+/// A read started by [`StorageFile::start_read`]: completed once by its [`ReadCompletion`], then
+/// taken any number of times (the bytes are shared, not copied).
+#[derive(Clone)]
+pub struct BackgroundRead {
+    slot: Rc<RefCell<ReadSlot>>,
+}
+
+/// The side of a [`BackgroundRead`] held by the I/O that performs it.
+pub struct ReadCompletion {
+    slot: Rc<RefCell<ReadSlot>>,
+}
+
+enum ReadSlot {
+    Pending(Vec<Waker>),
+    Done(Result<Bytes, io::ErrorKind>),
+}
+
+impl BackgroundRead {
+    /// A read not yet done, and the handle that completes it.
+    pub fn pending() -> (BackgroundRead, ReadCompletion) {
+        let slot = Rc::new(RefCell::new(ReadSlot::Pending(Vec::new())));
+        (
+            BackgroundRead { slot: slot.clone() },
+            ReadCompletion { slot },
+        )
+    }
+
+    /// A read that is already done.
+    pub fn done(result: io::Result<Bytes>) -> BackgroundRead {
+        BackgroundRead {
+            slot: Rc::new(RefCell::new(ReadSlot::Done(
+                result.map_err(|error| error.kind()),
+            ))),
+        }
+    }
+
+    /// The result, once the read is done.
+    pub fn try_result(&self) -> Option<io::Result<Bytes>> {
+        match &*self.slot.borrow() {
+            ReadSlot::Pending(_) => None,
+            ReadSlot::Done(result) => Some(result.clone().map_err(io::Error::from)),
+        }
+    }
+
+    /// Waits for the read to be done (any number of tasks may wait for one read).
+    pub async fn result(&self) -> io::Result<Bytes> {
+        std::future::poll_fn(|context| match &mut *self.slot.borrow_mut() {
+            ReadSlot::Pending(wakers) => {
+                if !wakers.iter().any(|waker| waker.will_wake(context.waker())) {
+                    wakers.push(context.waker().clone());
+                }
+                Poll::Pending
+            }
+            ReadSlot::Done(result) => Poll::Ready(result.clone().map_err(io::Error::from)),
+        })
+        .await
+    }
+}
+
+impl ReadCompletion {
+    /// Records the result and wakes every task waiting for it.
+    pub fn complete(self, result: io::Result<Bytes>) {
+        let done = ReadSlot::Done(result.map_err(|error| error.kind()));
+        let previous = std::mem::replace(&mut *self.slot.borrow_mut(), done);
+        if let ReadSlot::Pending(wakers) = previous {
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl Drop for ReadCompletion {
+    /// A read dropped before completing (its task cancelled) fails rather than leaving waiters hanging.
+    fn drop(&mut self) {
+        let pending = matches!(&*self.slot.borrow(), ReadSlot::Pending(_));
+        if pending {
+            let previous = std::mem::replace(
+                &mut *self.slot.borrow_mut(),
+                ReadSlot::Done(Err(io::ErrorKind::Interrupted)),
+            );
+            if let ReadSlot::Pending(wakers) = previous {
+                for waker in wakers {
+                    waker.wake();
+                }
+            }
+        }
     }
 }
 

@@ -45,6 +45,7 @@ pub(crate) mod local_log;
 pub mod log;
 pub(crate) mod log_start_checkpoint;
 pub mod producer_state;
+pub mod read_ahead;
 pub mod records;
 pub(crate) mod segment;
 pub mod segment_files;
@@ -60,12 +61,15 @@ pub use log::{
     TimestampType, RETENTION_SEGMENTS_PER_CALL,
 };
 pub use producer_state::{CompletedTxn, ProducerEntry, ProducerStateManager};
+pub use read_ahead::{ReadAheadBudget, ReadAheadConfig, ReadAheadStats};
 pub use segment_files::{SegmentFilePool, DEFAULT_OPEN_SEGMENT_FILES};
 pub use txn::{AbortedTxn, TxnMarker};
 pub use txn_index::AbortedTxnEntry;
 
 #[cfg(test)]
 mod local_log_tests;
+#[cfg(test)]
+mod read_ahead_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]

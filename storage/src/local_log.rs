@@ -30,6 +30,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{self, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 use crate::io::{FileKind, FileSystem, StorageFile};
+use crate::read_ahead::ReadAhead;
 use crate::segment::{self, Segment, SegmentWriter, INDEX_EXTENSION, LOG_EXTENSION};
 use crate::segment::{find_record, scan, TIME_INDEX_EXTENSION};
 use crate::segment_files::SegmentFilePool;
@@ -45,6 +46,9 @@ use std::rc::Rc;
 mod retention;
 #[path = "local_log_truncation.rs"]
 mod truncation;
+// Reads across segments, with read-ahead.
+#[path = "local_log_read.rs"]
+mod read;
 // The segments' aborted-transaction indexes (see `txn_index`).
 #[path = "local_log_txn.rs"]
 mod transactions;
@@ -93,6 +97,8 @@ pub(crate) struct LocalLog<F: FileSystem> {
     /// Open inactive-segment files (usually shared by the shard's logs).
     files: Rc<SegmentFilePool<F>>,
     segments: RefCell<Segments<F::File>>,
+    /// The sequential reader's chunks (`read_ahead`, used by `local_log_read.rs`).
+    read_ahead: ReadAhead<F::File>,
 }
 
 impl<F: FileSystem> LocalLog<F> {
@@ -110,6 +116,7 @@ impl<F: FileSystem> LocalLog<F> {
         LocalLog {
             fs,
             dir,
+            read_ahead: ReadAhead::new(files.read_ahead().clone()),
             files,
             segments: RefCell::new(Segments {
                 by_base: segments,
@@ -168,7 +175,15 @@ impl<F: FileSystem> LocalLog<F> {
 
     /// Drops the pool's open files of this directory (a log closed or dropped).
     pub(crate) fn forget_files(&self) {
+        self.read_ahead.clear();
         self.files.forget_dir(&self.dir);
+    }
+
+    /// Drops the pool's reference to the segment file `path` and the read-ahead chunks (a segment
+    /// deleted, replaced or cut: what was read of it may no longer be its contents).
+    fn forget_file(&self, path: &Path) {
+        self.read_ahead.clear();
+        self.files.forget(path);
     }
 
     // ---- the write path (the facade holds its writer lock) ----
@@ -337,7 +352,7 @@ impl<F: FileSystem> LocalLog<F> {
             attempts += 1;
             let located = self.locate_once(offset).await?;
             match located {
-                Err(path) if attempts < 4 => self.files.forget(&path),
+                Err(path) if attempts < 4 => self.forget_file(&path),
                 Err(_) => return Err(io::Error::other("segment replaced during every lookup")),
                 Ok(located) => return Ok(located),
             }
@@ -402,64 +417,6 @@ impl<F: FileSystem> LocalLog<F> {
             }
             Err(_) => Ok(None),
         }
-    }
-
-    /// Whole batches from the one containing `from`, up to `max_bytes` (at least one with
-    /// `min_one_batch`), none at or beyond `upper`: slices of what was read from the segment files.
-    pub(crate) async fn read(
-        &self,
-        from: i64,
-        max_bytes: usize,
-        upper: i64,
-        min_one_batch: bool,
-    ) -> io::Result<Vec<Bytes>> {
-        let mut parts: Vec<Bytes> = Vec::new();
-        let mut total = 0usize;
-        let mut current = from;
-        let mut done = false;
-        while !done {
-            let Some(located) = self.locate(current).await? else {
-                break;
-            };
-            let chunk = max_bytes.saturating_sub(total).clamp(16 << 10, 4 << 20) + (16 << 10);
-            let file = &*located.file;
-            scan(
-                file,
-                located.position,
-                located.size,
-                chunk,
-                false,
-                |_, header, bytes| {
-                    if header.last_offset() < current {
-                        return true;
-                    }
-                    if header.last_offset() >= upper {
-                        done = true;
-                        return false;
-                    }
-                    if total + bytes.len() > max_bytes {
-                        if parts.is_empty() && min_one_batch {
-                            total += bytes.len();
-                            parts.push(bytes);
-                        }
-                        done = true;
-                        return false;
-                    }
-                    total += bytes.len();
-                    parts.push(bytes);
-                    true
-                },
-            )
-            .await?;
-            if done {
-                break;
-            }
-            match self.next_segment_base(located.base) {
-                Some(next_base) => current = next_base.max(current),
-                None => break,
-            }
-        }
-        Ok(parts)
     }
 
     /// The first record whose timestamp is >= `timestamp`, as `(offset, timestamp)`: the segments'

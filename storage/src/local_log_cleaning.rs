@@ -76,7 +76,7 @@ impl<F: FileSystem> LocalLog<F> {
         cleaned.aborted = old.aborted.clone();
         segments.by_base.insert(base, cleaned);
         drop(segments);
-        self.files.forget(&self.path(base, LOG_EXTENSION));
+        self.forget_file(&self.path(base, LOG_EXTENSION));
         true
     }
 
@@ -96,6 +96,6 @@ impl<F: FileSystem> LocalLog<F> {
             }
         }
         drop(segments);
-        self.files.forget(&self.path(base, LOG_EXTENSION));
+        self.forget_file(&self.path(base, LOG_EXTENSION));
     }
 }

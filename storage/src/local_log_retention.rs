@@ -102,7 +102,7 @@ impl<F: FileSystem> LocalLog<F> {
         let result = async {
             for &base in &doomed {
                 let log_path = self.path(base, LOG_EXTENSION);
-                self.files.forget(&log_path);
+                self.forget_file(&log_path);
                 for extension in [
                     LOG_EXTENSION,
                     INDEX_EXTENSION,
@@ -157,7 +157,7 @@ impl<F: FileSystem> LocalLog<F> {
                 .to_str()
                 .and_then(|name| name.strip_suffix(DELETED_SUFFIX))
             {
-                self.files.forget(std::path::Path::new(original));
+                self.forget_file(std::path::Path::new(original));
             }
             remove_if_present(&self.fs, path).await?;
         }

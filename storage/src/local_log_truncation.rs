@@ -162,7 +162,7 @@ impl<F: FileSystem> LocalLog<F> {
         }
         let log_path = self.path(keep_base, LOG_EXTENSION);
         // The kept segment's `.log` is written from here on: the pool must not hand it out.
-        self.files.forget(&log_path);
+        self.forget_file(&log_path);
         log_file.truncate(cut).await?;
         log_file.sync_data().await?;
         let mut kept = Segment::empty(keep_base, log_file.clone());
@@ -251,7 +251,7 @@ impl<F: FileSystem> LocalLog<F> {
     /// `.log` without its index would be recovered and come back).
     async fn remove_segment_files(&self, base: i64) -> io::Result<()> {
         let log_path = self.path(base, LOG_EXTENSION);
-        self.files.forget(&log_path);
+        self.forget_file(&log_path);
         remove_if_present(&self.fs, &log_path).await?;
         remove_if_present(&self.fs, &self.path(base, INDEX_EXTENSION)).await?;
         remove_if_present(&self.fs, &self.path(base, TIME_INDEX_EXTENSION)).await?;

@@ -18,6 +18,7 @@
 //! * Single-threaded (a shard's executor): no locking, no `Send`.
 
 use crate::io::{FileKind, FileSystem};
+use crate::read_ahead::{ReadAheadBudget, ReadAheadConfig};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -30,6 +31,8 @@ pub const DEFAULT_OPEN_SEGMENT_FILES: usize = 256;
 pub struct SegmentFilePool<F: FileSystem> {
     fs: F,
     capacity: usize,
+    /// The shard's read-ahead memory, shared by its logs' readers as the files are (`read_ahead`).
+    read_ahead: Rc<ReadAheadBudget>,
     state: RefCell<PoolState<F::File>>,
 }
 
@@ -71,6 +74,7 @@ impl<F: FileSystem> SegmentFilePool<F> {
         SegmentFilePool {
             fs,
             capacity: capacity.max(1),
+            read_ahead: Rc::new(ReadAheadBudget::new(ReadAheadConfig::default())),
             state: RefCell::new(PoolState {
                 open: HashMap::new(),
                 by_use: BTreeMap::new(),
@@ -78,6 +82,17 @@ impl<F: FileSystem> SegmentFilePool<F> {
                 opens: 0,
             }),
         }
+    }
+
+    /// The pool with read-ahead configured as `config` (the default: [`ReadAheadConfig::default`]).
+    pub fn with_read_ahead(mut self, config: ReadAheadConfig) -> Self {
+        self.read_ahead = Rc::new(ReadAheadBudget::new(config));
+        self
+    }
+
+    /// The shard's read-ahead budget.
+    pub fn read_ahead(&self) -> &Rc<ReadAheadBudget> {
+        &self.read_ahead
     }
 
     pub fn capacity(&self) -> usize {

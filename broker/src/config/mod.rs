@@ -181,6 +181,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// Per-shard budget of the recent-batch cache.
     pub batch_cache_bytes: usize,
+    /// Read-ahead for sequential readers of segment files (per-shard budget, chunk size, depth).
+    pub read_ahead: storage::ReadAheadConfig,
     /// O_DIRECT for segment data (falls back to buffered where refused).
     pub direct_io: bool,
     pub groups: GroupConfig,
@@ -326,6 +328,7 @@ impl BrokerConfig {
             socket_request_max_bytes: net::DEFAULT_MAX_REQUEST_BYTES,
             log_defaults: LogConfig::default(),
             batch_cache_bytes: 0,
+            read_ahead: storage::ReadAheadConfig::default(),
             direct_io: true,
             groups: GroupConfig::default(),
             transactions: TransactionConfig::default(),

@@ -10,6 +10,7 @@
 use super::BrokerConfig;
 use storage::log::{CleanupPolicy, LogConfig, TimestampType};
 
+mod read_path;
 mod transactions;
 
 /// Most partitions one topic may have (CreateTopics, CreatePartitions, `offsets.topic.num.partitions`).
@@ -570,6 +571,9 @@ pub const SETTINGS: &[Setting] = &[
         }),
         ..row("batch_cache_bytes", None, "per shard: recent batches served to tailing consumers from memory")
     },
+    read_path::READ_AHEAD_BYTES,
+    read_path::READ_AHEAD_CHUNK_BYTES,
+    read_path::READ_AHEAD_CHUNKS,
     Setting {
         config_type: ConfigType::Boolean,
         default: DefaultValue::Fixed("true"),
