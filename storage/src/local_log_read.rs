@@ -88,7 +88,7 @@ impl<F: FileSystem> LocalLog<F> {
                     located.base,
                     &located.file,
                     located.size,
-                    resume.sequential,
+                    &resume,
                     next_offset,
                     next_position,
                 );

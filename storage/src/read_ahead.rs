@@ -7,27 +7,28 @@
 //! several large reads in flight ahead of it, so the next fetch finds its bytes in memory.
 //!
 //! # Streams and chunks
-//! Each log has one [`ReadAhead`], tracking one reader (a *stream*): the segment it reads, and the
-//! offset and file position where its last read ended. A read that starts exactly there (the next
-//! offset, in the same segment or at the start of the next one) is *sequential*. A sequential read
-//! first makes sure that *chunks* — `chunk_bytes` reads of the segment file, aligned, contiguous —
-//! cover up to `chunks_per_reader` chunks past the reader's position, started in the background
-//! ([`StorageFile::start_read`]) so that they proceed together; then it takes its batches from the
-//! chunks, waiting for a chunk still in flight rather than reading the same bytes again. A batch that
-//! spans two chunks is returned as two slices (a read's answer is a list of buffers whose
-//! concatenation is the batches): no copy. Bytes the chunks do not hold are read as before
-//! (`segment::scan`). Chunks the reader has passed are dropped.
+//! Each log has a [`ReadAhead`] tracking up to four readers (*streams*): for each, the segment it
+//! reads, and the offset and file position where its last read ended. A read that starts exactly
+//! there (the next offset, in the same segment or at the start of the next one) is *sequential*. A
+//! sequential read first makes sure that *chunks* — `chunk_bytes` reads of the segment file, aligned,
+//! contiguous — cover up to `chunks_per_reader` chunks past the reader's position, started in the
+//! background ([`StorageFile::start_read`]) so that they proceed together; then it takes its batches
+//! from the chunks (any stream's, so readers close together share them), waiting for a chunk still
+//! in flight rather than reading the same bytes again. A batch that spans two chunks is returned as
+//! two slices (a read's answer is a list of buffers whose concatenation is the batches): no copy.
+//! Bytes the chunks do not hold are read as before (`segment::scan`). Chunks the reader has passed
+//! are dropped.
 //!
-//! A read that is not sequential restarts the stream at its own end without reading ahead: a reader
-//! must read twice in a row before the log spends memory on it. One stream per log: two consumers
-//! reading the same partition at different places take turns restarting it and are served as
-//! without read-ahead (correctly, only slower).
+//! A read that is not sequential starts a new stream at its own end without reading ahead (a reader
+//! must read twice in a row before the log spends memory on it), replacing the least recently used
+//! stream when there are four. So several consumer groups catching up on one partition each keep
+//! their own stream.
 //!
 //! # Memory
 //! Chunks are reserved from the shard's [`ReadAheadBudget`] (held by the `SegmentFilePool`, so every
 //! log of a shard shares it), separate from the batch cache: catch-up readers never evict what
-//! tailing readers are served from. When the budget is spent, a stream idle for `reclaim_idle` gives
-//! its chunks up; otherwise the reader gets fewer chunks (at worst none, and reads as without
+//! tailing readers are served from. When the budget is spent, streams idle for `reclaim_idle` give
+//! their chunks up; otherwise the reader gets fewer chunks (at worst none, and reads as without
 //! read-ahead). A reservation is released when its chunk is dropped; slices already handed to a fetch
 //! response keep their memory until the response is sent.
 //!
@@ -35,7 +36,8 @@
 //! A chunk only covers bytes below the segment size seen when it was started, and bytes below a
 //! segment's size never change while the segment exists (appends only add past it; rewriting the
 //! partial tail block writes the same bytes again). Whatever replaces or removes a segment's file —
-//! truncation, retention, the cleaner's swap, close — drops the stream (`LocalLog::forget_file`).
+//! truncation, retention, the cleaner's swap, close — drops the log's streams
+//! (`LocalLog::forget_file`).
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::io::{BackgroundRead, StorageFile};
@@ -84,10 +86,10 @@ pub struct ReadAheadStats {
     pub refusals: u64,
 }
 
-/// A stream's side of the budget: how the budget takes chunks back from an idle one.
+/// A log's side of the budget: how the budget takes chunks back from idle streams.
 trait Reclaim {
-    fn idle_for(&self, now: Instant) -> Duration;
-    fn release(&self);
+    /// Drops the chunks of the streams unused for `idle` or longer.
+    fn release_idle(&self, now: Instant, idle: Duration);
 }
 
 /// The shard's read-ahead memory, shared by its logs.
@@ -153,10 +155,9 @@ impl ReadAheadBudget {
             streams.retain(|stream| stream.strong_count() > 0);
             streams.iter().filter_map(Weak::upgrade).collect()
         };
-        for stream in streams {
-            let this = Rc::as_ptr(&stream) as *const ();
-            if this != requester && stream.idle_for(now) >= self.config.reclaim_idle {
-                stream.release();
+        for log in streams {
+            if Rc::as_ptr(&log) as *const () != requester {
+                log.release_idle(now, self.config.reclaim_idle);
             }
         }
     }
@@ -182,6 +183,7 @@ struct Chunk {
 }
 
 struct Stream<File> {
+    id: u64,
     /// The segment read, and its file.
     base: i64,
     file: Rc<File>,
@@ -191,29 +193,48 @@ struct Stream<File> {
     /// Chunks started, ascending and contiguous, ending at `started_end`.
     chunks: VecDeque<Chunk>,
     started_end: u64,
+    last_used: Instant,
 }
 
-struct StreamSlot<File> {
-    stream: RefCell<Option<Stream<File>>>,
-    last_used: Cell<Instant>,
-}
-
-impl<File: 'static> Reclaim for StreamSlot<File> {
-    fn idle_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.last_used.get())
-    }
-    fn release(&self) {
-        if let Some(stream) = self.stream.borrow_mut().as_mut() {
-            stream.chunks.clear();
-            stream.started_end = 0;
+impl<File> Stream<File> {
+    fn new(id: u64, base: i64, file: Rc<File>, next_offset: i64, next_position: u64) -> Self {
+        Stream {
+            id,
+            base,
+            file,
+            next_offset,
+            next_position,
+            chunks: VecDeque::new(),
+            started_end: 0,
+            last_used: Instant::now(),
         }
     }
 }
 
-/// Where a read starts, as the stream sees it.
+/// A log's streams, at most [`STREAMS_PER_LOG`].
+struct Streams<File> {
+    streams: RefCell<Vec<Stream<File>>>,
+    next_id: Cell<u64>,
+}
+
+impl<File: 'static> Reclaim for Streams<File> {
+    fn release_idle(&self, now: Instant, idle: Duration) {
+        for stream in self.streams.borrow_mut().iter_mut() {
+            if now.saturating_duration_since(stream.last_used) >= idle {
+                stream.chunks.clear();
+                stream.started_end = 0;
+            }
+        }
+    }
+}
+
+/// Readers of one log tracked at once; a new one replaces the least recently used.
+const STREAMS_PER_LOG: usize = 4;
+
+/// Where a read starts, as the log's streams see it.
 pub(crate) struct Resume {
-    /// The read continues the stream: it may be read ahead for.
-    pub(crate) sequential: bool,
+    /// The stream the read continues (it may be read ahead for); `None`: not a sequential read.
+    pub(crate) stream: Option<u64>,
     /// Where in the segment the read's first batch is, when the stream knows it (saves the scan
     /// from the offset index's entry).
     pub(crate) position: Option<u64>,
@@ -222,14 +243,14 @@ pub(crate) struct Resume {
 /// One log's read-ahead (see the module documentation).
 pub(crate) struct ReadAhead<File> {
     budget: Rc<ReadAheadBudget>,
-    slot: Rc<StreamSlot<File>>,
+    slot: Rc<Streams<File>>,
 }
 
 impl<File: StorageFile> ReadAhead<File> {
     pub(crate) fn new(budget: Rc<ReadAheadBudget>) -> Self {
-        let slot = Rc::new(StreamSlot {
-            stream: RefCell::new(None),
-            last_used: Cell::new(Instant::now()),
+        let slot = Rc::new(Streams {
+            streams: RefCell::new(Vec::new()),
+            next_id: Cell::new(0),
         });
         let weak: Weak<dyn Reclaim> = Rc::downgrade(&slot) as Weak<dyn Reclaim>;
         budget.streams.borrow_mut().push(weak);
@@ -240,63 +261,51 @@ impl<File: StorageFile> ReadAhead<File> {
         self.budget.config.budget_bytes > 0 && self.budget.config.chunks_per_reader > 0
     }
 
-    /// Drops the stream and its chunks (the segment files changed).
+    /// Drops the streams and their chunks (the segment files changed).
     pub(crate) fn clear(&self) {
-        self.slot.stream.borrow_mut().take();
+        self.slot.streams.borrow_mut().clear();
     }
 
-    /// Called as a read of `offset` in segment `base` starts: whether it continues the stream, and
-    /// if so starts the chunks ahead of it.
+    /// Called as a read of `offset` in segment `base` starts: the stream it continues, if any, whose
+    /// chunks ahead of it are then started.
     pub(crate) fn begin(&self, base: i64, file: &Rc<File>, size: u64, offset: i64) -> Resume {
-        if !self.enabled() {
-            return Resume {
-                sequential: false,
-                position: None,
-            };
-        }
-        self.slot.last_used.set(Instant::now());
-        let resume = {
-            let mut stream = self.slot.stream.borrow_mut();
-            match stream.as_mut() {
-                Some(stream) if stream.next_offset == offset && stream.base == base => Resume {
-                    sequential: true,
-                    position: Some(stream.next_position),
-                },
-                Some(stream) if stream.next_offset == offset => {
-                    // The reader finished the previous segment: the stream moves to this one.
-                    *stream = Stream {
-                        base,
-                        file: file.clone(),
-                        next_offset: offset,
-                        next_position: 0,
-                        chunks: VecDeque::new(),
-                        started_end: 0,
-                    };
-                    Resume {
-                        sequential: true,
-                        position: None,
-                    }
-                }
-                _ => Resume {
-                    sequential: false,
-                    position: None,
-                },
-            }
+        let mut resume = Resume {
+            stream: None,
+            position: None,
         };
-        if resume.sequential {
-            self.start_chunks(size);
+        if !self.enabled() {
+            return resume;
         }
+        {
+            let mut streams = self.slot.streams.borrow_mut();
+            let Some(stream) = streams
+                .iter_mut()
+                .find(|stream| stream.next_offset == offset)
+            else {
+                return resume;
+            };
+            stream.last_used = Instant::now();
+            resume.stream = Some(stream.id);
+            if stream.base == base {
+                resume.position = Some(stream.next_position);
+            } else {
+                // The reader finished the previous segment: the stream moves to this one.
+                *stream = Stream::new(stream.id, base, file.clone(), offset, 0);
+            }
+        }
+        self.start_chunks(resume.stream, size);
         resume
     }
 
     /// Called as a read of segment `base` ends: the offset after the last batch it returned and that
-    /// batch's end position. A sequential read tops the chunks up; any other restarts the stream here.
+    /// batch's end position. A sequential read tops its stream's chunks up; any other starts a stream
+    /// here (without chunks: it must read on from here to earn them).
     pub(crate) fn end(
         &self,
         base: i64,
         file: &Rc<File>,
         size: u64,
-        sequential: bool,
+        resume: &Resume,
         next_offset: i64,
         next_position: u64,
     ) {
@@ -304,11 +313,17 @@ impl<File: StorageFile> ReadAhead<File> {
             return;
         }
         {
-            let mut slot = self.slot.stream.borrow_mut();
-            match slot.as_mut() {
-                Some(stream) if sequential && stream.base == base => {
+            let mut streams = self.slot.streams.borrow_mut();
+            let continued = resume.stream.and_then(|id| {
+                streams
+                    .iter_mut()
+                    .find(|stream| stream.id == id && stream.base == base)
+            });
+            match continued {
+                Some(stream) => {
                     stream.next_offset = next_offset;
                     stream.next_position = next_position;
+                    stream.last_used = Instant::now();
                     // Chunks wholly behind the reader are done with.
                     while stream
                         .chunks
@@ -318,30 +333,37 @@ impl<File: StorageFile> ReadAhead<File> {
                         stream.chunks.pop_front();
                     }
                 }
-                _ => {
-                    *slot = Some(Stream {
+                None => {
+                    if streams.len() >= STREAMS_PER_LOG {
+                        let oldest = (0..streams.len())
+                            .min_by_key(|&index| streams[index].last_used)
+                            .expect("streams");
+                        streams.swap_remove(oldest);
+                    }
+                    let id = self.slot.next_id.get();
+                    self.slot.next_id.set(id + 1);
+                    streams.push(Stream::new(
+                        id,
                         base,
-                        file: file.clone(),
+                        file.clone(),
                         next_offset,
                         next_position,
-                        chunks: VecDeque::new(),
-                        started_end: 0,
-                    });
+                    ));
                     return;
                 }
             }
         }
-        self.start_chunks(size);
+        self.start_chunks(resume.stream, size);
     }
 
-    /// Starts chunks from the reader's position until `chunks_per_reader` chunks lie ahead of it, none
-    /// past `size`, as far as the budget allows.
-    fn start_chunks(&self, size: u64) {
+    /// Starts chunks from stream `id`'s position until `chunks_per_reader` chunks lie ahead of it,
+    /// none past `size`, as far as the budget allows.
+    fn start_chunks(&self, id: Option<u64>, size: u64) {
         let config = self.budget.config;
         let chunk_bytes = config.chunk_bytes as u64;
         let requester = Rc::as_ptr(&self.slot) as *const ();
-        let mut slot = self.slot.stream.borrow_mut();
-        let Some(stream) = slot.as_mut() else {
+        let mut streams = self.slot.streams.borrow_mut();
+        let Some(stream) = streams.iter_mut().find(|stream| Some(stream.id) == id) else {
             return;
         };
         if stream.chunks.is_empty() || stream.started_end < stream.next_position {
@@ -443,11 +465,14 @@ impl<File: StorageFile> ReadAhead<File> {
     /// The chunk of segment `base` holding `position`: its start and bytes, once read.
     async fn chunk_holding(&self, base: i64, position: u64) -> Option<(u64, Bytes)> {
         let (chunk_position, read) = {
-            let stream = self.slot.stream.borrow();
-            let stream = stream.as_ref().filter(|stream| stream.base == base)?;
-            let chunk = stream.chunks.iter().find(|chunk| {
-                chunk.position <= position && position < chunk.position + chunk.len
-            })?;
+            let streams = self.slot.streams.borrow();
+            let chunk = streams
+                .iter()
+                .filter(|stream| stream.base == base)
+                .flat_map(|stream| stream.chunks.iter())
+                .find(|chunk| {
+                    chunk.position <= position && position < chunk.position + chunk.len
+                })?;
             (chunk.position, chunk.read.clone())
         };
         let result = match read.try_result() {

@@ -317,3 +317,27 @@ fn truncation_drops_the_stream() {
     assert_eq!(header.base_offset, info.base_offset.0);
     assert_eq!(header.partition_leader_epoch, 1);
 }
+
+#[test]
+fn two_readers_of_one_log_each_keep_their_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, pool) = open(DeferredFs::default(), dir.path(), 1 << 20);
+    fill(&log, 3000);
+    let end = log.log_end_offset();
+    // Reader A starts at the beginning, reader B in the middle; their fetches alternate.
+    let mut next = [Offset(0), Offset(1500)];
+    let mut fetched = [0usize; 2];
+    for round in 0..20 {
+        let reader = round % 2;
+        let bytes = block_on(log.read(next[reader], 6000, end, true)).unwrap();
+        let last = crate::batch::iter_batches(&bytes).last().unwrap().1;
+        assert!(last.base_offset >= next[reader].0 || last.last_offset() >= next[reader].0);
+        next[reader] = Offset(last.last_offset() + 1);
+        fetched[reader] += bytes.len();
+    }
+    let after = stats(&pool);
+    // Each reader's reads after its first two come from chunks: 16 of 20 reads' batches at least.
+    assert!(after.batches_served >= 16, "{after:?}");
+    assert!(after.chunks_started >= 8, "{after:?}");
+    assert!(fetched.iter().all(|bytes| *bytes > 9 * 5000));
+}
