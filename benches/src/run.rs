@@ -14,7 +14,10 @@
 //!
 //! Files: this one runs the workload (setup, release, collector, drain, result); `run/clients.rs` holds
 //! the librdkafka contexts, client configurations and the producer/consumer threads; `run/results.rs`
-//! the result types (result.json) and timestamps.
+//! the result types (result.json) and timestamps. With `--broker-pid`, `crate::broker_process` samples
+//! the broker's CPU at the release, at the end of production (taken by the last producer to flush), at
+//! the release of catch-up consumers, when the consumers have read every acknowledged message (taken by
+//! the consumer that reads the last one) and at the end.
 
 mod clients;
 mod results;
