@@ -11,13 +11,13 @@
 //! - `/proc/PID/status`: `VmRSS:` and `VmHWM:` (peak resident set), in kB.
 //!
 //! Phases (see `run.rs` for the timeline). CPU is sampled when the producers are released (`start`),
-//! when the last producer has flushed (`produce_end`), when catch-up consumers are released
-//! (`consume_start`), when the consumers have read as many messages as were acknowledged
-//! (`consume_end`), and when the run ends (`end`). The two ends are taken by the thread that completes
-//! the phase ([`PhaseEnd`]), not at the collector's next one-second tick, so idle time after a phase
-//! is not charged to it. Figures derived from them ([`BrokerCpu`]):
+//! when the last producer has flushed (`produce_end`), just before catch-up consumers are created
+//! (`consume_start`; librdkafka starts fetching at their `assign`), when the consumers have read as
+//! many messages as were acknowledged (`consume_end`), and when the run ends (`end`). The two ends are
+//! taken by the thread that completes the phase ([`PhaseEnd`]), not at the collector's next one-second
+//! tick, so idle time after a phase is not charged to it. Figures derived from them ([`BrokerCpu`]):
 //! - whole run: `start` -> the last phase end (`end` when a phase end was never reached), over the MB
-//!   produced plus the MB consumed (as `benches/baseline.py` always reported it);
+//!   produced plus the MB consumed (the figure `benches/baseline.py` has always reported);
 //! - produce phase, only when no consumer ran during it (catch-up mode, or `--consumers 0`): CPU over
 //!   the MB produced, over the Produce requests the producers sent (librdkafka statistics, broker
 //!   `req.Produce`), and over the messages acknowledged;

@@ -15,8 +15,8 @@
 //! Files: this one runs the workload (setup, release, collector, drain, result); `run/clients.rs` holds
 //! the librdkafka contexts, client configurations and the producer/consumer threads; `run/results.rs`
 //! the result types (result.json) and timestamps. With `--broker-pid`, `crate::broker_process` samples
-//! the broker's CPU at the release, at the end of production (taken by the last producer to flush), at
-//! the release of catch-up consumers, when the consumers have read every acknowledged message (taken by
+//! the broker's CPU at the release, at the end of production (taken by the last producer to flush), just
+//! before catch-up consumers are created, when the consumers have read every acknowledged message (taken by
 //! the consumer that reads the last one) and at the end.
 
 mod clients;
@@ -400,12 +400,13 @@ pub fn run_workload(
                 "catchup: consuming".to_string()
             });
             if !tail && n_cons > 0 {
+                // Before the consumers exist: librdkafka fetches from the assign() on.
+                if let Some(m) = meter.as_mut() {
+                    m.consumers_start();
+                }
                 let b = Arc::new(Barrier::new(n_cons + 1));
                 cons_handles = make_consumers(b.clone())?;
                 b.wait();
-                if let Some(m) = meter.as_mut() {
-                    m.consumers_released();
-                }
                 catchup_begin_ns = Some(clock.now_ns());
                 catchup_start = Some(b);
             }

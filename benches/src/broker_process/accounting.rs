@@ -164,7 +164,7 @@ pub fn account(
 }
 
 /// The samples of one run in progress: `run_workload` calls `release`, `producers_done`,
-/// `consumers_released` and `finish`; producer and consumer threads count into the two phase ends.
+/// `consumers_start` and `finish`; producer and consumer threads count into the two phase ends.
 pub struct BrokerMeter {
     process: Arc<BrokerProcess>,
     start: Option<CpuTicks>,
@@ -195,8 +195,8 @@ impl BrokerMeter {
         self.consume_end.set_target(acknowledged);
     }
 
-    /// Catch-up consumers are released now.
-    pub fn consumers_released(&mut self) {
+    /// Catch-up consumers are about to be created (librdkafka fetches from their assign() on).
+    pub fn consumers_start(&mut self) {
         self.consume_start = self.process.cpu().ok();
     }
 

@@ -41,7 +41,7 @@ pub struct Stats {
     /// Produce requests sent so far, summed over the brokers (librdkafka statistics `req.Produce`;
     /// only with `--broker-pid`, which turns the statistics on).
     pub(super) produce_requests: AtomicU64,
-    /// Statistics callbacks served, and the count of them when the producer had flushed.
+    /// Statistics callbacks served so far.
     pub(super) statistics_seen: AtomicU64,
     /// `produce_requests` is from a statistics report taken after the producer's flush.
     pub(super) produce_requests_final: AtomicBool,
