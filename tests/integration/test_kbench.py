@@ -149,6 +149,19 @@ def test_kbench_catchup_broker_cpu(broker, tmp_path):
     assert cpu["peak_rss_kib"] >= cpu["rss_kib"] > 0, cpu
 
 
+def test_kbench_counts_every_produce_request(broker, tmp_path):
+    """One record per batch (batch.num.messages=1), one partition: one Produce request per record, so
+    kbench's count (librdkafka statistics, read after the producer's flush) must equal the record count."""
+    out_dir = tmp_path / "kbench-requests"
+    messages = 3000
+    run_kbench("run", "--bootstrap", broker.bootstrap, "--mode", "catchup", "--messages", str(messages),
+               "--linger-ms", "0", "--property", "batch.num.messages=1", "--quiet", "--output", str(out_dir),
+               "--broker-pid", str(broker.proc.pid))
+    cpu = json.loads((out_dir / "result.json").read_text())["broker"]
+    assert cpu["produce_requests"] == messages, cpu
+    assert abs(cpu["cpu_us_per_produce_request"] - cpu["cpu_us_per_produced_message"]) < 1e-6, cpu
+
+
 def test_kbench_tail_broker_cpu_is_one_combined_figure(broker, tmp_path):
     """In tail mode producers and consumers run together: one CPU figure per MB produced + consumed."""
     out_dir = tmp_path / "kbench-cpu-tail"
