@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 pub struct Stats {
     pub(super) sent: AtomicU64,
     pub(super) acked: AtomicU64,
+    /// Producers: delivery reports with an error.
+    pub(super) delivery_failed: AtomicU64,
     pub(super) errors: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) last_ns: AtomicU64,
@@ -107,7 +109,10 @@ impl ProducerContext for ProdCtx {
                 self.stats.bytes.fetch_add(self.value_bytes, Relaxed);
                 self.stats.last_ns.fetch_max(now, Relaxed);
             }
-            Err((e, _)) => self.stats.error(format!("delivery: {e}")),
+            Err((e, _)) => {
+                self.stats.delivery_failed.fetch_add(1, Relaxed);
+                self.stats.error(format!("delivery: {e}"));
+            }
         }
     }
 }
@@ -332,7 +337,12 @@ pub(super) fn producer_thread(
     if let Err(e) = producer.flush(Duration::from_secs(60)) {
         stats.error(format!("flush: {e}"));
     }
-    let in_flight = producer.in_flight_count() as u64;
+    // Sent and neither acknowledged nor failed. (Not `in_flight_count`: librdkafka's out queue also
+    // holds callbacks waiting to be served, such as a statistics report.)
+    let in_flight = stats
+        .sent
+        .load(Relaxed)
+        .saturating_sub(stats.acked.load(Relaxed) + stats.delivery_failed.load(Relaxed));
     if in_flight > 0 {
         for _ in 0..in_flight {
             stats.error("not acknowledged within 60 s of the end".into());
