@@ -94,7 +94,8 @@ def disk_reads(directory, size_mb, runtime_s=30):
                        "--ioengine=io_uring", f"--iodepth={depth}", f"--runtime={runtime_s}", f"--filename={path}",
                        "--output-format=json"]).stdout
             job = json.loads(out)["jobs"][0]["read"]
-            rows[name] = {"tool": f"fio seq read O_DIRECT io_uring bs={block} iodepth={depth} {size_mb} MiB",
+            rows[name] = {"tool": f"fio seq read O_DIRECT io_uring bs={block} iodepth={depth} {size_mb} MiB "
+                                  f"(at most {runtime_s} s)",
                           "MB_per_sec": job["bw_bytes"] / 1e6}
     finally:
         if os.path.exists(path):
