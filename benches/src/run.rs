@@ -309,6 +309,9 @@ pub fn run_workload(
             if now >= tick_ns {
                 break;
             }
+            if let Some(m) = meter.as_mut() {
+                m.production_over(|| sum(&prod_stats, |s| s.acked.load(Relaxed)));
+            }
             std::thread::sleep(Duration::from_nanos((tick_ns - now).min(50_000_000)));
         }
         let now = clock.now_ns();
@@ -391,7 +394,7 @@ pub fn run_workload(
                 let _ = h.join();
             }
             prod_done_ns = Some(now);
-            if let Some(m) = &meter {
+            if let Some(m) = meter.as_mut() {
                 m.producers_done(sum(&prod_stats, |s| s.acked.load(Relaxed)));
             }
             pb.set_prefix(if tail {

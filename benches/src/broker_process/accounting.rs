@@ -55,6 +55,11 @@ impl PhaseEnd {
     pub fn mark(&self) -> Option<CpuTicks> {
         self.mark.get().copied()
     }
+
+    /// The count has reached the target.
+    pub fn reached(&self) -> bool {
+        self.counted.load(SeqCst) >= self.target.load(SeqCst)
+    }
 }
 
 /// What a run produced and consumed, to divide the CPU by.
@@ -171,6 +176,8 @@ pub struct BrokerMeter {
     consume_start: Option<CpuTicks>,
     pub produce_end: Arc<PhaseEnd>,
     pub consume_end: Arc<PhaseEnd>,
+    /// The consume phase's target is set (the first of `production_over` and `producers_done`).
+    consume_target_set: bool,
 }
 
 impl BrokerMeter {
@@ -181,6 +188,7 @@ impl BrokerMeter {
             consume_start: None,
             produce_end: Arc::new(PhaseEnd::new(process.clone(), Some(producers as u64))),
             consume_end: Arc::new(PhaseEnd::new(process.clone(), None)),
+            consume_target_set: false,
             process,
         })
     }
@@ -190,9 +198,22 @@ impl BrokerMeter {
         self.start = self.process.cpu().ok();
     }
 
-    /// Production is over and `acknowledged` messages are there to consume.
-    pub fn producers_done(&self, acknowledged: u64) {
-        self.consume_end.set_target(acknowledged);
+    /// Called every 50 ms while the collector waits for its next tick: once every producer has
+    /// flushed (before their threads end), the consume phase learns its target, `acknowledged()`
+    /// messages, so tailing consumers that read the last one before the tick are sampled within 50 ms
+    /// of it rather than at the tick.
+    pub fn production_over(&mut self, acknowledged: impl FnOnce() -> u64) {
+        if !self.consume_target_set && self.produce_end.reached() {
+            self.producers_done(acknowledged());
+        }
+    }
+
+    /// The producer threads have ended and `acknowledged` messages are there to consume.
+    pub fn producers_done(&mut self, acknowledged: u64) {
+        if !self.consume_target_set {
+            self.consume_end.set_target(acknowledged);
+            self.consume_target_set = true;
+        }
     }
 
     /// Catch-up consumers are about to be created (librdkafka fetches from their assign() on).
@@ -362,5 +383,37 @@ mod tests {
         let nothing = PhaseEnd::new(me, None);
         nothing.set_target(0);
         assert!(nothing.mark().is_some());
+    }
+
+    #[test]
+    fn the_consume_target_is_set_once_every_producer_has_flushed() {
+        let mut meter = BrokerMeter::new(std::process::id(), 2).unwrap();
+        meter.release();
+        // Tailing consumers read 3 messages while production goes on.
+        meter.consume_end.count(3);
+        meter.production_over(|| panic!("asked before the producers flushed"));
+        meter.produce_end.count(1);
+        meter.production_over(|| panic!("asked before the second producer flushed"));
+        meter.produce_end.count(1);
+        assert!(meter.produce_end.mark().is_some());
+        meter.production_over(|| 4);
+        assert_eq!(meter.consume_end.mark(), None, "one message still to read");
+        // Later calls do not move the target.
+        meter.production_over(|| unreachable!());
+        meter.producers_done(100);
+        meter.consume_end.count(1);
+        assert!(meter.consume_end.mark().is_some());
+        let cpu = meter
+            .finish(&Volumes {
+                produced_bytes: 4000,
+                produced_messages: 4,
+                consumed_bytes: 4000,
+                consumers: true,
+                ..Volumes::default()
+            })
+            .unwrap();
+        assert_eq!(cpu.pid, std::process::id());
+        assert!(cpu.peak_rss_kib.is_some());
+        assert_eq!(cpu.produce_phase_cpu_seconds, None); // tail mode
     }
 }
