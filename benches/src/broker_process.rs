@@ -154,12 +154,16 @@ impl BrokerProcess {
         format!("/proc/{}/{file}", self.pid)
     }
 
+    /// The file's text; a name that is not UTF-8 (COMM is any bytes) is read lossily.
     fn read(&self, file: &str) -> Result<String, ProcError> {
         let path = self.path(file);
-        std::fs::read_to_string(&path).map_err(|e| ProcError::Unreadable {
-            path,
-            reason: e.to_string(),
-        })
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) => Err(ProcError::Unreadable {
+                path,
+                reason: e.to_string(),
+            }),
+        }
     }
 
     pub fn pid(&self) -> u32 {
