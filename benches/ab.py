@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A/B comparison of two broker binaries on one kbench workload, runs interleaved (A B A B ...) so that
 drift of the machine hits both alike. Reports, per run and as medians: produce MB/s, consume MB/s, ack
-p50/p99, broker CPU ms per MB (user+system of the broker process over produced+consumed MB) and RSS.
+p50/p99, broker CPU ms per MB (user+system of the broker process over produced+consumed MB, as kbench
+measures it with --broker-pid) and RSS; when no consumer runs during production (catch-up mode, or
+--consumers 0) also CPU per produced MB and per Produce request, and in catch-up mode CPU per consumed MB.
 
     cargo build --release -p broker -p benches
     python3 benches/ab.py --a /path/to/old/broker --b target/release/broker --runs 3 -- \
@@ -13,6 +15,11 @@ same binary twice with `--a-config`/`--b-config` (a broker TOML file per side) a
 
     python3 benches/ab.py --a target/release/broker --b target/release/broker \
         --b-config /tmp/lifecycle.toml --b-args "--topic-config retention.bytes=8388608" -- --partitions 4
+
+The read path: write 1 GB, then read it back from the beginning with 4 consumers:
+
+    python3 benches/ab.py --a /path/to/old/broker --b target/release/broker -- \
+        --consume-mode catchup --messages 1000000 --partitions 16 --consumers 4 --producers 2
 
 Transactions against the idempotent baseline, same binary (commit latency in the last two columns):
 
@@ -42,12 +49,16 @@ def one_run(binary, shards, workdir, label, kbench_args, config_file=None):
     ack = data["produce_ack_latency"]
     # Transactional runs (kbench --transactional-id): the commit_transaction call's percentiles.
     commit = (data.get("transactions") or {}).get("commit_latency") or {}
+    cpu = data.get("broker") or {}
     return {
         "produce_mb_s": data["produce"]["mb_per_sec"],
         "consume_mb_s": data["consume"]["mb_per_sec"],
         "ack_p50_ms": ack.get("p50_ms"),
         "ack_p99_ms": ack.get("p99_ms"),
         "cpu_ms_per_mb": data["broker_cpu_ms_per_mb"],
+        "cpu_ms_per_produced_mb": cpu.get("cpu_ms_per_produced_mb"),
+        "cpu_us_per_produce_req": cpu.get("cpu_us_per_produce_request"),
+        "cpu_ms_per_consumed_mb": cpu.get("cpu_ms_per_consumed_mb"),
         "rss_mib": data["broker_memory"]["rss_kib"] / 1024,
         "txn_commit_p50_ms": commit.get("p50_ms"),
         "txn_commit_p99_ms": commit.get("p99_ms"),

@@ -4,12 +4,21 @@ numbers for the scenarios BENCHMARKS.md reports, with 1 and 2 shards.
 
     cargo build --release -p broker -p benches
     python3 benches/baseline.py --out baseline-results          # ~10 minutes on 2 cores
+    python3 benches/baseline.py --catchup-only --out catchup-results   # read path only, ~1 GB each run
 
 It starts the real broker (target/release/broker) on a free loopback port with a fresh data directory
-per shard count, drives it with target/release/kbench, and samples the broker's CPU time and memory from
-/proc. Results: <out>/summary.md (the tables pasted into BENCHMARKS.md), <out>/summary.json, and every
-kbench run's own directory (result.json, .hlog, latency.svg). Physical limits need iperf3 and fio
-(`apt-get install iperf3 fio`); they are skipped with a note when missing.
+per shard count and drives it with target/release/kbench, passing it the broker's process id
+(`kbench run --broker-pid`): kbench samples the broker's CPU time per phase from /proc and reports CPU
+per MB produced and consumed and per Produce request; this script reads those figures from each run's
+result.json, and samples idle CPU and memory itself. Results: <out>/summary.md (the tables pasted into
+BENCHMARKS.md), <out>/summary.json, and every kbench run's own directory (result.json, .hlog,
+latency.svg). Physical limits need iperf3 and fio (`apt-get install iperf3 fio`); they are skipped with a
+note when missing. fio runs in <out>, the file system of the brokers' data directories.
+
+--catchup-only runs the physical limits (fio sequential write and read, iperf3) and the catch-up runs
+alone: write --catchup-messages 1 KiB records, then read them all from the beginning, with 1 partition
+and 1 consumer and with 16 partitions and 4 consumers, per shard count; so consume MB/s and broker CPU
+per consumed MB stand beside fio read in one run.
 """
 
 import argparse
@@ -70,6 +79,37 @@ def disk_write(directory, size_mb, block):
             os.remove(path)
 
 
+def disk_reads(directory, size_mb, runtime_s=30):
+    """Sequential O_DIRECT reads of one file (laid out by fio first, not timed): bs=1M iodepth=8 as a
+    catch-up consumer with deep prefetch would read, bs=64k iodepth=1 as one fetch at a time would."""
+    if not shutil.which("fio"):
+        return {"disk_read_1M": None, "disk_read_64k": None}
+    path = os.path.join(directory, "fio-read.dat")
+    rows = {}
+    try:
+        run(["fio", "--name=layout", "--rw=write", "--bs=1M", f"--size={size_mb}M", "--direct=1", "--ioengine=io_uring",
+             "--iodepth=8", "--end_fsync=1", f"--filename={path}", "--output-format=json"])
+        for name, block, depth in (("disk_read_1M", "1M", 8), ("disk_read_64k", "64k", 1)):
+            out = run(["fio", "--name=seqread", "--rw=read", f"--bs={block}", f"--size={size_mb}M", "--direct=1",
+                       "--ioengine=io_uring", f"--iodepth={depth}", f"--runtime={runtime_s}", f"--filename={path}",
+                       "--output-format=json"]).stdout
+            job = json.loads(out)["jobs"][0]["read"]
+            rows[name] = {"tool": f"fio seq read O_DIRECT io_uring bs={block} iodepth={depth} {size_mb} MiB "
+                                  f"(at most {runtime_s} s)",
+                          "MB_per_sec": job["bw_bytes"] / 1e6}
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    return rows
+
+
+def physical_limits(out_dir):
+    physical = {"loopback_tcp": loopback_tcp(10), "disk_write_1M": disk_write(out_dir, 2048, "1M"),
+                "disk_write_64k": disk_write(out_dir, 1024, "64k")}
+    physical.update(disk_reads(out_dir, 2048))
+    return physical
+
+
 # ---------------------------------------------------------------- the broker
 
 class Broker:
@@ -115,18 +155,23 @@ class Broker:
 
 
 def kbench(broker, out_dir, label, args):
+    """One `kbench run` with --broker-pid; the broker's CPU figures are kbench's (result.json "broker":
+    producers' release -> last message consumed, per phase). `broker_cpu_seconds_outside` is this
+    script's own sample around the whole kbench process (topic creation and client start included)."""
     directory = os.path.join(out_dir, label)
     cpu_before = broker.cpu_seconds()
     result = subprocess.run([KBENCH, "run", "--bootstrap", broker.bootstrap, "--quiet", "--output", directory,
-                             "--label", label] + args, capture_output=True, text=True)
-    cpu = broker.cpu_seconds() - cpu_before
+                             "--label", label, "--broker-pid", str(broker.proc.pid)] + args,
+                            capture_output=True, text=True)
+    cpu_outside = broker.cpu_seconds() - cpu_before
     if result.returncode not in (0, 3):
         print(result.stdout, result.stderr, file=sys.stderr)
         raise RuntimeError(f"kbench failed for {label}")
     data = json.load(open(os.path.join(directory, "result.json")))
-    mb = (data["produce"]["bytes"] + data["consume"]["bytes"]) / 1e6
-    data["broker_cpu_seconds"] = cpu
-    data["broker_cpu_ms_per_mb"] = 1000 * cpu / mb if mb else None
+    cpu = data.get("broker") or {}
+    data["broker_cpu_seconds"] = cpu.get("cpu_seconds")
+    data["broker_cpu_seconds_outside"] = cpu_outside
+    data["broker_cpu_ms_per_mb"] = cpu.get("cpu_ms_per_mb")
     data["broker_memory"] = broker.memory_kib()
     data["errors_total"] = sum(v for v in data.get("errors", {}).values() if isinstance(v, (int, float)))
     return data
@@ -209,6 +254,43 @@ def idle_cpu(broker, seconds):
     return {"seconds": seconds, "cpu_seconds": used, "cpu_percent": 100 * used / seconds, "with_idle_consumer": consumer is not None}
 
 
+# (partitions, consumers, producers) of the catch-up runs.
+CATCHUP_SHAPES = ((1, 1, 1), (16, 4, 2))
+
+
+def catchup_runs(out_dir, shards, messages):
+    """Write `messages` 1 KiB records, then read them all back from the beginning, per shape."""
+    rows = []
+    broker = Broker(shards, out_dir)
+    try:
+        for partitions, consumers, producers in CATCHUP_SHAPES:
+            label = f"s{shards}-catchup-1KiB-p{partitions}-c{consumers}"
+            r = kbench(broker, out_dir, label, ["--messages", str(messages), "--message-size", "1024",
+                                                "--partitions", str(partitions), "--consumers", str(consumers),
+                                                "--producers", str(producers), "--consume-mode", "catchup", "--recreate"])
+            rows.append((partitions, consumers, r))
+    finally:
+        broker.stop()
+    return rows
+
+
+def catchup_table(rows_by_shards):
+    """summary.md rows of --catchup-only."""
+    md = ["", "### Catch-up: write N x 1 KiB, then read from the beginning (kbench --consume-mode catchup)", "",
+          "| shards | partitions | consumers | messages | produce MB/s | consume MB/s | broker CPU ms per produced MB | "
+          "µs per Produce request | broker CPU ms per consumed MB | peak RSS MiB | errors |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for shards, rows in rows_by_shards.items():
+        for partitions, consumers, r in rows:
+            b = r.get("broker") or {}
+            peak = b.get("peak_rss_kib")
+            md.append(f"| {shards} | {partitions} | {consumers} | {r['messages_consumed']:,} | {fmt(r['produce']['mb_per_sec'], 1)} | "
+                      f"{fmt(r['consume']['mb_per_sec'], 1)} | {fmt(b.get('cpu_ms_per_produced_mb'), 2)} | "
+                      f"{fmt(b.get('cpu_us_per_produce_request'), 1)} | {fmt(b.get('cpu_ms_per_consumed_mb'), 2)} | "
+                      f"{fmt(peak and peak / 1024, 0)} | {r['errors_total']} |")
+    return md
+
+
 def fmt(x, digits=2):
     return "–" if x is None else f"{x:,.{digits}f}"
 
@@ -218,6 +300,10 @@ def main():
     parser.add_argument("--out", default="baseline-results")
     parser.add_argument("--shards", default="1,2")
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--catchup-only", action="store_true",
+                        help="only the physical limits and the catch-up runs (issue 12's read path)")
+    parser.add_argument("--catchup-messages", type=int, default=1_000_000,
+                        help="records written (then read back) per catch-up run; 1 KiB each (default ~1 GB)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for binary in (BROKER, KBENCH):
@@ -226,12 +312,23 @@ def main():
 
     summary = {"machine": {"cores": os.cpu_count(), "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
                            "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d")}}
-    summary["physical"] = {"loopback_tcp": loopback_tcp(10), "disk_write_1M": disk_write(args.out, 2048, "1M"),
-                           "disk_write_64k": disk_write(args.out, 1024, "64k")}
+    summary["physical"] = physical_limits(args.out)
     md = [f"Machine: {summary['machine']['cores']} cores ({summary['machine']['cpu']}), kernel {summary['machine']['kernel']}, "
           f"{summary['machine']['date']}.", "", "| physical limit | MB/s |", "|---|---|"]
     for name, value in summary["physical"].items():
         md.append(f"| {value['tool'] if value else name + ' (tool missing)'} | {fmt(value and value['MB_per_sec'], 0)} |")
+
+    if args.catchup_only:
+        runs = {shards: catchup_runs(args.out, shards, args.catchup_messages)
+                for shards in [int(s) for s in args.shards.split(",")]}
+        md += catchup_table(runs)
+        keep = ("produce", "consume", "messages_consumed", "broker", "errors_total")
+        summary["catchup"] = {shards: [(p, c, {k: r.get(k) for k in keep}) for p, c, r in rows]
+                              for shards, rows in runs.items()}
+        open(os.path.join(args.out, "summary.md"), "w").write("\n".join(md) + "\n")
+        json.dump(summary, open(os.path.join(args.out, "summary.json"), "w"), indent=2, default=str)
+        print("\n".join(md))
+        return
 
     summary["runs"] = {}
     for shards in [int(s) for s in args.shards.split(",")]:

@@ -26,6 +26,10 @@ pub enum Command {
         /// Output directory (default ./kbench-results/<timestamp>).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// The broker's process id on this machine: report its CPU time (per MB produced and
+        /// consumed, per Produce request) and memory from /proc/PID.
+        #[arg(long, value_name = "PID")]
+        broker_pid: Option<u32>,
     },
     /// Run the same workload against endpoint A then endpoint B and compare (ratios b/a).
     Compare {
@@ -38,6 +42,12 @@ pub enum Command {
         /// Output directory (default ./kbench-results/compare-<timestamp>); runs go to a/ and b/.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Process id of broker A on this machine (its CPU and memory, as `run --broker-pid`).
+        #[arg(long, value_name = "PID")]
+        a_pid: Option<u32>,
+        /// Process id of broker B on this machine.
+        #[arg(long, value_name = "PID")]
+        b_pid: Option<u32>,
     },
     /// Print what kbench knows about this machine.
     Physical,
@@ -177,7 +187,9 @@ pub struct Workload {
     /// Warmup seconds (excluded from latency and throughput).
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
-    #[arg(long, value_enum, default_value = "tail")]
+    /// tail: consumers read while producers write; catchup: write everything, then read it all back
+    /// from where this run began.
+    #[arg(long, visible_alias = "mode", value_enum, default_value = "tail")]
     pub consume_mode: ConsumeMode,
     /// Free text recorded in result.json.
     #[arg(long)]
@@ -379,6 +391,34 @@ mod tests {
         ])
         .unwrap();
         assert!(w.validate().unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn broker_pids_and_the_mode_alias() {
+        let cli =
+            Cli::try_parse_from(["kbench", "run", "--broker-pid", "4242", "--mode", "catchup"])
+                .unwrap();
+        match cli.cmd {
+            Command::Run {
+                broker_pid,
+                workload,
+                ..
+            } => {
+                assert_eq!(broker_pid, Some(4242));
+                assert_eq!(workload.consume_mode, ConsumeMode::Catchup);
+            }
+            other => panic!("expected run, got {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "kbench", "compare", "--a", "x:1", "--b", "y:2", "--a-pid", "1", "--b-pid", "2",
+        ])
+        .unwrap();
+        match cli.cmd {
+            Command::Compare { a_pid, b_pid, .. } => assert_eq!((a_pid, b_pid), (Some(1), Some(2))),
+            other => panic!("expected compare, got {other:?}"),
+        }
+        assert!(parse(&["--broker-pid", "-1"]).is_err());
+        assert_eq!(parse(&[]).unwrap().consume_mode, ConsumeMode::Tail);
     }
 
     #[test]

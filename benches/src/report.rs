@@ -1,5 +1,6 @@
 //! Human and machine output: summary table, result.json, compare table and compare.json.
 
+use crate::broker_process::BrokerCpu;
 use crate::hist::{Summary, PCT_NAMES};
 use crate::run::RunResult;
 use serde::Serialize;
@@ -123,6 +124,9 @@ pub fn print_summary(r: &RunResult) {
             r.consume.msgs_per_sec, r.consume.mb_per_sec, r.consume.msgs, r.consume.secs, r.messages_consumed
         );
     }
+    if let Some(b) = &r.broker {
+        print_broker(b);
+    }
     if r.errors.any() {
         println!();
         println!("!!!!!!!! ERRORS !!!!!!!!");
@@ -138,6 +142,43 @@ pub fn print_summary(r: &RunResult) {
         println!("errors: none");
     }
 }
+
+fn or_dash(value: Option<f64>, digits: usize) -> String {
+    value
+        .map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The broker's CPU and memory lines of the summary (`--broker-pid`).
+fn print_broker(b: &BrokerCpu) {
+    println!(
+        "broker   pid {} ({}): {:.2} s CPU = {} ms per MB produced+consumed; RSS {} MiB, peak {} MiB",
+        b.pid,
+        b.comm,
+        b.cpu_seconds,
+        or_dash(b.cpu_ms_per_mb, 2),
+        or_dash(b.rss_kib.map(|k| k as f64 / 1024.0), 0),
+        or_dash(b.peak_rss_kib.map(|k| k as f64 / 1024.0), 0),
+    );
+    if let Some(s) = b.produce_phase_cpu_seconds {
+        println!(
+            "  produce phase {s:.2} s CPU: {} ms per produced MB, {} µs per Produce request ({} requests), {} µs per message",
+            or_dash(b.cpu_ms_per_produced_mb, 2),
+            or_dash(b.cpu_us_per_produce_request, 1),
+            b.produce_requests.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            or_dash(b.cpu_us_per_produced_message, 2),
+        );
+    }
+    if let Some(s) = b.consume_phase_cpu_seconds {
+        println!(
+            "  consume phase {s:.2} s CPU: {} ms per consumed MB",
+            or_dash(b.cpu_ms_per_consumed_mb, 2),
+        );
+    }
+}
+
+/// One of a broker's CPU or memory figures, for the compare table.
+type BrokerFigure = fn(&BrokerCpu) -> Option<f64>;
 
 #[derive(Serialize)]
 pub struct CompareRow {
@@ -197,6 +238,28 @@ pub fn compare_rows(a: &RunResult, b: &RunResult) -> Vec<CompareRow> {
             push(format!("{name} {p} ms"), sa.values()[i], sb.values()[i]);
         }
     }
+    if let (Some(x), Some(y)) = (&a.broker, &b.broker) {
+        push("broker CPU s".into(), x.cpu_seconds, y.cpu_seconds);
+        let figures: [(&str, BrokerFigure); 6] = [
+            ("broker CPU ms/MB (all)", |c| c.cpu_ms_per_mb),
+            ("broker CPU ms/produced MB", |c| c.cpu_ms_per_produced_mb),
+            ("broker CPU ms/consumed MB", |c| c.cpu_ms_per_consumed_mb),
+            ("broker CPU µs/Produce req", |c| {
+                c.cpu_us_per_produce_request
+            }),
+            ("broker CPU µs/produced msg", |c| {
+                c.cpu_us_per_produced_message
+            }),
+            ("broker peak RSS MiB", |c| {
+                c.peak_rss_kib.map(|k| k as f64 / 1024.0)
+            }),
+        ];
+        for (name, figure) in figures {
+            if let (Some(u), Some(v)) = (figure(x), figure(y)) {
+                push(name.into(), u, v);
+            }
+        }
+    }
     push(
         "errors".into(),
         (a.errors.delivery_or_send_errors + a.errors.consume_errors + a.errors.missing_on_consume)
@@ -217,7 +280,7 @@ pub fn print_compare(a: &RunResult, b: &RunResult, rows: &[CompareRow]) {
             .map(|x| format!("{x:.3}"))
             .unwrap_or_else(|| "-".into());
         let fmt = |v: f64| {
-            if r.metric.ends_with("ms") {
+            if r.metric.ends_with("ms") || r.metric.starts_with("broker CPU") {
                 format!("{v:.3}")
             } else {
                 format!("{v:.1}")
@@ -232,6 +295,9 @@ pub fn print_compare(a: &RunResult, b: &RunResult, rows: &[CompareRow]) {
         );
     }
     println!("(throughput: B/A > 1 means B is faster; latency: B/A < 1 means B is faster)");
+    if a.broker.is_some() && b.broker.is_some() {
+        println!("(broker CPU per MB or request: B/A < 1 means B spends less)");
+    }
     if a.errors.any() || b.errors.any() {
         println!("!!! at least one side had ERRORS; see its result.json");
     }

@@ -14,7 +14,10 @@
 //!
 //! Files: this one runs the workload (setup, release, collector, drain, result); `run/clients.rs` holds
 //! the librdkafka contexts, client configurations and the producer/consumer threads; `run/results.rs`
-//! the result types (result.json) and timestamps.
+//! the result types (result.json) and timestamps. With `--broker-pid`, `crate::broker_process` samples
+//! the broker's CPU at the release, at the end of production (taken by the last producer to flush), just
+//! before catch-up consumers are created, when the consumers have read every acknowledged message (taken by
+//! the consumer that reads the last one) and at the end.
 
 mod clients;
 mod results;
@@ -28,6 +31,7 @@ use clients::{
 pub use results::{rfc3339, stamp, unix_ms, Errors, RunResult, Throughput, Tick, Transactions};
 
 use crate::admin;
+use crate::broker_process::{BrokerMeter, Volumes};
 use crate::cli::{ConsumeMode, Workload};
 use crate::hist::{new_hist, Recorder, Summary};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
@@ -49,9 +53,20 @@ type LogWriter<'a> = hdrhistogram::serialization::interval_log::IntervalLogWrite
     V2DeflateSerializer,
 >;
 
-/// Runs one workload; writes `produce.hlog` / `e2e.hlog` into `out_dir` as it goes.
-pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<RunResult, String> {
+/// Runs one workload; writes `produce.hlog` / `e2e.hlog` into `out_dir` as it goes. With
+/// `broker_pid`, samples that process's CPU time at the phase boundaries (`broker_process`).
+pub fn run_workload(
+    bootstrap: &str,
+    w: &Workload,
+    out_dir: &Path,
+    broker_pid: Option<u32>,
+) -> Result<RunResult, String> {
     w.validate()?;
+    let mut meter = broker_pid
+        .map(|pid| BrokerMeter::new(pid, w.producers))
+        .transpose()?;
+    let produce_end = meter.as_ref().map(|m| m.produce_end.clone());
+    let consume_end = meter.as_ref().map(|m| m.consume_end.clone());
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let topic = w
         .topic
@@ -110,10 +125,11 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
                 cons_recs[c].clone(),
             );
             let stats = cons_stats[c].clone();
+            let end = consume_end.clone();
             hs.push(
                 std::thread::Builder::new()
                     .name(format!("kbench-cons-{c}"))
-                    .spawn(move || consumer_thread(consumer, cs, st, sc, stats, rc, tail))
+                    .spawn(move || consumer_thread(consumer, cs, st, sc, stats, rc, tail, end))
                     .unwrap(),
             );
         }
@@ -129,7 +145,7 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
             t0: t_create, // all opaques/times are ns offsets from t_create
             value_bytes: w.message_size as u64,
         };
-        let p: BaseProducer<ProdCtx> = producer_config(bootstrap, w, k)
+        let p: BaseProducer<ProdCtx> = producer_config(bootstrap, w, k, meter.is_some())
             .create_with_context(ctx)
             .map_err(|e| format!("producer: {e}"))?;
         // Connect and learn the leaders before t0.
@@ -173,6 +189,7 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
             // Stagger producers within one interval so they do not send in lockstep.
             phase_ns: begin_ns as f64 + interval_ns.unwrap_or(0.0) * k as f64 / w.producers as f64,
             send_end_ns,
+            produce_end: produce_end.clone(),
         };
         let (wc, tp, cs, st, sp, ps) = (
             w.clone(),
@@ -253,6 +270,9 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
         std::thread::sleep(Duration::from_micros(200));
     }
     start.wait();
+    if let Some(m) = meter.as_mut() {
+        m.release();
+    }
     let start_time = SystemTime::now();
 
     // Collector loop (this thread), one tick per second from begin.
@@ -288,6 +308,9 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
             let now = clock.now_ns();
             if now >= tick_ns {
                 break;
+            }
+            if let Some(m) = meter.as_mut() {
+                m.production_over(|| sum(&prod_stats, |s| s.acked.load(Relaxed)));
             }
             std::thread::sleep(Duration::from_nanos((tick_ns - now).min(50_000_000)));
         }
@@ -371,12 +394,19 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
                 let _ = h.join();
             }
             prod_done_ns = Some(now);
+            if let Some(m) = meter.as_mut() {
+                m.producers_done(sum(&prod_stats, |s| s.acked.load(Relaxed)));
+            }
             pb.set_prefix(if tail {
                 "draining".to_string()
             } else {
                 "catchup: consuming".to_string()
             });
             if !tail && n_cons > 0 {
+                // Before the consumers exist: librdkafka fetches from the assign() on.
+                if let Some(m) = meter.as_mut() {
+                    m.consumers_start();
+                }
                 let b = Arc::new(Barrier::new(n_cons + 1));
                 cons_handles = make_consumers(b.clone())?;
                 b.wait();
@@ -487,6 +517,24 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
         }
     }
 
+    let broker = meter.and_then(|m| {
+        let all_final = prod_stats
+            .iter()
+            .all(|s| s.produce_requests_final.load(Relaxed));
+        let volumes = Volumes {
+            produced_bytes: pbytes,
+            produced_messages: acked,
+            produce_requests: all_final
+                .then(|| sum(&prod_stats, |s| s.produce_requests.load(Relaxed))),
+            consumed_bytes: cbytes,
+            consumers: n_cons > 0,
+            produce_phase_alone: !tail || n_cons == 0,
+        };
+        m.finish(&volumes)
+            .inspect_err(|e| eprintln!("kbench: no broker CPU figures: {e}"))
+            .ok()
+    });
+
     Ok(RunResult {
         bootstrap: bootstrap.to_string(),
         topic,
@@ -518,6 +566,7 @@ pub fn run_workload(bootstrap: &str, w: &Workload, out_dir: &Path) -> Result<Run
             transaction_latency: Summary::of(&txn_open_total),
         }),
         errors,
+        broker,
         timeline,
         produce_hist: produce_total,
         e2e_hist: e2e_total,

@@ -14,8 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-fn one_run(bootstrap: &str, w: &Workload, dir: &Path) -> Result<RunResult, String> {
-    let r = run_workload(bootstrap, w, dir)?;
+fn one_run(
+    bootstrap: &str,
+    w: &Workload,
+    dir: &Path,
+    broker_pid: Option<u32>,
+) -> Result<RunResult, String> {
+    let r = run_workload(bootstrap, w, dir, broker_pid)?;
     report::print_summary(&r);
     report::write_result_json(dir, &r)?;
     let title = format!(
@@ -51,22 +56,25 @@ fn main() -> ExitCode {
             bootstrap,
             workload,
             output,
+            broker_pid,
         } => {
             let dir = output.unwrap_or_else(|| default_dir(""));
-            one_run(&bootstrap, &workload, &dir).map(|r| r.errors.any())
+            one_run(&bootstrap, &workload, &dir, broker_pid).map(|r| r.errors.any())
         }
         Command::Compare {
             a,
             b,
             workload,
             output,
+            a_pid,
+            b_pid,
         } => (|| {
             let dir = output.unwrap_or_else(|| default_dir("compare-"));
             // An auto-named topic is fine on both sides; a named one is used on each endpoint.
             println!("== A: {a}");
-            let ra = one_run(&a, &workload, &dir.join("a"))?;
+            let ra = one_run(&a, &workload, &dir.join("a"), a_pid)?;
             println!("== B: {b}");
-            let rb = one_run(&b, &workload, &dir.join("b"))?;
+            let rb = one_run(&b, &workload, &dir.join("b"), b_pid)?;
             let rows = report::compare_rows(&ra, &rb);
             report::print_compare(&ra, &rb, &rows);
             report::write_compare_json(&dir, &ra, &rb, &rows)?;

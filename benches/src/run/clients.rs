@@ -8,6 +8,7 @@
 
 use super::txn::{Next, TransactionLoop};
 use crate::admin;
+use crate::broker_process::PhaseEnd;
 use crate::cli::{Acks, Compression, Keys, Workload};
 use crate::hist::Recorder;
 use rdkafka::client::ClientContext;
@@ -16,6 +17,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Barrier, Mutex};
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 pub struct Stats {
     pub(super) sent: AtomicU64,
     pub(super) acked: AtomicU64,
+    /// Producers: delivery reports with an error.
+    pub(super) delivery_failed: AtomicU64,
     pub(super) errors: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) last_ns: AtomicU64,
@@ -36,6 +40,13 @@ pub struct Stats {
     pub(super) txn_open: Recorder,
     pub(super) txn_committed: AtomicU64,
     pub(super) txn_aborted: AtomicU64,
+    /// Produce requests sent so far, summed over the brokers (librdkafka statistics `req.Produce`;
+    /// only with `--broker-pid`, which turns the statistics on).
+    pub(super) produce_requests: AtomicU64,
+    /// Statistics callbacks served so far.
+    pub(super) statistics_seen: AtomicU64,
+    /// `produce_requests` is from a statistics report taken after the producer's flush.
+    pub(super) produce_requests_final: AtomicBool,
 }
 
 impl Stats {
@@ -72,6 +83,18 @@ impl ClientContext for ProdCtx {
     fn error(&self, error: KafkaError, reason: &str) {
         eprintln!("kbench: producer client error: {error}: {reason}");
     }
+
+    fn stats(&self, statistics: Statistics) {
+        let requests: i64 = statistics
+            .brokers
+            .values()
+            .filter_map(|broker| broker.req.get("Produce"))
+            .sum();
+        self.stats
+            .produce_requests
+            .store(requests.max(0) as u64, Relaxed);
+        self.stats.statistics_seen.fetch_add(1, Relaxed);
+    }
 }
 
 impl ProducerContext for ProdCtx {
@@ -86,7 +109,10 @@ impl ProducerContext for ProdCtx {
                 self.stats.bytes.fetch_add(self.value_bytes, Relaxed);
                 self.stats.last_ns.fetch_max(now, Relaxed);
             }
-            Err((e, _)) => self.stats.error(format!("delivery: {e}")),
+            Err((e, _)) => {
+                self.stats.delivery_failed.fetch_add(1, Relaxed);
+                self.stats.error(format!("delivery: {e}"));
+            }
         }
     }
 }
@@ -99,9 +125,24 @@ impl ClientContext for ConsCtx {
 }
 impl rdkafka::consumer::ConsumerContext for ConsCtx {}
 
-/// The configuration of producer `index` (its own transactional.id in transactional mode).
-pub(super) fn producer_config(bootstrap: &str, w: &Workload, index: usize) -> ClientConfig {
+/// How often producers report librdkafka statistics when kbench counts Produce requests.
+pub(super) const STATISTICS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The configuration of producer `index` (its own transactional.id in transactional mode); with
+/// `statistics`, librdkafka reports its counters every [`STATISTICS_INTERVAL`].
+pub(super) fn producer_config(
+    bootstrap: &str,
+    w: &Workload,
+    index: usize,
+    statistics: bool,
+) -> ClientConfig {
     let mut c = admin::base_config(bootstrap, &[]);
+    if statistics {
+        c.set(
+            "statistics.interval.ms",
+            STATISTICS_INTERVAL.as_millis().to_string(),
+        );
+    }
     c.set(
         "acks",
         match w.acks {
@@ -189,6 +230,8 @@ pub(super) struct ProducerPlan {
     pub(super) interval_ns: Option<f64>,
     pub(super) phase_ns: f64,
     pub(super) send_end_ns: Option<u64>,
+    /// With `--broker-pid`: counted once this producer has flushed; statistics are on.
+    pub(super) produce_end: Option<Arc<PhaseEnd>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -294,14 +337,38 @@ pub(super) fn producer_thread(
     if let Err(e) = producer.flush(Duration::from_secs(60)) {
         stats.error(format!("flush: {e}"));
     }
-    let in_flight = producer.in_flight_count() as u64;
+    // Sent and neither acknowledged nor failed. (Not `in_flight_count`: librdkafka's out queue also
+    // holds callbacks waiting to be served, such as a statistics report.)
+    let in_flight = stats
+        .sent
+        .load(Relaxed)
+        .saturating_sub(stats.acked.load(Relaxed) + stats.delivery_failed.load(Relaxed));
     if in_flight > 0 {
         for _ in 0..in_flight {
             stats.error("not acknowledged within 60 s of the end".into());
         }
     }
+    if let Some(end) = &plan.produce_end {
+        end.count(1);
+        final_statistics(&producer, &stats);
+    }
 }
 
+/// Waits for a statistics report generated after the flush (the second one served from now: the
+/// first may have been queued before), so `produce_requests` counts every Produce request.
+fn final_statistics(producer: &BaseProducer<ProdCtx>, stats: &Stats) {
+    let seen = stats.statistics_seen.load(Relaxed);
+    let deadline = Instant::now() + STATISTICS_INTERVAL * 5;
+    while Instant::now() < deadline {
+        if stats.statistics_seen.load(Relaxed) >= seen + 2 {
+            stats.produce_requests_final.store(true, Relaxed);
+            return;
+        }
+        producer.poll(Duration::from_millis(10));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn consumer_thread(
     consumer: BaseConsumer<ConsCtx>,
     clock_slot: Arc<Mutex<Option<Clock>>>,
@@ -310,6 +377,7 @@ pub(super) fn consumer_thread(
     stats: Arc<Stats>,
     rec: Arc<Recorder>,
     record_e2e: bool,
+    consume_end: Option<Arc<PhaseEnd>>,
 ) {
     // Tail mode: warm the fetch connections before the start (nothing of this run exists yet).
     if record_e2e {
@@ -331,6 +399,9 @@ pub(super) fn consumer_thread(
                 }
                 stats.acked.fetch_add(1, Relaxed);
                 stats.last_ns.fetch_max(now, Relaxed);
+                if let Some(end) = &consume_end {
+                    end.count(1);
+                }
             }
             Some(Err(e)) => stats.error(format!("consume: {e}")),
             None => {}

@@ -4,6 +4,7 @@
 //! Invariant: every field of `RunResult` except the two histograms (kept for the plot and the
 //! comparison) is in result.json; times are UTC.
 
+use crate::broker_process::BrokerCpu;
 use crate::cli::Workload;
 use crate::hist::Summary;
 use hdrhistogram::Histogram;
@@ -90,6 +91,9 @@ pub struct RunResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transactions: Option<Transactions>,
     pub errors: Errors,
+    /// The broker process's CPU and memory (`--broker-pid`; see `broker_process`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<BrokerCpu>,
     pub timeline: Vec<Tick>,
     #[serde(skip)]
     pub produce_hist: Histogram<u64>,
