@@ -9,7 +9,8 @@ measures it with --broker-pid) and RSS; when no consumer runs during production 
     python3 benches/ab.py --a /path/to/old/broker --b target/release/broker --runs 3 -- \
         --partitions 16 --consumers 0 --duration 10 --warmup 2
 
-Everything after `--` goes to `kbench run` unchanged. To compare one binary under two settings, pass the
+Everything after `--` goes to `kbench run` unchanged. With `KBENCH_CPUS=1` in the environment kbench runs
+under `taskset -c 1` (on 2 cores: the client beside a 1-shard broker, whose shard is pinned to core 0). To compare one binary under two settings, pass the
 same binary twice with `--a-config`/`--b-config` (a broker TOML file per side) and `--a-args`/`--b-args`
 (extra kbench arguments per side, e.g. topic configs):
 

@@ -36,6 +36,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROKER = os.path.join(ROOT, "target/release/broker")
 KBENCH = os.path.join(ROOT, "target/release/kbench")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# KBENCH_CPUS=1 runs kbench under `taskset -c 1`: on a small machine, the client on the cores the broker's
+# shards do not use (shard i is pinned to the i-th online core).
+CLIENT_PREFIX = ["taskset", "-c", os.environ["KBENCH_CPUS"]] if os.environ.get("KBENCH_CPUS") else []
 
 
 def free_port():
@@ -160,7 +163,7 @@ def kbench(broker, out_dir, label, args):
     script's own sample around the whole kbench process (topic creation and client start included)."""
     directory = os.path.join(out_dir, label)
     cpu_before = broker.cpu_seconds()
-    result = subprocess.run([KBENCH, "run", "--bootstrap", broker.bootstrap, "--quiet", "--output", directory,
+    result = subprocess.run(CLIENT_PREFIX + [KBENCH, "run", "--bootstrap", broker.bootstrap, "--quiet", "--output", directory,
                              "--label", label, "--broker-pid", str(broker.proc.pid)] + args,
                             capture_output=True, text=True)
     cpu_outside = broker.cpu_seconds() - cpu_before
