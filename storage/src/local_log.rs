@@ -98,7 +98,7 @@ pub(crate) struct LocalLog<F: FileSystem> {
     files: Rc<SegmentFilePool<F>>,
     segments: RefCell<Segments<F::File>>,
     /// The sequential reader's chunks (`read_ahead`, used by `local_log_read.rs`).
-    read_ahead: ReadAhead<F::File>,
+    read_ahead: ReadAhead,
 }
 
 impl<F: FileSystem> LocalLog<F> {

@@ -34,7 +34,7 @@ impl<F: FileSystem> LocalLog<F> {
             };
             let resume = self
                 .read_ahead
-                .begin(located.base, &located.file, located.size, current);
+                .begin(located.base, &*located.file, located.size, current);
             let start = resume
                 .position
                 .filter(|position| *position <= located.size)
@@ -86,7 +86,7 @@ impl<F: FileSystem> LocalLog<F> {
             if let Some((next_offset, next_position)) = taken_to {
                 self.read_ahead.end(
                     located.base,
-                    &located.file,
+                    &*located.file,
                     located.size,
                     &resume,
                     next_offset,

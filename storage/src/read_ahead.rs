@@ -182,11 +182,11 @@ struct Chunk {
     _reservation: Reservation,
 }
 
-struct Stream<File> {
+struct Stream {
     id: u64,
-    /// The segment read, and its file.
+    /// The segment read. (Not its file: a stream must not hold a descriptor open beyond the shard's
+    /// `SegmentFilePool`; a chunk's read holds it only while in flight.)
     base: i64,
-    file: Rc<File>,
     /// The offset after the last batch a read returned, and the position where that batch ended.
     next_offset: i64,
     next_position: u64,
@@ -196,12 +196,11 @@ struct Stream<File> {
     last_used: Instant,
 }
 
-impl<File> Stream<File> {
-    fn new(id: u64, base: i64, file: Rc<File>, next_offset: i64, next_position: u64) -> Self {
+impl Stream {
+    fn new(id: u64, base: i64, next_offset: i64, next_position: u64) -> Self {
         Stream {
             id,
             base,
-            file,
             next_offset,
             next_position,
             chunks: VecDeque::new(),
@@ -212,12 +211,12 @@ impl<File> Stream<File> {
 }
 
 /// A log's streams, at most [`STREAMS_PER_LOG`].
-struct Streams<File> {
-    streams: RefCell<Vec<Stream<File>>>,
+struct Streams {
+    streams: RefCell<Vec<Stream>>,
     next_id: Cell<u64>,
 }
 
-impl<File: 'static> Reclaim for Streams<File> {
+impl Reclaim for Streams {
     fn release_idle(&self, now: Instant, idle: Duration) {
         for stream in self.streams.borrow_mut().iter_mut() {
             if now.saturating_duration_since(stream.last_used) >= idle {
@@ -241,12 +240,12 @@ pub(crate) struct Resume {
 }
 
 /// One log's read-ahead (see the module documentation).
-pub(crate) struct ReadAhead<File> {
+pub(crate) struct ReadAhead {
     budget: Rc<ReadAheadBudget>,
-    slot: Rc<Streams<File>>,
+    slot: Rc<Streams>,
 }
 
-impl<File: StorageFile> ReadAhead<File> {
+impl ReadAhead {
     pub(crate) fn new(budget: Rc<ReadAheadBudget>) -> Self {
         let slot = Rc::new(Streams {
             streams: RefCell::new(Vec::new()),
@@ -268,7 +267,13 @@ impl<File: StorageFile> ReadAhead<File> {
 
     /// Called as a read of `offset` in segment `base` starts: the stream it continues, if any, whose
     /// chunks ahead of it are then started.
-    pub(crate) fn begin(&self, base: i64, file: &Rc<File>, size: u64, offset: i64) -> Resume {
+    pub(crate) fn begin<File: StorageFile>(
+        &self,
+        base: i64,
+        file: &File,
+        size: u64,
+        offset: i64,
+    ) -> Resume {
         let mut resume = Resume {
             stream: None,
             position: None,
@@ -290,20 +295,20 @@ impl<File: StorageFile> ReadAhead<File> {
                 resume.position = Some(stream.next_position);
             } else {
                 // The reader finished the previous segment: the stream moves to this one.
-                *stream = Stream::new(stream.id, base, file.clone(), offset, 0);
+                *stream = Stream::new(stream.id, base, offset, 0);
             }
         }
-        self.start_chunks(resume.stream, size);
+        self.start_chunks(resume.stream, file, size);
         resume
     }
 
     /// Called as a read of segment `base` ends: the offset after the last batch it returned and that
     /// batch's end position. A sequential read tops its stream's chunks up; any other starts a stream
     /// here (without chunks: it must read on from here to earn them).
-    pub(crate) fn end(
+    pub(crate) fn end<File: StorageFile>(
         &self,
         base: i64,
-        file: &Rc<File>,
+        file: &File,
         size: u64,
         resume: &Resume,
         next_offset: i64,
@@ -342,23 +347,17 @@ impl<File: StorageFile> ReadAhead<File> {
                     }
                     let id = self.slot.next_id.get();
                     self.slot.next_id.set(id + 1);
-                    streams.push(Stream::new(
-                        id,
-                        base,
-                        file.clone(),
-                        next_offset,
-                        next_position,
-                    ));
+                    streams.push(Stream::new(id, base, next_offset, next_position));
                     return;
                 }
             }
         }
-        self.start_chunks(resume.stream, size);
+        self.start_chunks(resume.stream, file, size);
     }
 
-    /// Starts chunks from stream `id`'s position until `chunks_per_reader` chunks lie ahead of it,
+    /// Starts chunks of `file` from stream `id`'s position until `chunks_per_reader` chunks lie ahead of it,
     /// none past `size`, as far as the budget allows.
-    fn start_chunks(&self, id: Option<u64>, size: u64) {
+    fn start_chunks<File: StorageFile>(&self, id: Option<u64>, file: &File, size: u64) {
         let config = self.budget.config;
         let chunk_bytes = config.chunk_bytes as u64;
         let requester = Rc::as_ptr(&self.slot) as *const ();
@@ -381,7 +380,7 @@ impl<File: StorageFile> ReadAhead<File> {
             let Some(reservation) = self.budget.reserve(len as usize, requester) else {
                 break;
             };
-            let Some(read) = stream.file.start_read(position, len as usize) else {
+            let Some(read) = file.start_read(position, len as usize) else {
                 break; // this file cannot read in the background: nothing to gain
             };
             self.budget.count(|stats| stats.chunks_started += 1);
