@@ -4,9 +4,108 @@
 //! SO_REUSEPORT would also let a second process (same user) join the group and take a share of the
 //! clients, so the process first checks with [`ensure_address_free`] that nobody listens there yet.
 
+use futures_lite::{AsyncRead, AsyncWrite};
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-pub type TcpStream = glommio::net::TcpStream;
+/// An accepted Kafka connection: glommio's stream, plus vectored writes.
+///
+/// glommio writes one buffer per `send` (its `poll_write_vectored` is the default, which writes only
+/// the first buffer). Responses that complete together — pipelined produce acks, a fetch response in
+/// several parts — would cost one system call each; [`AsyncWrite::poll_write_vectored`] here sends
+/// them with one non-blocking `sendmsg`. When the socket is full (`EAGAIN`) it falls back to glommio's
+/// `poll_write`, which registers for writability and wakes the task when there is room.
+pub struct TcpStream {
+    inner: glommio::net::TcpStream,
+}
+
+/// Most buffers one `sendmsg` takes (Linux's `UIO_MAXIOV` is 1024).
+const MAX_IOVECS: usize = 1024;
+
+impl TcpStream {
+    pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.peer_addr().map_err(std::io::Error::from)
+    }
+
+    /// One non-blocking `sendmsg` of `buffers`: `None` when the socket has no room (EAGAIN).
+    fn try_send_vectored(&self, buffers: &[IoSlice<'_>]) -> Option<std::io::Result<usize>> {
+        let count = buffers.len().min(MAX_IOVECS);
+        // SAFETY: a zeroed msghdr is valid (no name, no control data).
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is guaranteed ABI-compatible with `struct iovec`; sendmsg only reads the buffers.
+        message.msg_iov = buffers.as_ptr() as *mut libc::iovec;
+        message.msg_iovlen = count as _;
+        loop {
+            // SAFETY: the descriptor is open for the life of `self`; `message` points at `count`
+            // valid iovecs borrowed for this call.
+            let sent = unsafe {
+                libc::sendmsg(
+                    self.inner.as_raw_fd(),
+                    &message,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if sent >= 0 {
+                return Some(Ok(sent as usize));
+            }
+            let error = std::io::Error::last_os_error();
+            match error.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => return None,
+                _ => return Some(Err(error)),
+            }
+        }
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffer: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read(cx, buffer)
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buffer)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffers: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        if buffers.len() > 1 {
+            if let Some(result) = self.try_send_vectored(buffers) {
+                return Poll::Ready(result);
+            }
+        }
+        // One buffer, or no room now: glommio's own write, which waits for room when there is none.
+        let first = buffers
+            .iter()
+            .find(|buffer| !buffer.is_empty())
+            .map_or(&[][..], |buffer| &buffer[..]);
+        Pin::new(&mut self.inner).poll_write(cx, first)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
 
 /// Fails with `AddrInUse` if a socket already listens on `address` (or on the same port of the wildcard
 /// address, or of every address when `address` is the wildcard). Call it before this process's shards
@@ -99,7 +198,7 @@ impl Listener {
     pub async fn accept(&self) -> std::io::Result<TcpStream> {
         let stream = self.inner.accept().await.map_err(std::io::Error::from)?;
         stream.set_nodelay(true).map_err(std::io::Error::from)?;
-        Ok(stream)
+        Ok(TcpStream { inner: stream })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
