@@ -248,6 +248,67 @@ mod tests {
         assert!(!conflicts(at("127.0.0.2:9092"), at("127.0.0.1:9092")));
     }
 
+    /// A real loopback connection: many buffers in vectored writes, more than the socket takes at once
+    /// (so some `sendmsg`s are short and some find no room and wait), arrive whole and in order.
+    #[test]
+    fn vectored_writes_arrive_whole_and_in_order() {
+        use futures_lite::AsyncWriteExt;
+        let parts: Vec<Vec<u8>> = (0..200u32)
+            .map(|index| {
+                let length = [1, 100, 4096, 300_000][index as usize % 4];
+                (0..length)
+                    .map(|byte| (byte as u32 ^ index) as u8)
+                    .collect()
+            })
+            .collect();
+        let expected: Vec<u8> = parts.concat();
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let server = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                address_sender.send(listener.local_addr().unwrap()).unwrap();
+                let mut stream = listener.accept().await.unwrap();
+                let mut offset = 0;
+                let mut part = 0;
+                let mut within = 0;
+                while part < parts.len() {
+                    let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[part][within..])
+                        .chain(parts[part + 1..].iter().take(7).map(|part| &part[..]))
+                        .map(IoSlice::new)
+                        .collect();
+                    let mut written = futures_lite::future::poll_fn(|cx| {
+                        Pin::new(&mut stream).poll_write_vectored(cx, &slices)
+                    })
+                    .await
+                    .unwrap();
+                    assert!(written > 0);
+                    offset += written;
+                    while written > 0 {
+                        let left = parts[part].len() - within;
+                        let taken = written.min(left);
+                        written -= taken;
+                        within += taken;
+                        if within == parts[part].len() {
+                            part += 1;
+                            within = 0;
+                        }
+                    }
+                }
+                stream.close().await.unwrap();
+                offset
+            })
+            .unwrap();
+        let address = address_receiver.recv().unwrap();
+        let mut client = std::net::TcpStream::connect(address).unwrap();
+        // Read only after a while: 15 MB do not fit in the sockets' buffers, so the server meets a full
+        // socket.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut received = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut received).unwrap();
+        assert_eq!(server.join().unwrap(), expected.len());
+        assert!(received == expected, "bytes differ");
+    }
+
     #[test]
     fn a_listening_socket_is_detected() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
