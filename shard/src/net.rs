@@ -3,6 +3,9 @@
 //!
 //! SO_REUSEPORT would also let a second process (same user) join the group and take a share of the
 //! clients, so the process first checks with [`ensure_address_free`] that nobody listens there yet.
+//!
+//! Accepted connections are [`TcpStream`]s: glommio's stream, whose vectored writes go out as one
+//! `sendmsg`.
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::io::IoSlice;
