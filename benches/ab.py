@@ -9,8 +9,8 @@ measures it with --broker-pid) and RSS; when no consumer runs during production 
     python3 benches/ab.py --a /path/to/old/broker --b target/release/broker --runs 3 -- \
         --partitions 16 --consumers 0 --duration 10 --warmup 2
 
-Everything after `--` goes to `kbench run` unchanged. With `KBENCH_CPUS=1` in the environment kbench runs
-under `taskset -c 1` (on 2 cores: the client beside a 1-shard broker, whose shard is pinned to core 0). To compare one binary under two settings, pass the
+Everything after `--` goes to `kbench run` unchanged. `--client-cpus 1` runs kbench on CPU 1 only (the
+broker keeps the process's CPUs, and pins its shard 0 to the first), so client and broker do not share a core. To compare one binary under two settings, pass the
 same binary twice with `--a-config`/`--b-config` (a broker TOML file per side) and `--a-args`/`--b-args`
 (extra kbench arguments per side, e.g. topic configs):
 
@@ -40,12 +40,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baseline  # noqa: E402  (Broker process wrapper and the kbench runner)
 
 
-def one_run(binary, shards, workdir, label, kbench_args, config_file=None):
+def one_run(binary, shards, workdir, label, kbench_args, config_file=None, client_cpus=None):
     baseline.BROKER = binary
+    all_cpus = os.sched_getaffinity(0)
     broker = baseline.Broker(shards, workdir, config_file=config_file)
     try:
+        if client_cpus:
+            os.sched_setaffinity(0, client_cpus)  # inherited by kbench, not by the running broker
         data = baseline.kbench(broker, workdir, label, kbench_args)
     finally:
+        os.sched_setaffinity(0, all_cpus)
         broker.stop()
     ack = data["produce_ack_latency"]
     # Transactional runs (kbench --transactional-id): the commit_transaction call's percentiles.
@@ -60,6 +64,8 @@ def one_run(binary, shards, workdir, label, kbench_args, config_file=None):
         "cpu_ms_per_produced_mb": cpu.get("cpu_ms_per_produced_mb"),
         "cpu_us_per_produce_req": cpu.get("cpu_us_per_produce_request"),
         "cpu_ms_per_consumed_mb": cpu.get("cpu_ms_per_consumed_mb"),
+        # Over the whole kbench run (warmup included), like the CPU time it divides.
+        "cpu_us_per_msg": 1e6 * data["broker_cpu_seconds"] / max(1, data.get("messages_acked") or 0),
         "rss_mib": data["broker_memory"]["rss_kib"] / 1024,
         "txn_commit_p50_ms": commit.get("p50_ms"),
         "txn_commit_p99_ms": commit.get("p99_ms"),
@@ -82,17 +88,19 @@ def main():
     parser.add_argument("--b-config", default=None, help="broker TOML file for B")
     parser.add_argument("--a-args", default="", help="extra kbench arguments for A (one string)")
     parser.add_argument("--b-args", default="", help="extra kbench arguments for B (one string)")
+    parser.add_argument("--client-cpus", default=None, help="CPUs for kbench, e.g. 1 or 1,2")
     parser.add_argument("kbench", nargs=argparse.REMAINDER, help="-- then kbench run arguments")
     args = parser.parse_args()
     kbench_args = [a for a in args.kbench if a != "--"]
     workdir = args.out or tempfile.mkdtemp(prefix="ab-")
     os.makedirs(workdir, exist_ok=True)
+    client_cpus = {int(cpu) for cpu in args.client_cpus.split(",")} if args.client_cpus else None
     results = {"A": [], "B": []}
     for run in range(args.runs):
         for name, binary, config, extra in (("A", args.a, args.a_config, args.a_args),
                                             ("B", args.b, args.b_config, args.b_args)):
             result = one_run(binary, args.shards, workdir, f"{name}{run}", kbench_args + extra.split(),
-                             config)
+                             config, client_cpus)
             results[name].append(result)
             print(f"{name} run {run}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items() if v is not None),
                   flush=True)

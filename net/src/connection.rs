@@ -24,9 +24,10 @@
 //! The connection reports its progress to a [`ConnectionActivity`] that the broker's idle watchdog reads.
 
 use crate::budget::{BudgetWait, ConnectionActivity, RequestBudget};
-use crate::frame::{peek_frame_length, take_frame, FrameError, LENGTH_PREFIX_BYTES};
+use crate::frame::{FrameError, LENGTH_PREFIX_BYTES};
+use crate::read_buffer::ReadBuffer;
 use crate::splice::Frame;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -98,12 +99,14 @@ pub enum ConnectionError {
 }
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Bounds of what one read offers the socket. The offered bytes are zeroed first (the stream reads into
-/// an initialized slice), so the offer follows what arrives: it doubles while reads fill it and shrinks
-/// to the size of a read that did not. Offering a fixed 64 KiB to receive 1 KiB requests zeroed 64 KiB
-/// per request.
+/// Bounds of what one read offers the socket. Offered room must be initialized (the stream reads into a
+/// slice); [`ReadBuffer`] zeroes it once and reuses it, and the offer follows what arrives: it doubles
+/// while reads fill it and shrinks to the size of a read that did not.
 const MIN_READ_BYTES: usize = 4 * 1024;
 const MAX_READ_BYTES: usize = 256 * 1024;
+/// Most queued response parts handed to one vectored write (one `sendmsg`): responses that complete
+/// together leave in one system call instead of one each.
+const MAX_WRITE_PARTS: usize = 64;
 /// Iterations of the loop with progress before the task yields to its executor (fairness between
 /// connections on one shard).
 const LOOP_BUDGET: u32 = 64;
@@ -131,7 +134,7 @@ struct Connection<'a, S, Svc> {
     queued_response_bytes: usize,
     /// A complete request, a completed response or written bytes since the activity was last updated.
     progressed: bool,
-    read_buffer: BytesMut,
+    read_buffer: ReadBuffer,
     /// Bytes the next read offers (see [`MIN_READ_BYTES`]).
     read_size: usize,
     read_closed: bool,
@@ -164,7 +167,7 @@ where
         held: 0,
         queued_response_bytes: 0,
         progressed: false,
-        read_buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        read_buffer: ReadBuffer::with_capacity(READ_CHUNK_BYTES),
         read_size: MIN_READ_BYTES,
         read_closed: false,
         dispatching: None,
@@ -236,7 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
             {
                 return Ok(progress);
             }
-            match take_frame(&mut self.read_buffer, self.limits.max_request_bytes)? {
+            match self.read_buffer.take_frame(self.limits.max_request_bytes)? {
                 Some(frame) => {
                     self.dispatching_reserved = self.front_reserved.take().unwrap_or(0);
                     self.dispatching = Some(self.service.call(frame));
@@ -254,7 +257,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
         if self.front_reserved.is_some() {
             return Ok(true);
         }
-        let Some(length) = peek_frame_length(&self.read_buffer, self.limits.max_request_bytes)?
+        let Some(length) = self
+            .read_buffer
+            .front_frame_length(self.limits.max_request_bytes)?
         else {
             return Ok(false);
         };
@@ -281,22 +286,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
         }
         // A frame whose length has arrived is read only once its size is reserved.
         if self.front_reserved.is_none()
-            && peek_frame_length(&self.read_buffer, self.limits.max_request_bytes)?.is_some()
+            && self
+                .read_buffer
+                .front_frame_length(self.limits.max_request_bytes)?
+                .is_some()
         {
             return Ok(false);
         }
-        let filled = self.read_buffer.len();
         let want = self.read_size;
-        self.read_buffer.resize(filled + want, 0);
-        let result = Pin::new(&mut self.stream).poll_read(cx, &mut self.read_buffer[filled..]);
+        let room = self.read_buffer.unfilled(want);
+        let result = Pin::new(&mut self.stream).poll_read(cx, room);
         match result {
             Poll::Ready(Ok(0)) => {
-                self.read_buffer.truncate(filled);
                 self.read_closed = true;
                 Ok(true)
             }
             Poll::Ready(Ok(read)) => {
-                self.read_buffer.truncate(filled + read);
+                self.read_buffer.commit(read);
                 self.read_size = if read == want {
                     (want * 2).min(MAX_READ_BYTES)
                 } else {
@@ -305,14 +311,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
                 };
                 Ok(true)
             }
-            Poll::Ready(Err(error)) => {
-                self.read_buffer.truncate(filled);
-                Err(error.into())
-            }
-            Poll::Pending => {
-                self.read_buffer.truncate(filled);
-                Ok(false)
-            }
+            Poll::Ready(Err(error)) => Err(error.into()),
+            Poll::Pending => Ok(false),
         }
     }
 
@@ -347,20 +347,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin, Svc: Service> Connection<'_, S, Svc> {
         progress
     }
 
+    /// Writes the queued parts, up to [`MAX_WRITE_PARTS`] per vectored write.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
         let mut progress = false;
-        while let Some(front) = self.write_queue.front_mut() {
-            match Pin::new(&mut self.stream).poll_write(cx, front) {
+        while !self.write_queue.is_empty() {
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_WRITE_PARTS];
+            let count = self.write_queue.len().min(MAX_WRITE_PARTS);
+            for (slice, part) in slices.iter_mut().zip(self.write_queue.iter()) {
+                *slice = std::io::IoSlice::new(part);
+            }
+            match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]) {
                 Poll::Ready(Ok(0)) => {
                     return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into())
                 }
                 Poll::Ready(Ok(written)) => {
-                    front.advance(written);
                     self.queued_response_bytes -= written;
-                    self.progressed = true;
-                    if front.is_empty() {
-                        self.write_queue.pop_front();
+                    let mut left = written;
+                    while left > 0 {
+                        let front = self
+                            .write_queue
+                            .front_mut()
+                            .expect("written bytes were queued");
+                        let taken = left.min(front.len());
+                        front.advance(taken);
+                        left -= taken;
+                        if front.is_empty() {
+                            self.write_queue.pop_front();
+                        }
                     }
+                    self.progressed = true;
                     self.unflushed = true;
                     progress = true;
                 }
@@ -388,7 +403,7 @@ impl<S, Svc> Drop for Connection<'_, S, Svc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BufMut;
+    use bytes::{BufMut, BytesMut};
     use futures_lite::future::block_on;
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -522,3 +537,8 @@ mod tests {
 #[cfg(test)]
 #[path = "connection_bound_tests.rs"]
 mod bound_tests;
+
+/// Tests of the write path (vectored writes of queued responses).
+#[cfg(test)]
+#[path = "connection_write_tests.rs"]
+mod write_tests;

@@ -1,7 +1,7 @@
 //! Bound tests of the connection loop (a child module of `connection`).
 
 use super::*;
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 use futures_lite::future::{block_on, poll_once};
 use std::time::Duration;
 use tests_support::*;

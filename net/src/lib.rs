@@ -9,6 +9,7 @@
 //! - [`decode_guard`]: decoding request bodies from hostile bytes (element counts cannot reserve memory).
 //! - [`budget`]: what connections of one shard share (the request-bytes budget) and what a connection
 //!   shares with its idle watchdog.
+//! - `read_buffer`: the receive buffer, whose room for the next read is zeroed once and reused.
 //! - [`connection`]: one connection's loop: reads frames, dispatches them *in order*, lets their completions
 //!   overlap, and writes responses strictly in request order (pipelining).
 //!
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod decode_guard;
 pub mod frame;
 pub mod header;
+mod read_buffer;
 pub mod splice;
 
 pub use budget::{ConnectionActivity, RequestBudget};

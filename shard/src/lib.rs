@@ -16,7 +16,8 @@
 //!   files for small files.
 //! - [`files`]: [`files::ShardFileSystem`], the file system a shard holds: glommio's ([`dma`]) in
 //!   production, `std` files in tests.
-//! - [`net`]: the `SO_REUSEPORT` listener each shard binds on the Kafka port.
+//! - [`net`]: the `SO_REUSEPORT` listener each shard binds on the Kafka port, and its `TcpStream` (glommio's,
+//!   with vectored writes as one `sendmsg`).
 //!
 //! No other crate of ours depends on glommio.
 pub mod dma;

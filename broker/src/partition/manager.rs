@@ -67,6 +67,44 @@ pub struct PartitionResources {
 
 type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
 
+/// A partition key as borrowed parts, so the map of [`TopicPartition`]s can be searched with a `&str`.
+/// Both kinds hash and compare as the tuple `(&str, i32)`, which hashes as `(String, i32)` does.
+trait PartitionKey {
+    fn parts(&self) -> (&str, i32);
+}
+
+impl PartitionKey for TopicPartition {
+    fn parts(&self) -> (&str, i32) {
+        (&self.0, self.1)
+    }
+}
+
+impl PartitionKey for (&str, i32) {
+    fn parts(&self) -> (&str, i32) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn PartitionKey + 'a> for TopicPartition {
+    fn borrow(&self) -> &(dyn PartitionKey + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn PartitionKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state)
+    }
+}
+
+impl PartialEq for dyn PartitionKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn PartitionKey + '_ {}
+
 pub struct PartitionManager {
     resources: PartitionResources,
     partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
@@ -95,10 +133,11 @@ impl PartitionManager {
         self.listeners.borrow_mut().push(listener);
     }
 
+    /// Looks the partition up without building a `String` key (every produce and fetch calls this).
     pub fn get(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {
         self.partitions
             .borrow()
-            .get(&(topic.to_string(), index))
+            .get(&(topic, index) as &dyn PartitionKey)
             .cloned()
     }
 
@@ -462,5 +501,24 @@ impl PartitionManager {
                 None => Err(ResponseError::NotLeaderOrFollower),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_keys_find_what_owned_keys_stored() {
+        let mut map: HashMap<TopicPartition, u32> = HashMap::new();
+        for (index, topic) in ["a", "orders", "ordersX", ""].into_iter().enumerate() {
+            map.insert((topic.to_string(), index as i32), index as u32);
+        }
+        for (index, topic) in ["a", "orders", "ordersX", ""].into_iter().enumerate() {
+            let key = (topic, index as i32);
+            assert_eq!(map.get(&key as &dyn PartitionKey), Some(&(index as u32)));
+        }
+        assert_eq!(map.get(&("orders", 0) as &dyn PartitionKey), None);
+        assert_eq!(map.get(&("order", 1) as &dyn PartitionKey), None);
     }
 }
