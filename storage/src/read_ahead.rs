@@ -27,9 +27,11 @@
 //! # Memory
 //! Chunks are reserved from the shard's [`ReadAheadBudget`] (held by the `SegmentFilePool`, so every
 //! log of a shard shares it), separate from the batch cache: catch-up readers never evict what
-//! tailing readers are served from. When the budget is spent, streams idle for `reclaim_idle` give
-//! their chunks up; otherwise the reader gets fewer chunks (at worst none, and reads as without
-//! read-ahead). A reservation is released when its chunk is dropped; slices already handed to a fetch
+//! tailing readers are served from. Each reader's depth is at most its fair share: the budget
+//! divided among the streams reading ahead, so that many readers each keep some chunks rather than the
+//! first ones taking them all. Streams idle for `reclaim_idle` give their chunks up (looked for once
+//! per `reclaim_idle`, and whenever the budget is spent); failing that, a reader gets fewer chunks (at
+//! worst none, and reads as without read-ahead). A reservation is released when its chunk is dropped; slices already handed to a fetch
 //! response keep their memory until the response is sent.
 //!
 //! # Consistency
@@ -56,9 +58,10 @@ pub struct ReadAheadConfig {
     pub budget_bytes: usize,
     /// The size of one background read (rounded up to a multiple of 4 KiB).
     pub chunk_bytes: usize,
-    /// Chunks kept ahead of one sequential reader.
+    /// Chunks kept ahead of one sequential reader (fewer when the budget's fair share is smaller).
     pub chunks_per_reader: usize,
-    /// A stream unused this long gives its chunks up when another needs the budget.
+    /// A stream unused this long gives its chunks up (looked for at most this often, and whenever the
+    /// budget is spent).
     pub reclaim_idle: Duration,
 }
 
@@ -67,7 +70,7 @@ impl Default for ReadAheadConfig {
         ReadAheadConfig {
             budget_bytes: 64 << 20,
             chunk_bytes: 1 << 20,
-            chunks_per_reader: 4,
+            chunks_per_reader: 8,
             reclaim_idle: Duration::from_secs(1),
         }
     }
@@ -96,6 +99,10 @@ trait Reclaim {
 pub struct ReadAheadBudget {
     config: ReadAheadConfig,
     used: Cell<usize>,
+    /// Streams reading ahead (see `Stream::holding`): the budget's fair share per reader divides by this.
+    holders: Cell<usize>,
+    /// When idle streams were last looked for.
+    last_sweep: Cell<Instant>,
     stats: Cell<ReadAheadStats>,
     streams: RefCell<Vec<Weak<dyn Reclaim>>>,
 }
@@ -107,6 +114,8 @@ impl ReadAheadBudget {
         ReadAheadBudget {
             config,
             used: Cell::new(0),
+            holders: Cell::new(0),
+            last_sweep: Cell::new(Instant::now()),
             stats: Cell::new(ReadAheadStats::default()),
             streams: RefCell::new(Vec::new()),
         }
@@ -148,6 +157,18 @@ impl ReadAheadBudget {
         })
     }
 
+    /// At most once per `reclaim_idle`: drops the chunks of every stream idle that long, so that readers
+    /// that went away neither keep memory nor count among the readers sharing the budget. The caller
+    /// must not hold any log's streams borrowed.
+    fn sweep_if_due(&self) {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last_sweep.get()) < self.config.reclaim_idle {
+            return;
+        }
+        self.last_sweep.set(now);
+        self.reclaim_idle(std::ptr::null());
+    }
+
     fn reclaim_idle(&self, requester: *const ()) {
         let now = Instant::now();
         let streams: Vec<Rc<dyn Reclaim>> = {
@@ -175,6 +196,26 @@ impl Drop for Reservation {
     }
 }
 
+/// A stream's place among the budget's holders, kept while the stream holds chunks.
+struct Holding {
+    budget: Rc<ReadAheadBudget>,
+}
+
+impl Holding {
+    fn new(budget: &Rc<ReadAheadBudget>) -> Self {
+        budget.holders.set(budget.holders.get() + 1);
+        Holding {
+            budget: budget.clone(),
+        }
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.budget.holders.set(self.budget.holders.get() - 1);
+    }
+}
+
 struct Chunk {
     position: u64,
     len: u64,
@@ -194,6 +235,9 @@ struct Stream {
     chunks: VecDeque<Chunk>,
     started_end: u64,
     last_used: Instant,
+    /// Present while the stream reads ahead (from its first sequential read until it is dropped or
+    /// found idle), counting it among the readers the budget is shared by.
+    holding: Option<Holding>,
 }
 
 impl Stream {
@@ -206,7 +250,15 @@ impl Stream {
             chunks: VecDeque::new(),
             started_end: 0,
             last_used: Instant::now(),
+            holding: None,
         }
+    }
+
+    /// Drops the chunks (and the stream's place among the budget's holders).
+    fn drop_chunks(&mut self) {
+        self.chunks.clear();
+        self.started_end = 0;
+        self.holding = None;
     }
 }
 
@@ -220,8 +272,7 @@ impl Reclaim for Streams {
     fn release_idle(&self, now: Instant, idle: Duration) {
         for stream in self.streams.borrow_mut().iter_mut() {
             if now.saturating_duration_since(stream.last_used) >= idle {
-                stream.chunks.clear();
-                stream.started_end = 0;
+                stream.drop_chunks();
             }
         }
     }
@@ -361,16 +412,22 @@ impl ReadAhead {
         let config = self.budget.config;
         let chunk_bytes = config.chunk_bytes as u64;
         let requester = Rc::as_ptr(&self.slot) as *const ();
+        self.budget.sweep_if_due();
         let mut streams = self.slot.streams.borrow_mut();
         let Some(stream) = streams.iter_mut().find(|stream| Some(stream.id) == id) else {
             return;
         };
         if stream.chunks.is_empty() || stream.started_end < stream.next_position {
-            stream.chunks.clear();
+            stream.drop_chunks();
             stream.started_end = stream.next_position - stream.next_position % ALIGNMENT;
         }
+        // A fair share: the budget divided among the streams holding chunks, this one included, so
+        // that with many readers each keeps some chunks rather than the first ones taking them all.
+        let holders = self.budget.holders.get() + usize::from(stream.holding.is_none());
+        let fair_share = (config.budget_bytes / config.chunk_bytes / holders.max(1)).max(1);
+        let depth = config.chunks_per_reader.min(fair_share) as u64;
         let window_end = (stream.next_position - stream.next_position % ALIGNMENT)
-            .saturating_add(chunk_bytes * config.chunks_per_reader as u64)
+            .saturating_add(chunk_bytes * depth)
             .min(size);
         while stream.started_end < window_end {
             let position = stream.started_end;
@@ -391,6 +448,9 @@ impl ReadAhead {
                 _reservation: reservation,
             });
             stream.started_end = position + len;
+        }
+        if stream.holding.is_none() {
+            stream.holding = Some(Holding::new(&self.budget));
         }
     }
 

@@ -106,7 +106,7 @@ fn open(
             budget_bytes: budget,
             chunk_bytes: 4096,
             chunks_per_reader: 3,
-            reclaim_idle: Duration::ZERO,
+            reclaim_idle: Duration::from_secs(3600),
         }),
     );
     let log = block_on(Log::open_with_file_pool(
@@ -238,24 +238,19 @@ fn a_reader_waits_for_chunks_in_flight_and_reads_nothing_twice() {
     assert_eq!(fetches, consume(&plain, 10_000, None));
 }
 
-#[test]
-fn the_budget_bounds_chunks_and_idle_streams_give_theirs_up() {
-    let dir = tempfile::tempdir().unwrap();
+/// Two logs of 800 records on one pool reading ahead in 4 KiB chunks with `config`.
+fn two_logs(
+    dir: &Path,
+    config: ReadAheadConfig,
+) -> (Vec<Log<DeferredFs>>, Rc<SegmentFilePool<DeferredFs>>) {
     let fs = DeferredFs::default();
-    let pool = Rc::new(
-        SegmentFilePool::new(fs.clone(), 16).with_read_ahead(ReadAheadConfig {
-            budget_bytes: 4 * 4096,
-            chunk_bytes: 4096,
-            chunks_per_reader: 3,
-            reclaim_idle: Duration::from_secs(3600),
-        }),
-    );
-    let logs: Vec<Log<DeferredFs>> = (0..2)
+    let pool = Rc::new(SegmentFilePool::new(fs.clone(), 16).with_read_ahead(config));
+    let logs = (0..2)
         .map(|n| {
             let log = block_on(Log::open_with_file_pool(
                 fs.clone(),
-                dir.path().join(format!("t-{n}")),
-                config(),
+                dir.join(format!("t-{n}")),
+                self::config(),
                 Rc::new(BatchCache::new(0)),
                 pool.clone(),
                 true,
@@ -265,19 +260,42 @@ fn the_budget_bounds_chunks_and_idle_streams_give_theirs_up() {
             log
         })
         .collect();
-    let read_twice = |log: &Log<DeferredFs>| {
-        let end = log.log_end_offset();
-        let first = block_on(log.read(Offset(0), 3000, end, true)).unwrap();
-        let last = crate::batch::iter_batches(&first)
-            .last()
-            .unwrap()
-            .1
-            .last_offset();
-        block_on(log.read(Offset(last + 1), 3000, end, true)).unwrap();
-    };
-    read_twice(&logs[0]);
+    (logs, pool)
+}
+
+/// Reads `reads` fetches of 3,000 bytes from `from`; returns the next offset.
+fn read_on(log: &Log<DeferredFs>, from: Offset, reads: usize) -> Offset {
+    let end = log.log_end_offset();
+    let mut next = from;
+    for _ in 0..reads {
+        let bytes = block_on(log.read(next, 3000, end, true)).unwrap();
+        next = Offset(
+            crate::batch::iter_batches(&bytes)
+                .last()
+                .unwrap()
+                .1
+                .last_offset()
+                + 1,
+        );
+    }
+    next
+}
+
+#[test]
+fn the_budget_bounds_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, pool) = two_logs(
+        dir.path(),
+        ReadAheadConfig {
+            budget_bytes: 4 * 4096,
+            chunk_bytes: 4096,
+            chunks_per_reader: 3,
+            reclaim_idle: Duration::from_secs(3600),
+        },
+    );
+    read_on(&logs[0], Offset(0), 2);
     assert_eq!(pool.read_ahead().used_bytes(), 3 * 4096);
-    read_twice(&logs[1]);
+    read_on(&logs[1], Offset(0), 2);
     assert!(
         pool.read_ahead().used_bytes() <= 4 * 4096,
         "never above the budget"
@@ -289,6 +307,58 @@ fn the_budget_bounds_chunks_and_idle_streams_give_theirs_up() {
         0,
         "closed logs give their chunks back"
     );
+}
+
+#[test]
+fn readers_share_the_budget_fairly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, pool) = two_logs(
+        dir.path(),
+        ReadAheadConfig {
+            budget_bytes: 8 * 4096,
+            chunk_bytes: 4096,
+            chunks_per_reader: 8,
+            reclaim_idle: Duration::from_secs(3600),
+        },
+    );
+    // Alone, the first reader takes its full depth: the whole budget.
+    let first = read_on(&logs[0], Offset(0), 2);
+    assert_eq!(pool.read_ahead().used_bytes(), 8 * 4096);
+    // The second finds the budget spent, but counts from now on: the first's depth falls to half as it
+    // reads on, and the second gets the room it leaves.
+    let second = read_on(&logs[1], Offset(0), 2);
+    read_on(&logs[0], first, 8);
+    let before = stats(&pool);
+    read_on(&logs[1], second, 3);
+    let after = stats(&pool);
+    assert!(after.chunks_started > before.chunks_started, "{after:?}");
+    assert!(
+        after.batches_served >= before.batches_served + 3,
+        "{after:?}"
+    );
+    assert!(pool.read_ahead().used_bytes() <= 8 * 4096);
+}
+
+#[test]
+fn idle_streams_give_their_chunks_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, pool) = two_logs(
+        dir.path(),
+        ReadAheadConfig {
+            budget_bytes: 1 << 20,
+            chunk_bytes: 4096,
+            chunks_per_reader: 3,
+            reclaim_idle: Duration::ZERO, // every stream not reading this instant is idle
+        },
+    );
+    read_on(&logs[0], Offset(0), 2);
+    assert_eq!(pool.read_ahead().used_bytes(), 3 * 4096);
+    // The second reader's read-ahead looks for idle streams first: the first reader's chunks go.
+    read_on(&logs[1], Offset(0), 2);
+    assert_eq!(pool.read_ahead().used_bytes(), 3 * 4096);
+    // And the first, reading on, still reads correctly (from the file, then from new chunks).
+    let next = read_on(&logs[0], Offset(0), 6);
+    assert!(next.0 > 20);
 }
 
 #[test]
