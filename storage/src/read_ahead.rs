@@ -70,7 +70,7 @@ impl Default for ReadAheadConfig {
         ReadAheadConfig {
             budget_bytes: 64 << 20,
             chunk_bytes: 1 << 20,
-            chunks_per_reader: 8,
+            chunks_per_reader: 4,
             reclaim_idle: Duration::from_secs(1),
         }
     }

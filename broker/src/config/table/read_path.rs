@@ -36,7 +36,7 @@ pub const READ_AHEAD_CHUNK_BYTES: Setting = Setting {
 
 pub const READ_AHEAD_CHUNKS: Setting = Setting {
     config_type: ConfigType::Int,
-    default: DefaultValue::Fixed("8"),
+    default: DefaultValue::Fixed("4"),
     validator: Validator::Range(1, 64),
     target: Target::Broker(|config, value| {
         config.read_ahead.chunks_per_reader = value.as_int() as usize;
