@@ -52,6 +52,9 @@ use std::time::{Duration, Instant};
 /// Reads are aligned to this (O_DIRECT's usual block size).
 const ALIGNMENT: u64 = 4096;
 
+/// A spent budget looks for idle streams at most this often (each look walks the shard's logs).
+const RECLAIM_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadAheadConfig {
     /// Per shard: bytes of chunks in memory or in flight at once (0 disables read-ahead).
@@ -101,8 +104,9 @@ pub struct ReadAheadBudget {
     used: Cell<usize>,
     /// Streams reading ahead (see `Stream::holding`): the budget's fair share per reader divides by this.
     holders: Cell<usize>,
-    /// When idle streams were last looked for.
+    /// When idle streams were last looked for: on schedule (`sweep_if_due`), and on demand (`reserve`).
     last_sweep: Cell<Instant>,
+    last_reclaim: Cell<Instant>,
     stats: Cell<ReadAheadStats>,
     streams: RefCell<Vec<Weak<dyn Reclaim>>>,
 }
@@ -116,6 +120,7 @@ impl ReadAheadBudget {
             used: Cell::new(0),
             holders: Cell::new(0),
             last_sweep: Cell::new(Instant::now()),
+            last_reclaim: Cell::new(Instant::now()),
             stats: Cell::new(ReadAheadStats::default()),
             streams: RefCell::new(Vec::new()),
         }
@@ -141,10 +146,14 @@ impl ReadAheadBudget {
     }
 
     /// Reserves `bytes` for a chunk of `requester`, taking the chunks of idle streams back first when
-    /// the budget is spent.
+    /// the budget is spent (a walk over the shard's logs: at most every [`RECLAIM_INTERVAL`]).
     fn reserve(self: &Rc<Self>, bytes: usize, requester: *const ()) -> Option<Reservation> {
         if self.used.get() + bytes > self.config.budget_bytes {
-            self.reclaim_idle(requester);
+            let now = Instant::now();
+            if now.saturating_duration_since(self.last_reclaim.get()) >= RECLAIM_INTERVAL {
+                self.last_reclaim.set(now);
+                self.reclaim_idle(requester);
+            }
         }
         if self.used.get() + bytes > self.config.budget_bytes {
             self.count(|stats| stats.refusals += 1);
@@ -196,7 +205,7 @@ impl Drop for Reservation {
     }
 }
 
-/// A stream's place among the budget's holders, kept while the stream holds chunks.
+/// A stream's place among the readers sharing the budget, kept while the stream reads ahead.
 struct Holding {
     budget: Rc<ReadAheadBudget>,
 }
