@@ -137,6 +137,10 @@ impl StorageFile for ShardFile {
         each_file!(self, file => file.preallocate(len).await)
     }
 
+    async fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        each_file!(self, file => file.allocate(offset, len).await)
+    }
+
     fn start_read(&self, pos: u64, len: usize) -> Option<BackgroundRead> {
         each_file!(self, file => file.start_read(pos, len))
     }

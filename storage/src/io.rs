@@ -87,6 +87,12 @@ pub trait StorageFile: 'static {
     async fn truncate(&self, len: u64) -> io::Result<()>;
     async fn size(&self) -> io::Result<u64>;
     /// Reserves space without changing the visible size (a hint; may do nothing).
+    /// Allocates `[offset, offset + len)` with blocks that read as zeros, growing the file's visible
+    /// size to at least `offset + len` (fallocate without KEEP_SIZE). For O_DIRECT segment files, so
+    /// that appends land inside the file (see `appender`); others may do nothing.
+    async fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     async fn preallocate(&self, _len: u64) -> io::Result<()> {
         Ok(())
     }

@@ -21,6 +21,7 @@ use crate::batch::{self, AppendOrigin, BatchHeader};
 use crate::error::StorageError;
 use crate::io::FileSystem;
 use crate::producer_state::{CompletedTxn, ProducerStateManager, SequenceCheck};
+use crate::segment;
 use crate::txn::TxnMarker;
 use crate::txn_index::AbortedTxnEntry;
 use crate::types::{LeaderEpoch, Offset};
@@ -253,6 +254,8 @@ impl<F: FileSystem> Log<F> {
                 }
             }
             let appender = self.local.active_log_appender();
+            let segment_bytes = self.state.borrow().config.segment_bytes;
+            appender.set_reserve_window(segment::reserve_window(segment_bytes));
             if let Err(error) = appender.flush().await {
                 return Err(if rolled {
                     WriteFailure::Offline(error)

@@ -12,8 +12,10 @@
 //! 00000000000000001234.txnindex   aborted transactions, only once one is written (see `txn_index`)
 //! ```
 //! The `.log` file is the concatenation of the record batches (see `batch`) whose offsets lie in
-//! `[base, next segment's base)`; with O_DIRECT files it may end with zero padding after a crash
-//! (a clean close truncates it to its logical size, see [`finalize`]).
+//! `[base, next segment's base)`. With O_DIRECT files the active segment's file runs ahead of its
+//! logical size: zero padding to a page, and up to [`reserve_window`] bytes reserved ahead of the
+//! appends (see `appender`). A roll and a clean close truncate it to its logical size ([`finalize`]);
+//! after a crash, recovery cuts the zeros.
 //!
 //! # Invariants
 //! * Offsets are contiguous within the active segment: each batch starts at the previous one's
@@ -45,6 +47,19 @@ use std::rc::Rc;
 pub(crate) const LOG_EXTENSION: &str = "log";
 pub(crate) const INDEX_EXTENSION: &str = "index";
 pub(crate) const TIME_INDEX_EXTENSION: &str = "timeindex";
+
+/// How far ahead of its appends the active segment's file is reserved (O_DIRECT only; see
+/// `appender`): one `fallocate` per window appended, and at most a window of zeros past the logical
+/// size while the segment is active. A sixteenth of the segment size, at most 4 MiB; segments under
+/// 1 MiB (windows under 64 KiB) are not reserved: their appends take the io-wq path.
+pub(crate) fn reserve_window(segment_bytes: u64) -> u64 {
+    let window = (segment_bytes / 16).min(4 << 20);
+    if window < 64 << 10 {
+        0
+    } else {
+        window
+    }
+}
 
 /// How much of a segment recovery and producer-state replay read at a time.
 pub(crate) const RECOVERY_READ_BYTES: usize = 1 << 20;

@@ -14,25 +14,36 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-/// Like O_DIRECT: segment data files demand 4096-aligned writes.
+/// Like O_DIRECT: segment data files demand 4096-aligned writes. Like ext4, `allocate` grows the
+/// file with zeros, and a write inside the allocated size must not cover both pages written before
+/// and allocated ones (ext4 would hand it to an io-wq worker; the appender splits such writes).
 #[derive(Clone, Copy, Default)]
 struct AlignedFs;
 
 struct AlignedFile {
     inner: StdFile,
     align: usize,
+    /// End of the pages written through this handle or present at open (page-rounded).
+    written_end: std::cell::Cell<u64>,
+    /// The size `allocate` last grew the file to (0: never).
+    allocated: std::cell::Cell<u64>,
 }
 
 impl FileSystem for AlignedFs {
     type File = AlignedFile;
     async fn open(&self, path: &Path, kind: FileKind, create: bool) -> io::Result<AlignedFile> {
+        let inner = StdFileSystem.open(path, kind, create).await?;
+        let align = if kind == FileKind::SegmentData {
+            4096
+        } else {
+            1
+        };
+        let written_end = inner.size().await?.next_multiple_of(align as u64);
         Ok(AlignedFile {
-            inner: StdFileSystem.open(path, kind, create).await?,
-            align: if kind == FileKind::SegmentData {
-                4096
-            } else {
-                1
-            },
+            inner,
+            align,
+            written_end: written_end.into(),
+            allocated: 0.into(),
         })
     }
 }
@@ -48,12 +59,32 @@ impl StorageFile for AlignedFile {
         assert_eq!(pos % self.align as u64, 0, "unaligned write position {pos}");
         assert_eq!(len % self.align, 0, "unaligned write length {len}");
         assert!(parts.iter().map(|part| part.len()).sum::<usize>() <= len);
+        let (end, written_end) = (pos + len as u64, self.written_end.get());
+        assert!(
+            end > self.allocated.get() || end <= written_end || pos >= written_end,
+            "write [{pos}, {end}) covers written pages (to {written_end}) and allocated ones"
+        );
+        self.written_end.set(written_end.max(end));
         self.inner.write_parts_at(pos, parts, len).await
+    }
+    async fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let len = offset + len;
+        if self.align > 1 && len > self.inner.size().await? {
+            self.inner.truncate(len).await?; // grows with zeros, like fallocate
+            self.allocated.set(len);
+        }
+        Ok(())
     }
     async fn sync_data(&self) -> io::Result<()> {
         self.inner.sync_data().await
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.written_end.set(
+            self.written_end
+                .get()
+                .min(len.next_multiple_of(self.align as u64)),
+        );
+        self.allocated.set(self.allocated.get().min(len));
         self.inner.truncate(len).await
     }
     async fn size(&self) -> io::Result<u64> {

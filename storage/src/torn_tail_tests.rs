@@ -98,6 +98,73 @@ fn crash_leaves_padding_aligned() {
     check_log(&log, 8, 1);
 }
 
+/// The active segment's file is reserved ahead of the appends (O_DIRECT): it is longer than the
+/// log while the segment is active; a crash leaves the reserved zeros, which recovery cuts; a roll
+/// and a clean close truncate the file to its logical size. `AlignedFile` asserts that no append
+/// covers both written and reserved pages.
+#[test]
+fn reserved_space_is_cut_by_recovery_and_close() {
+    assert_eq!(crate::segment::reserve_window(1 << 30), 4 << 20);
+    assert_eq!(
+        crate::segment::reserve_window(8 << 10),
+        0,
+        "small segments: no reservation"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 3 << 20,
+        index_interval_bytes: 4096,
+        ..Default::default()
+    };
+    let path = |base: i64| dir.path().join(format!("{base:020}.log"));
+    let on_disk = |base: i64| std::fs::metadata(path(base)).unwrap().len();
+    let log = open(AlignedFs, dir.path(), config.clone(), 0, false);
+    // Batches of 1 to 6 pages and odd sizes: flushes start in a partly written page and cross into
+    // reserved ones, and cross the reservation windows (192 KiB here).
+    let (mut logical, mut offsets) = (0u64, 0i64);
+    for i in 0..400 {
+        let batch = simple_batch(1, 700 + (i * 977) % 24_000, i as i64);
+        logical += batch.len() as u64;
+        append(&log, batch, 0);
+        offsets += 1;
+        if log.segment_count() == 1 {
+            assert!(
+                on_disk(0) > logical,
+                "reserved ahead: {} <= {logical}",
+                on_disk(0)
+            );
+            assert_eq!(
+                on_disk(0) % crate::segment::reserve_window(config.segment_bytes),
+                0
+            );
+        }
+    }
+    let bases: Vec<i64> = log.segment_bases().iter().map(|base| base.0).collect();
+    assert!(bases.len() > 1, "rolled at least once");
+    let active_base = *bases.last().unwrap();
+    let total = |bases: &[i64]| bases.iter().map(|base| on_disk(*base)).sum::<u64>();
+    // Rolled segments were truncated to their logical size; the active one is reserved ahead.
+    assert!(total(&bases[..bases.len() - 1]) < logical);
+    assert!(total(&bases) > logical);
+    assert_eq!(
+        on_disk(active_base) % crate::segment::reserve_window(config.segment_bytes),
+        0
+    );
+    drop(log); // crash: the active segment keeps its reserved zeros
+    let log = open(AlignedFs, dir.path(), config.clone(), 0, false);
+    assert_eq!(log.log_end_offset(), Offset(offsets));
+    check_log(&log, offsets as usize, 1);
+    assert_eq!(total(&bases), logical, "recovery cut the zeros");
+    let last = simple_batch(1, 5000, 1);
+    logical += last.len() as u64;
+    append(&log, last, 0);
+    assert!(total(&bases) > logical, "reserved again");
+    block_on(log.close()).unwrap();
+    assert_eq!(total(&bases), logical, "a clean close truncates");
+    let log = open(AlignedFs, dir.path(), config, 0, true);
+    check_log(&log, offsets as usize + 1, 1);
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
