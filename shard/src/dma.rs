@@ -187,9 +187,8 @@ impl StorageFile for DmaOrBufferedFile {
     }
 
     /// A no-op: reserving a whole segment per partition up front costs every partition its full segment
-    /// size on disk (Kafka leaves `file.preallocate` off by default too), and on ext4 it does not make
-    /// O_DIRECT appends cheaper — writes into reserved ("unwritten") blocks still go through an io-wq worker
-    /// and the journal, like extending writes (measured; see BENCHMARKS.md).
+    /// size on disk (Kafka leaves `file.preallocate` off by default too). The appender reserves the
+    /// active segment a window at a time instead ([`StorageFile::allocate`], below).
     async fn preallocate(&self, _len: u64) -> io::Result<()> {
         Ok(())
     }
@@ -253,37 +252,74 @@ mod tests {
 
     #[test]
     fn allocate_grows_the_file_with_zeros_and_keeps_what_was_written() {
-        let dir = tempfile_dir().join("allocate");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("00000000000000000000.log");
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                assert!(DmaFileSystem::prepare(&dir, 0).await.unwrap());
-                let fs = DmaFileSystem { direct: true };
-                let file = fs.open(&path, FileKind::SegmentData, true).await.unwrap();
-                assert_eq!(file.write_alignment(), 4096, "whole pages");
-                let data = vec![9u8; 4096];
-                file.write_parts_at(0, &[&data], data.len()).await.unwrap();
-                file.allocate(4096, 1 << 20).await.unwrap();
-                assert_eq!(file.size().await.unwrap(), 4096 + (1 << 20));
-                // A write into the allocated blocks, then the file: data, zeros, data, zeros.
-                file.write_parts_at(8192, &[&data], data.len())
-                    .await
-                    .unwrap();
-                let back = file.read_at(0, 16384).await.unwrap();
-                assert!(back[..4096].iter().all(|&b| b == 9));
-                assert!(back[4096..8192].iter().all(|&b| b == 0));
-                assert!(back[8192..12288].iter().all(|&b| b == 9));
-                assert!(back[12288..].iter().all(|&b| b == 0));
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+        with_direct_file("allocate", |file, _| async move {
+            assert_eq!(file.write_alignment(), 4096, "whole pages");
+            let data = vec![9u8; 4096];
+            file.write_parts_at(0, &[&data], data.len()).await.unwrap();
+            file.allocate(4096, 1 << 20).await.unwrap();
+            assert_eq!(file.size().await.unwrap(), 4096 + (1 << 20));
+            // A write into the allocated blocks, then the file: data, zeros, data, zeros.
+            file.write_parts_at(8192, &[&data], data.len())
+                .await
+                .unwrap();
+            let back = file.read_at(0, 16384).await.unwrap();
+            assert!(back[..4096].iter().all(|&b| b == 9));
+            assert!(back[4096..8192].iter().all(|&b| b == 0));
+            assert!(back[8192..12288].iter().all(|&b| b == 9));
+            assert!(back[12288..].iter().all(|&b| b == 0));
+        });
     }
 
     #[test]
     fn background_reads_run_concurrently_and_return_the_file_bytes() {
-        let dir = tempfile_dir().join("background");
+        with_direct_file("background", |file, path| async move {
+            let data: Vec<u8> = (0..64 * 1024).map(|n| (n % 251) as u8).collect();
+            file.write_parts_at(0, &[&data], data.len()).await.unwrap();
+            // Four reads in flight at once, two of them unaligned, one up to the end of the file.
+            // (Callers stay within the file: an unaligned O_DIRECT read past the end comes back
+            // zero-filled to its full length from glommio, not short.)
+            let wanted = [
+                (0u64, 16384usize),
+                (16384, 16384),
+                (40000, 1000),
+                (60000, 5536),
+            ];
+            let reads: Vec<_> = wanted
+                .iter()
+                .map(|&(pos, len)| {
+                    file.start_read(pos, len)
+                        .expect("O_DIRECT reads in the background")
+                })
+                .collect();
+            assert!(
+                reads.iter().all(|read| read.try_result().is_none()),
+                "nothing is read before the caller yields"
+            );
+            for (read, &(pos, len)) in reads.iter().zip(&wanted) {
+                let bytes = read.result().await.unwrap();
+                assert_eq!(&bytes[..], &data[pos as usize..pos as usize + len]);
+                // Taken again: the same bytes, shared.
+                assert_eq!(read.try_result().unwrap().unwrap(), bytes);
+            }
+            let buffered = DmaFileSystem { direct: false }
+                .open(&path, FileKind::SegmentData, false)
+                .await
+                .unwrap();
+            assert!(
+                buffered.start_read(0, 4096).is_none(),
+                "buffered files leave read-ahead to the page cache"
+            );
+        });
+    }
+
+    /// Runs `body` on a glommio executor with a new O_DIRECT segment file (and its path) in a
+    /// directory of its own.
+    fn with_direct_file<Body, Test>(name: &str, body: Body)
+    where
+        Body: FnOnce(DmaOrBufferedFile, std::path::PathBuf) -> Test + Send + 'static,
+        Test: std::future::Future<Output = ()>,
+    {
+        let dir = tempfile_dir().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("00000000000000000000.log");
         glommio::LocalExecutorBuilder::default()
@@ -291,42 +327,7 @@ mod tests {
                 assert!(DmaFileSystem::prepare(&dir, 0).await.unwrap());
                 let fs = DmaFileSystem { direct: true };
                 let file = fs.open(&path, FileKind::SegmentData, true).await.unwrap();
-                let data: Vec<u8> = (0..64 * 1024).map(|n| (n % 251) as u8).collect();
-                file.write_parts_at(0, &[&data], data.len()).await.unwrap();
-                // Four reads in flight at once, two of them unaligned, one up to the end of the file.
-                // (Callers stay within the file: an unaligned O_DIRECT read past the end comes back
-                // zero-filled to its full length from glommio, not short.)
-                let wanted = [
-                    (0u64, 16384usize),
-                    (16384, 16384),
-                    (40000, 1000),
-                    (60000, 5536),
-                ];
-                let reads: Vec<_> = wanted
-                    .iter()
-                    .map(|&(pos, len)| {
-                        file.start_read(pos, len)
-                            .expect("O_DIRECT reads in the background")
-                    })
-                    .collect();
-                assert!(
-                    reads.iter().all(|read| read.try_result().is_none()),
-                    "nothing is read before the caller yields"
-                );
-                for (read, &(pos, len)) in reads.iter().zip(&wanted) {
-                    let bytes = read.result().await.unwrap();
-                    assert_eq!(&bytes[..], &data[pos as usize..pos as usize + len]);
-                    // Taken again: the same bytes, shared.
-                    assert_eq!(read.try_result().unwrap().unwrap(), bytes);
-                }
-                let buffered = DmaFileSystem { direct: false }
-                    .open(&path, FileKind::SegmentData, false)
-                    .await
-                    .unwrap();
-                assert!(
-                    buffered.start_read(0, 4096).is_none(),
-                    "buffered files leave read-ahead to the page cache"
-                );
+                body(file, path).await;
             })
             .unwrap()
             .join()

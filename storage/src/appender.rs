@@ -10,9 +10,9 @@
 //! `RefCell` is never borrowed across an `.await`.
 //!
 //! # Reserving ahead (segment data under O_DIRECT)
-//! An appender with a reserve window ([`Appender::set_reserve_window`]) keeps the file's allocated size ahead of its writes, a window
-//! at a time ([`StorageFile::allocate`]: the file's visible size grows with it, its new blocks read
-//! as zeros). On ext4 an O_DIRECT write that extends the file, or that covers both written blocks
+//! An appender with a reserve window ([`Appender::set_reserve_window`]) keeps the file's allocated
+//! size ahead of its writes, a window at a time ([`StorageFile::allocate`]: the file's visible size
+//! grows with it, its new blocks read as zeros). On ext4 an O_DIRECT write that extends the file, or that covers both written blocks
 //! and reserved ("unwritten") ones, needs the inode lock exclusively: io_uring cannot issue it
 //! without blocking and hands it to an io-wq worker thread (a wake-up and two context switches per
 //! append). A write inside the reserved size that covers only written blocks, or only unwritten
