@@ -118,6 +118,16 @@ mod tests {
     }
 
     #[test]
+    fn an_announced_length_reserves_nothing() {
+        let mut buffer = ReadBuffer::with_capacity(64);
+        receive(&mut buffer, &[5, 0xA0, 0, 0, b'a', b'b', b'c']);
+        let capacity = buffer.buffer.capacity();
+        assert_eq!(buffer.take_frame(100 << 20), Ok(None));
+        assert_eq!(buffer.front_frame_length(100 << 20), Ok(Some(90 << 20)));
+        assert_eq!(buffer.buffer.capacity(), capacity);
+    }
+
+    #[test]
     fn errors_of_the_front_frame_are_reported() {
         let mut buffer = ReadBuffer::with_capacity(16);
         receive(&mut buffer, &[0, 0, 1, 0]);
