@@ -77,7 +77,8 @@ impl<F: FileSystem> LocalLog<F> {
     /// Takes the oldest `count` segments out of the log (never the active one: `count` is cut to
     /// leave it), advances the log start to at least the first remaining segment's base, then renames
     /// their files and the producer snapshots below that base to `<name>.deleted`. Returns the renamed
-    /// paths, for [`LocalLog::remove_files`] once `file.delete.delay.ms` passed. A rename error stops
+    /// paths, for [`LocalLog::remove_files`] once `file.delete.delay.ms` passed; the directory is
+    /// fsynced after the renames, so they survive a crash. A rename error stops
     /// the renames (the segments stay out of the map; their files come back at the next open, below
     /// the log start, and are deleted again).
     pub(crate) async fn delete_oldest_segments(
@@ -127,6 +128,12 @@ impl<F: FileSystem> LocalLog<F> {
             Ok(())
         }
         .await;
+        // The renames are durable before the deletion counts as done: a crash must not bring the
+        // segments back under their names (and the log start back with them).
+        let result = match (result, renamed.is_empty()) {
+            (Ok(()), false) => self.fs.sync_dir(&self.dir).await,
+            (result, _) => result,
+        };
         tracing::info!(
             dir = %self.dir.display(),
             segments_deleted = doomed.len(),

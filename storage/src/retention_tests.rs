@@ -221,6 +221,64 @@ fn time_retention_deletes_expired_closed_segments_only() {
     assert_eq!(log.log_end_offset(), Offset(300));
 }
 
+thread_local! {
+    /// What `DirectoryEventsFs` did to directories, in order.
+    static DIRECTORY_EVENTS: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Std files; records renames and directory fsyncs in `DIRECTORY_EVENTS`.
+#[derive(Clone, Copy, Default)]
+struct DirectoryEventsFs;
+
+impl FileSystem for DirectoryEventsFs {
+    type File = StdFile;
+    async fn open(&self, path: &Path, kind: FileKind, create: bool) -> io::Result<StdFile> {
+        StdFileSystem.open(path, kind, create).await
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        DIRECTORY_EVENTS.with(|events| events.borrow_mut().push("rename"));
+        StdFileSystem.rename(from, to).await
+    }
+    async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        DIRECTORY_EVENTS.with(|events| events.borrow_mut().push("sync_dir"));
+        StdFileSystem.sync_dir(path).await
+    }
+}
+
+#[test]
+fn retention_fsyncs_the_directory_after_its_renames() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_ms: 50,
+        ..config()
+    };
+    let cache = Rc::new(BatchCache::new(0));
+    let log = block_on(Log::open(
+        DirectoryEventsFs,
+        dir.path().to_path_buf(),
+        config,
+        cache,
+        false,
+    ))
+    .unwrap();
+    fill(&log);
+    DIRECTORY_EVENTS.with(|events| events.borrow_mut().clear());
+    let outcome = block_on(log.apply_retention(1080)).unwrap();
+    assert!(outcome.segments_deleted > 0);
+    let events = DIRECTORY_EVENTS.with(|events| events.borrow().clone());
+    assert!(events.contains(&"rename"), "{events:?}");
+    assert_eq!(events.last(), Some(&"sync_dir"), "{events:?}");
+    // Nothing to delete: no renames, no fsync.
+    DIRECTORY_EVENTS.with(|events| events.borrow_mut().clear());
+    assert_eq!(
+        block_on(log.apply_retention(1080))
+            .unwrap()
+            .segments_deleted,
+        0
+    );
+    assert!(DIRECTORY_EVENTS.with(|events| events.borrow().is_empty()));
+}
+
 #[test]
 fn without_delete_policy_only_segments_below_the_log_start_go() {
     let dir = tempfile::tempdir().unwrap();

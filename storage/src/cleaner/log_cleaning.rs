@@ -458,6 +458,8 @@ impl<F: FileSystem> Log<F> {
             &dir.join(segment::file_name(base, LOG_EXTENSION)),
         )
         .await?;
+        // Step 6: the swap is durable before the next segment is cleaned.
+        fs.sync_dir(&dir).await?;
         self.local.release_cleaned_file(base, &log_file);
         stats.segments_rewritten += 1;
         Ok(true)

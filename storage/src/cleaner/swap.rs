@@ -18,6 +18,7 @@
 //! 4. rename the two index `.cleaned` files over `<base>.index` / `<base>.timeindex`;
 //! 5. rename `<base>.log.swap` over `<base>.log` (the old file's inode lives on for reads that
 //!    hold it, and is freed when they let go).
+//! 6. fsync the directory, so that a crash after the swap cannot bring the removed records back.
 //!
 //! [`complete_swaps`], run before a log is loaded, finishes steps 4 and 5 for every `.log.swap`
 //! (the swap was committed), then removes every `.cleaned` file left (a swap not committed: the
