@@ -165,7 +165,7 @@ impl<Fl: StorageFile> Appender<Fl> {
         debug_assert_eq!(parts.iter().map(|part| part.len()).sum::<usize>(), data_len);
         let result = if self.reserve_window.get() > 0 {
             self.reserve(start + padded).await;
-            if !tail.is_empty() && padded > self.align {
+            if !tail.is_empty() && padded > self.align && padded <= SPLIT_WRITES_UP_TO {
                 // The rewritten page and the new ones apart (see the module doc).
                 let (page, rest) = split_parts(&parts, self.align as usize);
                 let (first, second) = futures_lite::future::zip(
@@ -206,6 +206,11 @@ impl<Fl: StorageFile> Appender<Fl> {
         result
     }
 }
+
+/// Flushes up to this size are split (see the module doc); a larger one goes out as one write even
+/// though ext4 hands it to an io-wq worker: its cost is spread over many bytes, and two writes per
+/// large flush cost more (measured at full load; see BENCHMARKS.md).
+const SPLIT_WRITES_UP_TO: u64 = 64 << 10;
 
 impl<Fl: StorageFile> Appender<Fl> {
     /// Makes sure the file is reserved through `end`, a window past it at a time. A failed reservation
