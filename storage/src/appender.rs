@@ -16,8 +16,9 @@
 //! and reserved ("unwritten") ones, needs the inode lock exclusively: io_uring cannot issue it
 //! without blocking and hands it to an io-wq worker thread (a wake-up and two context switches per
 //! append). A write inside the reserved size that covers only written blocks, or only unwritten
-//! ones, is issued inline. So a flush that rewrites the partial last page and continues into new
-//! pages is issued as two writes, submitted together: the rewritten page, then the new pages.
+//! ones, is issued inline. So a flush of up to 64 KiB that rewrites the partial last page and
+//! continues into new pages is issued as two writes, submitted together: the rewritten page, then
+//! the new pages.
 //!
 //! The file may then end with up to a window of zeros past the logical size: a clean close (and a
 //! roll) truncates them, and recovery after a crash cuts them like a torn tail.
