@@ -164,26 +164,22 @@ impl<Fl: StorageFile> Appender<Fl> {
         parts.push(&tail);
         parts.extend(pending.iter().map(|part| &part[..]));
         debug_assert_eq!(parts.iter().map(|part| part.len()).sum::<usize>(), data_len);
-        let result = if self.reserve_window.get() > 0 {
+        let reserving = self.reserve_window.get() > 0;
+        if reserving {
             self.reserve(start + padded).await;
-            if !tail.is_empty() && padded > self.align && padded <= SPLIT_WRITES_UP_TO {
-                // The rewritten page and the new ones apart (see the module doc).
-                let (page, rest) = split_parts(&parts, self.align as usize);
-                let (first, second) = futures_lite::future::zip(
-                    self.file.write_parts_at(start, &page, self.align as usize),
-                    self.file.write_parts_at(
-                        start + self.align,
-                        &rest,
-                        (padded - self.align) as usize,
-                    ),
-                )
-                .await;
-                first.and(second)
-            } else {
+        }
+        let split =
+            reserving && !tail.is_empty() && padded > self.align && padded <= SPLIT_WRITES_UP_TO;
+        let result = if split {
+            // The rewritten page and the new ones apart (see the module doc).
+            let (page, rest) = split_parts(&parts, self.align as usize);
+            let (first, second) = futures_lite::future::zip(
+                self.file.write_parts_at(start, &page, self.align as usize),
                 self.file
-                    .write_parts_at(start, &parts, padded as usize)
-                    .await
-            }
+                    .write_parts_at(start + self.align, &rest, (padded - self.align) as usize),
+            )
+            .await;
+            first.and(second)
         } else {
             self.file
                 .write_parts_at(start, &parts, padded as usize)
