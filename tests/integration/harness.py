@@ -3,8 +3,10 @@
 * ``Broker``: runs ``target/release/broker`` on a free loopback port with a
   private data dir (and optionally a TOML ``--config`` file written from a
   dict), and can stop (SIGTERM), kill -9 and restart it.
+* ``Cluster``: N ``Broker``s forming a Raft metadata quorum (node ids 1..N).
 * Raw Kafka wire helpers (``struct``-encoded frames) used for readiness
-  checks and the robustness tests.
+  checks, the robustness tests, and DescribeQuorum / Metadata v12 from one
+  given broker (``describe_quorum``, ``metadata``).
 * Thin wrappers around confluent-kafka and kafka-python for creating topics,
   producing with delivery-report bookkeeping and consuming with manual
   ``assign`` (group consumers live in test_groups.py).
@@ -84,6 +86,8 @@ class Broker:
         self.extra_args = list(extra_args or [])
         self.port = free_port()
         self.host = "127.0.0.1"
+        # The Raft quorum port of a cluster node (set by `Cluster`); kill9 waits for it to close too.
+        self.controller_port: int | None = None
         self.data_dir = Path(workdir) / f"{name}-data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path: Path | None = None
@@ -120,6 +124,12 @@ class Broker:
         return cmd + self.extra_args
 
     def start(self, timeout: float = 30.0) -> "Broker":
+        self.spawn()
+        self.wait_ready(timeout)
+        return self
+
+    def spawn(self) -> "Broker":
+        """Start the process without waiting for it to answer (see `start`)."""
         if not BROKER_BIN.exists():
             raise BrokerError(f"broker binary not found at {BROKER_BIN} "
                               "(build it with `cargo build --release -p broker`)")
@@ -136,8 +146,19 @@ class Broker:
                                      env=env, cwd=str(self.data_dir.parent),
                                      preexec_fn=_die_with_parent)
         self._expected_exit = False
-        self.wait_ready(timeout)
         return self
+
+    def run_expecting_exit(self, timeout: float) -> int | None:
+        """Start a run that is expected to end by itself (e.g. a refused start): returns its exit
+        code, or None if it is still running after `timeout` seconds (cleanup stops it)."""
+        self.spawn()
+        self._expected_exit = True
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._close_log()
+        return rc
 
     def wait_ready(self, timeout: float = 30.0):
         deadline = time.monotonic() + timeout
@@ -193,8 +214,9 @@ class Broker:
     def _wait_until_not_listening(self, timeout: float = 10.0):
         """A killed process's listening socket can outlive it briefly (the kernel tears its io_uring
         down asynchronously), and the broker refuses to start while a socket listens on its port:
-        wait until no socket listens on the port (TCP state 0A in /proc/net/tcp)."""
-        port_hex = f"{self.port:04X}"
+        wait until no socket listens on its ports (TCP state 0A in /proc/net/tcp)."""
+        ports = [self.port] + ([self.controller_port] if self.controller_port else [])
+        suffixes = tuple(f":{port:04X}" for port in ports)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -202,7 +224,7 @@ class Broker:
                     rows = table.read().splitlines()[1:]
             except OSError:
                 return
-            if not any(row.split()[1].endswith(":" + port_hex) and row.split()[3] == "0A"
+            if not any(row.split()[1].endswith(suffixes) and row.split()[3] == "0A"
                        for row in rows):
                 return
             time.sleep(0.05)
@@ -248,11 +270,109 @@ class Broker:
         lines = _ANSI.sub("", self.log_text()).splitlines()
         return "\n".join(lines[-n:])
 
+    def last_run_log(self) -> str:
+        """The log of the latest start only (the log file is appended to by every start)."""
+        text = _ANSI.sub("", self.log_text())
+        marker = text.rfind("\n===== start #")
+        return text[marker + 1:] if marker >= 0 else text
+
+    def meta_properties(self) -> dict[str, str] | None:
+        """The data dir's meta.properties as {key: value}, or None while it does not exist."""
+        return read_properties(self.data_dir / "meta.properties")
+
+
+def read_properties(path: Path) -> dict[str, str] | None:
+    """A Java .properties file of plain `key=value` lines (comments `#`/`!` skipped); None if absent."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    props = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            props[key.strip()] = value.strip()
+    return props
+
 
 def kill_all_brokers():
     for b in list(_ALL_BROKERS):
         if b.proc is not None and b.proc.poll() is None:
             b.proc.kill()
+
+
+class Cluster:
+    """N brokers forming one cluster with a Raft metadata quorum: node ids 1..N, each with its own
+    Kafka port, quorum port (`--controller-quorum-voters`), data dir, rack `rack-<id>` and a
+    `--config` TOML holding the broker session and heartbeat timeouts."""
+
+    def __init__(self, workdir: Path, n: int = 3, shards: int = 1, name: str = "node",
+                 session_timeout_ms: int = 3000, heartbeat_interval_ms: int = 500,
+                 config: dict | None = None):
+        self.session_timeout_ms = session_timeout_ms
+        self.ids = list(range(1, n + 1))
+        taken: set[int] = set()
+        controller_ports = {i: _unused_free_port(taken) for i in self.ids}
+        self.voters = ",".join(f"{i}@127.0.0.1:{controller_ports[i]}" for i in self.ids)
+        self.brokers: dict[int, Broker] = {}
+        for i in self.ids:
+            cfg = {"broker_session_timeout_ms": session_timeout_ms,
+                   "broker_heartbeat_interval_ms": heartbeat_interval_ms, **(config or {})}
+            b = Broker(workdir, shards=shards, name=f"{name}{i}", node_id=i, config=cfg,
+                       extra_args=["--controller-quorum-voters", self.voters,
+                                   "--rack", f"rack-{i}"])
+            while b.port in taken:  # free_port() may hand out a port already given to a sibling
+                b.port = free_port()
+            taken.add(b.port)
+            b.controller_port = controller_ports[i]
+            self.brokers[i] = b
+
+    def __getitem__(self, node_id: int) -> Broker:
+        return self.brokers[node_id]
+
+    @property
+    def nodes(self) -> list[Broker]:
+        return [self.brokers[i] for i in self.ids]
+
+    def live_ids(self) -> list[int]:
+        return [i for i in self.ids if self.brokers[i].alive()]
+
+    def start(self, timeout: float = 30.0) -> "Cluster":
+        """Starts every node that is not running: all processes first, then waits for each to
+        answer ApiVersions (which a node does before its quorum has a leader)."""
+        started = [b for b in self.nodes if not b.alive()]
+        for b in started:
+            b.spawn()
+        deadline = time.monotonic() + timeout
+        for b in started:
+            b.wait_ready(max(1.0, deadline - time.monotonic()))
+        return self
+
+    def stop(self, timeout: float = 20.0) -> dict[int, int]:
+        """SIGTERM every running node at once and wait; returns {node_id: exit code}. Raises
+        (BrokerError) if one does not exit in time."""
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(self.ids)) as pool:
+            futures = {i: pool.submit(self.brokers[i].stop, timeout) for i in self.ids}
+            return {i: f.result() for i, f in futures.items()}
+
+    def kill9(self, node_id: int) -> int:
+        return self.brokers[node_id].kill9()
+
+    def log_tails(self, n: int = 40) -> str:
+        return "\n".join(f"----- {b.name} (node {i}) log tail -----\n{b.log_tail(n)}"
+                         for i, b in self.brokers.items())
+
+
+def _unused_free_port(taken: set[int]) -> int:
+    while True:
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 # --------------------------------------------------------------------------
@@ -389,6 +509,184 @@ def parse_fetch_v4(body: bytes):
                 pos += rlen
             out.append((topic, part, err, hw, max(rlen, 0)))
     return out
+
+
+# Flexible versions (KIP-482): compact strings/arrays are a uvarint length + 1 (0 = null) and every
+# structure ends with tagged fields (a uvarint count; none sent here).
+TAGS_NONE = b"\x00"
+
+
+def request_header_v2(api_key: int, api_version: int, correlation_id: int,
+                      client_id: str = "itest-raw") -> bytes:
+    """Request header v2: v1 (client_id is a classic int16-length string) + tagged fields."""
+    return request_header_v1(api_key, api_version, correlation_id, client_id) + TAGS_NONE
+
+
+def compact_string(s: str | None) -> bytes:
+    if s is None:
+        return _uvarint(0)
+    b = s.encode()
+    return _uvarint(len(b) + 1) + b
+
+
+def compact_array(items: list[bytes] | None) -> bytes:
+    if items is None:
+        return _uvarint(0)
+    return _uvarint(len(items) + 1) + b"".join(items)
+
+
+class WireReader:
+    """Sequential decoder over a response body; every read checks bounds."""
+
+    def __init__(self, buf: bytes, pos: int = 0):
+        self.buf, self.pos = buf, pos
+
+    def _take(self, n: int) -> bytes:
+        if self.pos + n > len(self.buf):
+            raise AssertionError(f"response truncated: need {n} bytes at {self.pos}, "
+                                 f"have {len(self.buf) - self.pos}")
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def int8(self) -> int:
+        return struct.unpack(">b", self._take(1))[0]
+
+    def int16(self) -> int:
+        return struct.unpack(">h", self._take(2))[0]
+
+    def int32(self) -> int:
+        return struct.unpack(">i", self._take(4))[0]
+
+    def int64(self) -> int:
+        return struct.unpack(">q", self._take(8))[0]
+
+    def uvarint(self) -> int:
+        shift = result = 0
+        while True:
+            b = self._take(1)[0]
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+            if shift > 63:
+                raise AssertionError("uvarint too long")
+
+    def compact_string(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self._take(n - 1).decode()
+
+    def compact_array_len(self) -> int:
+        """Element count; -1 for a null array."""
+        return self.uvarint() - 1
+
+    def skip_tags(self) -> dict[int, bytes]:
+        tags = {}
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            tags[tag] = self._take(self.uvarint())
+        return tags
+
+    def at_end(self) -> bool:
+        return self.pos == len(self.buf)
+
+
+def raw_call(address, request_frame: bytes, correlation_id: int, timeout: float = 5.0) -> bytes:
+    """One request on a fresh connection; returns the response body after the correlation id
+    (for a flexible response, starting with its header's tagged fields)."""
+    with socket.create_connection(address, timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(request_frame)
+        corr, body = read_response(s)
+    if corr != correlation_id:
+        raise AssertionError(f"correlation id {corr}, expected {correlation_id}")
+    return body
+
+
+CLUSTER_METADATA_TOPIC = "__cluster_metadata"
+
+
+def describe_quorum_v1_request(correlation_id: int, topic: str = CLUSTER_METADATA_TOPIC,
+                               partition: int = 0) -> bytes:
+    """DescribeQuorum (key 55) v1: Topics[TopicName, Partitions[PartitionIndex]] (flexible)."""
+    part = struct.pack(">i", partition) + TAGS_NONE
+    body = compact_array([compact_string(topic) + compact_array([part]) + TAGS_NONE]) + TAGS_NONE
+    return frame(request_header_v2(55, 1, correlation_id) + body)
+
+
+def parse_describe_quorum_v1(body: bytes, topic: str = CLUSTER_METADATA_TOPIC,
+                             partition: int = 0) -> dict:
+    """Decodes a DescribeQuorum v1 response body (after the correlation id). Returns the top-level
+    `error_code` and, for `topic`/`partition` (None fields if absent): partition_error_code,
+    leader_id, leader_epoch, high_watermark, voters and observers (lists of {replica_id,
+    log_end_offset, last_fetch_timestamp, last_caught_up_timestamp})."""
+    r = WireReader(body)
+    r.skip_tags()                       # response header v1
+    out = {"error_code": r.int16(), "partition_error_code": None, "leader_id": None,
+           "leader_epoch": None, "high_watermark": None, "voters": None, "observers": None}
+
+    def replicas():
+        n = r.compact_array_len()
+        states = []
+        for _ in range(max(n, 0)):
+            states.append({"replica_id": r.int32(), "log_end_offset": r.int64(),
+                           "last_fetch_timestamp": r.int64(),
+                           "last_caught_up_timestamp": r.int64()})
+            r.skip_tags()
+        return states
+
+    for _ in range(max(r.compact_array_len(), 0)):
+        name = r.compact_string()
+        for _ in range(max(r.compact_array_len(), 0)):
+            p = {"partition_index": r.int32(), "partition_error_code": r.int16(),
+                 "leader_id": r.int32(), "leader_epoch": r.int32(), "high_watermark": r.int64(),
+                 "voters": replicas(), "observers": replicas()}
+            r.skip_tags()                # HighWatermarkUpdateTimeMs is tag 0 here (v1+)
+            if name == topic and p.pop("partition_index") == partition:
+                out.update(p)
+        r.skip_tags()
+    r.skip_tags()
+    if not r.at_end():
+        raise AssertionError(f"{len(body) - r.pos} unexpected trailing bytes in DescribeQuorum v1")
+    return out
+
+
+def describe_quorum(address, timeout: float = 5.0) -> dict:
+    """DescribeQuorum v1 for __cluster_metadata-0, sent to one broker (see parse_describe_quorum_v1)."""
+    return parse_describe_quorum_v1(raw_call(address, describe_quorum_v1_request(55), 55, timeout))
+
+
+def metadata_v12_request(correlation_id: int) -> bytes:
+    """Metadata (key 3) v12 for no topics: Topics=[] (not null = all), AllowAutoTopicCreation=false,
+    IncludeTopicAuthorizedOperations=false."""
+    body = compact_array([]) + b"\x00" + b"\x00" + TAGS_NONE
+    return frame(request_header_v2(3, 12, correlation_id) + body)
+
+
+def parse_metadata_v12(body: bytes) -> dict:
+    """Returns {"brokers": {node_id: (host, port, rack)}, "cluster_id", "controller_id"}."""
+    r = WireReader(body)
+    r.skip_tags()                       # response header v1
+    r.int32()                           # throttle_time_ms
+    brokers = {}
+    for _ in range(max(r.compact_array_len(), 0)):
+        node_id, host, port, rack = r.int32(), r.compact_string(), r.int32(), r.compact_string()
+        r.skip_tags()
+        if node_id in brokers:
+            raise AssertionError(f"broker {node_id} listed twice in Metadata")
+        brokers[node_id] = (host, port, rack)
+    out = {"brokers": brokers, "cluster_id": r.compact_string(), "controller_id": r.int32()}
+    ntopics = r.compact_array_len()
+    if ntopics <= 0:                     # asked for no topics: the rest is the tagged fields
+        r.skip_tags()
+        if not r.at_end():
+            raise AssertionError(f"{len(body) - r.pos} unexpected trailing bytes in Metadata v12")
+    return out
+
+
+def metadata(address, timeout: float = 5.0) -> dict:
+    """Metadata v12 (no topics) from exactly this broker (see parse_metadata_v12)."""
+    return parse_metadata_v12(raw_call(address, metadata_v12_request(3), 3, timeout))
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,376 @@
+"""A cluster of brokers with a Raft metadata quorum (`--controller-quorum-voters`): forming,
+electing a new controller after kill -9, fencing and re-admitting a node, keeping its cluster id
+across restarts, refusing a data dir from another cluster; and a plain broker as a cluster of one.
+
+Every test name contains `cluster`: run them with
+    .venv/bin/python -m pytest tests/integration/test_cluster.py -v
+The quorum and the broker list are read from each node with raw DescribeQuorum v1 and Metadata v12
+requests (harness.describe_quorum / harness.metadata) so that "from each broker" really is that
+broker; confluent-kafka's AdminClient is used for describe_cluster, topics and records.
+"""
+
+import shutil
+import struct
+import time
+
+import pytest
+from confluent_kafka import KafkaException
+
+from harness import (Cluster, ck_admin, ck_consume, ck_producer, ck_produce_all,
+                     create_topic, describe_quorum, describe_quorum_v1_request, metadata,
+                     metadata_v12_request, parse_describe_quorum_v1, parse_metadata_v12,
+                     request_header_v2, _uvarint)
+
+HOST = "127.0.0.1"
+SESSION_TIMEOUT_MS = 3000
+HEARTBEAT_INTERVAL_MS = 500
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+@pytest.fixture
+def cluster_factory(request, tmp_path, broker_factory):
+    """cluster_factory(n=3, name="node", start=True) -> harness.Cluster. Its brokers join the list
+    broker_factory cleans up (crash/panic checks) and whose log tails a failing test reports."""
+    tracked = request.node._brokers
+    clusters = []
+
+    def make(n: int = 3, name: str = "node", start: bool = True, **kw) -> Cluster:
+        c = Cluster(tmp_path, n=n, name=name, session_timeout_ms=SESSION_TIMEOUT_MS,
+                    heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS, **kw)
+        tracked.extend(c.nodes)
+        clusters.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    # SIGTERM all nodes of a cluster at once (a node stopped alone after its peers are gone must
+    # not be what decides whether teardown passes); broker_factory then checks every node.
+    problems = []
+    for c in clusters:
+        try:
+            c.stop(timeout=20)
+        except Exception as e:  # noqa: BLE001 -- reported below, after every cluster was stopped
+            problems.append(str(e).splitlines()[0])
+    if problems:
+        pytest.fail("cluster stop problems: " + "; ".join(problems), pytrace=False)
+
+
+def _tails(brokers, n: int = 25) -> str:
+    return "".join(f"\n----- {b.name} log tail -----\n{b.log_tail(n)}" for b in brokers)
+
+
+def _poll(check, timeout: float, what: str, brokers, interval: float = 0.25):
+    """Calls check() -> (done, observation) until done; returns the observation. An exception from
+    check() (connection refused, a malformed response, a client error) counts as not done."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while True:
+        try:
+            done, seen = check()
+            if done:
+                return seen
+        except (OSError, AssertionError, struct.error, KafkaException, UnicodeDecodeError) as e:
+            seen = f"{type(e).__name__}: {e}"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:.1f}s; last observed: "
+                                 f"{seen!r}" + _tails(brokers))
+        time.sleep(interval)
+
+
+def _quorums(c: Cluster, ids) -> dict:
+    return {i: describe_quorum(c[i].address) for i in ids}
+
+
+def _quorum_agreed(qs: dict, voters) -> tuple[bool, str]:
+    """Every node's DescribeQuorum answers without error, with the same leader (one of `voters`)
+    and epoch (>= 1), and lists exactly `voters` as voters."""
+    problems = []
+    for i, q in qs.items():
+        if q["error_code"] != 0 or q["partition_error_code"] != 0:
+            problems.append(f"node {i}: error codes {q['error_code']}/{q['partition_error_code']}")
+        elif q["leader_id"] not in voters or q["leader_epoch"] < 1:
+            problems.append(f"node {i}: leader {q['leader_id']} epoch {q['leader_epoch']}")
+        elif sorted(v["replica_id"] for v in q["voters"]) != sorted(voters):
+            problems.append(f"node {i}: voters {[v['replica_id'] for v in q['voters']]}")
+    views = {(q["leader_id"], q["leader_epoch"]) for q in qs.values()}
+    if len(views) != 1:
+        problems.append(f"(leader, epoch) views differ: {sorted(views, key=str)}")
+    return not problems, "; ".join(problems) or "agreed"
+
+
+def _wait_formed(c: Cluster, timeout: float = 20.0) -> dict:
+    """Waits until all nodes agree on the quorum; returns node 1's DescribeQuorum answer."""
+    def check():
+        qs = _quorums(c, c.ids)
+        ok, why = _quorum_agreed(qs, c.ids)
+        return ok, (qs if ok else why)
+    return _poll(check, timeout, "quorum agreed by every node", c.nodes)[c.ids[0]]
+
+
+def _wait_meta_properties(brokers, timeout: float = 10.0) -> dict:
+    """Waits until each broker's data dir has a meta.properties with cluster.id and node.id."""
+    def check():
+        props = {b.name: b.meta_properties() for b in brokers}
+        done = all(p and p.get("cluster.id") and p.get("node.id") for p in props.values())
+        return done, props
+    return _poll(check, timeout, "meta.properties with cluster.id and node.id", brokers)
+
+
+def _expected_brokers(c: Cluster, ids) -> dict:
+    return {i: (HOST, c[i].port, f"rack-{i}") for i in ids}
+
+
+# --------------------------------------------------------------------------- wire self-check
+
+def test_cluster_wire_encoders_self_check():
+    """No broker: the raw DescribeQuorum v1 / Metadata v12 encoders produce the exact bytes and
+    the decoders read hand-assembled responses (including a tagged field)."""
+    assert _uvarint(0) == b"\x00" and _uvarint(127) == b"\x7f" and _uvarint(300) == b"\xac\x02"
+    assert request_header_v2(55, 1, 7) == (b"\x00\x37" b"\x00\x01" b"\x00\x00\x00\x07"
+                                           b"\x00\x09itest-raw" b"\x00")
+
+    header = b"\x00\x37\x00\x01\x00\x00\x00\x07\x00\x09itest-raw\x00"
+    body = (b"\x02"                                  # Topics: 1 entry
+            b"\x13__cluster_metadata"                # TopicName (18 bytes + 1)
+            b"\x02" b"\x00\x00\x00\x00" b"\x00"      # Partitions: [PartitionIndex 0, no tags]
+            b"\x00"                                  # topic tags
+            b"\x00")                                 # request tags
+    assert describe_quorum_v1_request(7) == struct.pack(">i", len(header + body)) + header + body
+    assert len(header + body) == 48
+
+    header = b"\x00\x03\x00\x0c\x00\x00\x00\x03\x00\x09itest-raw\x00"
+    body = b"\x01" b"\x00" b"\x00" b"\x00"            # Topics [] / no auto-create / no auth ops / tags
+    assert metadata_v12_request(3) == struct.pack(">i", 24) + header + body
+
+    def replica(rid, leo, fetch, caught):
+        return struct.pack(">iqqq", rid, leo, fetch, caught) + b"\x00"
+    response = (b"\x00"                              # response header v1 tags
+                b"\x00\x00"                          # ErrorCode
+                b"\x02" b"\x13__cluster_metadata"
+                b"\x02" + struct.pack(">ihiiq", 0, 0, 2, 5, 42)
+                + b"\x04" + replica(1, 42, 1000, 999) + replica(2, 42, -1, -1) + replica(3, 40, 7, 6)
+                + b"\x01"                            # Observers: []
+                + b"\x01\x00\x08" + struct.pack(">q", 123456)   # tag 0: HighWatermarkUpdateTimeMs
+                + b"\x00" b"\x00")
+    q = parse_describe_quorum_v1(response)
+    assert (q["error_code"], q["partition_error_code"], q["leader_id"], q["leader_epoch"],
+            q["high_watermark"]) == (0, 0, 2, 5, 42)
+    assert [(v["replica_id"], v["log_end_offset"]) for v in q["voters"]] == [(1, 42), (2, 42), (3, 40)]
+    assert q["voters"][0]["last_fetch_timestamp"] == 1000
+    assert q["voters"][2]["last_caught_up_timestamp"] == 6
+    assert q["observers"] == []
+    with pytest.raises(AssertionError):
+        parse_describe_quorum_v1(response[:-3])
+
+    md = (b"\x00" + struct.pack(">i", 0)
+          + b"\x03" + struct.pack(">i", 1) + b"\x0a127.0.0.1" + struct.pack(">i", 9000) + b"\x07rack-1\x00"
+          + struct.pack(">i", 2) + b"\x0a127.0.0.1" + struct.pack(">i", 9001) + b"\x00\x00"
+          + b"\x05abcd" + struct.pack(">i", 1) + b"\x01" + b"\x00")
+    assert parse_metadata_v12(md) == {
+        "brokers": {1: ("127.0.0.1", 9000, "rack-1"), 2: ("127.0.0.1", 9001, None)},
+        "cluster_id": "abcd", "controller_id": 1}
+
+
+# --------------------------------------------------------------------------- the cluster
+
+@pytest.mark.timeout(240)
+def test_cluster_of_three_forms_and_lists_its_brokers(cluster_factory):
+    c = cluster_factory(3)
+    expected = _expected_brokers(c, c.ids)
+
+    def formed():
+        mds = {i: metadata(c[i].address) for i in c.ids}
+        controllers = {i: md["controller_id"] for i, md in mds.items()}
+        wrong = {i: md["brokers"] for i, md in mds.items() if md["brokers"] != expected}
+        qs = _quorums(c, c.ids)
+        quorum_ok, quorum_why = _quorum_agreed(qs, c.ids)
+        hw_low = {i: q["high_watermark"] for i, q in qs.items() if not (q["high_watermark"] or 0) > 0}
+        ok = (not wrong and len(set(controllers.values())) == 1
+              and controllers[c.ids[0]] in c.ids and quorum_ok and not hw_low)
+        seen = (f"brokers differing from {expected}: {wrong}; controllers {controllers}; "
+                f"quorum: {quorum_why}; high watermarks not > 0: {hw_low}")
+        return ok, ((mds, qs) if ok else seen)
+
+    mds, qs = _poll(formed, 20, "3-node cluster formed, seen alike from every node", c.nodes)
+    controller = mds[1]["controller_id"]
+    cluster_ids = {i: md["cluster_id"] for i, md in mds.items()}
+    assert len(set(cluster_ids.values())) == 1 and cluster_ids[1], \
+        f"cluster ids differ or are empty: {cluster_ids}"
+    leader = qs[1]["leader_id"]
+    for i, q in qs.items():
+        assert q["observers"] == [], f"node {i} reports observers {q['observers']} (all are voters)"
+
+    # The same through a real client (each AdminClient bootstrapped from one node).
+    for i in c.ids:
+        admin = ck_admin(c[i].bootstrap)
+
+        def described(admin=admin):
+            res = admin.describe_cluster(request_timeout=10).result(15)
+            nodes = {n.id: (n.host, n.port, n.rack) for n in res.nodes}
+            listed = admin.list_topics(timeout=10)
+            brokers = {b.id: (b.host, b.port) for b in listed.brokers.values()}
+            ok = (nodes == expected and res.controller is not None
+                  and res.controller.id in c.ids and res.cluster_id == cluster_ids[1]
+                  and brokers == {k: v[:2] for k, v in expected.items()}
+                  and listed.controller_id == controller)
+            return ok, (f"describe_cluster nodes {nodes} controller "
+                        f"{res.controller.id if res.controller else None} cluster {res.cluster_id}; "
+                        f"list_topics brokers {brokers} controller {listed.controller_id}")
+        _poll(described, 15, f"confluent-kafka view of the cluster via node {i}", c.nodes, 0.5)
+    assert leader in c.ids
+
+
+@pytest.mark.timeout(300)
+def test_cluster_elects_a_new_controller_after_kill9(cluster_factory, topic):
+    c = cluster_factory(3)
+    q = _wait_formed(c)
+    old_leader, old_epoch = q["leader_id"], q["leader_epoch"]
+    survivors = [i for i in c.ids if i != old_leader]
+
+    c.kill9(old_leader)
+    killed_at = time.monotonic()
+
+    def new_leader():
+        qs = _quorums(c, survivors)
+        views = {(x["leader_id"], x["leader_epoch"]) for x in qs.values()}
+        errors = {i: (x["error_code"], x["partition_error_code"]) for i, x in qs.items()
+                  if (x["error_code"], x["partition_error_code"]) != (0, 0)}
+        (leader, epoch), = views if len(views) == 1 else ((None, None),)
+        ok = not errors and leader in survivors and epoch > old_epoch
+        return ok, ((leader, epoch) if ok else f"views {views}, errors {errors}")
+
+    leader, epoch = _poll(new_leader, 10, f"survivors {survivors} agree on a new leader after "
+                          f"kill -9 of leader {old_leader} (epoch {old_epoch})", c.nodes)
+
+    fence_deadline = killed_at + SESSION_TIMEOUT_MS / 1000 + 10
+    expected = _expected_brokers(c, survivors)
+
+    def fenced():
+        mds = {i: metadata(c[i].address)["brokers"] for i in survivors}
+        return all(b == expected for b in mds.values()), mds
+    _poll(fenced, max(1.0, fence_deadline - time.monotonic()),
+          f"survivors' metadata lists only brokers {survivors} (node {old_leader} fenced)", c.nodes)
+
+    # Admin requests and records keep working on the two-node cluster.
+    bootstrap = c[survivors[0]].bootstrap
+    t = create_topic(bootstrap, topic, partitions=2)
+    for p in t.partitions.values():
+        assert p.leader in survivors, f"partition {p.id} led by {p.leader}, not a live broker"
+    values = [b"after-failover-%d" % i for i in range(20)]
+    dl = ck_produce_all(ck_producer(bootstrap), topic, [(None, v) for v in values])
+    assert dl.errors == [] and dl.count == len(values), f"delivery errors: {dl.errors[:5]}"
+    got = ck_consume(bootstrap, [(topic, 0, 0), (topic, 1, 0)], expected=len(values), timeout=30)
+    assert sorted(m[4] for m in got) == sorted(values), \
+        f"consumed {len(got)} records, expected {len(values)}"
+
+    # The killed node comes back: listed by the others again, and it follows the current leader.
+    c[old_leader].start()
+    everyone = _expected_brokers(c, c.ids)
+
+    def rejoined():
+        mds = {i: metadata(c[i].address)["brokers"] for i in survivors}
+        qs = _quorums(c, c.ids)
+        quorum_ok, why = _quorum_agreed(qs, c.ids)
+        back_leader = qs[old_leader]["leader_id"]
+        ok = (all(b == everyone for b in mds.values()) and quorum_ok
+              and qs[old_leader]["leader_epoch"] >= epoch and back_leader in c.ids)
+        return ok, f"survivors list {mds}; quorum: {why}; node {old_leader} sees {back_leader}"
+    _poll(rejoined, 20, f"node {old_leader} rejoined after restart", c.nodes)
+
+
+@pytest.mark.timeout(240)
+def test_cluster_restart_keeps_its_cluster_id(cluster_factory):
+    c = cluster_factory(3)
+    _wait_formed(c)
+
+    def one_cluster_id():
+        ids = {i: metadata(c[i].address)["cluster_id"] for i in c.ids}
+        return len(set(ids.values())) == 1 and bool(ids[1]), ids
+    cluster_id = _poll(one_cluster_id, 10, "one non-empty cluster id", c.nodes)[1]
+    admin = ck_admin(c[1].bootstrap)  # keep a reference: a collected client fails its futures
+    described = admin.describe_cluster(request_timeout=10).result(15)
+    assert described.cluster_id == cluster_id, \
+        f"describe_cluster says {described.cluster_id!r}, Metadata says {cluster_id!r}"
+
+    rcs = c.stop()
+    assert rcs == {i: 0 for i in c.ids}, f"exit codes after SIGTERM: {rcs}" + _tails(c.nodes)
+
+    c.start()
+    _wait_formed(c)
+    after = _poll(one_cluster_id, 10, "one non-empty cluster id after restart", c.nodes)
+    assert after == {i: cluster_id for i in c.ids}, \
+        f"cluster id changed across restart: before {cluster_id!r}, after {after}"
+    for i in c.ids:
+        props = c[i].meta_properties()
+        assert props is not None, f"no meta.properties in {c[i].data_dir}"
+        assert props.get("cluster.id") == cluster_id, \
+            f"node {i} meta.properties cluster.id={props.get('cluster.id')!r}, expected {cluster_id!r}"
+        assert props.get("node.id") == str(i), \
+            f"node {i} meta.properties node.id={props.get('node.id')!r}"
+
+
+@pytest.mark.timeout(300)
+def test_cluster_refuses_a_data_directory_from_another_cluster(cluster_factory, broker_factory):
+    a = cluster_factory(3, name="a")
+    _wait_formed(a)
+    props = _wait_meta_properties(a.nodes)
+    a_ids = {p["cluster.id"] for p in props.values()}
+    assert len(a_ids) == 1, f"cluster A's nodes wrote different cluster ids: {props}"
+    (a_id,) = a_ids
+
+    # A standalone broker formats its own directory (another cluster id). It takes node id 3 so
+    # that only the cluster id differs from what node 3 of cluster A expects.
+    standalone = broker_factory(node_id=3)
+    s_id = _wait_meta_properties([standalone])[standalone.name]["cluster.id"]
+    assert s_id != a_id, f"the standalone broker reused cluster A's id {a_id!r}"
+    assert standalone.stop() == 0, "standalone broker: non-zero exit after SIGTERM"
+
+    assert a[3].stop() == 0, "node 3: non-zero exit after SIGTERM" + _tails([a[3]])
+    shutil.rmtree(a[3].data_dir)
+    shutil.copytree(standalone.data_dir, a[3].data_dir)
+
+    rc = a[3].run_expecting_exit(30)
+    log = a[3].last_run_log()
+    assert rc is not None, ("node 3 kept running with another cluster's data dir for 30 s"
+                            + _tails([a[3]], 40))
+    assert rc != 0, f"node 3 exited with code 0 on a foreign data dir\n{log[-3000:]}"
+    assert a_id in log and s_id in log, (
+        f"node 3's log does not name both its directory's cluster ({s_id}) and the quorum's "
+        f"({a_id}):\n{log[-3000:]}")
+    assert (a[3].meta_properties() or {}).get("cluster.id") == s_id, \
+        "the refused start rewrote the foreign directory's meta.properties"
+
+    # Nodes 1 and 2 keep serving.
+    def serving():
+        for i in (1, 2):
+            assert a[i].alive(), f"node {i} exited with {a[i].proc.returncode}"
+            md = metadata(a[i].address)
+            assert md["cluster_id"] == a_id, f"node {i} reports cluster id {md['cluster_id']!r}"
+        qs = _quorums(a, (1, 2))
+        views = {(q["leader_id"], q["error_code"], q["partition_error_code"]) for q in qs.values()}
+        (leader, e1, e2), = views if len(views) == 1 else ((None, None, None),)
+        return leader in (1, 2) and (e1, e2) == (0, 0), views
+    _poll(serving, 15, "nodes 1 and 2 serving with a leader among them", a.nodes)
+
+
+def test_single_broker_is_a_cluster_of_one(broker_factory):
+    b = broker_factory(node_id=0)
+
+    def quorum_of_one():
+        q = describe_quorum(b.address)
+        voters = [v["replica_id"] for v in q["voters"] or []]
+        ok = (q["error_code"], q["partition_error_code"], q["leader_id"], voters) == (0, 0, 0, [0])
+        return ok, q
+    _poll(quorum_of_one, 10, "DescribeQuorum: leader 0, voters [0]", [b])
+
+    md = metadata(b.address)
+    assert set(md["brokers"]) == {0} and md["brokers"][0][:2] == (HOST, b.port), \
+        f"metadata brokers {md['brokers']}, expected only 0 at {b.bootstrap}"
+    assert md["controller_id"] in (0, -1), f"controller {md['controller_id']}, expected 0"
+
+    props = _wait_meta_properties([b])[b.name]
+    assert props.get("node.id") == "0", f"meta.properties node.id={props.get('node.id')!r}"
+    assert props.get("cluster.id") == md["cluster_id"], \
+        f"meta.properties cluster.id={props.get('cluster.id')!r}, Metadata says {md['cluster_id']!r}"
