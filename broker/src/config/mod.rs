@@ -8,16 +8,20 @@
 //! broker (only external crates): the modules that need configuration import it.
 
 pub mod alter;
+#[cfg(test)]
+mod cluster_tests;
 pub mod describe;
 pub mod dynamic;
 #[cfg(test)]
 mod dynamic_tests;
+pub mod quorum;
 pub mod settings;
 pub mod table;
 #[cfg(test)]
 mod tests;
 pub mod value;
 
+pub use quorum::{ProcessRoles, QuorumVoter};
 pub use settings::Settings;
 pub use table::MAX_PARTITIONS_PER_TOPIC;
 
@@ -54,6 +58,19 @@ pub struct Cli {
     /// This broker's node id [default: 0].
     #[arg(long)]
     pub node_id: Option<i32>,
+    /// What this node runs: broker, controller, or both (comma-separated) [default: broker,controller].
+    #[arg(long)]
+    pub process_roles: Option<String>,
+    /// The metadata quorum's voters, ID@HOST:PORT,ID@HOST:PORT,... [default: this node alone].
+    #[arg(long)]
+    pub controller_quorum_voters: Option<String>,
+    /// Where this node listens for the metadata quorum (HOST:PORT) [default: this node's entry in
+    /// --controller-quorum-voters; none for a cluster of one].
+    #[arg(long)]
+    pub controller_listen: Option<String>,
+    /// This broker's rack (failure domain) [default: none].
+    #[arg(long)]
+    pub rack: Option<String>,
     /// Start even though the data directory holds partition directories but no usable metadata file:
     /// rebuild the metadata from them (new cluster id, default topic configs).
     #[arg(long)]
@@ -174,6 +191,21 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     pub shards: usize,
     pub node_id: i32,
+    /// `process.roles`: whether this node is a broker, a controller (a voter of the metadata quorum), or
+    /// both.
+    pub process_roles: ProcessRoles,
+    /// `controller.quorum.voters`: the metadata quorum's voters; empty: this node alone (a cluster of
+    /// one). See [`BrokerConfig::voter_ids`].
+    pub quorum_voters: Vec<QuorumVoter>,
+    /// Where this node listens for the metadata quorum: as configured, else this node's entry in
+    /// `quorum_voters`; `None` for a cluster of one (no controller port) or a broker-only node.
+    pub controller_listen: Option<SocketAddr>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// `broker.session.timeout.ms`: a broker without a heartbeat for this long is fenced.
+    pub broker_session_timeout: std::time::Duration,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval: std::time::Duration,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub socket_request_max_bytes: usize,
@@ -309,6 +341,7 @@ impl BrokerConfig {
                 message: "exceeds group_max_session_timeout_ms".into(),
             });
         }
+        quorum::resolve_cluster(&mut config, &mut settings)?;
         config.settings = settings;
         Ok(config)
     }
@@ -323,6 +356,12 @@ impl BrokerConfig {
             data_dir: PathBuf::new(),
             shards: 1,
             node_id: 0,
+            process_roles: ProcessRoles::COMBINED,
+            quorum_voters: Vec::new(),
+            controller_listen: None,
+            rack: None,
+            broker_session_timeout: std::time::Duration::ZERO,
+            broker_heartbeat_interval: std::time::Duration::ZERO,
             auto_create_topics_enable: true,
             num_partitions: 1,
             socket_request_max_bytes: net::DEFAULT_MAX_REQUEST_BYTES,

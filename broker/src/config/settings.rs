@@ -90,6 +90,16 @@ impl Settings {
                     .map(|shards| Value::Int(i64::try_from(shards).unwrap_or(i64::MAX))),
             ),
             ("node_id", cli.node_id.map(|id| Value::Int(id.into()))),
+            ("process_roles", cli.process_roles.clone().map(Value::Text)),
+            (
+                "controller_quorum_voters",
+                cli.controller_quorum_voters.clone().map(Value::Text),
+            ),
+            (
+                "controller_listen",
+                cli.controller_listen.clone().map(Value::Text),
+            ),
+            ("rack", cli.rack.clone().map(Value::Text)),
             (
                 "recover_unknown_data",
                 cli.recover_unknown_data.then_some(Value::Bool(true)),

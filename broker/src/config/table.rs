@@ -10,6 +10,7 @@
 use super::BrokerConfig;
 use storage::log::{CleanupPolicy, LogConfig, TimestampType};
 
+mod cluster;
 mod read_path;
 mod transactions;
 
@@ -243,6 +244,7 @@ pub const SETTINGS: &[Setting] = &[
         flag: Some("--node-id"),
         config_type: ConfigType::Int,
         default: DefaultValue::Fixed("0"),
+        validator: Validator::Range(0, i32::MAX as i64 - 1),
         target: Target::Broker(|config, value| {
             config.node_id = value.as_int() as i32;
             Ok(())
@@ -255,6 +257,12 @@ pub const SETTINGS: &[Setting] = &[
         default: DefaultValue::SameAs("node_id"),
         ..row("", Some("broker.id"), "this broker's id (node.id's older name)")
     },
+    cluster::PROCESS_ROLES,
+    cluster::CONTROLLER_QUORUM_VOTERS,
+    cluster::CONTROLLER_LISTEN,
+    cluster::RACK,
+    cluster::BROKER_SESSION_TIMEOUT_MS,
+    cluster::BROKER_HEARTBEAT_INTERVAL_MS,
     Setting {
         flag: Some("--recover-unknown-data"),
         config_type: ConfigType::Boolean,

@@ -1,0 +1,114 @@
+//! The cluster's rows of the settings table (`SETTINGS` lists them in order; they live here to keep
+//! `table.rs` under the file-size bound): this node's roles, the metadata quorum's voters, the
+//! controller listener, the rack, and the broker's session with the controllers. Parsing and the checks
+//! across them live in `config::quorum`.
+
+use super::{row, ConfigType, DefaultValue, Setting, Target, Validator};
+use crate::config::quorum::{parse_quorum_voters, ProcessRoles};
+use std::time::Duration;
+
+/// Longest `broker.rack` (Kafka does not bound it; this keeps it a name, not a payload).
+pub const MAX_RACK_LENGTH: usize = 255;
+
+pub const PROCESS_ROLES: Setting = Setting {
+    flag: Some("--process-roles"),
+    config_type: ConfigType::List,
+    default: DefaultValue::Fixed("broker,controller"),
+    validator: Validator::ListOf(&["broker", "controller"]),
+    target: Target::Broker(|config, value| {
+        config.process_roles = ProcessRoles::parse(value.as_text());
+        Ok(())
+    }),
+    ..row(
+        "process_roles",
+        Some("process.roles"),
+        "what this node runs: broker (serves clients), controller (votes in the metadata quorum), or both",
+    )
+};
+
+pub const CONTROLLER_QUORUM_VOTERS: Setting = Setting {
+    flag: Some("--controller-quorum-voters"),
+    config_type: ConfigType::List,
+    default: DefaultValue::Derived("this node alone"),
+    target: Target::Broker(|config, value| {
+        config.quorum_voters = parse_quorum_voters(value.as_text())?;
+        Ok(())
+    }),
+    ..row(
+        "controller_quorum_voters",
+        Some("controller.quorum.voters"),
+        "the metadata quorum's voters: ID@HOST:PORT,ID@HOST:PORT,... (their controller listeners)",
+    )
+};
+
+pub const CONTROLLER_LISTEN: Setting = Setting {
+    flag: Some("--controller-listen"),
+    config_type: ConfigType::String,
+    default: DefaultValue::Derived(
+        "this node's entry in controller_quorum_voters; none for a cluster of one",
+    ),
+    target: Target::Broker(|config, value| {
+        config.controller_listen = Some(crate::config::resolve(value.as_text())?);
+        Ok(())
+    }),
+    ..row(
+        "controller_listen",
+        None,
+        "where this node listens for the metadata quorum's traffic (HOST:PORT); controllers only",
+    )
+};
+
+pub const RACK: Setting = Setting {
+    flag: Some("--rack"),
+    config_type: ConfigType::String,
+    default: DefaultValue::Derived("none"),
+    target: Target::Broker(|config, value| {
+        let rack = value.as_text();
+        if rack.is_empty() {
+            return Err("is empty; leave it out for no rack".into());
+        }
+        if rack.chars().count() > MAX_RACK_LENGTH {
+            return Err(format!(
+                "is {} characters long, the maximum is {MAX_RACK_LENGTH}",
+                rack.chars().count()
+            ));
+        }
+        config.rack = Some(rack.to_string());
+        Ok(())
+    }),
+    ..row(
+        "rack",
+        Some("broker.rack"),
+        "this broker's rack (failure domain)",
+    )
+};
+
+pub const BROKER_SESSION_TIMEOUT_MS: Setting = Setting {
+    config_type: ConfigType::Int,
+    default: DefaultValue::Fixed("9000"),
+    validator: Validator::AtLeast(100),
+    target: Target::Broker(|config, value| {
+        config.broker_session_timeout = Duration::from_millis(value.as_int() as u64);
+        Ok(())
+    }),
+    ..row(
+        "broker_session_timeout_ms",
+        Some("broker.session.timeout.ms"),
+        "a broker whose heartbeats the controller has not had for this long is fenced",
+    )
+};
+
+pub const BROKER_HEARTBEAT_INTERVAL_MS: Setting = Setting {
+    config_type: ConfigType::Int,
+    default: DefaultValue::Fixed("2000"),
+    validator: Validator::AtLeast(10),
+    target: Target::Broker(|config, value| {
+        config.broker_heartbeat_interval = Duration::from_millis(value.as_int() as u64);
+        Ok(())
+    }),
+    ..row(
+        "broker_heartbeat_interval_ms",
+        Some("broker.heartbeat.interval.ms"),
+        "how often a broker heartbeats to the controller (less than broker_session_timeout_ms)",
+    )
+};
