@@ -151,3 +151,40 @@ fn a_corrupt_file_without_a_previous_copy_is_refused_even_without_partitions() {
     let error = load_metadata(dir.path(), 1, false).unwrap_err();
     assert!(error.to_string().contains("unreadable"), "{error}");
 }
+
+/// The metadata quorum's log directory and `meta.properties` are the quorum's, not partitions: never
+/// counted as unaccounted data, moved aside, removed or rebuilt as a topic, whatever they hold.
+#[test]
+fn the_quorum_log_and_meta_properties_are_left_alone() {
+    use crate::meta_properties::{MetaProperties, META_PROPERTIES_FILE};
+    use crate::partition_dir::CLUSTER_METADATA_LOG_DIR;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let identity = MetaProperties {
+        cluster_id: "MkU3OEVBNTcwNTJENDM2Qk".into(),
+        node_id: 1,
+    };
+    identity.persist(data).unwrap();
+    // Without a partition.metadata: would be a stray.
+    let quorum_log = partition(data, CLUSTER_METADATA_LOG_DIR, None);
+    // A new cluster starts over them (they are not partition directories of an unknown cluster).
+    let metadata = load_metadata(data, 1, false).unwrap();
+    assert!(metadata.topics.is_empty());
+    // With a topic id the metadata does not know (a deleted topic's directory otherwise).
+    write_topic_id(&quorum_log, Uuid::new_v4()).unwrap();
+    load_metadata(data, 1, false).unwrap();
+    // Rebuilding lost metadata does not take the quorum's log for a topic.
+    std::fs::remove_file(data.join(METADATA_FILE)).unwrap();
+    std::fs::remove_file(data.join(PREVIOUS_METADATA_FILE)).ok();
+    let rebuilt = load_metadata(data, 1, true).unwrap();
+    assert!(rebuilt.topics.is_empty(), "{:?}", rebuilt.topics.keys());
+    assert_eq!(
+        names(data),
+        vec![
+            CLUSTER_METADATA_LOG_DIR.to_string(),
+            META_PROPERTIES_FILE.to_string()
+        ]
+    );
+    assert!(quorum_log.join("00000000000000000000.log").exists());
+    assert_eq!(MetaProperties::load(data).unwrap(), Some(identity));
+}

@@ -17,6 +17,11 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The internal topic holding transactional ids and their transactions' states.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
+/// The metadata quorum's topic (Kafka's `__cluster_metadata`): not a topic clients see or create; its
+/// one partition's log lives in the data directory as `__cluster_metadata-0`, so no topic may take the
+/// name (see `partition_dir::CLUSTER_METADATA_LOG_DIR`).
+pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
+
 /// Whether `name` is an internal topic.
 pub fn is_internal(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC

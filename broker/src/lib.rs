@@ -4,6 +4,7 @@
 //! - [`config`]: flags, the TOML file, topic configs and their validation.
 //! - [`data_dir`]: start-up checks of the data directory (metadata load, re-placement, leftovers).
 //! - [`partition_dir`]: partition directory names, their recorded topic ids, crash-safe deletion.
+//! - [`meta_properties`]: the data directory's identity (`meta.properties`: cluster id, node id).
 //! - [`metadata`]: the cluster metadata snapshot (topics, partition → shard placement), persisted.
 //! - [`messages`]: the one enum of cross-shard messages.
 //! - [`shard_state`]: what one shard owns; [`server`]: one shard's life (listener, peers, shutdown).
@@ -43,6 +44,7 @@ pub mod log_limit;
 pub mod log_retention;
 pub mod memory_trim;
 pub mod messages;
+pub mod meta_properties;
 pub mod metadata;
 pub mod partition;
 pub mod partition_dir;

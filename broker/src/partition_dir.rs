@@ -17,6 +17,9 @@
 //! - `<topic>-<partition>.<uuid>-stray/`: a directory the metadata could not account for (no topic id, or
 //!   found while running on the previous metadata copy), moved aside at start-up and never served or
 //!   removed by the broker: an operator looks at it.
+//! - `__cluster_metadata-0/`: the metadata quorum's log, which looks like a partition directory but is
+//!   not one: it is never taken for a partition, moved aside or removed here ([`DirName::Other`]).
+//!   `meta.properties` (the directory's identity) is a file, which the scan skips.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,8 @@ pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
 const DELETE_SUFFIX: &str = "-delete";
 const STRAY_SUFFIX: &str = "-stray";
 const FORMAT_VERSION: &str = "0";
+/// The metadata quorum's log directory (Kafka's name: partition 0 of `__cluster_metadata`).
+pub const CLUSTER_METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 
 /// What a directory entry's name says it is.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,6 +43,9 @@ pub enum DirName {
 
 /// Classifies a directory name of the data directory.
 pub fn parse_dir_name(name: &str) -> DirName {
+    if name == CLUSTER_METADATA_LOG_DIR {
+        return DirName::Other;
+    }
     if name.ends_with(DELETE_SUFFIX) && name.contains('.') {
         return DirName::Deleted;
     }
@@ -245,6 +253,7 @@ mod tests {
         );
         for other in [
             "cluster_metadata.toml",
+            "__cluster_metadata-0",
             "t-",
             "-1",
             "t-+1",

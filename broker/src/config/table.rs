@@ -240,23 +240,8 @@ pub const SETTINGS: &[Setting] = &[
         }),
         ..row("shards", None, "executors, each pinned to a core")
     },
-    Setting {
-        flag: Some("--node-id"),
-        config_type: ConfigType::Int,
-        default: DefaultValue::Fixed("0"),
-        validator: Validator::Range(0, i32::MAX as i64 - 1),
-        target: Target::Broker(|config, value| {
-            config.node_id = value.as_int() as i32;
-            Ok(())
-        }),
-        ..row("node_id", Some("node.id"), "this broker's id")
-    },
-    Setting {
-        key: None,
-        config_type: ConfigType::Int,
-        default: DefaultValue::SameAs("node_id"),
-        ..row("", Some("broker.id"), "this broker's id (node.id's older name)")
-    },
+    cluster::NODE_ID,
+    cluster::BROKER_ID,
     cluster::PROCESS_ROLES,
     cluster::CONTROLLER_QUORUM_VOTERS,
     cluster::CONTROLLER_LISTEN,

@@ -183,6 +183,13 @@ fn create_topic(
 ) -> TopicOutcome {
     validate_topic_name(&topic.name)
         .map_err(|message| (ResponseError::InvalidTopicException, message))?;
+    // The quorum's log owns this name's partition directory (Kafka's answer and message).
+    if topic.name == internal_topics::CLUSTER_METADATA_TOPIC {
+        return Err((
+            ResponseError::InvalidRequest,
+            format!("Creation of internal topic {} is prohibited.", topic.name),
+        ));
+    }
     // An internal topic has the shape its coordinator needs, whoever asks for it.
     let topic = &internal_topic(&state.config, &topic.name).unwrap_or_else(|| topic.clone());
     if metadata.topics.contains_key(&topic.name) {

@@ -38,6 +38,32 @@ fn create_topic(shard: &mut TestShard, name: &str, partitions: i32) {
     assert!(outcomes[0].is_ok(), "topic created: {:?}", outcomes[0]);
 }
 
+/// The metadata quorum's log owns `__cluster_metadata-0`: no topic may take the name.
+#[test]
+fn the_cluster_metadata_topic_cannot_be_created() {
+    let mut shard = TestShard::start(|_| {});
+    let state = shard.state.clone();
+    let request = ControlRequest::CreateTopics {
+        topics: vec![NewTopic {
+            name: crate::internal_topics::CLUSTER_METADATA_TOPIC.to_string(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+        }],
+        validate_only: false,
+    };
+    let response = shard
+        .simulation
+        .block_on(async move { control(&state, request).await });
+    let outcomes = crate::control::topic_outcomes(response, 1);
+    assert_eq!(
+        outcomes[0],
+        Err((
+            kafka_protocol::error::ResponseError::InvalidRequest,
+            "Creation of internal topic __cluster_metadata is prohibited.".to_string()
+        ))
+    );
+}
+
 fn produce_request(acks: i16, records: Vec<u8>) -> ProduceRequest {
     let mut partition = PartitionProduceData::default();
     partition.index = 0;

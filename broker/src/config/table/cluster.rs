@@ -1,5 +1,5 @@
 //! The cluster's rows of the settings table (`SETTINGS` lists them in order; they live here to keep
-//! `table.rs` under the file-size bound): this node's roles, the metadata quorum's voters, the
+//! `table.rs` under the file-size bound): this node's id, its roles, the metadata quorum's voters, the
 //! controller listener, the rack, and the broker's session with the controllers. Parsing and the checks
 //! across them live in `config::quorum`.
 
@@ -9,6 +9,29 @@ use std::time::Duration;
 
 /// Longest `broker.rack` (Kafka does not bound it; this keeps it a name, not a payload).
 pub const MAX_RACK_LENGTH: usize = 255;
+
+pub const NODE_ID: Setting = Setting {
+    flag: Some("--node-id"),
+    config_type: ConfigType::Int,
+    default: DefaultValue::Fixed("0"),
+    validator: Validator::Range(0, i32::MAX as i64 - 1),
+    target: Target::Broker(|config, value| {
+        config.node_id = value.as_int() as i32;
+        Ok(())
+    }),
+    ..row("node_id", Some("node.id"), "this broker's id")
+};
+
+pub const BROKER_ID: Setting = Setting {
+    key: None,
+    config_type: ConfigType::Int,
+    default: DefaultValue::SameAs("node_id"),
+    ..row(
+        "",
+        Some("broker.id"),
+        "this broker's id (node.id's older name)",
+    )
+};
 
 pub const PROCESS_ROLES: Setting = Setting {
     flag: Some("--process-roles"),
