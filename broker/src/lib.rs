@@ -14,6 +14,7 @@
 //! - [`log_cleaner`]: the per-shard log cleaner task (compaction of `cleanup.policy=compact` logs).
 //! - [`internal_topics`]: the registry of internal topics the core asks (it names none itself).
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
+//! - [`quorum`]: the metadata quorum (Raft via raft-rs) on shard 0: its log, transport, records and image.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
 //! - [`purgatory`]: delayed operations (waiting fetches and acks=all produces) completed by an event on a key or
 //!   by timeout, on a hierarchical timing wheel.
@@ -50,6 +51,7 @@ pub mod partition;
 pub mod partition_dir;
 pub mod protocol;
 pub mod purgatory;
+pub mod quorum;
 pub mod scatter_gather;
 pub mod server;
 pub mod shard_state;

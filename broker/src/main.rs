@@ -3,7 +3,7 @@
 
 use broker::config::{BrokerConfig, Cli};
 use broker::metadata::ClusterMetadata;
-use broker::server::{run_shard, ShardStart};
+use broker::server::{run_shard, QuorumStart, ShardStart};
 use clap::Parser;
 use shard::MeshBuilder;
 use std::path::Path;
@@ -60,6 +60,7 @@ fn run() -> Result<(), String> {
         )
     })?;
     let _lock = lock_data_dir(&config.data_dir)?;
+    let quorum = open_quorum(&config)?;
     let metadata = load_metadata(&config)?;
     let marker = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
     let clean_start = marker.exists();
@@ -88,11 +89,17 @@ fn run() -> Result<(), String> {
             .map_err(|error| format!("cannot install signal handler: {error}"))?;
     }
     ensure_listen_address_free(&config)?;
+    if let (Some(address), false) = (config.controller_listen, config.is_cluster_of_one()) {
+        shard::net::ensure_address_free(address).map_err(|error| {
+            format!("cannot listen for the quorum on {address}: {error} (another process listens there)")
+        })?;
+    }
     let config = Arc::new(config);
     let metadata = Arc::new(metadata);
     let mesh = MeshBuilder::new(config.shards)
         .map_err(|error| format!("cannot create the shard mesh: {error}"))?;
     let ready = Arc::new(AtomicUsize::new(0));
+    let quorum = Arc::new(std::sync::Mutex::new(Some(quorum)));
     let body = {
         let (config, shutdown, ready) = (config.clone(), shutdown.clone(), ready.clone());
         move |id| {
@@ -105,6 +112,7 @@ fn run() -> Result<(), String> {
                     clean_start,
                     shutdown: shutdown.clone(),
                     ready: ready.clone(),
+                    quorum: quorum.clone(),
                 },
             )
         }
@@ -203,6 +211,37 @@ fn log_descriptor_budget(config: &BrokerConfig) {
             "max_connections leaves no descriptors for partitions: topic creation will be refused"
         );
     }
+}
+
+/// Checks the directory's identity (`meta.properties`: formatted for this node id) and opens the metadata
+/// quorum's log. Only combined mode (broker and controller in one process) is supported so far.
+fn open_quorum(config: &BrokerConfig) -> Result<QuorumStart, String> {
+    if !(config.process_roles.broker && config.process_roles.controller) {
+        return Err(
+            "process_roles: only combined mode (broker,controller) is supported so far; \
+                    broker-only and controller-only nodes come with the cluster's next step"
+                .into(),
+        );
+    }
+    let properties = broker::meta_properties::MetaProperties::load(&config.data_dir)
+        .map_err(|error| error.to_string())?;
+    if let Some(properties) = &properties {
+        properties
+            .check_node_id(&config.data_dir, config.node_id)
+            .map_err(|error| error.to_string())?;
+    }
+    let mut voters: Vec<u64> = config
+        .voter_ids()
+        .into_iter()
+        .map(broker::quorum::raft_id_of)
+        .collect();
+    voters.sort_unstable();
+    let log = broker::quorum::log_store::QuorumLog::open(&config.data_dir, &voters)
+        .map_err(|error| error.to_string())?;
+    Ok(QuorumStart {
+        log,
+        cluster_id: properties.map(|properties| properties.cluster_id),
+    })
 }
 
 /// The cluster metadata, checked against the data directory (leftovers of deleted topics removed, data

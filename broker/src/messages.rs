@@ -76,6 +76,10 @@ pub enum ShardMessage {
         request: ControlRequest,
         reply: Reply<ControlResponse>,
     },
+    /// The metadata quorum's status (DescribeQuorum): handled by shard 0, which runs the quorum.
+    DescribeQuorum {
+        reply: Reply<crate::quorum::QuorumStatus>,
+    },
     /// A new metadata version from shard 0: adopt it, open/close partitions accordingly, then reply.
     ApplyMetadata {
         metadata: Arc<ClusterMetadata>,

@@ -48,6 +48,22 @@ pub struct ClusterMetadata {
     /// Dynamic broker configs of this broker (Kafka's DYNAMIC_BROKER_CONFIG), by Kafka name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broker_configs: BTreeMap<String, String>,
+    /// The live brokers of the cluster, from the metadata quorum's image (not persisted here: the
+    /// quorum's log holds them). Empty until the quorum has registered any.
+    #[serde(skip)]
+    pub brokers: Vec<BrokerEndpoint>,
+    /// The active controller (the quorum's leader), when one is known (not persisted).
+    #[serde(skip)]
+    pub controller_id: Option<i32>,
+}
+
+/// A live broker, as Metadata and DescribeCluster list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -74,6 +90,8 @@ impl ClusterMetadata {
             topics: BTreeMap::new(),
             broker_default_configs: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
+            brokers: Vec::new(),
+            controller_id: None,
         }
     }
 

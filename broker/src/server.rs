@@ -31,6 +31,9 @@ use storage::BatchCache;
 /// timer, started with the shard's timers: `ShardState::start_timers`).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a stopping shard 0 waits for the quorum's Ready loop to finish its write in flight.
+const QUORUM_STOP_LIMIT: Duration = Duration::from_secs(5);
+
 /// Most requests one connection may have awaiting their responses.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 32;
 
@@ -52,6 +55,15 @@ pub struct ShardStart {
     pub shutdown: Arc<AtomicBool>,
     /// Set by each shard once it listens (tests and the start-up log use it).
     pub ready: Arc<std::sync::atomic::AtomicUsize>,
+    /// What the controller shard starts the metadata quorum with (taken by shard 0).
+    pub quorum: Arc<std::sync::Mutex<Option<QuorumStart>>>,
+}
+
+/// The metadata quorum's start: its log, opened and replayed by main, and the directory's cluster id
+/// (`meta.properties`) if it is formatted.
+pub struct QuorumStart {
+    pub log: crate::quorum::log_store::QuorumLog,
+    pub cluster_id: Option<String>,
 }
 
 /// The body of shard `id`'s executor. Returns after a clean shutdown.
@@ -92,6 +104,9 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     crate::txn_router::install_services(&state);
     state.start_timers();
     state.apply_metadata(start.metadata.clone()).await;
+    if id == crate::control::CONTROL_SHARD {
+        start_quorum(&state, &start.config, &start.quorum);
+    }
     for (peer, receiver) in receivers {
         shard::task::spawn(serve_peer(state.clone(), peer, receiver));
     }
@@ -106,11 +121,40 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);
+    let quorum = state.quorum.borrow().clone();
+    if let Some(quorum) = quorum {
+        quorum.wait_stopped(QUORUM_STOP_LIMIT).await;
+    }
     let (delayed_fetches, delayed_produces) = state.partitions.delayed().counters();
     tracing::debug!(shard = id.0, counters = ?state.partitions.counters().snapshot(), ?delayed_fetches, ?delayed_produces, "partition-layer counters");
     state.partitions.close_all().await;
     state.mesh.shut_down();
     tracing::info!(shard = id.0, "shard stopped");
+}
+
+/// Starts the metadata quorum on the controller shard and the task that publishes its image.
+fn start_quorum(
+    state: &Rc<ShardState>,
+    config: &Arc<BrokerConfig>,
+    quorum: &std::sync::Mutex<Option<QuorumStart>>,
+) {
+    let Some(quorum_start) = quorum.lock().ok().and_then(|mut slot| slot.take()) else {
+        return;
+    };
+    let weak = Rc::downgrade(state);
+    let stopped = move || weak.upgrade().is_none_or(|state| state.shutting_down.get());
+    let quorum = crate::quorum::start(
+        config.clone(),
+        quorum_start.log,
+        quorum_start.cluster_id,
+        state.metadata().cluster_id.clone(),
+        stopped,
+    );
+    state.quorum.replace(Some(quorum.clone()));
+    shard::task::spawn(crate::control::quorum_publisher::run(
+        Rc::downgrade(state),
+        quorum,
+    ));
 }
 
 async fn accept_loop(state: Rc<ShardState>, listener: shard::net::Listener) {
@@ -291,6 +335,9 @@ async fn serve_peer(state: Rc<ShardState>, peer: ShardId, receiver: Receiver<Sha
                     let response: ControlResponse = control(&state, request).await;
                     let _ = reply.send(response);
                 });
+            }
+            ShardMessage::DescribeQuorum { reply } => {
+                let _ = reply.send(state.quorum_status());
             }
             ShardMessage::ApplyMetadata { metadata, reply } => {
                 // Applied before the next message from shard 0 is looked at.

@@ -32,6 +32,8 @@ pub struct ShardState {
     pub groups: Rc<GroupCoordinator>,
     /// The transaction coordinators of the `__transaction_state` partitions this shard owns.
     pub transactions: Rc<TransactionCoordinator>,
+    /// The metadata quorum (shard 0 only, once started).
+    pub quorum: RefCell<Option<Rc<crate::quorum::Quorum>>>,
 }
 
 impl ShardState {
@@ -58,7 +60,17 @@ impl ShardState {
             fetch_sessions: Default::default(),
             groups,
             transactions,
+            quorum: RefCell::new(None),
         }
+    }
+
+    /// The quorum's status as this shard knows it (the default, no leader, where it does not run).
+    pub fn quorum_status(&self) -> crate::quorum::QuorumStatus {
+        self.quorum
+            .borrow()
+            .as_ref()
+            .map(|quorum| quorum.status.borrow().clone())
+            .unwrap_or_default()
     }
 
     /// Starts the shard's timers (until shutdown): the expiration drivers of its delayed operations, the

@@ -29,6 +29,18 @@ pub struct TcpStream {
 const MAX_IOVECS: usize = 1024;
 
 impl TcpStream {
+    /// Connects to `address` (Nagle off), failing after `timeout`.
+    pub async fn connect(
+        address: SocketAddr,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<TcpStream> {
+        let inner = glommio::net::TcpStream::connect_timeout(address, timeout)
+            .await
+            .map_err(std::io::Error::from)?;
+        inner.set_nodelay(true).map_err(std::io::Error::from)?;
+        Ok(TcpStream { inner })
+    }
+
     pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.peer_addr().map_err(std::io::Error::from)
     }

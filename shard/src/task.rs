@@ -25,6 +25,20 @@ pub fn spawn<F: Future<Output = ()> + 'static>(future: F) {
     }
 }
 
+/// Runs `work` on a thread of the runtime's blocking pool (glommio's `spawn_blocking`), so the shard's
+/// thread never waits in a system call that may block (fsync of a small file, name resolution). Under a
+/// simulation it runs inline, at the first poll.
+pub async fn spawn_blocking<R, F>(work: F) -> R
+where
+    R: Send + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
+    match simulation::current() {
+        None => glommio::executor().spawn_blocking(work).await,
+        Some(_) => work(),
+    }
+}
+
 /// Completes after `duration`.
 pub async fn sleep(duration: Duration) {
     match simulation::current() {

@@ -5,6 +5,7 @@
 //! across those steps, so shards see versions in order.
 
 pub mod alter_configs;
+pub mod quorum_publisher;
 pub mod requests;
 pub mod unopened;
 

@@ -1,6 +1,9 @@
-//! DescribeCluster (key 60), versions 0–2: this broker, as the whole cluster and its controller.
+//! DescribeCluster (key 60), versions 0–2: the cluster's live brokers with their racks, and the active
+//! controller (see `metadata::listed_brokers` and `metadata::controller_id`).
 
-use super::metadata::{authorized_operations, ALL_CLUSTER_OPERATIONS};
+use super::metadata::{
+    authorized_operations, controller_id, listed_brokers, ALL_CLUSTER_OPERATIONS,
+};
 use super::{simple, str_bytes};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
@@ -31,18 +34,25 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 )));
                 return response;
             }
-            let mut broker = DescribeClusterBroker::default();
-            broker.broker_id = BrokerId(state.config.node_id);
-            broker.host = str_bytes(state.config.advertise_host.clone());
-            broker.port = state.config.advertise_port as i32;
+            let metadata = state.metadata();
             response.endpoint_type = if version >= 1 {
                 request.endpoint_type
             } else {
                 ENDPOINT_BROKERS
             };
-            response.cluster_id = str_bytes(state.metadata().cluster_id.clone());
-            response.controller_id = BrokerId(state.config.node_id);
-            response.brokers = vec![broker];
+            response.cluster_id = str_bytes(metadata.cluster_id.clone());
+            response.controller_id = BrokerId(controller_id(&state.config, &metadata));
+            response.brokers = listed_brokers(&state.config, &metadata)
+                .into_iter()
+                .map(|endpoint| {
+                    let mut broker = DescribeClusterBroker::default();
+                    broker.broker_id = BrokerId(endpoint.node_id);
+                    broker.host = str_bytes(endpoint.host);
+                    broker.port = endpoint.port as i32;
+                    broker.rack = endpoint.rack.map(str_bytes);
+                    broker
+                })
+                .collect();
             response.cluster_authorized_operations = authorized_operations(
                 request.include_cluster_authorized_operations,
                 ALL_CLUSTER_OPERATIONS,

@@ -1,12 +1,16 @@
 //! Metadata (key 3), versions 0–12.
 //!
-//! Lists this broker and the requested topics (all topics when the list is null, or empty in v0) with their
-//! partitions; this node leads every partition, with itself as the only replica and ISR. Unknown topics are
+//! Lists the cluster's live brokers (the metadata quorum's registrations, with their racks; this broker
+//! always among them) and the active controller (the quorum's leader), and the requested topics (all
+//! topics when the list is null, or empty in v0) with their partitions. Topics are still this node's own
+//! (the quorum does not carry them yet): this node leads every partition, with itself as the only replica
+//! and ISR. Unknown topics are
 //! created on the spot when auto-creation is enabled and the request allows it (always before v4).
 
 use super::{simple, str_bytes, topic_name};
-use crate::config::validate_topic_name;
+use crate::config::{validate_topic_name, BrokerConfig};
 use crate::control::{control, topic_outcomes, ControlRequest, NewTopic};
+use crate::metadata::{BrokerEndpoint, ClusterMetadata};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -40,6 +44,37 @@ pub fn authorized_operations(requested: bool, all: i32) -> i32 {
     } else {
         OPERATIONS_NOT_REQUESTED
     }
+}
+
+/// The brokers Metadata and DescribeCluster list: the quorum's live brokers, with this broker always among
+/// them (it is answering, so it is alive, even before its registration is committed).
+pub fn listed_brokers(config: &BrokerConfig, metadata: &ClusterMetadata) -> Vec<BrokerEndpoint> {
+    let mut brokers = metadata.brokers.clone();
+    if !brokers
+        .iter()
+        .any(|broker| broker.node_id == config.node_id)
+    {
+        brokers.push(BrokerEndpoint {
+            node_id: config.node_id,
+            host: config.advertise_host.clone(),
+            port: config.advertise_port,
+            rack: config.rack.clone(),
+        });
+        brokers.sort_by_key(|broker| broker.node_id);
+    }
+    brokers
+}
+
+/// The active controller: the quorum's leader; before one is known, this node in a cluster of one
+/// (it leads as soon as it starts), else -1 (none), which clients wait out.
+pub fn controller_id(config: &BrokerConfig, metadata: &ClusterMetadata) -> i32 {
+    metadata
+        .controller_id
+        .unwrap_or(if config.is_cluster_of_one() {
+            config.node_id
+        } else {
+            -1
+        })
 }
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
@@ -179,14 +214,20 @@ async fn metadata(
             .collect(),
     };
 
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(config.node_id);
-    broker.host = str_bytes(config.advertise_host.clone());
-    broker.port = config.advertise_port as i32;
     let mut response = MetadataResponse::default();
-    response.brokers = vec![broker];
+    response.brokers = listed_brokers(&config, &metadata)
+        .into_iter()
+        .map(|endpoint| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(endpoint.node_id);
+            broker.host = str_bytes(endpoint.host);
+            broker.port = endpoint.port as i32;
+            broker.rack = endpoint.rack.map(str_bytes);
+            broker
+        })
+        .collect();
     response.cluster_id = Some(str_bytes(metadata.cluster_id.clone()));
-    response.controller_id = BrokerId(config.node_id);
+    response.controller_id = BrokerId(controller_id(&config, &metadata));
     // Only v8–10 carry the field (decoded as false elsewhere, and not encoded there).
     response.cluster_authorized_operations = authorized_operations(
         request.include_cluster_authorized_operations,

@@ -34,6 +34,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -117,6 +118,7 @@ pub const APIS: &[ApiEntry] = &[
     api!(DeleteGroups, delete_groups, DeleteGroupsRequest),
     api!(OffsetDelete, offset_delete, OffsetDeleteRequest),
     api!(DescribeCluster, describe_cluster, DescribeClusterRequest),
+    api!(DescribeQuorum, describe_quorum, DescribeQuorumRequest),
     api!(DeleteRecords, delete_records, DeleteRecordsRequest),
     api!(AlterConfigs, alter_configs, AlterConfigsRequest),
     api!(DescribeLogDirs, describe_log_dirs, DescribeLogDirsRequest),

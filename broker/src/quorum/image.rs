@@ -1,0 +1,167 @@
+//! The metadata image: the state the committed metadata log describes, built by applying its records in
+//! log order. Every node applies the same records in the same order, so every node's image is the same
+//! at the same applied index; a record that does not fit (a second cluster id, a fence of an older
+//! registration) is ignored the same way everywhere.
+
+use super::records::MetadataRecord;
+use std::collections::BTreeMap;
+
+/// A registered broker, as the metadata log describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    /// The log index of the registration: it changes with every registration (every broker start).
+    pub epoch: i64,
+    pub incarnation: u64,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    /// Fenced by the active controller (not heard from within the session timeout): not listed to
+    /// clients until it is heard again or registers anew.
+    pub fenced: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// The index of the last entry applied.
+    pub applied_index: u64,
+}
+
+/// What applying one record changed, for those who publish the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    None,
+    ClusterId,
+    Brokers,
+}
+
+impl MetadataImage {
+    /// Applies the record of the entry at `index` (entries must come in log order).
+    pub fn apply(&mut self, index: u64, record: &MetadataRecord) -> Change {
+        debug_assert!(index > self.applied_index, "entries applied out of order");
+        self.applied_index = index;
+        match record {
+            MetadataRecord::ClusterId { cluster_id } => {
+                if self.cluster_id.is_some() {
+                    return Change::None;
+                }
+                self.cluster_id = Some(cluster_id.clone());
+                Change::ClusterId
+            }
+            MetadataRecord::RegisterBroker {
+                node_id,
+                incarnation,
+                host,
+                port,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *node_id,
+                    BrokerRegistration {
+                        node_id: *node_id,
+                        epoch: index as i64,
+                        incarnation: *incarnation,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                        fenced: false,
+                    },
+                );
+                Change::Brokers
+            }
+            MetadataRecord::FenceBroker { node_id, epoch }
+            | MetadataRecord::UnfenceBroker { node_id, epoch } => {
+                let fence = matches!(record, MetadataRecord::FenceBroker { .. });
+                match self.brokers.get_mut(node_id) {
+                    // Only the registration it names: a broker that registered again since is another.
+                    Some(broker) if broker.epoch == *epoch && broker.fenced != fence => {
+                        broker.fenced = fence;
+                        Change::Brokers
+                    }
+                    _ => Change::None,
+                }
+            }
+        }
+    }
+
+    /// An entry without a record (Raft's no-op) still moves the applied index.
+    pub fn skip(&mut self, index: u64) {
+        debug_assert!(index > self.applied_index, "entries applied out of order");
+        self.applied_index = index;
+    }
+
+    /// The brokers clients are told about: registered and not fenced, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|broker| !broker.fenced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(node_id: i32, incarnation: u64) -> MetadataRecord {
+        MetadataRecord::RegisterBroker {
+            node_id,
+            incarnation,
+            host: "127.0.0.1".into(),
+            port: 9000 + node_id as u16,
+            rack: None,
+        }
+    }
+
+    #[test]
+    fn the_first_cluster_id_wins() {
+        let mut image = MetadataImage::default();
+        let first = MetadataRecord::ClusterId {
+            cluster_id: "first".into(),
+        };
+        let second = MetadataRecord::ClusterId {
+            cluster_id: "second".into(),
+        };
+        assert_eq!(image.apply(1, &first), Change::ClusterId);
+        assert_eq!(image.apply(2, &second), Change::None);
+        assert_eq!(image.cluster_id.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn a_fence_names_one_registration_and_a_new_one_is_unfenced() {
+        let mut image = MetadataImage::default();
+        image.apply(3, &register(1, 10));
+        image.apply(4, &register(2, 20));
+        assert_eq!(image.brokers[&1].epoch, 3);
+        assert_eq!(
+            image.apply(
+                5,
+                &MetadataRecord::FenceBroker {
+                    node_id: 1,
+                    epoch: 3
+                }
+            ),
+            Change::Brokers
+        );
+        assert_eq!(
+            image.live_brokers().map(|b| b.node_id).collect::<Vec<_>>(),
+            vec![2]
+        );
+        // It restarts and registers again: a new epoch, not fenced; the old epoch's unfence is stale.
+        image.apply(6, &register(1, 11));
+        assert!(!image.brokers[&1].fenced);
+        assert_eq!(image.brokers[&1].epoch, 6);
+        assert_eq!(
+            image.apply(
+                7,
+                &MetadataRecord::FenceBroker {
+                    node_id: 1,
+                    epoch: 3
+                }
+            ),
+            Change::None
+        );
+        assert_eq!(image.live_brokers().count(), 2);
+        image.skip(8);
+        assert_eq!(image.applied_index, 8);
+    }
+}

@@ -1,0 +1,284 @@
+//! The quorum's durable state: its Raft log and hard state (term, vote, commit), in one append-only file,
+//! `<data-dir>/__cluster_metadata-0/quorum.log`, replayed into raft-rs's in-memory `MemStorage` at start.
+//!
+//! Format: a sequence of records, each
+//!
+//! ```text
+//! length: u32 LE   (of kind + payload)
+//! crc:    u32 LE   (CRC-32C of kind + payload)
+//! kind:   u8       1 = voters, 2 = hard state, 3 = entry
+//! payload          voters: count u32 LE, then each Raft id u64 LE
+//!                  hard state, entry: the protobuf encoding (raft's eraftpb)
+//! ```
+//!
+//! The first record is the voter set the log was created with; a start with another voter set is refused
+//! (changing the voters is not supported yet). A later entry record with an index at or below the last
+//! one replaces that suffix (Raft's conflict truncation), exactly as `MemStorage::append` does, so replay
+//! rebuilds the state Raft last persisted. Each batch of records the Ready loop writes is fsynced before
+//! any message that depends on it is sent. A torn tail (a record cut short or failing its CRC, from a
+//! crash mid-write, which was never fsynced and so never acknowledged) is cut off at start.
+//!
+//! The log is never compacted yet: metadata records are few (registrations, fences), so it grows slowly;
+//! snapshots come with the topic records.
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState};
+use raft::storage::MemStorage;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// The quorum's directory in the data directory (Kafka's name for the metadata log's partition).
+pub const QUORUM_DIR: &str = "__cluster_metadata-0";
+pub const QUORUM_LOG_FILE: &str = "quorum.log";
+
+const VOTERS: u8 = 1;
+const HARD_STATE: u8 = 2;
+const ENTRY: u8 = 3;
+const HEADER_BYTES: usize = 8;
+/// Largest record accepted at replay (an entry holds one metadata record; see `records`).
+const MAX_RECORD_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Error)]
+pub enum QuorumLogError {
+    #[error("quorum log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "quorum log {path} was created with the voters {recorded:?} but controller_quorum_voters now \
+         names {configured:?} (Raft ids are node ids + 1); changing the voter set is not supported"
+    )]
+    VotersChanged {
+        path: PathBuf,
+        recorded: Vec<u64>,
+        configured: Vec<u64>,
+    },
+    #[error("quorum log {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+}
+
+pub struct QuorumLog {
+    path: PathBuf,
+    file: Arc<std::fs::File>,
+    storage: MemStorage,
+}
+
+impl QuorumLog {
+    /// Opens (or creates) the quorum log under `data_dir` and replays it. `voters` are Raft ids.
+    pub fn open(data_dir: &Path, voters: &[u64]) -> Result<QuorumLog, QuorumLogError> {
+        let dir = data_dir.join(QUORUM_DIR);
+        let path = dir.join(QUORUM_LOG_FILE);
+        let io = |source| QuorumLogError::Io {
+            path: path.clone(),
+            source,
+        };
+        let created = !path.exists();
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let (records, valid) = parse(&bytes);
+        if valid < bytes.len() {
+            tracing::warn!(path = %path.display(), cut = bytes.len() - valid,
+                "quorum log: cutting a torn tail (a write interrupted by a crash)");
+            file.set_len(valid as u64).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
+        let mut records = records.into_iter();
+        match records.next() {
+            None => {
+                file.write_all(&encode_record(VOTERS, &encode_voters(voters)))
+                    .map_err(io)?;
+                file.sync_all().map_err(io)?;
+                if created {
+                    sync_directory(&dir);
+                    sync_directory(data_dir);
+                }
+            }
+            Some((VOTERS, payload)) => {
+                let recorded =
+                    decode_voters(payload).ok_or_else(|| damaged(&path, "bad voters"))?;
+                if recorded != voters {
+                    return Err(QuorumLogError::VotersChanged {
+                        path,
+                        recorded,
+                        configured: voters.to_vec(),
+                    });
+                }
+            }
+            Some(_) => return Err(damaged(&path, "does not start with its voters")),
+        }
+        {
+            let mut core = storage.wl();
+            let mut last = 0;
+            for (kind, payload) in records {
+                match kind {
+                    HARD_STATE => {
+                        let state = HardState::parse_from_bytes(payload)
+                            .map_err(|error| damaged(&path, &error.to_string()))?;
+                        core.set_hardstate(state);
+                    }
+                    ENTRY => {
+                        let entry = Entry::parse_from_bytes(payload)
+                            .map_err(|error| damaged(&path, &error.to_string()))?;
+                        if entry.index == 0 || entry.index > last + 1 {
+                            return Err(damaged(
+                                &path,
+                                &format!("entry {} follows entry {last}", entry.index),
+                            ));
+                        }
+                        last = entry.index;
+                        core.append(&[entry]).expect("index checked above");
+                    }
+                    other => return Err(damaged(&path, &format!("record kind {other}"))),
+                }
+            }
+            // The commit index never passes the last entry kept (it can only if entries were lost).
+            if core.hard_state().commit > last {
+                tracing::warn!(
+                    commit = core.hard_state().commit,
+                    last,
+                    "quorum log: commit index beyond the last entry; lowering it"
+                );
+                core.mut_hard_state().commit = last;
+            }
+        }
+        Ok(QuorumLog {
+            path,
+            file: Arc::new(file),
+            storage,
+        })
+    }
+
+    /// The in-memory storage raft-rs reads (shared: `MemStorage` clones share one core).
+    pub fn storage(&self) -> MemStorage {
+        self.storage.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes `entries` and `hard_state` durable (one write, one fsync, on the runtime's blocking pool),
+    /// then adds them to the in-memory storage.
+    pub async fn persist(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), QuorumLogError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for entry in entries {
+            bytes.extend(encode_record(
+                ENTRY,
+                &entry.write_to_bytes().expect("encodes"),
+            ));
+        }
+        if let Some(state) = hard_state {
+            bytes.extend(encode_record(
+                HARD_STATE,
+                &state.write_to_bytes().expect("encodes"),
+            ));
+        }
+        let file = self.file.clone();
+        shard::task::spawn_blocking(move || {
+            (&*file).write_all(&bytes)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(|source| QuorumLogError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut core = self.storage.wl();
+        if !entries.is_empty() {
+            core.append(entries)
+                .expect("raft appends continuous entries");
+        }
+        if let Some(state) = hard_state {
+            core.set_hardstate(state.clone());
+        }
+        Ok(())
+    }
+}
+
+fn damaged(path: &Path, reason: &str) -> QuorumLogError {
+    QuorumLogError::Damaged {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn encode_record(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + payload.len());
+    body.push(kind);
+    body.extend_from_slice(payload);
+    let mut record = Vec::with_capacity(HEADER_BYTES + body.len());
+    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    record.extend_from_slice(&body);
+    record
+}
+
+/// The valid records of `bytes` (kind, payload) and how many bytes they span.
+fn parse(bytes: &[u8]) -> (Vec<(u8, &[u8])>, usize) {
+    let mut records = Vec::new();
+    let mut position = 0;
+    while bytes.len() - position >= HEADER_BYTES {
+        let length = u32::from_le_bytes(bytes[position..position + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(bytes[position + 4..position + 8].try_into().unwrap());
+        let start = position + HEADER_BYTES;
+        if length == 0 || length > MAX_RECORD_BYTES || bytes.len() - start < length {
+            break;
+        }
+        let body = &bytes[start..start + length];
+        if crc32c::crc32c(body) != crc {
+            break;
+        }
+        records.push((body[0], &body[1..]));
+        position = start + length;
+    }
+    (records, position)
+}
+
+fn encode_voters(voters: &[u64]) -> Vec<u8> {
+    let mut out = (voters.len() as u32).to_le_bytes().to_vec();
+    for voter in voters {
+        out.extend_from_slice(&voter.to_le_bytes());
+    }
+    out
+}
+
+fn decode_voters(payload: &[u8]) -> Option<Vec<u64>> {
+    let count = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+    let ids = payload.get(4..)?;
+    if ids.len() != count * 8 {
+        return None;
+    }
+    Some(
+        ids.chunks_exact(8)
+            .map(|id| u64::from_le_bytes(id.try_into().unwrap()))
+            .collect(),
+    )
+}
+
+fn sync_directory(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+#[cfg(test)]
+#[path = "log_store_tests.rs"]
+mod tests;

@@ -1,0 +1,166 @@
+//! The metadata quorum (KRaft-style): the controllers replicate one metadata log with Raft, and every
+//! node applies it, in log order, to its metadata image.
+//!
+//! Consensus is raft-rs (TiKV's port of etcd's Raft), a synchronous library with no runtime of its own:
+//! one task on the controller shard (shard 0) drives it (`node`), the log and hard state persist in one
+//! append-only file (`log_store`), Raft messages travel on the controller port (`wire`, `transport`),
+//! and the committed records (`records`) build the image (`image`). Why raft-rs and not openraft: it
+//! fits thread-per-core without adapters (no tasks, timers or `Send` bounds of its own), is a released
+//! crate rather than an alpha, and a pure state machine is what deterministic simulation needs;
+//! ARCHITECTURE.md records the comparison.
+//!
+//! Identity: Raft ids are node ids + 1 (Raft reserves 0). The voters are `controller_quorum_voters`
+//! (default: this node alone — a single broker is a cluster of one on the same code paths). A new data
+//! directory is formatted (`meta.properties`) with the cluster id the quorum commits first; a directory
+//! formatted for another cluster is refused (`transport::Identity`, `node`).
+//!
+//! What the image holds so far: the cluster id and the registered brokers (endpoint, rack, epoch,
+//! fenced). The control plane publishes it to every shard (`control::quorum_publisher`). Topics,
+//! partitions and configs are still this node's own (`cluster_metadata.toml`).
+
+pub mod image;
+pub mod log_store;
+mod logger;
+mod node;
+pub mod records;
+pub mod transport;
+pub mod wire;
+
+use crate::config::BrokerConfig;
+use image::MetadataImage;
+use log_store::QuorumLog;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use transport::{Identity, Transport};
+
+/// Raft messages from other voters queued for the Ready loop before new ones are dropped.
+pub const INBOUND_QUEUE_LENGTH: usize = 4096;
+
+/// The Raft id of Kafka node `node_id` (Raft reserves 0).
+pub fn raft_id_of(node_id: i32) -> u64 {
+    node_id as u64 + 1
+}
+
+/// The Kafka node id of Raft id `raft_id`.
+pub fn node_of(raft_id: u64) -> i32 {
+    raft_id.saturating_sub(1) as i32
+}
+
+/// What DescribeQuorum reports: the Raft view of this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub leader_id: Option<i32>,
+    /// The Raft term (KRaft's leader epoch).
+    pub term: u64,
+    /// The commit index (KRaft's high watermark).
+    pub high_watermark: u64,
+    pub voters: Vec<VoterStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoterStatus {
+    pub node_id: i32,
+    /// The last index known replicated to it (this node: its own last index; -1 when unknown, as on
+    /// a follower).
+    pub log_end_offset: i64,
+    /// Wall-clock milliseconds when this node last heard from it (-1: never).
+    pub last_heard_ms: i64,
+}
+
+/// The quorum as shard 0 sees it: the latest status and image, and an event notified when the image
+/// changes (cluster id, brokers).
+#[derive(Default)]
+pub struct Quorum {
+    pub status: RefCell<QuorumStatus>,
+    pub image: RefCell<Rc<MetadataImage>>,
+    pub changed: event_listener::Event,
+    /// Set when the Ready loop has returned (after `stopped()`), with no write of its own in flight.
+    stopped: Cell<bool>,
+    stopped_event: event_listener::Event,
+}
+
+impl Quorum {
+    /// Waits (at most `limit`) until the Ready loop has returned. The shard waits for it before its
+    /// executor ends: a write still on the blocking pool must find its executor there to report to.
+    pub async fn wait_stopped(&self, limit: std::time::Duration) {
+        let waiting = async {
+            while !self.stopped.get() {
+                let listener = self.stopped_event.listen();
+                if self.stopped.get() {
+                    break;
+                }
+                listener.await;
+            }
+        };
+        if shard::task::timeout(limit, waiting).await.is_none() {
+            tracing::warn!("quorum: the Ready loop did not stop in time");
+        }
+    }
+}
+
+/// Starts the quorum on this (the controller) shard: the transport, the controller listener when there
+/// are other voters, and the Ready loop until `stopped()`. `cluster_id` is the directory's
+/// (`meta.properties`), if it is formatted; `candidate_cluster_id` is what this node proposes if it leads
+/// before any cluster id is committed.
+pub fn start(
+    config: Arc<BrokerConfig>,
+    log: QuorumLog,
+    cluster_id: Option<String>,
+    candidate_cluster_id: String,
+    stopped: impl Fn() -> bool + 'static,
+) -> Rc<Quorum> {
+    let voters = config.quorum_voters.clone();
+    let identity = Rc::new(Identity::new(
+        config.node_id,
+        config.data_dir.clone(),
+        cluster_id,
+        voters.len().max(1),
+    ));
+    let quorum = Rc::new(Quorum::default());
+    let transport = Transport::start(&identity, &voters);
+    let (inbound, receiver) = futures_channel::mpsc::channel(INBOUND_QUEUE_LENGTH);
+    if let (Some(address), true) = (config.controller_listen, voters.len() > 1) {
+        match shard::net::Listener::bind(address) {
+            Ok(listener) => {
+                tracing::info!(%address, voters = voters.len(), "quorum: listening for the other voters");
+                shard::task::spawn(transport::listen(
+                    identity.clone(),
+                    voters.clone(),
+                    listener,
+                    inbound.clone(),
+                ));
+            }
+            Err(error) => fatal(&format!(
+                "cannot listen on the controller address {address}: {error}"
+            )),
+        }
+    }
+    let node = node::Node::new(node::NodeParts {
+        log,
+        transport,
+        identity,
+        quorum: quorum.clone(),
+        config,
+        candidate_cluster_id,
+    })
+    .unwrap_or_else(|error| fatal(&format!("cannot start the quorum: {error}")));
+    shard::task::spawn(async move {
+        // Held for the loop's life: with no other sender (a cluster of one) the inbound queue would
+        // otherwise report closed on every poll.
+        let _inbound = inbound;
+        let quorum = node.quorum();
+        node.run(receiver, stopped).await;
+        quorum.stopped.set(true);
+        quorum.stopped_event.notify(usize::MAX);
+    });
+    quorum
+}
+
+/// Exits the process with status 1 after logging why: for what the node cannot go on from (its
+/// directory belongs to another cluster, its quorum log cannot be written).
+pub fn fatal(message: &str) -> ! {
+    tracing::error!("{message}");
+    eprintln!("broker: {message}");
+    std::process::exit(1)
+}

@@ -1,0 +1,378 @@
+//! The Ready loop: one task on shard 0 drives raft-rs's `RawNode` — logical ticks, messages from the
+//! other voters, this node's proposals — and handles each `Ready` in the order raft-rs requires:
+//!
+//! 1. send the messages that may leave before persisting (a leader's appends);
+//! 2. apply the committed entries to the metadata image;
+//! 3. persist the new entries and hard state (`log_store`: one write, one fsync);
+//! 4. send the messages that needed them durable (votes, append responses);
+//! 5. advance, and do the same for the light ready (more commits, more messages).
+//!
+//! Besides, on each tick the node does its controller duties: as leader, it commits the cluster id once
+//! (the candidate is this node's `cluster_metadata.toml` id, so a single broker upgraded to the quorum
+//! keeps its id) and fences brokers it has not heard from within `broker.session.timeout.ms` (and
+//! unfences them when it hears them again); as any node, it registers itself once the cluster id is
+//! known, again after every start.
+
+use super::image::{Change, MetadataImage};
+use super::log_store::QuorumLog;
+use super::records::MetadataRecord;
+use super::transport::{Identity, Transport};
+use super::{fatal, node_of, raft_id_of, Quorum, QuorumStatus, VoterStatus};
+use crate::config::BrokerConfig;
+use futures_channel::mpsc;
+use raft::prelude::{Entry, EntryType, Message};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One logical Raft tick.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Ticks without a leader's word before a follower campaigns (randomized up to twice this).
+pub const ELECTION_TICKS: usize = 10;
+/// Ticks between a leader's heartbeats.
+pub const HEARTBEAT_TICKS: usize = 2;
+/// Bytes of entries per append message.
+pub const MAX_ENTRY_BYTES_PER_MESSAGE: u64 = 1 << 20;
+/// How long a proposal this node is waiting to see applied is left before it is proposed again.
+const PROPOSAL_RETRY: Duration = Duration::from_secs(1);
+
+pub(super) struct Node {
+    raw: RawNode<MemStorage>,
+    log: QuorumLog,
+    transport: Transport,
+    identity: Rc<Identity>,
+    quorum: Rc<Quorum>,
+    config: Arc<BrokerConfig>,
+    /// Random per process start: this node's registration is the one carrying it.
+    incarnation: u64,
+    candidate_cluster_id: String,
+    last_heard: HashMap<u64, Instant>,
+    leader_since: Option<Instant>,
+    /// What this node proposed and when (so a duty is not proposed again on every tick).
+    proposed: HashMap<MetadataRecord, Instant>,
+    /// The directory's identity to write once the quorum committed the cluster id (`meta.properties`).
+    format: Option<crate::meta_properties::MetaProperties>,
+}
+
+pub(super) struct NodeParts {
+    pub log: QuorumLog,
+    pub transport: Transport,
+    pub identity: Rc<Identity>,
+    pub quorum: Rc<Quorum>,
+    pub config: Arc<BrokerConfig>,
+    pub candidate_cluster_id: String,
+}
+
+impl Node {
+    pub fn new(parts: NodeParts) -> Result<Node, raft::Error> {
+        let raft_config = raft::Config {
+            id: raft_id_of(parts.config.node_id),
+            election_tick: ELECTION_TICKS,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            max_size_per_msg: MAX_ENTRY_BYTES_PER_MESSAGE,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            // Every committed entry is applied again at start: the image is rebuilt from the log.
+            applied: 0,
+            ..raft::Config::default()
+        };
+        let logger = slog::Logger::root(super::logger::TracingDrain, slog::o!());
+        let raw = RawNode::new(&raft_config, parts.log.storage(), &logger)?;
+        Ok(Node {
+            raw,
+            log: parts.log,
+            transport: parts.transport,
+            identity: parts.identity,
+            quorum: parts.quorum,
+            config: parts.config,
+            incarnation: incarnation(),
+            candidate_cluster_id: parts.candidate_cluster_id,
+            last_heard: HashMap::new(),
+            leader_since: None,
+            proposed: HashMap::new(),
+            format: None,
+        })
+    }
+
+    pub fn quorum(&self) -> Rc<Quorum> {
+        self.quorum.clone()
+    }
+
+    /// Runs until `stopped()`.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<Message>, stopped: impl Fn() -> bool) {
+        use futures_lite::StreamExt;
+        if self.raw.raft.prs().conf().voters().ids().len() == 1 {
+            // A cluster of one needs no election timeout: it is its own majority.
+            let _ = self.raw.campaign();
+        }
+        let mut next_tick = shard::task::now() + TICK;
+        while !stopped() {
+            let message = futures_lite::future::or(async { inbound.next().await }, async {
+                shard::task::sleep_until(next_tick).await;
+                None
+            })
+            .await;
+            if let Some(message) = message {
+                self.step(message);
+            }
+            while let Ok(message) = inbound.try_recv() {
+                self.step(message);
+            }
+            let now = shard::task::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = (next_tick + TICK).max(now);
+                self.duties(now);
+            }
+            for peer in self.transport.take_unreachable() {
+                self.raw.report_unreachable(peer);
+            }
+            self.handle_ready().await;
+            self.publish_status();
+        }
+    }
+
+    fn step(&mut self, message: Message) {
+        self.last_heard.insert(message.from, shard::task::now());
+        if let Err(error) = self.raw.step(message) {
+            tracing::debug!(%error, "quorum: message not taken");
+        }
+    }
+
+    async fn handle_ready(&mut self) {
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut ready = self.raw.ready();
+        self.transport.send(ready.take_messages());
+        self.apply(ready.take_committed_entries());
+        if let Err(error) = self.log.persist(ready.entries(), ready.hs()).await {
+            // A voter that cannot persist its votes and entries must not go on (Raft's safety rests on it).
+            fatal(&format!("cannot persist the quorum's log: {error}"));
+        }
+        self.transport.send(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            // Kept in memory; the next persisted hard state carries it (a lower commit after a crash is
+            // learned again from the leader).
+            self.log.storage().wl().mut_hard_state().commit = commit;
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raw.advance_apply();
+        if let Some(properties) = self.format.take() {
+            let data_dir = self.config.data_dir.clone();
+            let written = shard::task::spawn_blocking(move || properties.persist(&data_dir)).await;
+            if let Err(error) = written {
+                fatal(&format!("cannot format the data directory: {error}"));
+            }
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut image: MetadataImage = (**self.quorum.image.borrow()).clone();
+        let mut changed = false;
+        for entry in entries {
+            if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
+                image.skip(entry.index);
+                continue;
+            }
+            match MetadataRecord::decode(&entry.data) {
+                Ok(record) => {
+                    self.proposed.remove(&record);
+                    match image.apply(entry.index, &record) {
+                        Change::None => {}
+                        Change::ClusterId => {
+                            self.adopt_cluster_id(image.cluster_id.clone().expect("just set"));
+                            changed = true;
+                        }
+                        Change::Brokers => changed = true,
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(index = entry.index, %error, "metadata log: a record this broker cannot read; skipped");
+                    image.skip(entry.index);
+                }
+            }
+        }
+        *self.quorum.image.borrow_mut() = Rc::new(image);
+        if changed {
+            self.quorum.changed.notify(usize::MAX);
+        }
+    }
+
+    /// The quorum committed the cluster id: a new directory is formatted with it; a directory formatted
+    /// for another cluster is refused.
+    fn adopt_cluster_id(&mut self, cluster_id: String) {
+        let ours = self.identity.cluster_id.borrow().clone();
+        match ours {
+            Some(ours) if ours != cluster_id => fatal(&format!(
+                "data directory {} belongs to cluster {ours} (meta.properties) but the quorum's cluster is \
+                 {cluster_id}: this directory is from another cluster; point --data-dir at this cluster's \
+                 directory, or at an empty one",
+                self.config.data_dir.display()
+            )),
+            Some(_) => {}
+            None => {
+                tracing::info!(%cluster_id, "quorum: the cluster id is committed; formatting the data directory");
+                *self.identity.cluster_id.borrow_mut() = Some(cluster_id.clone());
+                self.format = Some(crate::meta_properties::MetaProperties {
+                    cluster_id,
+                    node_id: self.config.node_id,
+                });
+            }
+        }
+    }
+
+    fn duties(&mut self, now: Instant) {
+        let image = self.quorum.image.borrow().clone();
+        let leads = self.raw.raft.state == StateRole::Leader;
+        if !leads {
+            self.leader_since = None;
+        } else {
+            let leader_since = *self.leader_since.get_or_insert(now);
+            let caught_up = self.raw.raft.commit_to_current_term()
+                && image.applied_index >= self.raw.raft.raft_log.committed;
+            if image.cluster_id.is_none() && caught_up {
+                self.propose(
+                    now,
+                    MetadataRecord::ClusterId {
+                        cluster_id: self.candidate_cluster_id.clone(),
+                    },
+                );
+            }
+            if caught_up {
+                self.fence_or_unfence(now, leader_since, &image);
+            }
+        }
+        let registered = image
+            .brokers
+            .get(&self.config.node_id)
+            .is_some_and(|broker| broker.incarnation == self.incarnation);
+        if image.cluster_id.is_some() && !registered {
+            let record = MetadataRecord::RegisterBroker {
+                node_id: self.config.node_id,
+                incarnation: self.incarnation,
+                host: self.config.advertise_host.clone(),
+                port: self.config.advertise_port,
+                rack: self.config.rack.clone(),
+            };
+            self.propose(now, record);
+        }
+    }
+
+    /// The active controller's view of the other brokers' liveness (it never fences itself). A broker
+    /// is silent when nothing came from it within the session timeout since this node became leader.
+    fn fence_or_unfence(&mut self, now: Instant, leader_since: Instant, image: &MetadataImage) {
+        let session = self.config.broker_session_timeout;
+        let recently = 2 * self
+            .config
+            .broker_heartbeat_interval
+            .max(TICK * HEARTBEAT_TICKS as u32);
+        let mut records = Vec::new();
+        for broker in image.brokers.values() {
+            if broker.node_id == self.config.node_id {
+                continue;
+            }
+            let heard = self.last_heard.get(&raft_id_of(broker.node_id)).copied();
+            let last_sign = heard.map_or(leader_since, |heard| heard.max(leader_since));
+            let (node_id, epoch) = (broker.node_id, broker.epoch);
+            if !broker.fenced && now.duration_since(last_sign) > session {
+                tracing::info!(
+                    node_id,
+                    epoch,
+                    "quorum: fencing a broker not heard from within the session timeout"
+                );
+                records.push(MetadataRecord::FenceBroker { node_id, epoch });
+            } else if broker.fenced
+                && heard.is_some_and(|heard| now.duration_since(heard) < recently)
+            {
+                tracing::info!(
+                    node_id,
+                    epoch,
+                    "quorum: unfencing a broker heard from again"
+                );
+                records.push(MetadataRecord::UnfenceBroker { node_id, epoch });
+            }
+        }
+        for record in records {
+            self.propose(now, record);
+        }
+    }
+
+    /// Proposes `record` unless it was proposed within `PROPOSAL_RETRY` (raft-rs forwards a follower's
+    /// proposal to the leader, and drops it while there is none; the duty proposes it again).
+    fn propose(&mut self, now: Instant, record: MetadataRecord) {
+        if self
+            .proposed
+            .get(&record)
+            .is_some_and(|at| now.duration_since(*at) < PROPOSAL_RETRY)
+        {
+            return;
+        }
+        self.proposed
+            .retain(|_, at| now.duration_since(*at) < PROPOSAL_RETRY);
+        if self.raw.propose(vec![], record.encode()).is_ok() {
+            self.proposed.insert(record, now);
+        }
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let leads = raft.state == StateRole::Leader;
+        let now = shard::task::now();
+        let wall_now = shard::task::wall_clock_ms();
+        let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        let voters = voters
+            .into_iter()
+            .map(|id| {
+                let log_end_offset = if id == raft.id {
+                    raft.raft_log.last_index() as i64
+                } else if leads {
+                    raft.prs()
+                        .get(id)
+                        .map_or(-1, |progress| progress.matched as i64)
+                } else {
+                    -1
+                };
+                let last_heard_ms = if id == raft.id {
+                    wall_now
+                } else {
+                    self.last_heard.get(&id).map_or(-1, |heard| {
+                        wall_now - now.duration_since(*heard).as_millis() as i64
+                    })
+                };
+                VoterStatus {
+                    node_id: node_of(id),
+                    log_end_offset,
+                    last_heard_ms,
+                }
+            })
+            .collect();
+        let leader_id = (raft.leader_id != raft::INVALID_ID).then(|| node_of(raft.leader_id));
+        let leader_changed = self.quorum.status.borrow().leader_id != leader_id;
+        *self.quorum.status.borrow_mut() = QuorumStatus {
+            leader_id,
+            term: raft.term,
+            high_watermark: raft.raft_log.committed,
+            voters,
+        };
+        if leader_changed {
+            tracing::info!(leader = ?leader_id, term = raft.term, "quorum: leader changed");
+            self.quorum.changed.notify(usize::MAX);
+        }
+    }
+}
+
+fn incarnation() -> u64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
+}

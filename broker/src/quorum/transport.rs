@@ -1,0 +1,357 @@
+//! Moving Raft messages between voters over the controller port (format: `wire`).
+//!
+//! Outbound: one task per other voter dials it, handshakes, and writes the messages the Ready loop
+//! queues for it. The queue is bounded; when it is full or the peer is unreachable, messages are
+//! dropped — Raft tolerates lost messages (it retries by heartbeats and probes), and the loop is told
+//! the peer is unreachable. After a failure the task waits (100 ms doubling to 1 s) and dials again.
+//!
+//! Inbound: the controller listener accepts at most two connections per other voter (an old one may
+//! linger while its replacement arrives); each reads one handshake within `HANDSHAKE_TIMEOUT`, then
+//! Raft messages, checked to come from the voter that said hello and to be addressed to this node, into
+//! the Ready loop's bounded inbound queue (dropped when it is full).
+
+use super::wire::{self, Greeting};
+use super::{fatal, node_of, raft_id_of};
+use crate::config::QuorumVoter;
+use crate::log_limit::LogLimiter;
+use futures_channel::mpsc;
+use protobuf::Message as _;
+use raft::prelude::Message;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Raft messages queued for one peer before new ones are dropped.
+pub const PEER_QUEUE_LENGTH: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+static REFUSED_PEERS: LogLimiter = LogLimiter::new(LOG_WINDOW, 3);
+static UNREACHABLE_PEERS: LogLimiter = LogLimiter::new(LOG_WINDOW, 3);
+
+/// This node's identity in the quorum, and what the other voters said theirs is.
+pub struct Identity {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    /// From `meta.properties`, or set when the quorum commits the cluster id (formatting).
+    pub cluster_id: RefCell<Option<String>>,
+    pub voter_count: usize,
+    /// Voters whose directory belongs to another cluster than this node's (node id → their id).
+    others: RefCell<BTreeMap<i32, String>>,
+}
+
+impl Identity {
+    pub fn new(
+        node_id: i32,
+        data_dir: PathBuf,
+        cluster_id: Option<String>,
+        voter_count: usize,
+    ) -> Identity {
+        Identity {
+            node_id,
+            data_dir,
+            cluster_id: RefCell::new(cluster_id),
+            voter_count,
+            others: RefCell::default(),
+        }
+    }
+
+    pub fn greeting(&self) -> Greeting {
+        Greeting {
+            node_id: self.node_id,
+            cluster_id: self.cluster_id.borrow().clone(),
+        }
+    }
+
+    /// Whether a peer with `theirs` may talk to this node: unformatted on either side, or the same.
+    pub fn compatible(&self, theirs: &Option<String>) -> bool {
+        match (&*self.cluster_id.borrow(), theirs) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => true,
+        }
+    }
+
+    /// Records what voter `node_id` answered. When a majority of the voters belong to one other cluster,
+    /// this node's directory is the one from elsewhere: the answer is the error to exit with, naming both
+    /// ids.
+    pub fn heard(&self, node_id: i32, theirs: &Option<String>) -> Result<(), String> {
+        let mut others = self.others.borrow_mut();
+        match theirs {
+            Some(theirs) if !self.compatible(&Some(theirs.clone())) => {
+                others.insert(node_id, theirs.clone());
+            }
+            _ => {
+                others.remove(&node_id);
+            }
+        }
+        let majority = self.voter_count / 2 + 1;
+        let mut counts: HashMap<&str, Vec<i32>> = HashMap::new();
+        for (node, id) in others.iter() {
+            counts.entry(id.as_str()).or_default().push(*node);
+        }
+        match counts.into_iter().find(|(_, nodes)| nodes.len() >= majority) {
+            None => Ok(()),
+            Some((theirs, nodes)) => Err(format!(
+                "data directory {} belongs to cluster {} (meta.properties) but the quorum's voters {nodes:?} \
+                 belong to cluster {theirs}: this directory is from another cluster; point --data-dir at \
+                 this cluster's directory, or at an empty one to join as a new node",
+                self.data_dir.display(),
+                self.cluster_id.borrow().as_deref().unwrap_or("?"),
+            )),
+        }
+    }
+}
+
+/// The outbound side: a bounded queue per other voter.
+pub struct Transport {
+    peers: RefCell<HashMap<u64, mpsc::Sender<Message>>>,
+    /// Peers whose queue refused a message since the Ready loop last asked (it reports them unreachable).
+    unreachable: RefCell<Vec<u64>>,
+}
+
+impl Transport {
+    /// Starts one dialing task per other voter.
+    pub fn start(identity: &Rc<Identity>, voters: &[QuorumVoter]) -> Transport {
+        let mut peers = HashMap::new();
+        for voter in voters
+            .iter()
+            .filter(|voter| voter.node_id != identity.node_id)
+        {
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE_LENGTH);
+            peers.insert(raft_id_of(voter.node_id), sender);
+            shard::task::spawn(dial(identity.clone(), voter.clone(), receiver));
+        }
+        Transport {
+            peers: RefCell::new(peers),
+            unreachable: RefCell::default(),
+        }
+    }
+
+    /// Queues `messages` for their peers (dropping what does not fit).
+    pub fn send(&self, messages: Vec<Message>) {
+        let mut peers = self.peers.borrow_mut();
+        for message in messages {
+            let to = message.to;
+            let Some(queue) = peers.get_mut(&to) else {
+                continue;
+            };
+            // Never a clone of the sender: each clone would add a slot past the bound.
+            if queue.try_send(message).is_err() {
+                self.unreachable.borrow_mut().push(to);
+            }
+        }
+    }
+
+    pub fn take_unreachable(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.unreachable.borrow_mut())
+    }
+}
+
+async fn dial(identity: Rc<Identity>, voter: QuorumVoter, mut queue: mpsc::Receiver<Message>) {
+    use futures_lite::StreamExt;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match connect(&identity, &voter).await {
+            Ok(mut stream) => {
+                backoff = FIRST_BACKOFF;
+                tracing::info!(peer = voter.node_id, "quorum: connected to voter");
+                while let Some(message) = queue.next().await {
+                    let bytes =
+                        wire::frame(wire::RAFT, &message.write_to_bytes().expect("encodes"));
+                    if let Err(error) = wire::write_all(&mut stream, &bytes).await {
+                        crate::warn_limited!(UNREACHABLE_PEERS, peer = voter.node_id, %error, "quorum: lost the connection to a voter");
+                        break;
+                    }
+                }
+            }
+            Err(error) => {
+                crate::warn_limited!(UNREACHABLE_PEERS, peer = voter.node_id, host = %voter.host, port = voter.port, %error, "quorum: cannot reach voter");
+            }
+        }
+        // What was queued while the peer was away is stale: Raft sends what is still needed again.
+        while queue.try_recv().is_ok() {}
+        shard::task::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn connect(
+    identity: &Identity,
+    voter: &QuorumVoter,
+) -> std::io::Result<shard::net::TcpStream> {
+    let target = format!("{}:{}", voter.host, voter.port);
+    let address: SocketAddr = shard::task::spawn_blocking(move || {
+        std::net::ToSocketAddrs::to_socket_addrs(&target)?
+            .next()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+    })
+    .await?;
+    let mut stream = shard::net::TcpStream::connect(address, CONNECT_TIMEOUT).await?;
+    wire::write_all(&mut stream, &wire::encode_hello(&identity.greeting())).await?;
+    let answer = shard::task::timeout(
+        HANDSHAKE_TIMEOUT,
+        wire::read_frame(&mut stream, wire::MAX_HELLO_BYTES),
+    )
+    .await
+    .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "no handshake answer"))??;
+    let invalid = |reason: String| std::io::Error::new(std::io::ErrorKind::InvalidData, reason);
+    if answer.0 != wire::HELLO_ACK {
+        return Err(invalid(format!("handshake answer of kind {}", answer.0)));
+    }
+    let (accepted, theirs) = wire::decode_hello_ack(&answer.1).map_err(invalid)?;
+    if theirs.node_id != voter.node_id {
+        return Err(invalid(format!("it says it is node {}", theirs.node_id)));
+    }
+    if let Err(message) = identity.heard(voter.node_id, &theirs.cluster_id) {
+        fatal(&message);
+    }
+    if !accepted {
+        return Err(invalid(format!(
+            "it refused the handshake (its cluster: {})",
+            theirs.cluster_id.as_deref().unwrap_or("not formatted")
+        )));
+    }
+    Ok(stream)
+}
+
+/// Accepts the other voters' connections on `listener` and queues their messages into `inbound`.
+pub async fn listen(
+    identity: Rc<Identity>,
+    voters: Vec<QuorumVoter>,
+    listener: shard::net::Listener,
+    inbound: mpsc::Sender<Message>,
+) {
+    let open = Rc::new(Cell::new(0usize));
+    let max_open = 2 * voters.len().saturating_sub(1);
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                crate::warn_limited!(REFUSED_PEERS, %error, "quorum: accept failed");
+                shard::task::sleep(FIRST_BACKOFF).await;
+                continue;
+            }
+        };
+        if open.get() >= max_open {
+            crate::warn_limited!(REFUSED_PEERS, peer = ?stream.peer_addr().ok(), "quorum: too many controller connections; closing");
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (identity, voters, inbound, open) = (
+            identity.clone(),
+            voters.clone(),
+            inbound.clone(),
+            open.clone(),
+        );
+        shard::task::spawn(async move {
+            let peer = stream.peer_addr().ok();
+            if let Err(reason) = receive(&identity, &voters, stream, inbound).await {
+                crate::warn_limited!(REFUSED_PEERS, ?peer, %reason, "quorum: controller connection closed");
+            }
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+async fn receive(
+    identity: &Identity,
+    voters: &[QuorumVoter],
+    mut stream: shard::net::TcpStream,
+    mut inbound: mpsc::Sender<Message>,
+) -> Result<(), String> {
+    let (kind, payload) = shard::task::timeout(
+        HANDSHAKE_TIMEOUT,
+        wire::read_frame(&mut stream, wire::MAX_HELLO_BYTES),
+    )
+    .await
+    .ok_or("no handshake in time")?
+    .map_err(|error| error.to_string())?;
+    if kind != wire::HELLO {
+        return Err(format!("first frame of kind {kind}, not a handshake"));
+    }
+    let theirs = wire::decode_hello(&payload)?;
+    let refusal = if theirs.node_id == identity.node_id {
+        Some(format!("it claims this node's own id {}", theirs.node_id))
+    } else if !voters.iter().any(|voter| voter.node_id == theirs.node_id) {
+        Some(format!("node {} is not a voter", theirs.node_id))
+    } else if !identity.compatible(&theirs.cluster_id) {
+        Some(format!(
+            "node {} belongs to cluster {}, not {}",
+            theirs.node_id,
+            theirs.cluster_id.as_deref().unwrap_or("?"),
+            identity.cluster_id.borrow().as_deref().unwrap_or("?")
+        ))
+    } else {
+        None
+    };
+    let answer = wire::encode_hello_ack(refusal.is_none(), &identity.greeting());
+    wire::write_all(&mut stream, &answer)
+        .await
+        .map_err(|error| error.to_string())?;
+    if let Some(refusal) = refusal {
+        return Err(refusal);
+    }
+    let from = raft_id_of(theirs.node_id);
+    let to = raft_id_of(identity.node_id);
+    loop {
+        let (kind, payload) = match wire::read_frame(&mut stream, wire::MAX_FRAME_BYTES).await {
+            Ok(frame) => frame,
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(error) => return Err(error.to_string()),
+        };
+        if kind != wire::RAFT {
+            return Err(format!("frame of kind {kind} after the handshake"));
+        }
+        let message = Message::parse_from_bytes(&payload).map_err(|error| error.to_string())?;
+        if message.from != from || message.to != to {
+            return Err(format!(
+                "a message from node {} to node {} on node {}'s connection",
+                node_of(message.from),
+                node_of(message.to),
+                theirs.node_id
+            ));
+        }
+        // A full queue drops the message: the Ready loop is behind, and Raft sends again.
+        let _ = inbound.try_send(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_refused_only_when_a_majority_names_another_cluster() {
+        let ours = Identity::new(3, "/data/3".into(), Some("ours".into()), 3);
+        let other = Some("theirs".to_string());
+        assert!(
+            ours.heard(1, &other).is_ok(),
+            "one voter of three is no majority"
+        );
+        assert!(
+            ours.heard(1, &None).is_ok(),
+            "an unformatted voter forgets the mismatch"
+        );
+        assert!(ours.heard(1, &other).is_ok());
+        let error = ours.heard(2, &other).expect_err("two of three");
+        assert!(
+            error.contains("ours") && error.contains("theirs") && error.contains("/data/3"),
+            "{error}"
+        );
+
+        let unformatted = Identity::new(3, "/data/3".into(), None, 3);
+        assert!(unformatted.heard(1, &other).is_ok() && unformatted.heard(2, &other).is_ok());
+        assert!(unformatted.compatible(&other));
+        assert!(
+            !ours.compatible(&other)
+                && ours.compatible(&Some("ours".into()))
+                && ours.compatible(&None)
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! The quorum's wire protocol on the controller port (voters only; clients never connect here).
+//!
+//! Each voter dials every other voter and sends its Raft messages on that connection; it receives on the
+//! connections the others dialed. A connection starts with a handshake, then carries Raft messages one
+//! way:
+//!
+//! ```text
+//! frame:     length u32 BE (of kind + payload, at most MAX_FRAME_BYTES), kind u8, payload
+//! kind 1 Hello     (dialer → listener): magic "KQRM", protocol version u16, node id i32,
+//!                  cluster id: u8 length (0 = not formatted yet) + ASCII bytes
+//! kind 2 HelloAck  (listener → dialer): accepted u8 (0 | 1), node id i32, cluster id as in Hello
+//! kind 3 Raft      (dialer → listener): one raft-rs `eraftpb::Message`, protobuf-encoded
+//! ```
+//!
+//! The listener refuses (accepted = 0, then closes) a dialer that is not a voter, names this node's own
+//! id, speaks another protocol version, or belongs to another cluster (both formatted, ids differ). The
+//! dialer learns the listener's cluster id from the answer either way, which is how a node started on a
+//! directory of another cluster finds out (see `transport::Identity`).
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use std::io;
+
+pub const PROTOCOL_VERSION: u16 = 0;
+const MAGIC: &[u8; 4] = b"KQRM";
+/// Largest frame read: a Raft message carries at most `MAX_ENTRY_BYTES_PER_MESSAGE` of entries.
+pub const MAX_FRAME_BYTES: usize = 4 << 20;
+/// Largest handshake frame.
+pub const MAX_HELLO_BYTES: usize = 512;
+
+pub const HELLO: u8 = 1;
+pub const HELLO_ACK: u8 = 2;
+pub const RAFT: u8 = 3;
+
+/// Both sides of the handshake: who is speaking and which cluster its data directory belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Greeting {
+    pub node_id: i32,
+    pub cluster_id: Option<String>,
+}
+
+pub fn encode_hello(greeting: &Greeting) -> Vec<u8> {
+    let mut payload = MAGIC.to_vec();
+    payload.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    put_greeting(&mut payload, greeting);
+    frame(HELLO, &payload)
+}
+
+pub fn encode_hello_ack(accepted: bool, greeting: &Greeting) -> Vec<u8> {
+    let mut payload = vec![u8::from(accepted)];
+    put_greeting(&mut payload, greeting);
+    frame(HELLO_ACK, &payload)
+}
+
+pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.extend_from_slice(&((payload.len() + 1) as u32).to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn put_greeting(out: &mut Vec<u8>, greeting: &Greeting) {
+    out.extend_from_slice(&greeting.node_id.to_be_bytes());
+    let id = greeting.cluster_id.as_deref().unwrap_or("");
+    let id = &id.as_bytes()[..id.len().min(255)];
+    out.push(id.len() as u8);
+    out.extend_from_slice(id);
+}
+
+/// A Hello's greeting, or why it is refused.
+pub fn decode_hello(payload: &[u8]) -> Result<Greeting, String> {
+    let rest = payload
+        .strip_prefix(MAGIC)
+        .ok_or("not a quorum handshake")?;
+    let version = u16::from_be_bytes(
+        rest.get(..2)
+            .ok_or("handshake ends early")?
+            .try_into()
+            .unwrap(),
+    );
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "quorum protocol version {version} (this node speaks {PROTOCOL_VERSION})"
+        ));
+    }
+    decode_greeting(&rest[2..])
+}
+
+/// A HelloAck: accepted, and the listener's greeting.
+pub fn decode_hello_ack(payload: &[u8]) -> Result<(bool, Greeting), String> {
+    let (&accepted, rest) = payload.split_first().ok_or("empty handshake answer")?;
+    Ok((accepted == 1, decode_greeting(rest)?))
+}
+
+fn decode_greeting(data: &[u8]) -> Result<Greeting, String> {
+    let node_id = i32::from_be_bytes(
+        data.get(..4)
+            .ok_or("handshake ends early")?
+            .try_into()
+            .unwrap(),
+    );
+    let length = *data.get(4).ok_or("handshake ends early")? as usize;
+    let id = data.get(5..5 + length).ok_or("handshake ends early")?;
+    if data.len() != 5 + length {
+        return Err("bytes after the handshake".into());
+    }
+    let id = std::str::from_utf8(id).map_err(|_| "cluster id is not UTF-8")?;
+    Ok(Greeting {
+        node_id,
+        cluster_id: (!id.is_empty()).then(|| id.to_string()),
+    })
+}
+
+/// Reads one frame: (kind, payload). `max_bytes` bounds the length before anything is allocated.
+pub async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+) -> io::Result<(u8, Vec<u8>)> {
+    let mut length = [0u8; 4];
+    reader.read_exact(&mut length).await?;
+    let length = u32::from_be_bytes(length) as usize;
+    if length == 0 || length > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {length} bytes (at most {max_bytes})"),
+        ));
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await?;
+    let kind = body.remove(0);
+    Ok((kind, body))
+}
+
+pub async fn write_all<W: futures_lite::AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshakes_round_trip_and_bad_ones_are_refused() {
+        let greeting = Greeting {
+            node_id: 3,
+            cluster_id: Some("AbC-1_x".into()),
+        };
+        let bytes = encode_hello(&greeting);
+        assert_eq!(bytes[4], HELLO);
+        assert_eq!(decode_hello(&bytes[5..]), Ok(greeting.clone()));
+        let unformatted = Greeting {
+            node_id: 0,
+            cluster_id: None,
+        };
+        let bytes = encode_hello_ack(false, &unformatted);
+        assert_eq!(decode_hello_ack(&bytes[5..]), Ok((false, unformatted)));
+        assert!(decode_hello(b"HTTP/1.1 200").is_err());
+        let mut other_version = encode_hello(&greeting)[5..].to_vec();
+        other_version[5] = 9;
+        assert!(decode_hello(&other_version)
+            .unwrap_err()
+            .contains("version"));
+        let hello = encode_hello(&greeting);
+        for cut in 5..hello.len() - 1 {
+            assert!(decode_hello(&hello[5..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn frames_over_the_bound_are_refused_before_allocating() {
+        let mut huge: &[u8] = &[0xff, 0xff, 0xff, 0xff, RAFT];
+        let error = futures_lite::future::block_on(read_frame(&mut huge, MAX_FRAME_BYTES))
+            .expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let mut framed: &[u8] = &frame(RAFT, b"xyz");
+        let (kind, payload) =
+            futures_lite::future::block_on(read_frame(&mut framed, MAX_FRAME_BYTES)).unwrap();
+        assert_eq!((kind, &payload[..]), (RAFT, &b"xyz"[..]));
+    }
+}
