@@ -34,6 +34,8 @@ pub struct ShardState {
     pub transactions: Rc<TransactionCoordinator>,
     /// The metadata quorum (shard 0 only, once started).
     pub quorum: RefCell<Option<Rc<crate::quorum::Quorum>>>,
+    /// The producer ids of this node's current block not yet handed out (shard 0 only).
+    pub producer_id_block: Cell<crate::control::producer_ids::ProducerIdBlock>,
 }
 
 impl ShardState {
@@ -61,6 +63,7 @@ impl ShardState {
             groups,
             transactions,
             quorum: RefCell::new(None),
+            producer_id_block: Cell::default(),
         }
     }
 

@@ -379,3 +379,71 @@ def test_single_broker_is_a_cluster_of_one(broker_factory):
     assert props.get("node.id") == "0", f"meta.properties node.id={props.get('node.id')!r}"
     assert props.get("cluster.id") == md["cluster_id"], \
         f"meta.properties cluster.id={props.get('cluster.id')!r}, Metadata says {md['cluster_id']!r}"
+
+
+@pytest.mark.timeout(240)
+def test_cluster_controller_port_survives_hostile_bytes(cluster_factory):
+    """The controller port is for voters only: garbage, absurd frame lengths, a stranger's hello and
+    a voter's hello followed by a malformed Raft message each close that one connection; the node
+    keeps serving and its quorum keeps its leader."""
+    import random
+    import socket
+    import struct as st
+    c = cluster_factory(3)
+    q = _wait_formed(c)
+    leader, epoch = q["leader_id"], q["leader_epoch"]
+    target = c[2]
+
+    def hello(node_id: int, cluster_id: bytes = b"") -> bytes:
+        payload = b"KQRM" + st.pack(">Hi", 0, node_id) + bytes([len(cluster_id)]) + cluster_id
+        return st.pack(">I", len(payload) + 1) + b"\x01" + payload
+
+    rng = random.Random(55)
+    attacks = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        st.pack(">I", 0xFFFFFFF0) + b"\x03" + b"x" * 64,          # absurd length
+        st.pack(">I", 0),                                           # empty frame
+        hello(99),                                                  # not a voter
+        hello(2),                                                   # the node's own id
+        hello(1) + st.pack(">I", 9) + b"\x03" + b"\xff" * 8,        # a voter, then bad protobuf
+        hello(1) + st.pack(">I", 2) + b"\x07\x00",                  # a voter, then an unknown kind
+        bytes(rng.getrandbits(8) for _ in range(4096)),
+    ]
+    for attack in attacks * 3:
+        with socket.create_connection((HOST, target.controller_port), timeout=5) as s:
+            try:
+                s.sendall(attack)
+                s.settimeout(3)
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass  # reset by the node: what a refused connection looks like
+    assert target.alive(), f"node 2 exited with {target.proc.returncode}" + _tails(c.nodes)
+    after = _wait_formed(c)
+    assert (after["leader_id"], after["leader_epoch"]) == (leader, epoch), \
+        f"the quorum changed its leader under hostile bytes: {(leader, epoch)} -> " \
+        f"{(after['leader_id'], after['leader_epoch'])}"
+
+
+@pytest.mark.timeout(240)
+def test_cluster_leader_hands_over_on_sigterm(cluster_factory):
+    """A leader that is stopped (SIGTERM) hands the quorum's leadership to a follower before it
+    exits, so the others have a leader again at once rather than after an election timeout."""
+    c = cluster_factory(3)
+    q = _wait_formed(c)
+    leader, epoch = q["leader_id"], q["leader_epoch"]
+    others = [i for i in c.ids if i != leader]
+    assert c[leader].stop() == 0, "the leader did not exit cleanly after SIGTERM" + _tails(c.nodes)
+    stopped_at = time.monotonic()
+
+    def handed_over():
+        qs = _quorums(c, others)
+        views = {(x["leader_id"], x["leader_epoch"]) for x in qs.values()}
+        (new, new_epoch), = views if len(views) == 1 else ((None, None),)
+        return new in others and new_epoch > epoch, views
+    _poll(handed_over, 10, f"a new leader among {others} after the leader's SIGTERM", c.nodes)
+    log = c[leader].last_run_log()
+    assert "handing the quorum's leadership over" in log, \
+        "the stopping leader did not hand over its leadership:\n" + log[-2000:]
+    # Well inside an election timeout (1-2 s) plus polling.
+    assert time.monotonic() - stopped_at < 5

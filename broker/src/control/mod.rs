@@ -5,6 +5,7 @@
 //! across those steps, so shards see versions in order.
 
 pub mod alter_configs;
+pub mod producer_ids;
 pub mod quorum_publisher;
 pub mod requests;
 pub mod unopened;
@@ -144,14 +145,7 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             (ControlResponse::Topics(outcomes), changed)
         }
         ControlRequest::AllocateProducerId => {
-            let id = metadata.next_producer_id;
-            metadata.next_producer_id += 1;
-            if let Err(error) = metadata.persist(&state.config.data_dir) {
-                tracing::error!(%error, "cannot persist metadata");
-                return ControlResponse::ProducerId(Err(ResponseError::KafkaStorageError));
-            }
-            state.metadata.replace(Arc::new(metadata));
-            return ControlResponse::ProducerId(Ok(id));
+            return ControlResponse::ProducerId(producer_ids::allocate(state).await);
         }
     };
     if changed_topics {

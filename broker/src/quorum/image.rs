@@ -25,6 +25,8 @@ pub struct BrokerRegistration {
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// The first producer id no block has taken yet.
+    pub next_producer_id: i64,
     /// The index of the last entry applied.
     pub applied_index: u64,
 }
@@ -35,6 +37,8 @@ pub enum Change {
     None,
     ClusterId,
     Brokers,
+    /// A producer-id block was taken.
+    ProducerIds,
 }
 
 impl MetadataImage {
@@ -82,6 +86,15 @@ impl MetadataImage {
                     }
                     _ => Change::None,
                 }
+            }
+            MetadataRecord::ProducerIds {
+                first_id, count, ..
+            } => {
+                if *first_id < self.next_producer_id || *count <= 0 {
+                    return Change::None;
+                }
+                self.next_producer_id = first_id.saturating_add(i64::from(*count));
+                Change::ProducerIds
             }
         }
     }
@@ -163,5 +176,21 @@ mod tests {
         assert_eq!(image.live_brokers().count(), 2);
         image.skip(8);
         assert_eq!(image.applied_index, 8);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut image = MetadataImage::default();
+        let block = |node_id, first_id| MetadataRecord::ProducerIds {
+            node_id,
+            first_id,
+            count: 1000,
+        };
+        assert_eq!(image.apply(1, &block(1, 5000)), Change::ProducerIds);
+        assert_eq!(image.next_producer_id, 6000);
+        // Node 2 proposed from an older image: its block overlaps and is ignored everywhere.
+        assert_eq!(image.apply(2, &block(2, 5500)), Change::None);
+        assert_eq!(image.apply(3, &block(2, 6000)), Change::ProducerIds);
+        assert_eq!(image.next_producer_id, 7000);
     }
 }

@@ -30,6 +30,7 @@ use crate::config::BrokerConfig;
 use image::MetadataImage;
 use log_store::QuorumLog;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use transport::{Identity, Transport};
@@ -78,9 +79,54 @@ pub struct Quorum {
     /// Set when the Ready loop has returned (after `stopped()`), with no write of its own in flight.
     stopped: Cell<bool>,
     stopped_event: event_listener::Event,
+    /// Records the control plane asked to commit, for the Ready loop to propose (`propose`).
+    proposals: RefCell<VecDeque<Proposal>>,
+    proposals_event: event_listener::Event,
+}
+
+/// A record to commit, and whom to tell what became of it.
+pub(crate) struct Proposal {
+    record: records::MetadataRecord,
+    deadline: std::time::Instant,
+    reply: futures_channel::oneshot::Sender<Result<Applied, ProposalError>>,
+}
+
+/// A proposal this node made, applied here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Its index in the metadata log.
+    pub index: u64,
+    /// What it changed in the image (`Change::None`: it did not fit when applied, e.g. a producer-id
+    /// block another node took first).
+    pub change: image::Change,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalError {
+    #[error("the metadata quorum did not commit it in time (no leader, or leadership changed)")]
+    TimedOut,
+    #[error("the metadata quorum is stopping")]
+    Stopping,
 }
 
 impl Quorum {
+    /// Commits `record` through the quorum (any node may propose: a follower's proposal goes to the
+    /// leader) and waits, at most `timeout`, until this node has applied it.
+    pub async fn propose(
+        &self,
+        record: records::MetadataRecord,
+        timeout: std::time::Duration,
+    ) -> Result<Applied, ProposalError> {
+        let (reply, receiver) = futures_channel::oneshot::channel();
+        self.proposals.borrow_mut().push_back(Proposal {
+            record,
+            deadline: shard::task::now() + timeout,
+            reply,
+        });
+        self.proposals_event.notify(1);
+        receiver.await.unwrap_or(Err(ProposalError::Stopping))
+    }
+
     /// Waits (at most `limit`) until the Ready loop has returned. The shard waits for it before its
     /// executor ends: a write still on the blocking pool must find its executor there to report to.
     pub async fn wait_stopped(&self, limit: std::time::Duration) {

@@ -17,13 +17,15 @@ use super::image::{Change, MetadataImage};
 use super::log_store::QuorumLog;
 use super::records::MetadataRecord;
 use super::transport::{Identity, Transport};
-use super::{fatal, node_of, raft_id_of, Quorum, QuorumStatus, VoterStatus};
+use super::{
+    fatal, node_of, raft_id_of, Applied, Proposal, ProposalError, Quorum, QuorumStatus, VoterStatus,
+};
 use crate::config::BrokerConfig;
 use futures_channel::mpsc;
 use raft::prelude::{Entry, EntryType, Message};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +38,8 @@ pub const ELECTION_TICKS: usize = 10;
 pub const HEARTBEAT_TICKS: usize = 2;
 /// Bytes of entries per append message.
 pub const MAX_ENTRY_BYTES_PER_MESSAGE: u64 = 1 << 20;
+/// How long a stopping leader tries to hand its leadership over before it stops anyway.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(2);
 /// How long a proposal this node is waiting to see applied is left before it is proposed again.
 const PROPOSAL_RETRY: Duration = Duration::from_secs(1);
 
@@ -55,7 +59,14 @@ pub(super) struct Node {
     proposed: HashMap<MetadataRecord, Instant>,
     /// The directory's identity to write once the quorum committed the cluster id (`meta.properties`).
     format: Option<crate::meta_properties::MetaProperties>,
+    /// Control-plane requests (`Quorum::propose`) waiting for a leader to propose them to.
+    requested_queue: VecDeque<Proposal>,
+    /// Control-plane requests proposed and not yet applied here, by request number.
+    requested: HashMap<u64, (Instant, ProposalReply)>,
+    next_request: u64,
 }
+
+type ProposalReply = futures_channel::oneshot::Sender<Result<Applied, ProposalError>>;
 
 pub(super) struct NodeParts {
     pub log: QuorumLog,
@@ -95,6 +106,9 @@ impl Node {
             leader_since: None,
             proposed: HashMap::new(),
             format: None,
+            requested_queue: VecDeque::new(),
+            requested: HashMap::new(),
+            next_request: 0,
         })
     }
 
@@ -102,20 +116,31 @@ impl Node {
         self.quorum.clone()
     }
 
-    /// Runs until `stopped()`.
+    /// Runs until `stopped()` — and, on a leader with other voters, until it has handed its
+    /// leadership to the most caught-up follower (at most `HANDOVER_LIMIT`), so the others do not wait
+    /// out an election timeout (KRaft's resignation on shutdown).
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Message>, stopped: impl Fn() -> bool) {
         use futures_lite::StreamExt;
-        if self.raw.raft.prs().conf().voters().ids().len() == 1 {
+        if self.voter_count() == 1 {
             // A cluster of one needs no election timeout: it is its own majority.
             let _ = self.raw.campaign();
         }
         let mut next_tick = shard::task::now() + TICK;
-        while !stopped() {
-            let message = futures_lite::future::or(async { inbound.next().await }, async {
-                shard::task::sleep_until(next_tick).await;
+        let mut handing_over_since: Option<Instant> = None;
+        loop {
+            if stopped() && !self.hand_over(&mut handing_over_since) {
+                return;
+            }
+            let proposed = self.quorum.proposals_event.listen();
+            let message = if self.quorum.proposals.borrow().is_empty() {
+                futures_lite::future::or(async { inbound.next().await }, async {
+                    futures_lite::future::or(proposed, shard::task::sleep_until(next_tick)).await;
+                    None
+                })
+                .await
+            } else {
                 None
-            })
-            .await;
+            };
             if let Some(message) = message {
                 self.step(message);
             }
@@ -128,11 +153,100 @@ impl Node {
                 next_tick = (next_tick + TICK).max(now);
                 self.duties(now);
             }
+            self.propose_requested(now);
             for peer in self.transport.take_unreachable() {
                 self.raw.report_unreachable(peer);
             }
             self.handle_ready().await;
             self.publish_status();
+        }
+    }
+
+    /// Proposes what the control plane asked for (`Quorum::propose`) once there is a leader to take it,
+    /// tagging each entry with this node's id and a request number (the entry's context) so that its
+    /// waiter is answered when this node applies it. Requests past their deadline are answered
+    /// `TimedOut` (never proposed, or proposed and lost with a leader change).
+    fn propose_requested(&mut self, now: Instant) {
+        self.requested_queue
+            .extend(self.quorum.proposals.borrow_mut().drain(..));
+        let mut still_queued = VecDeque::new();
+        while let Some(proposal) = self.requested_queue.pop_front() {
+            if now >= proposal.deadline {
+                let _ = proposal.reply.send(Err(ProposalError::TimedOut));
+                continue;
+            }
+            if self.raw.raft.leader_id == raft::INVALID_ID {
+                still_queued.push_back(proposal);
+                continue;
+            }
+            self.next_request += 1;
+            let mut context = self.config.node_id.to_be_bytes().to_vec();
+            context.extend_from_slice(&self.next_request.to_be_bytes());
+            match self.raw.propose(context, proposal.record.encode()) {
+                Ok(()) => {
+                    self.requested
+                        .insert(self.next_request, (proposal.deadline, proposal.reply));
+                }
+                Err(_) => still_queued.push_back(proposal),
+            }
+        }
+        self.requested_queue = still_queued;
+        let expired: Vec<u64> = self
+            .requested
+            .iter()
+            .filter(|(_, (deadline, _))| now >= *deadline)
+            .map(|(request, _)| *request)
+            .collect();
+        for request in expired {
+            if let Some((_, reply)) = self.requested.remove(&request) {
+                let _ = reply.send(Err(ProposalError::TimedOut));
+            }
+        }
+    }
+
+    /// The waiter of this node's request whose entry carries `context`, if any.
+    fn requested_by_context(&mut self, context: &[u8]) -> Option<ProposalReply> {
+        let (node, request) = context.split_at_checked(4)?;
+        if i32::from_be_bytes(node.try_into().ok()?) != self.config.node_id {
+            return None;
+        }
+        let request = u64::from_be_bytes(request.try_into().ok()?);
+        self.requested.remove(&request).map(|(_, reply)| reply)
+    }
+
+    fn voter_count(&self) -> usize {
+        self.raw.raft.prs().conf().voters().ids().len()
+    }
+
+    /// While stopping: whether to keep running to hand the leadership over (see `run`).
+    fn hand_over(&mut self, since: &mut Option<Instant>) -> bool {
+        let now = shard::task::now();
+        if self.raw.raft.state != StateRole::Leader || self.voter_count() == 1 {
+            return false;
+        }
+        match since {
+            Some(started) => now.duration_since(*started) < HANDOVER_LIMIT,
+            None => {
+                let own = self.raw.raft.id;
+                let transferee = self
+                    .raw
+                    .raft
+                    .prs()
+                    .iter()
+                    .filter(|(id, _)| **id != own)
+                    .max_by_key(|(id, progress)| (progress.matched, std::cmp::Reverse(**id)))
+                    .map(|(id, _)| *id);
+                let Some(transferee) = transferee else {
+                    return false;
+                };
+                tracing::info!(
+                    to = node_of(transferee),
+                    "quorum: stopping; handing the quorum's leadership over"
+                );
+                self.raw.transfer_leader(transferee);
+                *since = Some(now);
+                true
+            }
         }
     }
 
@@ -187,13 +301,20 @@ impl Node {
             match MetadataRecord::decode(&entry.data) {
                 Ok(record) => {
                     self.proposed.remove(&record);
-                    match image.apply(entry.index, &record) {
-                        Change::None => {}
+                    let change = image.apply(entry.index, &record);
+                    match change {
+                        Change::None | Change::ProducerIds => {}
                         Change::ClusterId => {
                             self.adopt_cluster_id(image.cluster_id.clone().expect("just set"));
                             changed = true;
                         }
                         Change::Brokers => changed = true,
+                    }
+                    if let Some(waiting) = self.requested_by_context(&entry.context) {
+                        let _ = waiting.send(Ok(Applied {
+                            index: entry.index,
+                            change,
+                        }));
                     }
                 }
                 Err(error) => {

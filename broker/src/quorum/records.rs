@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! frame version: u8 (= 0)
-//! record type:   u8 (1 ClusterId, 2 RegisterBroker, 3 FenceBroker, 4 UnfenceBroker)
+//! record type:   u8 (1 ClusterId, 2 RegisterBroker, 3 FenceBroker, 4 UnfenceBroker, 5 ProducerIds)
 //! fields, by type:
 //!   ClusterId       cluster_id: string
 //!   RegisterBroker  node_id: i32, incarnation: u64, host: string, port: u16, rack: optional string
 //!   FenceBroker     node_id: i32, epoch: i64
 //!   UnfenceBroker   node_id: i32, epoch: i64
+//!   ProducerIds     node_id: i32, first_id: i64, count: i32
 //! string:          length u16, then that many UTF-8 bytes
 //! optional string: u8 0 (absent) | u8 1, string
 //! ```
@@ -31,6 +32,7 @@ const CLUSTER_ID: u8 = 1;
 const REGISTER_BROKER: u8 = 2;
 const FENCE_BROKER: u8 = 3;
 const UNFENCE_BROKER: u8 = 4;
+const PRODUCER_IDS: u8 = 5;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MetadataRecord {
@@ -49,6 +51,13 @@ pub enum MetadataRecord {
     FenceBroker { node_id: i32, epoch: i64 },
     /// The active controller hears from a fenced broker again.
     UnfenceBroker { node_id: i32, epoch: i64 },
+    /// A block of producer ids for one broker's InitProducerId: taken if `first_id` is at or past the
+    /// image's next free id (else another block was taken first and this one is ignored).
+    ProducerIds {
+        node_id: i32,
+        first_id: i64,
+        count: i32,
+    },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -108,6 +117,16 @@ impl MetadataRecord {
                 out.extend_from_slice(&node_id.to_be_bytes());
                 out.extend_from_slice(&epoch.to_be_bytes());
             }
+            MetadataRecord::ProducerIds {
+                node_id,
+                first_id,
+                count,
+            } => {
+                out.push(PRODUCER_IDS);
+                out.extend_from_slice(&node_id.to_be_bytes());
+                out.extend_from_slice(&first_id.to_be_bytes());
+                out.extend_from_slice(&count.to_be_bytes());
+            }
         }
         out
     }
@@ -143,6 +162,11 @@ impl MetadataRecord {
                     MetadataRecord::UnfenceBroker { node_id, epoch }
                 }
             }
+            PRODUCER_IDS => MetadataRecord::ProducerIds {
+                node_id: i32::from_be_bytes(reader.array()?),
+                first_id: i64::from_be_bytes(reader.array()?),
+                count: i32::from_be_bytes(reader.array()?),
+            },
             other => return Err(RecordError::UnknownType(other)),
         };
         if !reader.data.is_empty() {
@@ -227,6 +251,11 @@ mod tests {
             MetadataRecord::UnfenceBroker {
                 node_id: 2,
                 epoch: 17,
+            },
+            MetadataRecord::ProducerIds {
+                node_id: 1,
+                first_id: 4000,
+                count: 1000,
             },
         ]
     }
