@@ -8,8 +8,9 @@
 //! missing or unreadable. Format (TOML):
 //!
 //! ```toml
-//! cluster_id = "…"            # generated on first start
-//! next_producer_id = 1000     # next id InitProducerId hands out
+//! cluster_id = "…"            # generated on first start; the metadata quorum's once it is committed
+//! next_producer_id = 1000     # ids below were handed out before the metadata quorum: producer-id
+//!                             # blocks start at or past it (see `control::producer_ids`)
 //! [topics.orders]
 //! id = "uuid"
 //! shards = [0, 1, 0]          # owning shard of each partition, by index

@@ -35,7 +35,7 @@ pub struct ShardState {
     /// The metadata quorum (shard 0 only, once started).
     pub quorum: RefCell<Option<Rc<crate::quorum::Quorum>>>,
     /// The producer ids of this node's current block not yet handed out (shard 0 only).
-    pub producer_id_block: Cell<crate::control::producer_ids::ProducerIdBlock>,
+    pub producer_id_block: Cell<crate::quorum::image::ProducerIdBlock>,
 }
 
 impl ShardState {

@@ -24,12 +24,7 @@ const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Blocks proposed per request before giving up when other nodes keep taking them first.
 const BLOCK_ATTEMPTS: usize = 3;
 
-/// The ids of this node's current block not yet handed out: `next..end`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProducerIdBlock {
-    pub next: i64,
-    pub end: i64,
-}
+use crate::quorum::image::ProducerIdBlock;
 
 /// The next producer id (shard 0, under the control lock).
 pub async fn allocate(state: &Rc<ShardState>) -> Result<i64, ResponseError> {

@@ -31,6 +31,14 @@ pub struct MetadataImage {
     pub applied_index: u64,
 }
 
+/// The ids of this node's current producer-id block not yet handed out: `next..end` (the control
+/// plane's, `control::producer_ids`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducerIdBlock {
+    pub next: i64,
+    pub end: i64,
+}
+
 /// What applying one record changed, for those who publish the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {

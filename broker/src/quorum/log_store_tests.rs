@@ -102,3 +102,58 @@ fn a_commit_index_past_the_entries_is_lowered() {
     let log = QuorumLog::open(dir.path(), &[1]).unwrap();
     assert_eq!(log.storage().initial_state().unwrap().hard_state.commit, 1);
 }
+
+mod hostile_files {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(kind: u8, payload: &[u8]) -> Vec<u8> {
+        super::super::encode_record(kind, payload)
+    }
+
+    fn arbitrary_entry() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0u64..6,
+            0u64..4,
+            proptest::collection::vec(any::<u8>(), 0..8),
+        )
+            .prop_map(|(index, term, data)| {
+                record(
+                    ENTRY,
+                    &entry(index, term, &data).write_to_bytes().expect("encodes"),
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the file holds after its voters — well-framed records of any kind and payload,
+        /// entries out of order, raw garbage — opening it never panics: it loads or it is refused.
+        #[test]
+        fn any_file_loads_or_is_refused(
+            records in proptest::collection::vec(
+                prop_oneof![
+                    arbitrary_entry(),
+                    (0u8..6, proptest::collection::vec(any::<u8>(), 0..24))
+                        .prop_map(|(kind, payload)| record(kind, &payload)),
+                    proptest::collection::vec(any::<u8>(), 0..16),
+                ],
+                0..12,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            drop(QuorumLog::open(dir.path(), &[1]).unwrap());
+            let path = dir.path().join(QUORUM_DIR).join(QUORUM_LOG_FILE);
+            let mut bytes = std::fs::read(&path).unwrap();
+            for record in records {
+                bytes.extend(record);
+            }
+            std::fs::write(&path, bytes).unwrap();
+            if let Ok(log) = QuorumLog::open(dir.path(), &[1]) {
+                let state = log.storage().initial_state().unwrap();
+                prop_assert!(state.hard_state.commit <= log.storage().last_index().unwrap());
+            }
+        }
+    }
+}

@@ -23,6 +23,8 @@ pub mod log_store;
 mod logger;
 mod node;
 pub mod records;
+#[cfg(test)]
+mod simulation_tests;
 pub mod transport;
 pub mod wire;
 
@@ -184,7 +186,7 @@ pub fn start(
     }
     let node = node::Node::new(node::NodeParts {
         log,
-        transport,
+        transport: Box::new(transport),
         identity,
         quorum: quorum.clone(),
         config,

@@ -16,7 +16,7 @@
 use super::image::{Change, MetadataImage};
 use super::log_store::QuorumLog;
 use super::records::MetadataRecord;
-use super::transport::{Identity, Transport};
+use super::transport::{Identity, RaftTransport};
 use super::{
     fatal, node_of, raft_id_of, Applied, Proposal, ProposalError, Quorum, QuorumStatus, VoterStatus,
 };
@@ -46,7 +46,7 @@ const PROPOSAL_RETRY: Duration = Duration::from_secs(1);
 pub(super) struct Node {
     raw: RawNode<MemStorage>,
     log: QuorumLog,
-    transport: Transport,
+    transport: Box<dyn RaftTransport>,
     identity: Rc<Identity>,
     quorum: Rc<Quorum>,
     config: Arc<BrokerConfig>,
@@ -70,7 +70,7 @@ type ProposalReply = futures_channel::oneshot::Sender<Result<Applied, ProposalEr
 
 pub(super) struct NodeParts {
     pub log: QuorumLog,
-    pub transport: Transport,
+    pub transport: Box<dyn RaftTransport>,
     pub identity: Rc<Identity>,
     pub quorum: Rc<Quorum>,
     pub config: Arc<BrokerConfig>,
@@ -133,7 +133,14 @@ impl Node {
             }
             let proposed = self.quorum.proposals_event.listen();
             let message = if self.quorum.proposals.borrow().is_empty() {
-                futures_lite::future::or(async { inbound.next().await }, async {
+                let next_message = async {
+                    match inbound.next().await {
+                        Some(message) => Some(message),
+                        // Closed (it never is while the node runs): wait for the tick instead.
+                        None => std::future::pending().await,
+                    }
+                };
+                futures_lite::future::or(next_message, async {
                     futures_lite::future::or(proposed, shard::task::sleep_until(next_tick)).await;
                     None
                 })

@@ -108,6 +108,15 @@ impl Identity {
     }
 }
 
+/// How the Ready loop sends Raft messages: over the controller port ([`Transport`]), or through a
+/// simulated network in tests.
+pub trait RaftTransport {
+    /// Sends (or drops) `messages`, each to its `to`.
+    fn send(&self, messages: Vec<Message>);
+    /// Peers that could not be sent to since the last call (the loop reports them unreachable).
+    fn take_unreachable(&self) -> Vec<u64>;
+}
+
 /// The outbound side: a bounded queue per other voter.
 pub struct Transport {
     peers: RefCell<HashMap<u64, mpsc::Sender<Message>>>,
@@ -132,9 +141,11 @@ impl Transport {
             unreachable: RefCell::default(),
         }
     }
+}
 
+impl RaftTransport for Transport {
     /// Queues `messages` for their peers (dropping what does not fit).
-    pub fn send(&self, messages: Vec<Message>) {
+    fn send(&self, messages: Vec<Message>) {
         let mut peers = self.peers.borrow_mut();
         for message in messages {
             let to = message.to;
@@ -148,7 +159,7 @@ impl Transport {
         }
     }
 
-    pub fn take_unreachable(&self) -> Vec<u64> {
+    fn take_unreachable(&self) -> Vec<u64> {
         std::mem::take(&mut *self.unreachable.borrow_mut())
     }
 }

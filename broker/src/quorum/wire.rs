@@ -170,6 +170,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends as a handshake or a Raft message, decoding it answers or refuses.
+        #[test]
+        fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            let _ = decode_hello(&payload);
+            let _ = decode_hello_ack(&payload);
+            let mut with_magic = MAGIC.to_vec();
+            with_magic.extend_from_slice(&payload);
+            let _ = decode_hello(&with_magic);
+            let _ = <raft::prelude::Message as protobuf::Message>::parse_from_bytes(&payload);
+        }
+    }
+
     #[test]
     fn frames_over_the_bound_are_refused_before_allocating() {
         let mut huge: &[u8] = &[0xff, 0xff, 0xff, 0xff, RAFT];

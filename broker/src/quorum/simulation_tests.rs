@@ -1,0 +1,319 @@
+//! Three voters in one deterministic simulation (`shard::Simulation`: a manual clock, one thread), their
+//! Raft messages carried by a simulated network that can cut a node off: the Ready loop, the log files
+//! (real files in temporary directories), proposals and the controller duties, exercised through
+//! elections, isolation and restarts in simulated seconds.
+
+use super::image::Change;
+use super::log_store::QuorumLog;
+use super::node::{Node, NodeParts};
+use super::records::MetadataRecord;
+use super::transport::{Identity, RaftTransport};
+use super::{raft_id_of, Quorum};
+use crate::config::{BrokerConfig, Cli, QuorumVoter};
+use futures_channel::mpsc;
+use raft::prelude::Message;
+use shard::Simulation;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+const IDS: [i32; 3] = [1, 2, 3];
+
+/// Inboxes by Raft id, and the nodes cut off from everyone.
+#[derive(Default)]
+struct Network {
+    inboxes: RefCell<BTreeMap<u64, mpsc::Sender<Message>>>,
+    isolated: RefCell<BTreeSet<u64>>,
+}
+
+struct SimulatedTransport {
+    network: Rc<Network>,
+    from: u64,
+}
+
+impl RaftTransport for SimulatedTransport {
+    fn send(&self, messages: Vec<Message>) {
+        let isolated = self.network.isolated.borrow();
+        let mut inboxes = self.network.inboxes.borrow_mut();
+        for message in messages {
+            if isolated.contains(&self.from) || isolated.contains(&message.to) {
+                continue;
+            }
+            if let Some(inbox) = inboxes.get_mut(&message.to) {
+                let _ = inbox.try_send(message);
+            }
+        }
+    }
+
+    fn take_unreachable(&self) -> Vec<u64> {
+        Vec::new()
+    }
+}
+
+struct Voter {
+    quorum: Rc<Quorum>,
+    stopped: Rc<Cell<bool>>,
+}
+
+struct Cluster {
+    simulation: Simulation,
+    network: Rc<Network>,
+    directories: BTreeMap<i32, tempfile::TempDir>,
+    voters: BTreeMap<i32, Voter>,
+}
+
+fn config(node_id: i32, data_dir: &std::path::Path) -> Arc<BrokerConfig> {
+    let mut config = BrokerConfig::from_cli(Cli {
+        data_dir: Some(data_dir.to_path_buf()),
+        shards: Some(1),
+        ..Cli::default()
+    })
+    .expect("valid configuration");
+    config.node_id = node_id;
+    config.quorum_voters = IDS
+        .iter()
+        .map(|&id| QuorumVoter {
+            node_id: id,
+            host: "127.0.0.1".into(),
+            port: 19000 + id as u16,
+        })
+        .collect();
+    config.advertise_port = 9000 + node_id as u16;
+    config.broker_session_timeout = Duration::from_secs(3);
+    config.broker_heartbeat_interval = Duration::from_millis(500);
+    Arc::new(config)
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let mut cluster = Cluster {
+            simulation: Simulation::new(),
+            network: Rc::default(),
+            directories: IDS
+                .iter()
+                .map(|&id| (id, tempfile::tempdir().unwrap()))
+                .collect(),
+            voters: BTreeMap::new(),
+        };
+        for id in IDS {
+            cluster.start_voter(id);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) voter `id` on its directory.
+    fn start_voter(&mut self, id: i32) {
+        let directory = self.directories[&id].path();
+        let config = config(id, directory);
+        let voters: Vec<u64> = IDS.iter().map(|&id| raft_id_of(id)).collect();
+        let log = QuorumLog::open(directory, &voters).expect("opens");
+        let cluster_id = crate::meta_properties::MetaProperties::load(directory)
+            .unwrap()
+            .map(|properties| properties.cluster_id);
+        let identity = Rc::new(Identity::new(id, directory.into(), cluster_id, IDS.len()));
+        let quorum = Rc::new(Quorum::default());
+        let (inbox, inbound) = mpsc::channel(1024);
+        self.network
+            .inboxes
+            .borrow_mut()
+            .insert(raft_id_of(id), inbox);
+        let node = Node::new(NodeParts {
+            log,
+            transport: Box::new(SimulatedTransport {
+                network: self.network.clone(),
+                from: raft_id_of(id),
+            }),
+            identity,
+            quorum: quorum.clone(),
+            config,
+            candidate_cluster_id: format!("cluster-of-{id}"),
+        })
+        .expect("raft node");
+        let stopped = Rc::new(Cell::new(false));
+        let flag = stopped.clone();
+        self.simulation
+            .spawn(async move { node.run(inbound, move || flag.get()).await });
+        self.voters.insert(id, Voter { quorum, stopped });
+    }
+
+    /// Stops voter `id` as a crash would: cut off from everyone (so a leader's handover goes nowhere)
+    /// until its loop has ended; what it fsynced stays.
+    fn crash(&mut self, id: i32) {
+        let raft_id = raft_id_of(id);
+        self.network.isolated.borrow_mut().insert(raft_id);
+        self.voters[&id].stopped.set(true);
+        self.run_for(Duration::from_millis(2500));
+        self.network.inboxes.borrow_mut().remove(&raft_id);
+        self.network.isolated.borrow_mut().remove(&raft_id);
+        self.voters.remove(&id);
+    }
+
+    fn run_for(&mut self, duration: Duration) {
+        self.simulation.advance(duration);
+    }
+
+    fn leader_seen_by(&self, id: i32) -> Option<i32> {
+        self.voters[&id].quorum.status.borrow().leader_id
+    }
+
+    fn term_of(&self, id: i32) -> u64 {
+        self.voters[&id].quorum.status.borrow().term
+    }
+
+    /// The leader every running voter in `ids` agrees on, if they do.
+    fn agreed_leader(&self, ids: &[i32]) -> Option<i32> {
+        let views: BTreeSet<Option<i32>> = ids.iter().map(|&id| self.leader_seen_by(id)).collect();
+        match views.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(leader)] => Some(*leader),
+            _ => None,
+        }
+    }
+
+    fn image(&self, id: i32) -> Rc<super::image::MetadataImage> {
+        self.voters[&id].quorum.image.borrow().clone()
+    }
+}
+
+#[test]
+fn three_voters_elect_format_register_and_survive_a_leader_crash() {
+    let mut cluster = Cluster::start();
+    cluster.run_for(Duration::from_secs(5));
+    let leader = cluster.agreed_leader(&IDS).expect("one leader after 5 s");
+    let cluster_id = format!("cluster-of-{leader}");
+    for id in IDS {
+        let image = cluster.image(id);
+        assert_eq!(
+            image.cluster_id.as_deref(),
+            Some(cluster_id.as_str()),
+            "node {id}"
+        );
+        assert_eq!(
+            image
+                .live_brokers()
+                .map(|broker| broker.node_id)
+                .collect::<Vec<_>>(),
+            IDS.to_vec(),
+            "node {id}"
+        );
+        let properties =
+            crate::meta_properties::MetaProperties::load(cluster.directories[&id].path())
+                .unwrap()
+                .expect("formatted");
+        assert_eq!(
+            (properties.cluster_id.as_str(), properties.node_id),
+            (cluster_id.as_str(), id)
+        );
+    }
+
+    let term = cluster.term_of(leader);
+    cluster.crash(leader);
+    let survivors: Vec<i32> = IDS.into_iter().filter(|&id| id != leader).collect();
+    cluster.run_for(Duration::from_secs(1));
+    let new_leader = cluster
+        .agreed_leader(&survivors)
+        .expect("a new leader within 3.5 s of the crash");
+    assert!(survivors.contains(&new_leader) && cluster.term_of(new_leader) > term);
+    // The new leader fences the dead broker once the session timeout (3 s) has passed.
+    cluster.run_for(Duration::from_secs(3));
+    let live: Vec<i32> = cluster
+        .image(new_leader)
+        .live_brokers()
+        .map(|broker| broker.node_id)
+        .collect();
+    assert_eq!(live, survivors);
+
+    // It restarts from its directory: same cluster id, registered again (a new epoch), unfenced.
+    let epoch_before = cluster.image(new_leader).brokers[&leader].epoch;
+    cluster.start_voter(leader);
+    cluster.run_for(Duration::from_secs(3));
+    for id in IDS {
+        let image = cluster.image(id);
+        assert_eq!(image.cluster_id.as_deref(), Some(cluster_id.as_str()));
+        assert_eq!(
+            image.live_brokers().count(),
+            3,
+            "node {id} sees all three live"
+        );
+        assert!(image.brokers[&leader].epoch > epoch_before);
+    }
+    assert_eq!(cluster.agreed_leader(&IDS), Some(new_leader));
+}
+
+#[test]
+fn an_isolated_leader_steps_down_and_proposals_go_through_the_new_one() {
+    let mut cluster = Cluster::start();
+    cluster.run_for(Duration::from_secs(5));
+    let leader = cluster.agreed_leader(&IDS).expect("one leader");
+    let others: Vec<i32> = IDS.into_iter().filter(|&id| id != leader).collect();
+    cluster
+        .network
+        .isolated
+        .borrow_mut()
+        .insert(raft_id_of(leader));
+    cluster.run_for(Duration::from_secs(5));
+    let new_leader = cluster
+        .agreed_leader(&others)
+        .expect("the majority elects another");
+    assert_ne!(new_leader, leader);
+    // check-quorum: the cut-off leader no longer believes it leads.
+    assert_ne!(cluster.leader_seen_by(leader), Some(leader));
+
+    // A follower's proposal reaches the leader and is answered once applied here.
+    let follower = *others.iter().find(|&&id| id != new_leader).unwrap();
+    let quorum = cluster.voters[&follower].quorum.clone();
+    let proposing = cluster.simulation.spawn(async move {
+        quorum
+            .propose(
+                MetadataRecord::ProducerIds {
+                    node_id: follower,
+                    first_id: 0,
+                    count: 1000,
+                },
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    cluster.run_for(Duration::from_secs(1));
+    let applied = proposing
+        .take_output()
+        .expect("answered")
+        .expect("committed");
+    assert_eq!(applied.change, Change::ProducerIds);
+    // The healed node catches up: every image agrees.
+    cluster.network.isolated.borrow_mut().clear();
+    cluster.run_for(Duration::from_secs(3));
+    for id in IDS {
+        assert_eq!(cluster.image(id).next_producer_id, 1000, "node {id}");
+    }
+    assert_eq!(cluster.agreed_leader(&IDS), Some(new_leader));
+}
+
+#[test]
+fn a_proposal_without_a_majority_times_out() {
+    let mut cluster = Cluster::start();
+    cluster.run_for(Duration::from_secs(5));
+    let leader = cluster.agreed_leader(&IDS).expect("one leader");
+    for id in IDS.into_iter().filter(|&id| id != leader) {
+        cluster.crash(id);
+    }
+    let quorum = cluster.voters[&leader].quorum.clone();
+    let proposing = cluster.simulation.spawn(async move {
+        quorum
+            .propose(
+                MetadataRecord::ProducerIds {
+                    node_id: leader,
+                    first_id: 0,
+                    count: 1000,
+                },
+                Duration::from_secs(2),
+            )
+            .await
+    });
+    cluster.run_for(Duration::from_secs(3));
+    assert_eq!(
+        proposing.take_output().expect("answered"),
+        Err(super::ProposalError::TimedOut)
+    );
+}
