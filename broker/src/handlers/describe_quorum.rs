@@ -46,17 +46,9 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     data.partition_index = partition.partition_index;
                     match &status {
                         _ if !known_topic || partition.partition_index != METADATA_PARTITION => {
-                            data.error_code = ResponseError::UnknownTopicOrPartition.code();
-                            data.leader_id = BrokerId(-1);
-                            data.leader_epoch = -1;
-                            data.high_watermark = -1;
+                            refuse(&mut data, ResponseError::UnknownTopicOrPartition)
                         }
-                        None => {
-                            data.error_code = ResponseError::BrokerNotAvailable.code();
-                            data.leader_id = BrokerId(-1);
-                            data.leader_epoch = -1;
-                            data.high_watermark = -1;
-                        }
+                        None => refuse(&mut data, ResponseError::BrokerNotAvailable),
                         Some(status) => describe_partition(&mut data, status),
                     }
                     answer.partitions.push(data);
@@ -83,6 +75,13 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
             response
         },
     )
+}
+
+fn refuse(data: &mut PartitionData, error: ResponseError) {
+    data.error_code = error.code();
+    data.leader_id = BrokerId(-1);
+    data.leader_epoch = -1;
+    data.high_watermark = -1;
 }
 
 fn describe_partition(data: &mut PartitionData, status: &QuorumStatus) {

@@ -171,6 +171,23 @@ impl Cluster {
         }
     }
 
+    /// Voter `id` proposes the producer-id block 0..1000 (run the simulation to get the answer).
+    fn propose_block(
+        &self,
+        id: i32,
+        timeout: Duration,
+    ) -> shard::simulation::TaskHandle<Result<super::Applied, super::ProposalError>> {
+        let quorum = self.voters[&id].quorum.clone();
+        self.simulation.spawn(async move {
+            let block = MetadataRecord::ProducerIds {
+                node_id: id,
+                first_id: 0,
+                count: 1000,
+            };
+            quorum.propose(block, timeout).await
+        })
+    }
+
     fn image(&self, id: i32) -> Rc<super::image::MetadataImage> {
         self.voters[&id].quorum.image.borrow().clone()
     }
@@ -262,19 +279,7 @@ fn an_isolated_leader_steps_down_and_proposals_go_through_the_new_one() {
 
     // A follower's proposal reaches the leader and is answered once applied here.
     let follower = *others.iter().find(|&&id| id != new_leader).unwrap();
-    let quorum = cluster.voters[&follower].quorum.clone();
-    let proposing = cluster.simulation.spawn(async move {
-        quorum
-            .propose(
-                MetadataRecord::ProducerIds {
-                    node_id: follower,
-                    first_id: 0,
-                    count: 1000,
-                },
-                Duration::from_secs(5),
-            )
-            .await
-    });
+    let proposing = cluster.propose_block(follower, Duration::from_secs(5));
     cluster.run_for(Duration::from_secs(1));
     let applied = proposing
         .take_output()
@@ -298,19 +303,7 @@ fn a_proposal_without_a_majority_times_out() {
     for id in IDS.into_iter().filter(|&id| id != leader) {
         cluster.crash(id);
     }
-    let quorum = cluster.voters[&leader].quorum.clone();
-    let proposing = cluster.simulation.spawn(async move {
-        quorum
-            .propose(
-                MetadataRecord::ProducerIds {
-                    node_id: leader,
-                    first_id: 0,
-                    count: 1000,
-                },
-                Duration::from_secs(2),
-            )
-            .await
-    });
+    let proposing = cluster.propose_block(leader, Duration::from_secs(2));
     cluster.run_for(Duration::from_secs(3));
     assert_eq!(
         proposing.take_output().expect("answered"),
