@@ -53,9 +53,6 @@ pub struct ClusterMetadata {
     /// quorum's log holds them). Empty until the quorum has registered any.
     #[serde(skip)]
     pub brokers: Vec<BrokerEndpoint>,
-    /// The active controller (the quorum's leader), when one is known (not persisted).
-    #[serde(skip)]
-    pub controller_id: Option<i32>,
 }
 
 /// A live broker, as Metadata and DescribeCluster list it.
@@ -92,7 +89,6 @@ impl ClusterMetadata {
             broker_default_configs: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
             brokers: Vec::new(),
-            controller_id: None,
         }
     }
 

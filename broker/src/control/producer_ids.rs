@@ -19,8 +19,9 @@ use std::time::Duration;
 /// Ids per block.
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
 /// How long InitProducerId waits for the quorum to commit a block (then COORDINATOR_LOAD_IN_PROGRESS,
-/// which clients retry, as Kafka answers while its block is not yet available).
-const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// which clients retry, as Kafka answers while its block is not yet available). Without a known leader
+/// it answers so at once.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Blocks proposed per request before giving up when other nodes keep taking them first.
 const BLOCK_ATTEMPTS: usize = 3;
 
@@ -40,6 +41,11 @@ pub async fn allocate(state: &Rc<ShardState>) -> Result<i64, ResponseError> {
                 end: block.end,
             });
             return Ok(block.next);
+        }
+        if quorum.status.borrow().leader_id.is_none() {
+            // No leader to commit a block (an election, or no majority): answer at once rather than
+            // hold the control lock while waiting; the client retries.
+            return Err(ResponseError::CoordinatorLoadInProgress);
         }
         let first_id = quorum
             .image

@@ -1,5 +1,5 @@
 //! Publishes the metadata quorum's image to every shard: when the image changes (the cluster id is
-//! committed, a broker registers, is fenced or unfenced, another voter becomes leader), the control plane makes a new metadata version
+//! committed, a broker registers, is fenced or unfenced), the control plane makes a new metadata version
 //! carrying the live brokers and the cluster id, and broadcasts it like any other change (under the
 //! control lock, so versions stay in order). A changed cluster id (a directory formatted by the quorum
 //! for the first time) is persisted in `cluster_metadata.toml` too.
@@ -42,11 +42,7 @@ async fn publish(state: &Rc<ShardState>, quorum: &Quorum) {
         .cluster_id
         .clone()
         .unwrap_or_else(|| current.cluster_id.clone());
-    let controller_id = quorum.status.borrow().leader_id;
-    if current.brokers == brokers
-        && current.cluster_id == cluster_id
-        && current.controller_id == controller_id
-    {
+    if current.brokers == brokers && current.cluster_id == cluster_id {
         return;
     }
     let mut metadata = (*current).clone();
@@ -58,7 +54,6 @@ async fn publish(state: &Rc<ShardState>, quorum: &Quorum) {
         }
     }
     metadata.brokers = brokers;
-    metadata.controller_id = controller_id;
     metadata.version += 1;
     broadcast(state, Arc::new(metadata)).await;
 }

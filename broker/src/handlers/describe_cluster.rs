@@ -1,5 +1,5 @@
-//! DescribeCluster (key 60), versions 0–2: the cluster's live brokers with their racks, and the active
-//! controller (see `metadata::listed_brokers` and `metadata::controller_id`).
+//! DescribeCluster (key 60), versions 0–2: the cluster's live brokers with their racks, and the
+//! controller for topic changes (see `metadata::listed_brokers` and `metadata::controller_id`).
 
 use super::metadata::{
     authorized_operations, controller_id, listed_brokers, ALL_CLUSTER_OPERATIONS,
@@ -41,7 +41,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 ENDPOINT_BROKERS
             };
             response.cluster_id = str_bytes(metadata.cluster_id.clone());
-            response.controller_id = BrokerId(controller_id(&state.config, &metadata));
+            response.controller_id = BrokerId(controller_id(&state.config));
             response.brokers = listed_brokers(&state.config, &metadata)
                 .into_iter()
                 .map(|endpoint| {

@@ -1,7 +1,7 @@
 //! Metadata (key 3), versions 0–12.
 //!
 //! Lists the cluster's live brokers (the metadata quorum's registrations, with their racks; this broker
-//! always among them) and the active controller (the quorum's leader), and the requested topics (all
+//! always among them), this node as the controller (see `controller_id`), and the requested topics (all
 //! topics when the list is null, or empty in v0) with their partitions. Topics are still this node's own
 //! (the quorum does not carry them yet): this node leads every partition, with itself as the only replica
 //! and ISR. Unknown topics are
@@ -65,16 +65,13 @@ pub fn listed_brokers(config: &BrokerConfig, metadata: &ClusterMetadata) -> Vec<
     brokers
 }
 
-/// The active controller: the quorum's leader; before one is known, this node in a cluster of one
-/// (it leads as soon as it starts), else -1 (none), which clients wait out.
-pub fn controller_id(config: &BrokerConfig, metadata: &ClusterMetadata) -> i32 {
-    metadata
-        .controller_id
-        .unwrap_or(if config.is_cluster_of_one() {
-            config.node_id
-        } else {
-            -1
-        })
+/// The controller clients send topic changes to (CreateTopics, DeleteTopics, CreatePartitions, the
+/// config APIs): this node. Topics are still each node's own (the metadata quorum does not carry them
+/// yet), so the node a client asks is the one whose control plane must make the change; naming the
+/// quorum's leader would send a client's topics to another node than the one it reads them from.
+/// DescribeQuorum names the quorum's leader.
+pub fn controller_id(config: &BrokerConfig) -> i32 {
+    config.node_id
 }
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
@@ -227,7 +224,7 @@ async fn metadata(
         })
         .collect();
     response.cluster_id = Some(str_bytes(metadata.cluster_id.clone()));
-    response.controller_id = BrokerId(controller_id(&config, &metadata));
+    response.controller_id = BrokerId(controller_id(&config));
     // Only v8–10 carry the field (decoded as false elsewhere, and not encoded there).
     response.cluster_authorized_operations = authorized_operations(
         request.include_cluster_authorized_operations,

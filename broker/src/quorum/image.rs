@@ -56,7 +56,10 @@ impl MetadataImage {
         self.applied_index = index;
         match record {
             MetadataRecord::ClusterId { cluster_id } => {
-                if self.cluster_id.is_some() {
+                // A cluster id meta.properties could not hold is never adopted (no broker proposes one).
+                if self.cluster_id.is_some()
+                    || !crate::meta_properties::is_valid_cluster_id(cluster_id)
+                {
                     return Change::None;
                 }
                 self.cluster_id = Some(cluster_id.clone());
@@ -145,6 +148,12 @@ mod tests {
         assert_eq!(image.apply(1, &first), Change::ClusterId);
         assert_eq!(image.apply(2, &second), Change::None);
         assert_eq!(image.cluster_id.as_deref(), Some("first"));
+        let mut image = MetadataImage::default();
+        let unusable = MetadataRecord::ClusterId {
+            cluster_id: "prod.eu".into(),
+        };
+        assert_eq!(image.apply(1, &unusable), Change::None);
+        assert_eq!(image.apply(2, &first), Change::ClusterId);
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! (changing the voters is not supported yet). A later entry record with an index at or below the last
 //! one replaces that suffix (Raft's conflict truncation), exactly as `MemStorage::append` does, so replay
 //! rebuilds the state Raft last persisted. Each batch of records the Ready loop writes is fsynced before
-//! any message that depends on it is sent. A torn tail (a record cut short or failing its CRC, from a
-//! crash mid-write, which was never fsynced and so never acknowledged) is cut off at start.
+//! any message that depends on it is sent. A torn tail (the last record cut short or failing its CRC,
+//! from a crash mid-write, which was never fsynced and so never acknowledged) is cut off at start; a bad
+//! record with more after it is damage, not a torn write, and the log is refused (cutting it would drop
+//! fsynced votes and entries, which Raft's safety rests on).
 //!
 //! The log is never compacted yet: metadata records are few (registrations, fences), so it grows slowly;
 //! snapshots come with the topic records.
@@ -86,6 +88,15 @@ impl QuorumLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let (records, valid) = parse(&bytes);
+        if valid < bytes.len() && !is_torn_tail(&bytes[valid..]) {
+            return Err(damaged(
+                &path,
+                &format!(
+                    "a bad record at byte {valid} with more after it (not a torn write); restore the \
+                     file, or remove this node's directory to join afresh"
+                ),
+            ));
+        }
         if valid < bytes.len() {
             tracing::warn!(path = %path.display(), cut = bytes.len() - valid,
                 "quorum log: cutting a torn tail (a write interrupted by a crash)");
@@ -250,6 +261,16 @@ fn parse(bytes: &[u8]) -> (Vec<(u8, &[u8])>, usize) {
         position = start + length;
     }
     (records, position)
+}
+
+/// Whether `rest`, the bytes from the first bad record on, is one interrupted write: a header cut
+/// short, or a record that reaches (or passes) the end of the file.
+fn is_torn_tail(rest: &[u8]) -> bool {
+    if rest.len() < HEADER_BYTES {
+        return true;
+    }
+    let length = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+    length == 0 && rest.iter().all(|byte| *byte == 0) || HEADER_BYTES + length >= rest.len()
 }
 
 fn encode_voters(voters: &[u64]) -> Vec<u8> {

@@ -81,6 +81,26 @@ fn a_torn_tail_is_cut_and_the_rest_kept() {
 }
 
 #[test]
+fn a_bad_record_with_more_after_it_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path;
+    let middle;
+    {
+        let log = QuorumLog::open(dir.path(), &[1]).unwrap();
+        path = log.path().to_path_buf();
+        persist(&log, &[entry(1, 1, b"first")], None);
+        middle = std::fs::metadata(&path).unwrap().len() - 2;
+        persist(&log, &[entry(2, 1, b"second")], Some(&hard_state(1, 1, 2)));
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[middle as usize] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = QuorumLog::open(dir.path(), &[1]).err().expect("refused");
+    assert!(matches!(error, QuorumLogError::Damaged { .. }), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+}
+
+#[test]
 fn another_voter_set_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap());

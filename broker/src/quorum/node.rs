@@ -101,7 +101,15 @@ impl Node {
             quorum: parts.quorum,
             config: parts.config,
             incarnation: incarnation(),
-            candidate_cluster_id: parts.candidate_cluster_id,
+            // The directory's own id, unless it cannot stand in meta.properties (a hand-edited
+            // cluster_metadata.toml): then a new one.
+            candidate_cluster_id: if crate::meta_properties::is_valid_cluster_id(
+                &parts.candidate_cluster_id,
+            ) {
+                parts.candidate_cluster_id
+            } else {
+                crate::metadata::ClusterMetadata::new_cluster().cluster_id
+            },
             last_heard: HashMap::new(),
             leader_since: None,
             proposed: HashMap::new(),
@@ -170,8 +178,9 @@ impl Node {
     }
 
     /// Proposes what the control plane asked for (`Quorum::propose`) once there is a leader to take it,
-    /// tagging each entry with this node's id and a request number (the entry's context) so that its
-    /// waiter is answered when this node applies it. Requests past their deadline are answered
+    /// tagging each entry with this node's id, this start's incarnation and a request number (the
+    /// entry's context) so that its waiter is answered when this node applies it — and never by an
+    /// entry an earlier start proposed, whose request numbers began at 1 too. Requests past their deadline are answered
     /// `TimedOut` (never proposed, or proposed and lost with a leader change).
     fn propose_requested(&mut self, now: Instant) {
         self.requested_queue
@@ -187,8 +196,7 @@ impl Node {
                 continue;
             }
             self.next_request += 1;
-            let mut context = self.config.node_id.to_be_bytes().to_vec();
-            context.extend_from_slice(&self.next_request.to_be_bytes());
+            let context = self.context_of(self.next_request);
             match self.raw.propose(context, proposal.record.encode()) {
                 Ok(()) => {
                     self.requested
@@ -211,13 +219,21 @@ impl Node {
         }
     }
 
-    /// The waiter of this node's request whose entry carries `context`, if any.
+    /// An entry's context for this start's request `request`: node id (i32), incarnation (u64),
+    /// request number (u64), big-endian.
+    fn context_of(&self, request: u64) -> Vec<u8> {
+        let mut context = self.config.node_id.to_be_bytes().to_vec();
+        context.extend_from_slice(&self.incarnation.to_be_bytes());
+        context.extend_from_slice(&request.to_be_bytes());
+        context
+    }
+
+    /// The waiter of this start's request whose entry carries `context`, if any.
     fn requested_by_context(&mut self, context: &[u8]) -> Option<ProposalReply> {
-        let (node, request) = context.split_at_checked(4)?;
-        if i32::from_be_bytes(node.try_into().ok()?) != self.config.node_id {
+        let request = u64::from_be_bytes(context.get(12..20)?.try_into().ok()?);
+        if context != self.context_of(request).as_slice() {
             return None;
         }
-        let request = u64::from_be_bytes(request.try_into().ok()?);
         self.requested.remove(&request).map(|(_, reply)| reply)
     }
 
@@ -235,12 +251,18 @@ impl Node {
             Some(started) => now.duration_since(*started) < HANDOVER_LIMIT,
             None => {
                 let own = self.raw.raft.id;
+                let heard_within = TICK * ELECTION_TICKS as u32;
+                let alive = |id: &u64| {
+                    self.last_heard
+                        .get(id)
+                        .is_some_and(|heard| now.duration_since(*heard) < heard_within)
+                };
                 let transferee = self
                     .raw
                     .raft
                     .prs()
                     .iter()
-                    .filter(|(id, _)| **id != own)
+                    .filter(|(id, _)| **id != own && alive(id))
                     .max_by_key(|(id, progress)| (progress.matched, std::cmp::Reverse(**id)))
                     .map(|(id, _)| *id);
                 let Some(transferee) = transferee else {
@@ -259,6 +281,17 @@ impl Node {
 
     fn step(&mut self, message: Message) {
         self.last_heard.insert(message.from, shard::task::now());
+        // An honest leader never commits past what it knows this node holds; raft-rs would panic on it.
+        if message.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat
+            && message.commit > self.raw.raft.raft_log.last_index()
+        {
+            tracing::warn!(
+                from = node_of(message.from),
+                commit = message.commit,
+                "quorum: a heartbeat committing past this node's log; dropped"
+            );
+            return;
+        }
         if let Err(error) = self.raw.step(message) {
             tracing::debug!(%error, "quorum: message not taken");
         }
@@ -269,6 +302,11 @@ impl Node {
             return;
         }
         let mut ready = self.raw.ready();
+        if !ready.snapshot().is_empty() {
+            // Nothing here makes or accepts snapshots (the transport refuses them); one in a Ready
+            // would replace the log, which this loop does not handle.
+            fatal("the quorum's Raft produced a snapshot, which this broker does not handle");
+        }
         self.transport.send(ready.take_messages());
         self.apply(ready.take_committed_entries());
         if let Err(error) = self.log.persist(ready.entries(), ready.hs()).await {
@@ -369,12 +407,8 @@ impl Node {
             let caught_up = self.raw.raft.commit_to_current_term()
                 && image.applied_index >= self.raw.raft.raft_log.committed;
             if image.cluster_id.is_none() && caught_up {
-                self.propose(
-                    now,
-                    MetadataRecord::ClusterId {
-                        cluster_id: self.candidate_cluster_id.clone(),
-                    },
-                );
+                let cluster_id = self.candidate_cluster_id.clone();
+                self.propose(now, MetadataRecord::ClusterId { cluster_id });
             }
             if caught_up {
                 self.fence_or_unfence(now, leader_since, &image);
@@ -495,7 +529,6 @@ impl Node {
         };
         if leader_changed {
             tracing::info!(leader = ?leader_id, term = raft.term, "quorum: leader changed");
-            self.quorum.changed.notify(usize::MAX);
         }
     }
 }

@@ -172,9 +172,19 @@ async fn dial(identity: Rc<Identity>, voter: QuorumVoter, mut queue: mpsc::Recei
             Ok(mut stream) => {
                 backoff = FIRST_BACKOFF;
                 tracing::info!(peer = voter.node_id, "quorum: connected to voter");
-                while let Some(message) = queue.next().await {
-                    let bytes =
-                        wire::frame(wire::RAFT, &message.write_to_bytes().expect("encodes"));
+                loop {
+                    let next =
+                        futures_lite::future::or(async { Some(queue.next().await) }, async {
+                            shard::task::sleep(wire::KEEPALIVE_INTERVAL).await;
+                            None
+                        });
+                    let bytes = match next.await {
+                        Some(Some(message)) => {
+                            wire::frame(wire::RAFT, &message.write_to_bytes().expect("encodes"))
+                        }
+                        Some(None) => return,
+                        None => wire::frame(wire::PING, &[]),
+                    };
                     if let Err(error) = wire::write_all(&mut stream, &bytes).await {
                         crate::warn_limited!(UNREACHABLE_PEERS, peer = voter.node_id, %error, "quorum: lost the connection to a voter");
                         break;
@@ -229,6 +239,27 @@ async fn connect(
         )));
     }
     Ok(stream)
+}
+
+/// The Raft messages voters send each other over the wire here. Snapshots are not among them: the log
+/// is never compacted, so no follower needs one, and a snapshot from a peer would replace this node's
+/// log. Local message types (ticks, reports) never travel.
+fn carried_between_voters(kind: raft::prelude::MessageType) -> bool {
+    use raft::prelude::MessageType::*;
+    matches!(
+        kind,
+        MsgAppend
+            | MsgAppendResponse
+            | MsgRequestVote
+            | MsgRequestVoteResponse
+            | MsgRequestPreVote
+            | MsgRequestPreVoteResponse
+            | MsgHeartbeat
+            | MsgHeartbeatResponse
+            | MsgTimeoutNow
+            | MsgPropose
+            | MsgTransferLeader
+    )
 }
 
 /// Accepts the other voters' connections on `listener` and queues their messages into `inbound`.
@@ -311,15 +342,29 @@ async fn receive(
     let from = raft_id_of(theirs.node_id);
     let to = raft_id_of(identity.node_id);
     loop {
-        let (kind, payload) = match wire::read_frame(&mut stream, wire::MAX_FRAME_BYTES).await {
-            Ok(frame) => frame,
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(error) => return Err(error.to_string()),
+        let read = shard::task::timeout(
+            wire::IDLE_TIMEOUT,
+            wire::read_frame(&mut stream, wire::MAX_FRAME_BYTES),
+        );
+        let (kind, payload) = match read.await {
+            None => return Err(format!("nothing for {:?}", wire::IDLE_TIMEOUT)),
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Some(Err(error)) => return Err(error.to_string()),
         };
-        if kind != wire::RAFT {
-            return Err(format!("frame of kind {kind} after the handshake"));
+        match kind {
+            wire::PING => continue,
+            wire::RAFT => {}
+            _ => return Err(format!("frame of kind {kind} after the handshake")),
         }
         let message = Message::parse_from_bytes(&payload).map_err(|error| error.to_string())?;
+        if !carried_between_voters(message.get_msg_type()) {
+            return Err(format!(
+                "a {:?} from node {}: not a message voters send each other here",
+                message.get_msg_type(),
+                theirs.node_id
+            ));
+        }
         if message.from != from || message.to != to {
             return Err(format!(
                 "a message from node {} to node {} on node {}'s connection",

@@ -10,6 +10,9 @@
 //!                  cluster id: u8 length (0 = not formatted yet) + ASCII bytes
 //! kind 2 HelloAck  (listener → dialer): accepted u8 (0 | 1), node id i32, cluster id as in Hello
 //! kind 3 Raft      (dialer → listener): one raft-rs `eraftpb::Message`, protobuf-encoded
+//! kind 4 Ping      (dialer → listener): nothing; sent after `KEEPALIVE_INTERVAL` without a message, so
+//!                  the listener can close a connection silent for `IDLE_TIMEOUT` (a peer gone without
+//!                  a FIN) and never keeps a slot for a dead one
 //! ```
 //!
 //! The listener refuses (accepted = 0, then closes) a dialer that is not a voter, names this node's own
@@ -30,6 +33,12 @@ pub const MAX_HELLO_BYTES: usize = 512;
 pub const HELLO: u8 = 1;
 pub const HELLO_ACK: u8 = 2;
 pub const RAFT: u8 = 3;
+pub const PING: u8 = 4;
+
+/// A dialer with nothing to send sends a ping this often.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// A listener closes a connection that sent nothing for this long.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Both sides of the handshake: who is speaking and which cluster its data directory belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
