@@ -34,6 +34,8 @@ pub struct ShardState {
     pub transactions: Rc<TransactionCoordinator>,
     /// The metadata quorum (shard 0 only, once started).
     pub quorum: RefCell<Option<Rc<crate::quorum::Quorum>>>,
+    /// Serializes producer-id block requests (shard 0 only; see `control::producer_ids`).
+    pub producer_id_lock: async_lock::Mutex<()>,
     /// The producer ids of this node's current block not yet handed out (shard 0 only).
     pub producer_id_block: Cell<crate::quorum::image::ProducerIdBlock>,
 }
@@ -63,6 +65,7 @@ impl ShardState {
             groups,
             transactions,
             quorum: RefCell::new(None),
+            producer_id_lock: async_lock::Mutex::new(()),
             producer_id_block: Cell::default(),
         }
     }

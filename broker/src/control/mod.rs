@@ -54,6 +54,10 @@ fn unavailable() -> ControlResponse {
 }
 
 async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResponse {
+    if let ControlRequest::AllocateProducerId = request {
+        // Serialized by its own lock: waiting for the quorum must not hold up topic changes.
+        return ControlResponse::ProducerId(producer_ids::allocate(state).await);
+    }
     let _serialized = state.control_lock.lock().await;
     let mut metadata: ClusterMetadata = (*state.metadata()).clone();
     let requested = unopened::requested_topics(&request);
@@ -144,9 +148,7 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             let changed = metadata != before;
             (ControlResponse::Topics(outcomes), changed)
         }
-        ControlRequest::AllocateProducerId => {
-            return ControlResponse::ProducerId(producer_ids::allocate(state).await);
-        }
+        ControlRequest::AllocateProducerId => unreachable!("answered above"),
     };
     if changed_topics {
         metadata.version += 1;

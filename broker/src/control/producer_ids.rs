@@ -18,21 +18,24 @@ use std::time::Duration;
 
 /// Ids per block.
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
-/// How long InitProducerId waits for the quorum to commit a block (then COORDINATOR_LOAD_IN_PROGRESS,
-/// which clients retry, as Kafka answers while its block is not yet available). Without a known leader
-/// it answers so at once.
-const BLOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long InitProducerId waits for the quorum to commit a block, a leader included (then
+/// COORDINATOR_LOAD_IN_PROGRESS, which clients retry, as Kafka answers while its block is not yet
+/// available). The wait holds the producer-id lock only, never the control lock.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Blocks proposed per request before giving up when other nodes keep taking them first.
 const BLOCK_ATTEMPTS: usize = 3;
 
 use crate::quorum::image::ProducerIdBlock;
 
-/// The next producer id (shard 0, under the control lock).
+/// The next producer id (shard 0).
 pub async fn allocate(state: &Rc<ShardState>) -> Result<i64, ResponseError> {
     let quorum = state.quorum.borrow().clone();
     let Some(quorum) = quorum else {
+        let _serialized = state.control_lock.lock().await;
         return allocate_without_quorum(state);
     };
+    // One block request at a time: a second caller finds the block the first one took.
+    let _serialized = state.producer_id_lock.lock().await;
     for _ in 0..BLOCK_ATTEMPTS {
         let block = state.producer_id_block.get();
         if block.next < block.end {
@@ -41,11 +44,6 @@ pub async fn allocate(state: &Rc<ShardState>) -> Result<i64, ResponseError> {
                 end: block.end,
             });
             return Ok(block.next);
-        }
-        if quorum.status.borrow().leader_id.is_none() {
-            // No leader to commit a block (an election, or no majority): answer at once rather than
-            // hold the control lock while waiting; the client retries.
-            return Err(ResponseError::CoordinatorLoadInProgress);
         }
         let first_id = quorum
             .image
