@@ -377,23 +377,16 @@ impl Node {
     /// The quorum committed the cluster id: a new directory is formatted with it; a directory formatted
     /// for another cluster is refused.
     fn adopt_cluster_id(&mut self, cluster_id: String) {
-        let ours = self.identity.cluster_id.borrow().clone();
-        match ours {
-            Some(ours) if ours != cluster_id => fatal(&format!(
-                "data directory {} belongs to cluster {ours} (meta.properties) but the quorum's cluster is \
-                 {cluster_id}: this directory is from another cluster; point --data-dir at this cluster's \
-                 directory, or at an empty one",
-                self.config.data_dir.display()
-            )),
-            Some(_) => {}
-            None => {
-                tracing::info!(%cluster_id, "quorum: the cluster id is committed; formatting the data directory");
-                *self.identity.cluster_id.borrow_mut() = Some(cluster_id.clone());
-                self.format = Some(crate::meta_properties::MetaProperties {
-                    cluster_id,
-                    node_id: self.config.node_id,
-                });
-            }
+        if let Some(refusal) = self.identity.foreign_directory(&cluster_id) {
+            fatal(&refusal);
+        }
+        if self.identity.cluster_id.borrow().is_none() {
+            tracing::info!(%cluster_id, "quorum: the cluster id is committed; formatting the data directory");
+            *self.identity.cluster_id.borrow_mut() = Some(cluster_id.clone());
+            self.format = Some(crate::meta_properties::MetaProperties {
+                cluster_id,
+                node_id: self.config.node_id,
+            });
         }
     }
 

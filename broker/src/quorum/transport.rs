@@ -95,16 +95,30 @@ impl Identity {
         for (node, id) in others.iter() {
             counts.entry(id.as_str()).or_default().push(*node);
         }
-        match counts.into_iter().find(|(_, nodes)| nodes.len() >= majority) {
+        match counts
+            .into_iter()
+            .find(|(_, nodes)| nodes.len() >= majority)
+        {
             None => Ok(()),
             Some((theirs, nodes)) => Err(format!(
-                "data directory {} belongs to cluster {} (meta.properties) but the quorum's voters {nodes:?} \
-                 belong to cluster {theirs}: this directory is from another cluster; point --data-dir at \
-                 this cluster's directory, or at an empty one to join as a new node",
-                self.data_dir.display(),
-                self.cluster_id.borrow().as_deref().unwrap_or("?"),
+                "{} (voters {nodes:?} answered with it)",
+                self.foreign_directory(theirs).unwrap_or_default()
             )),
         }
+    }
+
+    /// Why this directory cannot join a quorum whose cluster is `quorum` (`meta.properties`' own
+    /// refusal), or `None` if it can (same cluster, or not formatted yet).
+    pub fn foreign_directory(&self, quorum: &str) -> Option<String> {
+        let ours = self.cluster_id.borrow().clone()?;
+        let properties = crate::meta_properties::MetaProperties {
+            cluster_id: ours,
+            node_id: self.node_id,
+        };
+        properties
+            .check_cluster_id(&self.data_dir, quorum)
+            .err()
+            .map(|error| error.to_string())
     }
 }
 
