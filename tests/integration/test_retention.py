@@ -4,6 +4,7 @@ log.segment.delete.delay.ms), ListOffsets earliest moves, a consumer at an old o
 with auto.offset.reset=earliest, and a continuously produced partition stays within
 retention.bytes plus a segment."""
 
+import stat
 import time
 
 from confluent_kafka import TopicPartition
@@ -27,8 +28,18 @@ def _earliest(bootstrap, topic):
 
 
 def _partition_files(broker, topic):
+    """Name -> size of the partition's files. A .deleted file can be removed between the listing
+    and its stat (the broker removes them after log.segment.delete.delay.ms): it is left out."""
     directory = broker.data_dir / f"{topic}-0"
-    return {path.name: path.stat().st_size for path in directory.iterdir() if path.is_file()}
+    files = {}
+    for path in directory.iterdir():
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(status.st_mode):
+            files[path.name] = status.st_size
+    return files
 
 
 def _log_bytes(files):
