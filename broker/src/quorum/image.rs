@@ -5,6 +5,7 @@
 
 use super::records::MetadataRecord;
 use std::collections::BTreeMap;
+use uuid::Uuid;
 
 /// A registered broker, as the metadata log describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +30,33 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// The index of the last entry applied.
     pub applied_index: u64,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicImage>,
+    /// Dynamic configs of every broker (Kafka's resource name ""), by Kafka name.
+    pub broker_default_configs: BTreeMap<String, String>,
+    /// A `TopicsMigrated` record is committed: the image's topics are the cluster's topics.
+    pub topics_migrated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicImage {
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    /// By partition index.
+    pub partitions: Vec<PartitionImage>,
+}
+
+/// One partition's replicas and leadership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1: no leader (every in-sync replica is fenced).
+    pub leader: i32,
+    /// Bumped whenever the leader changes.
+    pub leader_epoch: i32,
+    /// Bumped on every change of the partition.
+    pub partition_epoch: i32,
 }
 
 /// The ids of this node's current producer-id block not yet handed out: `next..end` (the control
@@ -47,6 +75,10 @@ pub enum Change {
     Brokers,
     /// A producer-id block was taken.
     ProducerIds,
+    /// Topics, partitions, leaders or configs changed.
+    Topics,
+    /// The record (or a record of the batch) did not fit the image and changed nothing.
+    Refused,
 }
 
 impl MetadataImage {
@@ -107,6 +139,7 @@ impl MetadataImage {
                 self.next_producer_id = first_id.saturating_add(i64::from(*count));
                 Change::ProducerIds
             }
+            _ => todo!("topic records"),
         }
     }
 

@@ -348,12 +348,12 @@ impl Node {
                     self.proposed.remove(&record);
                     let change = image.apply(entry.index, &record);
                     match change {
-                        Change::None | Change::ProducerIds => {}
+                        Change::None | Change::ProducerIds | Change::Refused => {}
                         Change::ClusterId => {
                             self.adopt_cluster_id(image.cluster_id.clone().expect("just set"));
                             changed = true;
                         }
-                        Change::Brokers => changed = true,
+                        Change::Brokers | Change::Topics => changed = true,
                     }
                     if let Some(waiting) = self.requested_by_context(&entry.context) {
                         let _ = waiting.send(Ok(Applied {

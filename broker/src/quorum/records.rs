@@ -21,12 +21,19 @@
 //! types and newer frame versions, so a record from a newer broker is never half understood.
 
 use thiserror::Error;
+use uuid::Uuid;
 
 /// The frame version this broker writes and reads.
 pub const FRAME_VERSION: u8 = 0;
 
-/// Longest string in a record (host names, racks, cluster ids).
+/// Longest string in a record (host names, racks, cluster ids, topic names, config values).
 pub const MAX_STRING_BYTES: usize = 1024;
+
+/// Most records in one batch (a topic of `MAX_PARTITIONS_PER_TOPIC` partitions and its configs fit).
+pub const MAX_BATCH_RECORDS: usize = 20_000;
+
+/// Most replicas of one partition, and most config entries of one `Topic` record.
+pub const MAX_LIST_LENGTH: usize = 1024;
 
 const CLUSTER_ID: u8 = 1;
 const REGISTER_BROKER: u8 = 2;
@@ -58,6 +65,49 @@ pub enum MetadataRecord {
         first_id: i64,
         count: i32,
     },
+    /// A new topic (Kafka's TopicRecord), with no partitions yet and its config overrides. Refused if
+    /// its name or id is taken, or its name collides with a topic's once '.' and '_' are alike.
+    Topic {
+        topic_id: Uuid,
+        name: String,
+        configs: Vec<(String, String)>,
+    },
+    /// A topic's next partition (Kafka's PartitionRecord): `partition` must be the topic's partition
+    /// count so far (partitions are only added, in order). `leader` is -1 (none) or in `isr`; `isr` is
+    /// a subset of `replicas`, which are distinct.
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    /// The topic and all its partitions are deleted.
+    RemoveTopic { topic_id: Uuid },
+    /// Sets (`Some`) or removes (`None`) one dynamic config of a topic (which must exist) or of every
+    /// broker (`ConfigTarget::BrokerDefault`).
+    Config {
+        target: ConfigTarget,
+        name: String,
+        value: Option<String>,
+    },
+    /// The topics a broker held before the quorum managed them are in the log: the first one committed
+    /// ends the migration, later ones are refused.
+    TopicsMigrated,
+    /// Records applied together or not at all (a topic and its partitions). Never nested; at most
+    /// `MAX_BATCH_RECORDS` records.
+    Batch(Vec<MetadataRecord>),
+}
+
+/// Whose configs a `Config` record changes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ConfigTarget {
+    /// The dynamic default of every broker (Kafka's resource name "").
+    BrokerDefault,
+    /// A topic's override, by topic name.
+    Topic(String),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -127,6 +177,7 @@ impl MetadataRecord {
                 out.extend_from_slice(&first_id.to_be_bytes());
                 out.extend_from_slice(&count.to_be_bytes());
             }
+            _ => todo!("topic records"),
         }
         out
     }
