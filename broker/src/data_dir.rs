@@ -191,6 +191,7 @@ fn rebuild(partitions: &[(PathBuf, String, i32)], shards: usize) -> ClusterMetad
                 id,
                 shards,
                 configs,
+                partitions: Vec::new(),
             },
         );
     }

@@ -7,6 +7,7 @@ fn topic(shards: Vec<usize>) -> TopicMetadata {
         id: Uuid::new_v4(),
         shards,
         configs: BTreeMap::new(),
+        partitions: Vec::new(),
     }
 }
 

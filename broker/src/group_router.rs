@@ -419,6 +419,7 @@ mod tests {
                 id: uuid::Uuid::new_v4(),
                 shards,
                 configs: Default::default(),
+                partitions: Vec::new(),
             },
         );
         metadata

@@ -61,7 +61,13 @@ fn run() -> Result<(), String> {
     })?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let quorum = open_quorum(&config)?;
-    let metadata = load_metadata(&config)?;
+    let mut metadata = load_metadata(&config)?;
+    metadata.node_id = config.node_id;
+    if !config.is_cluster_of_one() {
+        // Leadership may have moved while this node was down: nothing is served as led here until the
+        // quorum's image is published (a cluster of one leads everything, so its file is current).
+        metadata.forget_leaders();
+    }
     let marker = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
     let clean_start = marker.exists();
     if clean_start {

@@ -1,4 +1,4 @@
-//! Cluster metadata: topics, their partitions, configs and partition → shard placement.
+//! Cluster metadata: topics, their partitions (replicas, leader), configs and partition → shard placement.
 //!
 //! One immutable snapshot ([`ClusterMetadata`]) is shared by every shard (`Arc`); shard 0 (the control
 //! plane) makes each new version and broadcasts it. It persists in `<data-dir>/cluster_metadata.toml`,
@@ -11,11 +11,18 @@
 //! cluster_id = "…"            # generated on first start; the metadata quorum's once it is committed
 //! next_producer_id = 1000     # ids below were handed out before the metadata quorum: producer-id
 //!                             # blocks start at or past it (see `control::producer_ids`)
+//! quorum_managed = true       # the topics are the metadata quorum's (absent before it carried them)
 //! [topics.orders]
 //! id = "uuid"
-//! shards = [0, 1, 0]          # owning shard of each partition, by index
+//! shards = [0, 1, 0]          # owning shard of each partition on this node, by index
 //! [topics.orders.configs]     # overrides only
 //! "max.message.bytes" = "2048"
+//! [[topics.orders.partitions]] # by index, from the quorum's image (absent before it carried topics)
+//! replicas = [1, 2, 3]
+//! isr = [1]
+//! leader = 1
+//! leader_epoch = 0
+//! partition_epoch = 0
 //! [broker_default_configs]    # dynamic broker configs for every broker (AlterConfigs, resource "")
 //! "log.retention.ms" = "3600000"
 //! [broker_configs]            # dynamic broker configs of this broker (AlterConfigs, resource "<node id>")
@@ -53,6 +60,18 @@ pub struct ClusterMetadata {
     /// quorum's log holds them). Empty until the quorum has registered any.
     #[serde(skip)]
     pub brokers: Vec<BrokerEndpoint>,
+    /// The topics above come from the metadata quorum's log (its image), which owns them; this file
+    /// keeps them, with their partitions' replicas and leaders, as this node's cache and the local
+    /// placement on shards. False in files written before the quorum carried topics: their topics are
+    /// proposed to the quorum once (`quorum::node`, the migration).
+    #[serde(default)]
+    pub quorum_managed: bool,
+    /// This node's id (not persisted: the configuration's), for leadership checks.
+    #[serde(skip)]
+    pub node_id: i32,
+    /// The metadata quorum's active controller, when known (not persisted).
+    #[serde(skip)]
+    pub controller_id: Option<i32>,
 }
 
 /// A live broker, as Metadata and DescribeCluster list it.
@@ -67,15 +86,70 @@ pub struct BrokerEndpoint {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TopicMetadata {
     pub id: Uuid,
-    /// `shards[p]` owns partition `p`.
+    /// `shards[p]` owns partition `p` on this node (where this node hosts it).
     pub shards: Vec<usize>,
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// Each partition's replicas and leader, by index, from the metadata quorum. Empty for a topic the
+    /// quorum does not manage yet (a file from before it did): this node leads all its partitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionState>,
+}
+
+/// A partition's replicas and leadership, as the metadata quorum's image has them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionState {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1: none (offline, or not known yet after a start).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// Why a partition is not served by this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotServed {
+    /// No such topic or partition.
+    Unknown,
+    /// Another node leads it (`leader` -1: none now); Kafka's NOT_LEADER_OR_FOLLOWER, or
+    /// LEADER_NOT_AVAILABLE without a leader.
+    NotLeader { leader: i32, leader_epoch: i32 },
 }
 
 impl TopicMetadata {
     pub fn partition_count(&self) -> i32 {
         self.shards.len() as i32
+    }
+
+    /// The state of partition `index`: the quorum's, or (for a topic it does not manage yet) this node
+    /// as the only replica and leader from epoch 0.
+    pub fn partition_state(&self, index: i32, node_id: i32) -> Option<PartitionState> {
+        let position = usize::try_from(index).ok()?;
+        if position >= self.shards.len() {
+            return None;
+        }
+        Some(match self.partitions.get(position) {
+            Some(state) => state.clone(),
+            None => PartitionState {
+                replicas: vec![node_id],
+                isr: vec![node_id],
+                leader: node_id,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            },
+        })
+    }
+
+    /// Whether node `node_id` leads partition `index`.
+    pub fn led_by(&self, index: i32, node_id: i32) -> bool {
+        match usize::try_from(index)
+            .ok()
+            .and_then(|position| self.partitions.get(position))
+        {
+            Some(state) => state.leader == node_id,
+            None => index >= 0 && index < self.partition_count(),
+        }
     }
 }
 
@@ -89,6 +163,9 @@ impl ClusterMetadata {
             broker_default_configs: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
             brokers: Vec::new(),
+            quorum_managed: false,
+            node_id: 0,
+            controller_id: None,
         }
     }
 
@@ -161,18 +238,74 @@ impl ClusterMetadata {
         self.topics.iter().find(|(_, topic)| topic.id == id)
     }
 
-    /// The leader epoch of a partition. A single node leads every partition from epoch 0 on; the Raft
-    /// metadata quorum assigns epochs when leaders change (replication).
-    pub fn leader_epoch(&self, _topic: &str, _partition: i32) -> storage::types::LeaderEpoch {
-        storage::types::LeaderEpoch(0)
+    /// The leader epoch of a partition (0 for a topic the quorum does not manage yet, or none known).
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> storage::types::LeaderEpoch {
+        let epoch = self
+            .topics
+            .get(topic)
+            .and_then(|topic| topic.partitions.get(usize::try_from(partition).ok()?))
+            .map_or(0, |state| state.leader_epoch);
+        storage::types::LeaderEpoch(epoch)
     }
 
-    /// Owning shard of a partition, if it exists.
+    /// Whether the partition exists (whoever leads it).
+    pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|topic| partition >= 0 && partition < topic.partition_count())
+    }
+
+    /// The shard of this node that serves a partition: it exists and this node leads it. Requests for
+    /// anything else are refused (see [`Self::route`] for why).
     pub fn shard_of(&self, topic: &str, partition: i32) -> Option<usize> {
-        let topic = self.topics.get(topic)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|index| topic.shards.get(index).copied())
+        self.route(topic, partition).ok()
+    }
+
+    /// The shard serving a partition here, or why it is not served here.
+    pub fn route(&self, topic: &str, partition: i32) -> Result<usize, NotServed> {
+        let metadata = self.topics.get(topic).ok_or(NotServed::Unknown)?;
+        let index = usize::try_from(partition).map_err(|_| NotServed::Unknown)?;
+        let shard = *metadata.shards.get(index).ok_or(NotServed::Unknown)?;
+        match metadata.partitions.get(index) {
+            Some(state) if state.leader != self.node_id => Err(NotServed::NotLeader {
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+            }),
+            _ => Ok(shard),
+        }
+    }
+
+    /// Marks every partition the quorum manages as without a leader, until its image says otherwise.
+    pub fn forget_leaders(&mut self) {
+        for topic in self.topics.values_mut() {
+            for state in &mut topic.partitions {
+                state.leader = -1;
+            }
+        }
+    }
+
+    /// The brokers Metadata and DescribeCluster list: the quorum's live brokers, with this broker
+    /// always among them (it is answering, so it is alive, even before its registration is committed).
+    pub fn listed_brokers(&self, config: &crate::config::BrokerConfig) -> Vec<BrokerEndpoint> {
+        let mut brokers = self.brokers.clone();
+        if !brokers
+            .iter()
+            .any(|broker| broker.node_id == config.node_id)
+        {
+            brokers.push(BrokerEndpoint {
+                node_id: config.node_id,
+                host: config.advertise_host.clone(),
+                port: config.advertise_port,
+                rack: config.rack.clone(),
+            });
+            brokers.sort_by_key(|broker| broker.node_id);
+        }
+        brokers
+    }
+
+    /// A live broker's endpoint, by node id.
+    pub fn broker(&self, node_id: i32) -> Option<&BrokerEndpoint> {
+        self.brokers.iter().find(|broker| broker.node_id == node_id)
     }
 
     /// Places `count` new partitions, each on the shard that owns the fewest partitions so far.
@@ -247,6 +380,7 @@ mod tests {
                 id: Uuid::new_v4(),
                 shards,
                 configs: BTreeMap::new(),
+                partitions: Vec::new(),
             },
         );
         assert_eq!(metadata.place_partitions(3, 2), vec![1, 2]);
@@ -261,6 +395,7 @@ mod tests {
                 id: Uuid::new_v4(),
                 shards: vec![0, 1, 2, 3],
                 configs: BTreeMap::new(),
+                partitions: Vec::new(),
             },
         );
         assert_eq!(metadata.fit_to_shards(2), 2);
@@ -302,6 +437,7 @@ mod tests {
                 id: Uuid::new_v4(),
                 shards: vec![1, 0],
                 configs,
+                partitions: Vec::new(),
             },
         );
         metadata.next_producer_id = 7;

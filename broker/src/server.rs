@@ -148,6 +148,7 @@ fn start_quorum(
         quorum_start.log,
         quorum_start.cluster_id,
         state.metadata().cluster_id.clone(),
+        crate::quorum::migration::Migration::of(&state.metadata(), config.node_id),
         stopped,
     );
     state.quorum.replace(Some(quorum.clone()));

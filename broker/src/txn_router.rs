@@ -340,20 +340,26 @@ impl TxnServices for ShardServices {
 }
 
 /// Writes markers wherever their partitions live. A partition the metadata does not have (its topic
-/// was deleted) answers UNKNOWN_TOPIC_OR_PARTITION; one it places on a shard that has not opened it yet
-/// answers NOT_LEADER_OR_FOLLOWER (retriable).
+/// was deleted) answers UNKNOWN_TOPIC_OR_PARTITION; one led by another broker, or placed on a shard
+/// that has not opened it yet, answers NOT_LEADER_OR_FOLLOWER (retriable).
 pub async fn write_markers(state: &Rc<ShardState>, items: Vec<MarkerItem>) -> Vec<MarkerOutcome> {
     let metadata = state.metadata();
     let mut outcomes: Vec<Option<MarkerOutcome>> = (0..items.len()).map(|_| None).collect();
     let mut by_shard: BTreeMap<usize, (Vec<usize>, Vec<MarkerItem>)> = BTreeMap::new();
     for (position, item) in items.into_iter().enumerate() {
-        match metadata.shard_of(&item.topic, item.partition) {
-            Some(shard) => {
+        match metadata.route(&item.topic, item.partition) {
+            Ok(shard) => {
                 let entry = by_shard.entry(shard).or_default();
                 entry.0.push(position);
                 entry.1.push(item);
             }
-            None => outcomes[position] = Some(Err(ResponseError::UnknownTopicOrPartition)),
+            // Led by another broker (or none now): retried, never taken as written.
+            Err(crate::metadata::NotServed::NotLeader { .. }) => {
+                outcomes[position] = Some(Err(ResponseError::NotLeaderOrFollower))
+            }
+            Err(crate::metadata::NotServed::Unknown) => {
+                outcomes[position] = Some(Err(ResponseError::UnknownTopicOrPartition))
+            }
         }
     }
     for (shard, (positions, items)) in by_shard {

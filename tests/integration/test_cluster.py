@@ -188,9 +188,10 @@ def test_cluster_of_three_forms_and_lists_its_brokers(cluster_factory):
         qs = _quorums(c, c.ids)
         quorum_ok, quorum_why = _quorum_agreed(qs, c.ids)
         hw_low = {i: q["high_watermark"] for i, q in qs.items() if not (q["high_watermark"] or 0) > 0}
-        # Each node names itself as the controller: topics are still its own, so its own control
-        # plane makes its topic changes (DescribeQuorum names the quorum's leader).
-        ok = (not wrong and all(controllers[i] == i for i in c.ids) and quorum_ok and not hw_low)
+        # Every node names the quorum's leader (the active controller) as the controller.
+        leaders = {q["leader_id"] for q in qs.values()}
+        ok = (not wrong and quorum_ok and not hw_low and len(leaders) == 1
+              and all(controllers[i] in leaders for i in c.ids))
         seen = (f"brokers differing from {expected}: {wrong}; controllers {controllers}; "
                 f"quorum: {quorum_why}; high watermarks not > 0: {hw_low}")
         return ok, ((mds, qs) if ok else seen)
@@ -263,8 +264,7 @@ def test_cluster_elects_a_new_controller_after_kill9(cluster_factory, topic):
           f"survivors' metadata lists only brokers {survivors} (node {old_leader} fenced)", c.nodes)
 
     # Admin requests keep working on the two-node cluster: the client sends CreateTopics to the
-    # controller the survivors name (topics are still each node's own, so producing through a
-    # client that knows several nodes is not checked until the quorum carries them).
+    # controller the survivors name, the new leader.
     admin = ck_admin(c[survivors[0]].bootstrap)  # held: a collected client fails its futures
     futures = admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)],
                                   request_timeout=15)

@@ -23,7 +23,7 @@ pub mod value;
 
 pub use quorum::{ProcessRoles, QuorumVoter};
 pub use settings::Settings;
-pub use table::MAX_PARTITIONS_PER_TOPIC;
+pub use table::{MAX_PARTITIONS_PER_TOPIC, MAX_REPLICATION_FACTOR};
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -208,6 +208,8 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval: std::time::Duration,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
+    /// `default.replication.factor`: replicas of a topic created without a replication factor.
+    pub default_replication_factor: i16,
     pub socket_request_max_bytes: usize,
     /// Topic defaults (Kafka's `log.*` / `message.max.bytes` broker settings).
     pub log_defaults: LogConfig,
@@ -364,6 +366,7 @@ impl BrokerConfig {
             broker_heartbeat_interval: std::time::Duration::ZERO,
             auto_create_topics_enable: true,
             num_partitions: 1,
+            default_replication_factor: 1,
             socket_request_max_bytes: net::DEFAULT_MAX_REQUEST_BYTES,
             log_defaults: LogConfig::default(),
             batch_cache_bytes: 0,

@@ -17,6 +17,9 @@ mod transactions;
 /// Most partitions one topic may have (CreateTopics, CreatePartitions, `offsets.topic.num.partitions`).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
+/// Most replicas of a partition (a bound on requests; clusters are far smaller).
+pub const MAX_REPLICATION_FACTOR: i16 = 64;
+
 /// Where a setting applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -278,10 +281,14 @@ pub const SETTINGS: &[Setting] = &[
         ..row("num_partitions", Some("num.partitions"), "partitions of a topic created without a count")
     },
     Setting {
-        key: None,
         config_type: ConfigType::Int,
         default: DefaultValue::Fixed("1"),
-        ..row("", Some("default.replication.factor"), "replicas of a new topic (a single broker: always 1)")
+        validator: Validator::Range(1, MAX_REPLICATION_FACTOR as i64),
+        target: Target::Broker(|config, value| {
+            config.default_replication_factor = value.as_int() as i16;
+            Ok(())
+        }),
+        ..row("default_replication_factor", Some("default.replication.factor"), "replicas of a topic created without a replication factor (at most the live brokers)")
     },
     Setting {
         key: None,

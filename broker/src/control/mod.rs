@@ -6,7 +6,9 @@
 
 pub mod alter_configs;
 pub mod producer_ids;
+pub mod quorum_changes;
 pub mod quorum_publisher;
+pub mod replica_placement;
 pub mod requests;
 pub mod unopened;
 
@@ -58,17 +60,67 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
         // Serialized by its own lock: waiting for the quorum must not hold up topic changes.
         return ControlResponse::ProducerId(producer_ids::allocate(state).await);
     }
+    let quorum = state.quorum.borrow().clone();
+    if quorum.is_some() {
+        // Until this node's topics from before the quorum are in its log, a change could be lost.
+        if let Err(refusal) = quorum_changes::wait_until_managed(state).await {
+            return ControlResponse::Topics(vec![Err(refusal); request.outcome_count()]);
+        }
+    }
     let _serialized = state.control_lock.lock().await;
-    let mut metadata: ClusterMetadata = (*state.metadata()).clone();
+    let current = state.metadata();
+    let mut metadata: ClusterMetadata = (*current).clone();
     let requested = unopened::requested_topics(&request);
-    let (response, changed_topics) = match request {
+    let (response, changed) = change(state, &mut metadata, &request);
+    if !changed {
+        return response;
+    }
+    let (response, unopened) = match quorum {
+        Some(quorum) => {
+            quorum_changes::commit(state, &quorum, &request, &current, metadata, response).await
+        }
+        None => {
+            metadata.version += 1;
+            if let Err(error) = metadata.persist(&state.config.data_dir) {
+                return storage_error(&response, &error);
+            }
+            (response, broadcast(state, Arc::new(metadata)).await)
+        }
+    };
+    unopened::fail_unopened(response, &requested, &unopened)
+}
+
+/// Every outcome of `response` as KAFKA_STORAGE_ERROR: the metadata file could not be written.
+fn storage_error(response: &ControlResponse, error: &std::io::Error) -> ControlResponse {
+    tracing::error!(%error, "cannot persist metadata");
+    let count = match response {
+        ControlResponse::Topics(outcomes) => outcomes.len(),
+        ControlResponse::ProducerId(_) => 0,
+    };
+    ControlResponse::Topics(vec![
+        Err((
+            ResponseError::KafkaStorageError,
+            error.to_string()
+        ));
+        count
+    ])
+}
+
+/// Validates `request` against `metadata` and makes its changes there; returns the outcomes and whether
+/// anything changed.
+fn change(
+    state: &Rc<ShardState>,
+    metadata: &mut ClusterMetadata,
+    request: &ControlRequest,
+) -> (ControlResponse, bool) {
+    match request {
         ControlRequest::CreateTopics {
             topics,
             validate_only,
         } => {
             let outcomes: Vec<TopicOutcome> = topics
                 .iter()
-                .map(|topic| create_topic(state, &mut metadata, topic, validate_only))
+                .map(|topic| create_topic(state, metadata, topic, *validate_only))
                 .collect();
             let changed = !validate_only && outcomes.iter().any(Result::is_ok);
             (ControlResponse::Topics(outcomes), changed)
@@ -76,25 +128,7 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
         ControlRequest::DeleteTopics { names } => {
             let outcomes: Vec<TopicOutcome> = names
                 .iter()
-                .map(|name| match metadata.topics.remove(name) {
-                    Some(topic) if internal_topics::is_internal(name) => {
-                        metadata.topics.insert(name.clone(), topic);
-                        Err((
-                            ResponseError::InvalidTopicException,
-                            format!(
-                                "{name} is internal: deleting it would lose its coordinator's state"
-                            ),
-                        ))
-                    }
-                    Some(_) => {
-                        tracing::info!(topic = %name, "deleting topic");
-                        Ok(())
-                    }
-                    None => Err((
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("topic {name} does not exist"),
-                    )),
-                })
+                .map(|name| delete_topic(metadata, name))
                 .collect();
             let changed = outcomes.iter().any(Result::is_ok);
             (ControlResponse::Topics(outcomes), changed)
@@ -103,36 +137,10 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
             topics,
             validate_only,
         } => {
-            let shards = state.config.shards;
             let outcomes: Vec<TopicOutcome> = topics
                 .iter()
                 .map(|(name, count)| {
-                    if internal_topics::is_internal(name) {
-                        return Err((
-                            ResponseError::InvalidPartitions,
-                            format!("{name} is internal: more partitions would move its keys to other coordinators"),
-                        ));
-                    }
-                    let current = match metadata.topics.get(name) {
-                        Some(topic) => topic.partition_count(),
-                        None => return Err((ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist"))),
-                    };
-                    if *count <= current {
-                        return Err((
-                            ResponseError::InvalidPartitions,
-                            format!("topic {name} has {current} partitions; the count can only be increased, not set to {count}"),
-                        ));
-                    }
-                    if *count > MAX_PARTITIONS_PER_TOPIC {
-                        return Err((ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic")));
-                    }
-                    crate::descriptor_budget::check_partition_budget(&state.config, &metadata, *count - current)?;
-                    if !validate_only {
-                        let placed = metadata.place_partitions(shards, (*count - current) as usize);
-                        metadata.topics.get_mut(name).expect("checked above").shards.extend(placed);
-                        tracing::info!(topic = %name, from = current, to = count, "partitions added");
-                    }
-                    Ok(())
+                    create_partitions(state, metadata, name, *count, *validate_only)
                 })
                 .collect();
             let changed = !validate_only && outcomes.iter().any(Result::is_ok);
@@ -144,32 +152,97 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
         } => {
             let before = metadata.clone();
             let outcomes =
-                alter_configs::apply(&state.config, &mut metadata, &alterations, validate_only);
-            let changed = metadata != before;
+                alter_configs::apply(&state.config, metadata, alterations, *validate_only);
+            let changed = *metadata != before;
             (ControlResponse::Topics(outcomes), changed)
         }
-        ControlRequest::AllocateProducerId => unreachable!("answered above"),
-    };
-    if changed_topics {
-        metadata.version += 1;
-        if let Err(error) = metadata.persist(&state.config.data_dir) {
-            tracing::error!(%error, "cannot persist metadata");
-            let count = match &response {
-                ControlResponse::Topics(outcomes) => outcomes.len(),
-                ControlResponse::ProducerId(_) => 0,
-            };
-            return ControlResponse::Topics(vec![
-                Err((
-                    ResponseError::KafkaStorageError,
-                    error.to_string()
-                ));
-                count
-            ]);
-        }
-        let unopened = broadcast(state, Arc::new(metadata)).await;
-        return unopened::fail_unopened(response, &requested, &unopened);
+        ControlRequest::AllocateProducerId => unreachable!("answered by execute"),
     }
-    response
+}
+
+fn delete_topic(metadata: &mut ClusterMetadata, name: &str) -> TopicOutcome {
+    if internal_topics::is_internal(name) && metadata.topics.contains_key(name) {
+        return Err((
+            ResponseError::InvalidTopicException,
+            format!("{name} is internal: deleting it would lose its coordinator's state"),
+        ));
+    }
+    match metadata.topics.remove(name) {
+        Some(_) => {
+            tracing::info!(topic = %name, "deleting topic");
+            Ok(())
+        }
+        None => Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic {name} does not exist"),
+        )),
+    }
+}
+
+fn create_partitions(
+    state: &Rc<ShardState>,
+    metadata: &mut ClusterMetadata,
+    name: &str,
+    count: i32,
+    validate_only: bool,
+) -> TopicOutcome {
+    if internal_topics::is_internal(name) {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!(
+                "{name} is internal: more partitions would move its keys to other coordinators"
+            ),
+        ));
+    }
+    let current = match metadata.topics.get(name) {
+        Some(topic) => topic.partition_count(),
+        None => {
+            return Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name} does not exist"),
+            ))
+        }
+    };
+    if count <= current {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("topic {name} has {current} partitions; the count can only be increased, not set to {count}"),
+        ));
+    }
+    if count > MAX_PARTITIONS_PER_TOPIC {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic"),
+        ));
+    }
+    crate::descriptor_budget::check_partition_budget(&state.config, metadata, count - current)?;
+    if !validate_only {
+        let added = (count - current) as usize;
+        let placed = metadata.place_partitions(state.config.shards, added);
+        let replicas = if metadata.quorum_managed {
+            // The new partitions keep the topic's replication factor.
+            let factor = metadata.topics[name]
+                .partitions
+                .first()
+                .map_or(1, |state| state.replicas.len());
+            Some(replica_placement::place(
+                &state.config,
+                metadata,
+                name,
+                current..count,
+                factor,
+            )?)
+        } else {
+            None
+        };
+        let topic = metadata.topics.get_mut(name).expect("checked above");
+        topic.shards.extend(placed);
+        if let Some(replicas) = replicas {
+            topic.partitions.extend(replicas);
+        }
+        tracing::info!(topic = %name, from = current, to = count, "partitions added");
+    }
+    Ok(())
 }
 
 fn create_topic(
@@ -225,6 +298,13 @@ fn create_topic(
     TopicConfig::resolve(&defaults, &topic.configs)
         .map_err(|message| (ResponseError::InvalidConfig, message))?;
     crate::descriptor_budget::check_partition_budget(&state.config, metadata, topic.partitions)?;
+    // Replicas (where the quorum manages topics; else this node alone, implicitly).
+    let partitions = if metadata.quorum_managed {
+        replica_placement::for_new_topic(&state.config, metadata, topic)?
+    } else {
+        replica_placement::check_single_node(&state.config, topic)?;
+        Vec::new()
+    };
     if !validate_only {
         let shards = metadata.place_partitions(state.config.shards, topic.partitions as usize);
         tracing::info!(topic = %topic.name, partitions = topic.partitions, ?shards, "creating topic");
@@ -234,6 +314,7 @@ fn create_topic(
                 id: Uuid::new_v4(),
                 shards,
                 configs: topic.configs.clone(),
+                partitions,
             },
         );
     }
@@ -246,6 +327,8 @@ pub fn internal_topic(config: &BrokerConfig, name: &str) -> Option<NewTopic> {
         name: name.to_string(),
         partitions: internal_topics::partition_count(name, config)?,
         configs: internal_topics::topic_configs_for_broker(name, config)?,
+        replication_factor: None,
+        assignments: Vec::new(),
     })
 }
 

@@ -10,6 +10,12 @@ pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
     pub configs: BTreeMap<String, String>,
+    /// Replicas of each partition; `None`: `default.replication.factor` (internal topics: up to 3, as
+    /// Kafka's `offsets.topic.replication.factor` default, within the live brokers).
+    pub replication_factor: Option<i16>,
+    /// Replicas of each partition by index, as the request assigned them; empty: placed by the
+    /// controller (rack-aware, leaders spread).
+    pub assignments: Vec<Vec<i32>>,
 }
 
 pub enum ControlRequest {
@@ -30,6 +36,19 @@ pub enum ControlRequest {
         alterations: Vec<ConfigAlteration>,
         validate_only: bool,
     },
+}
+
+impl ControlRequest {
+    /// How many outcomes its answer has (one per topic or alteration).
+    pub fn outcome_count(&self) -> usize {
+        match self {
+            ControlRequest::CreateTopics { topics, .. } => topics.len(),
+            ControlRequest::DeleteTopics { names } => names.len(),
+            ControlRequest::CreatePartitions { topics, .. } => topics.len(),
+            ControlRequest::AllocateProducerId => 0,
+            ControlRequest::AlterConfigs { alterations, .. } => alterations.len(),
+        }
+    }
 }
 
 /// Whose configs an alteration changes.

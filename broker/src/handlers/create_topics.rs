@@ -1,7 +1,8 @@
 //! CreateTopics (key 19), versions 2–7.
 //!
-//! Validates names, partition counts, replication factor (1 on a single node; -1 means the default) and
-//! configs (the control plane validates them against the settings table: `TopicConfig::resolve`), then
+//! Validates names, partition counts, replication factors or explicit assignments (the control plane
+//! checks them against the live brokers: INVALID_REPLICATION_FACTOR beyond; -1 means
+//! `default.replication.factor`) and configs (the control plane validates them against the settings table: `TopicConfig::resolve`), then
 //! creates the topics through the control plane. v5+ answers with the partition count, replication
 //! factor and every config with its source, as DescribeConfigs reports them.
 
@@ -71,18 +72,10 @@ async fn create_topics(
                 ResponseError::InvalidRequest,
                 format!("topic {name} appears more than once in the request"),
             ))
-        } else if !(topic.replication_factor == -1 || topic.replication_factor == 1)
-            || topic
-                .assignments
-                .iter()
-                .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != state.config.node_id)
-        {
+        } else if topic.replication_factor != -1 && !topic.assignments.is_empty() {
             Some((
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "replication factor {} is larger than the 1 available broker",
-                    topic.replication_factor
-                ),
+                ResponseError::InvalidRequest,
+                "both replication factor and assignments were given".into(),
             ))
         } else if !topic.assignments.is_empty() && topic.num_partitions != -1 {
             Some((
@@ -100,13 +93,19 @@ async fn create_topics(
             }
             None => {
                 result.num_partitions = partitions;
-                result.replication_factor = 1;
                 to_create.push((
                     results.len(),
                     NewTopic {
                         name,
                         partitions,
                         configs,
+                        replication_factor: (topic.replication_factor != -1)
+                            .then_some(topic.replication_factor),
+                        assignments: topic
+                            .assignments
+                            .iter()
+                            .map(|assignment| assignment.broker_ids.iter().map(|id| id.0).collect())
+                            .collect(),
                     },
                 ));
             }
@@ -134,6 +133,19 @@ async fn create_topics(
                 Ok(()) => {
                     if let Some(created) = metadata.topics.get(&topic.name) {
                         result.topic_id = created.id;
+                        result.replication_factor = created
+                            .partition_state(0, metadata.node_id)
+                            .map_or(1, |state| state.replicas.len() as i16);
+                    } else {
+                        // validate_only: what the topic would get.
+                        result.replication_factor = topic.replication_factor.unwrap_or(
+                            topic
+                                .assignments
+                                .first()
+                                .map_or(state.config.default_replication_factor, |replicas| {
+                                    replicas.len() as i16
+                                }),
+                        );
                     }
                     if version >= 5 {
                         result.configs = Some(

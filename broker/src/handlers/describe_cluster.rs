@@ -41,7 +41,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 ENDPOINT_BROKERS
             };
             response.cluster_id = str_bytes(metadata.cluster_id.clone());
-            response.controller_id = BrokerId(controller_id(&state.config));
+            response.controller_id = BrokerId(controller_id(&state.config, &metadata));
             response.brokers = listed_brokers(&state.config, &metadata)
                 .into_iter()
                 .map(|endpoint| {

@@ -8,11 +8,14 @@
 //! offset) moves past what the fetch saw; the fetch re-reads after the first completion or at
 //! `max_wait_ms` — nothing spins, so an idle consumer costs (close to) no CPU.
 //!
+//! A partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER with its current leader (v12+).
+//!
 //! Incremental fetch sessions (KIP-227, v7+) are kept per shard: see [`crate::fetch_session`].
 
 use super::{close, decode, respond_later_frame};
 use crate::fetch_session::{SessionError, SessionPartition};
 use crate::messages::ShardMessage;
+use crate::metadata::NotServed;
 use crate::partition::requests::{FetchItem, FetchOutcome, WaitItem};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
@@ -66,6 +69,8 @@ struct Wanted {
     fetch_offset: i64,
     partition_max_bytes: usize,
     shard: Option<usize>,
+    /// Led by another broker (its id and leader epoch; -1: none now).
+    not_leader: Option<(i32, i32)>,
 }
 
 /// What the request asks for once sessions are taken into account.
@@ -195,16 +200,24 @@ async fn fetch(
         } else {
             Some(partition.topic.to_string())
         };
-        let shard = name
+        let route = name
             .as_deref()
-            .and_then(|name| metadata.shard_of(name, partition.partition));
+            .map(|name| metadata.route(name, partition.partition));
+        let not_leader = match route {
+            Some(Err(NotServed::NotLeader {
+                leader,
+                leader_epoch,
+            })) => Some((leader, leader_epoch)),
+            _ => None,
+        };
         wanted.push(Wanted {
             topic_index: topics.len() - 1,
             name,
             partition: partition.partition,
             fetch_offset: partition.fetch_offset,
             partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
-            shard,
+            shard: route.and_then(Result::ok),
+            not_leader,
         });
     }
     let max_bytes = if request.max_bytes <= 0 {
@@ -277,6 +290,16 @@ async fn fetch(
                 data.last_stable_offset = outcome.last_stable_offset;
                 data.log_start_offset = outcome.log_start_offset;
                 records = outcome.records;
+            }
+            None if wanted.not_leader.is_some() => {
+                let (leader, leader_epoch) = wanted.not_leader.expect("matched");
+                data.error_code = ResponseError::NotLeaderOrFollower.code();
+                data.high_watermark = -1;
+                data.last_stable_offset = -1;
+                data.log_start_offset = -1;
+                // A tagged field from v12 (KIP-951 fills it for consumers too).
+                data.current_leader.leader_id = BrokerId(leader);
+                data.current_leader.leader_epoch = leader_epoch;
             }
             None => {
                 let code = if wanted.name.is_none() && version >= 13 {

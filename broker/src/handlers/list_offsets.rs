@@ -5,6 +5,7 @@
 
 use super::simple;
 use crate::messages::ShardMessage;
+use crate::metadata::NotServed;
 use crate::partition::requests::{OffsetOutcome, OffsetQuery};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
@@ -36,14 +37,15 @@ async fn list_offsets(
     let metadata = state.metadata();
     let read_committed = request.isolation_level == 1;
     let mut split = ShardSplit::new();
-    // (topic index, partition index), by position.
-    let mut asked: Vec<(usize, i32)> = Vec::new();
+    // (topic index, partition index, why it is not served here), by position.
+    let mut asked: Vec<(usize, i32, Option<NotServed>)> = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.to_string();
         for partition in &topic.partitions {
-            asked.push((topic_index, partition.partition_index));
-            match metadata.shard_of(&name, partition.partition_index) {
-                Some(shard) => split.push(
+            let route = metadata.route(&name, partition.partition_index);
+            asked.push((topic_index, partition.partition_index, route.err()));
+            match route {
+                Ok(shard) => split.push(
                     shard,
                     OffsetQuery {
                         topic: name.clone(),
@@ -52,7 +54,7 @@ async fn list_offsets(
                         read_committed,
                     },
                 ),
-                None => split.skip(),
+                Err(_) => split.skip(),
             };
         }
     }
@@ -75,8 +77,11 @@ async fn list_offsets(
             response
         })
         .collect();
-    for ((topic_index, partition_index), outcome) in asked.into_iter().zip(answers) {
-        let outcome: OffsetOutcome = outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition));
+    for ((topic_index, partition_index, not_served), outcome) in asked.into_iter().zip(answers) {
+        let outcome: OffsetOutcome = match not_served {
+            Some(NotServed::NotLeader { .. }) => Err(ResponseError::NotLeaderOrFollower),
+            _ => outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition)),
+        };
         let mut partition = ListOffsetsPartitionResponse::default();
         partition.partition_index = partition_index;
         match outcome {

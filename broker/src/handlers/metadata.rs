@@ -1,11 +1,11 @@
 //! Metadata (key 3), versions 0–12.
 //!
 //! Lists the cluster's live brokers (the metadata quorum's registrations, with their racks; this broker
-//! always among them), this node as the controller (see `controller_id`), and the requested topics (all
-//! topics when the list is null, or empty in v0) with their partitions. Topics are still this node's own
-//! (the quorum does not carry them yet): this node leads every partition, with itself as the only replica
-//! and ISR. Unknown topics are
-//! created on the spot when auto-creation is enabled and the request allows it (always before v4).
+//! always among them), the quorum's leader as the controller (see `controller_id`), and the requested
+//! topics (all topics when the list is null, or empty in v0) with each partition's leader, leader epoch,
+//! replicas, ISR and offline replicas, as the quorum's image has them (LEADER_NOT_AVAILABLE for a
+//! partition without a leader). Unknown topics are created on the spot when auto-creation is enabled and
+//! the request allows it (always before v4), through the control plane like CreateTopics.
 
 use super::{simple, str_bytes, topic_name};
 use crate::config::{validate_topic_name, BrokerConfig};
@@ -46,32 +46,16 @@ pub fn authorized_operations(requested: bool, all: i32) -> i32 {
     }
 }
 
-/// The brokers Metadata and DescribeCluster list: the quorum's live brokers, with this broker always among
-/// them (it is answering, so it is alive, even before its registration is committed).
+/// The brokers Metadata and DescribeCluster list (see `ClusterMetadata::listed_brokers`).
 pub fn listed_brokers(config: &BrokerConfig, metadata: &ClusterMetadata) -> Vec<BrokerEndpoint> {
-    let mut brokers = metadata.brokers.clone();
-    if !brokers
-        .iter()
-        .any(|broker| broker.node_id == config.node_id)
-    {
-        brokers.push(BrokerEndpoint {
-            node_id: config.node_id,
-            host: config.advertise_host.clone(),
-            port: config.advertise_port,
-            rack: config.rack.clone(),
-        });
-        brokers.sort_by_key(|broker| broker.node_id);
-    }
-    brokers
+    metadata.listed_brokers(config)
 }
 
 /// The controller clients send topic changes to (CreateTopics, DeleteTopics, CreatePartitions, the
-/// config APIs): this node. Topics are still each node's own (the metadata quorum does not carry them
-/// yet), so the node a client asks is the one whose control plane must make the change; naming the
-/// quorum's leader would send a client's topics to another node than the one it reads them from.
-/// DescribeQuorum names the quorum's leader.
-pub fn controller_id(config: &BrokerConfig) -> i32 {
-    config.node_id
+/// config APIs): the metadata quorum's leader, the active controller. Any broker accepts them too (its
+/// proposals reach the leader through the quorum). This node while no leader is known.
+pub fn controller_id(config: &BrokerConfig, metadata: &ClusterMetadata) -> i32 {
+    metadata.controller_id.unwrap_or(config.node_id)
 }
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
@@ -122,6 +106,8 @@ async fn metadata(
                         name: name.clone(),
                         partitions: config.num_partitions,
                         configs: BTreeMap::new(),
+                        replication_factor: None,
+                        assignments: Vec::new(),
                     })
                 }
                 _ => None,
@@ -152,6 +138,7 @@ async fn metadata(
     }
 
     let metadata = state.metadata();
+    let listed = listed_brokers(&config, &metadata);
     let include_operations = request.include_topic_authorized_operations;
     let describe = |name: &str, topic: &crate::metadata::TopicMetadata| {
         let mut response = MetadataResponseTopic::default();
@@ -161,14 +148,26 @@ async fn metadata(
         response.topic_authorized_operations =
             authorized_operations(include_operations, ALL_TOPIC_OPERATIONS);
         response.partitions = (0..topic.partition_count())
-            .map(|index| {
+            .filter_map(|index| {
+                let state = topic.partition_state(index, config.node_id)?;
                 let mut partition = MetadataResponsePartition::default();
                 partition.partition_index = index;
-                partition.leader_id = BrokerId(config.node_id);
-                partition.leader_epoch = metadata.leader_epoch(name, index).0;
-                partition.replica_nodes = vec![BrokerId(config.node_id)];
-                partition.isr_nodes = vec![BrokerId(config.node_id)];
-                partition
+                partition.leader_id = BrokerId(state.leader);
+                partition.leader_epoch = state.leader_epoch;
+                partition.replica_nodes = state.replicas.iter().copied().map(BrokerId).collect();
+                partition.isr_nodes = state.isr.iter().copied().map(BrokerId).collect();
+                // Replicas on brokers not listed (fenced, or not registered yet).
+                partition.offline_replicas = state
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|replica| !listed.iter().any(|broker| broker.node_id == *replica))
+                    .map(BrokerId)
+                    .collect();
+                if state.leader < 0 {
+                    partition.error_code = ResponseError::LeaderNotAvailable.code();
+                }
+                Some(partition)
             })
             .collect();
         response
@@ -212,7 +211,7 @@ async fn metadata(
     };
 
     let mut response = MetadataResponse::default();
-    response.brokers = listed_brokers(&config, &metadata)
+    response.brokers = listed
         .into_iter()
         .map(|endpoint| {
             let mut broker = MetadataResponseBroker::default();
@@ -224,7 +223,7 @@ async fn metadata(
         })
         .collect();
     response.cluster_id = Some(str_bytes(metadata.cluster_id.clone()));
-    response.controller_id = BrokerId(controller_id(&config));
+    response.controller_id = BrokerId(controller_id(&config, &metadata));
     // Only v8–10 carry the field (decoded as false elsewhere, and not encoded there).
     response.cluster_authorized_operations = authorized_operations(
         request.include_cluster_authorized_operations,

@@ -31,7 +31,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     .iter()
                     .map(|partition| {
                         let index = partition.partition_index;
-                        if metadata.shard_of(&name, index).is_none() {
+                        if !metadata.has_partition(&name, index) {
                             (index, Some(ResponseError::UnknownTopicOrPartition))
                         } else {
                             known.push((name.clone(), index));

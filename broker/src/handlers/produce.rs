@@ -7,21 +7,26 @@
 //! where the leader is the only in-sync replica; `timeout_ms` bounds the wait) — and answer. acks=0 gets
 //! no response at all.
 //!
+//! A partition this broker does not lead is refused with NOT_LEADER_OR_FOLLOWER, naming the current
+//! leader and its endpoint from v10 (KIP-951).
+//!
 //! Transactional batches are verified with their transaction coordinator first, in the dispatch stage
 //! (KIP-890 part 1, `txn_verification`): one to a partition not added to the transaction is refused.
 
 use super::{close, decode, encode, str_bytes, topic_name};
 use crate::internal_topics;
 use crate::messages::ShardMessage;
+use crate::metadata::{ClusterMetadata, NotServed};
 use crate::partition::requests::{ProduceItem, ProduceOutcome};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use crate::txn_verification::ProducedPartition;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use net::{DecodedHeader, DispatchFuture, Frame, ResponseFuture};
 use std::rc::Rc;
 use std::time::Duration;
@@ -42,6 +47,8 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         let mut layout: Vec<(String, Vec<(i32, usize)>)> =
             Vec::with_capacity(request.topic_data.len());
         let mut refused: Vec<(usize, ProduceOutcome)> = Vec::new();
+        // Partitions led elsewhere: (topic, index, leader, leader epoch), for v10+'s current leader.
+        let mut current_leaders: Vec<(String, i32, i32, i32)> = Vec::new();
         let mut unverified = {
             let produced: Vec<ProducedPartition> = request
                 .topic_data
@@ -82,12 +89,24 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 {
                     Some(refusal)
                 } else {
-                    match (metadata.shard_of(&name, data.index), data.records) {
-                        (None, _) => Some((ResponseError::UnknownTopicOrPartition, String::new())),
-                        (Some(_), None) => {
+                    match (metadata.route(&name, data.index), data.records) {
+                        (Err(NotServed::Unknown), _) => {
+                            Some((ResponseError::UnknownTopicOrPartition, String::new()))
+                        }
+                        (
+                            Err(NotServed::NotLeader {
+                                leader,
+                                leader_epoch,
+                            }),
+                            _,
+                        ) => {
+                            current_leaders.push((name.clone(), data.index, leader, leader_epoch));
+                            Some((ResponseError::NotLeaderOrFollower, String::new()))
+                        }
+                        (Ok(_), None) => {
                             Some((ResponseError::InvalidRecord, "no record set".into()))
                         }
-                        (Some(shard), Some(records)) => {
+                        (Ok(shard), Some(records)) => {
                             let position = split.push(
                                 shard,
                                 ProduceItem {
@@ -152,10 +171,48 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                     topic
                 })
                 .collect();
+            if header.api_version >= 10 && !current_leaders.is_empty() {
+                point_to_leaders(&mut response, &current_leaders, &metadata);
+            }
             encode(&header, &response).map(Frame::from)
         });
         Ok(response)
     })
+}
+
+/// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current leader, and the response
+/// carries those leaders' endpoints, so the client need not refresh its metadata first.
+fn point_to_leaders(
+    response: &mut ProduceResponse,
+    current_leaders: &[(String, i32, i32, i32)],
+    metadata: &ClusterMetadata,
+) {
+    for (name, index, leader, leader_epoch) in current_leaders {
+        let partition = response
+            .responses
+            .iter_mut()
+            .filter(|topic| topic.name.as_str() == name)
+            .flat_map(|topic| topic.partition_responses.iter_mut())
+            .find(|partition| partition.index == *index);
+        if let Some(partition) = partition {
+            partition.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(*leader))
+                .with_leader_epoch(*leader_epoch);
+        }
+        let listed = response
+            .node_endpoints
+            .iter()
+            .any(|endpoint| endpoint.node_id.0 == *leader);
+        if let (Some(broker), false) = (metadata.broker(*leader), listed) {
+            response.node_endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(broker.node_id))
+                    .with_host(str_bytes(broker.host.clone()))
+                    .with_port(i32::from(broker.port))
+                    .with_rack(broker.rack.clone().map(str_bytes)),
+            );
+        }
+    }
 }
 
 fn partition_response(index: i32, outcome: ProduceOutcome) -> PartitionProduceResponse {

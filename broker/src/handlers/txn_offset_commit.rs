@@ -48,10 +48,8 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                         .as_ref()
                         .map(|text| text.to_string())
                         .unwrap_or_default();
-                    let error = if metadata
-                        .shard_of(&name, partition.partition_index)
-                        .is_none()
-                    {
+                    // Any partition of the cluster: its leader may be another broker.
+                    let error = if !metadata.has_partition(&name, partition.partition_index) {
                         Some(ResponseError::UnknownTopicOrPartition)
                     } else if text.len() > max_metadata {
                         Some(ResponseError::OffsetMetadataTooLarge)

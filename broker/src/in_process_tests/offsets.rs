@@ -47,6 +47,8 @@ fn shard_with_offsets_topic(adjust: impl FnOnce(&mut crate::config::BrokerConfig
             name: TOPIC.to_string(),
             partitions: 1,
             configs: BTreeMap::new(),
+            replication_factor: None,
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };

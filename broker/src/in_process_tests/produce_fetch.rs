@@ -28,6 +28,8 @@ fn create_topic(shard: &mut TestShard, name: &str, partitions: i32) {
             name: name.to_string(),
             partitions,
             configs: BTreeMap::new(),
+            replication_factor: None,
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };
@@ -48,6 +50,8 @@ fn the_cluster_metadata_topic_cannot_be_created() {
             name: crate::internal_topics::CLUSTER_METADATA_TOPIC.to_string(),
             partitions: 1,
             configs: BTreeMap::new(),
+            replication_factor: None,
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };

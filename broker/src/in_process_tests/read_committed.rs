@@ -49,6 +49,8 @@ fn shard_with_topic() -> TestShard {
             name: TOPIC.to_string(),
             partitions: 1,
             configs: BTreeMap::new(),
+            replication_factor: None,
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };

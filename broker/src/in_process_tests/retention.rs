@@ -36,6 +36,8 @@ fn create_topic(shard: &mut TestShard, configs: &[(&str, &str)]) {
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            replication_factor: None,
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };

@@ -43,6 +43,8 @@ fn transactional_shard(adjust: impl FnOnce(&mut crate::config::BrokerConfig)) ->
             name: TOPIC.to_string(),
             partitions: 2,
             configs: BTreeMap::new(),
+            replication_factor: None,
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };

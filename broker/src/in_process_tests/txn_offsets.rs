@@ -47,6 +47,8 @@ fn shard_with_topic(adjust: impl FnOnce(&mut crate::config::BrokerConfig)) -> Te
             name: TOPIC.to_string(),
             partitions: 2,
             configs: BTreeMap::new(),
+            replication_factor: None,
+            assignments: Vec::new(),
         }],
         validate_only: false,
     };

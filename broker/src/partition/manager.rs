@@ -181,18 +181,46 @@ impl PartitionManager {
                 (Some(now), None) => index >= now.partition_count(),
                 (None, _) => true,
             };
-            if !gone {
+            // Another node leads it now (or none does): it is no longer served here, its data stays.
+            let led_elsewhere = !gone && !metadata.topics[&topic].led_by(index, metadata.node_id);
+            if !gone && !led_elsewhere {
                 continue;
             }
             let removed = self.partitions.borrow_mut().remove(&(topic.clone(), index));
             if let Some(partition) = removed {
                 for listener in self.listeners() {
-                    listener.deleted(&partition);
+                    if gone {
+                        listener.deleted(&partition);
+                    } else {
+                        listener.unloaded(&partition);
+                    }
                 }
                 self.delayed.high_watermark_moved(partition.key());
                 partition.close().await;
-                deleted_dirs.push(partition_dir(data_dir, &topic, index));
-                tracing::info!(%topic, partition = index, "partition deleted");
+                if gone {
+                    deleted_dirs.push(partition_dir(data_dir, &topic, index));
+                    tracing::info!(%topic, partition = index, "partition deleted");
+                } else {
+                    tracing::info!(%topic, partition = index, "partition no longer led here");
+                }
+            }
+        }
+        // Partitions of a deleted topic this shard held without serving them (led elsewhere, or not
+        // yet known after a start) leave their directories too.
+        for (topic, before) in &previous.topics {
+            if metadata
+                .topics
+                .get(topic)
+                .is_some_and(|now| now.id == before.id)
+            {
+                continue;
+            }
+            for (index, &owner) in before.shards.iter().enumerate() {
+                let dir = partition_dir(data_dir, topic, index as i32);
+                if owner == shard && !deleted_dirs.contains(&dir) && dir.is_dir() {
+                    tracing::info!(%topic, partition = index, "partition deleted (not served here)");
+                    deleted_dirs.push(dir);
+                }
             }
         }
         let marked = crate::partition_dir::mark_all_deleted(data_dir, &deleted_dirs);
@@ -215,7 +243,7 @@ impl PartitionManager {
             let mut resolved = None;
             for (index, &owner) in topic_metadata.shards.iter().enumerate() {
                 let index = index as i32;
-                if owner != shard {
+                if owner != shard || !topic_metadata.led_by(index, metadata.node_id) {
                     continue;
                 }
                 if let Some(partition) = self.get(topic, index) {

@@ -2,8 +2,14 @@
 //! log order. Every node applies the same records in the same order, so every node's image is the same
 //! at the same applied index; a record that does not fit (a second cluster id, a fence of an older
 //! registration) is ignored the same way everywhere.
+//!
+//! Topic records are checked against the image they are applied to: one that does not fit (a taken
+//! name, a partition out of order) is refused (`Change::Refused`) and changes nothing, and a batch is
+//! applied whole or not at all. Leaders move here too, as a pure function of the image: a fenced
+//! leader's partitions go to the first live member of their ISR (or offline, -1), and a broker that is
+//! unfenced or registers leads the offline partitions whose ISR holds it.
 
-use super::records::MetadataRecord;
+use super::records::{ConfigTarget, MetadataRecord};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -59,6 +65,44 @@ pub struct PartitionImage {
     pub partition_epoch: i32,
 }
 
+impl PartitionImage {
+    /// A new leader (or -1): both epochs move if it is another.
+    fn set_leader(&mut self, leader: i32) {
+        if leader != self.leader {
+            self.leader = leader;
+            self.leader_epoch = self.leader_epoch.wrapping_add(1);
+            self.partition_epoch = self.partition_epoch.wrapping_add(1);
+        }
+    }
+}
+
+/// Every partition of `topics`.
+fn partitions_mut(
+    topics: &mut BTreeMap<String, TopicImage>,
+) -> impl Iterator<Item = &mut PartitionImage> {
+    topics
+        .values_mut()
+        .flat_map(|topic| topic.partitions.iter_mut())
+}
+
+/// How much a change weighs in a batch's change (`MetadataImage::apply_batch`).
+fn rank(change: Change) -> u8 {
+    match change {
+        Change::None => 0,
+        Change::ProducerIds => 1,
+        Change::ClusterId => 2,
+        Change::Brokers => 3,
+        Change::Topics => 4,
+        Change::Refused => 5,
+    }
+}
+
+/// Kafka's collision rule: topic names that differ only in '.' against '_' collide (their metric
+/// names would be the same).
+fn normalized(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 /// The ids of this node's current producer-id block not yet handed out: `next..end` (the control
 /// plane's, `control::producer_ids`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,9 +127,20 @@ pub enum Change {
 
 impl MetadataImage {
     /// Applies the record of the entry at `index` (entries must come in log order).
+    ///
+    /// A refused record (`Change::Refused`) leaves the image as it was, but for `applied_index`, which
+    /// moves to `index` whatever the record.
     pub fn apply(&mut self, index: u64, record: &MetadataRecord) -> Change {
         debug_assert!(index > self.applied_index, "entries applied out of order");
         self.applied_index = index;
+        match record {
+            MetadataRecord::Batch(records) => self.apply_batch(index, records),
+            record => self.apply_one(index, record),
+        }
+    }
+
+    /// Applies one record that is not a batch.
+    fn apply_one(&mut self, index: u64, record: &MetadataRecord) -> Change {
         match record {
             MetadataRecord::ClusterId { cluster_id } => {
                 // A cluster id meta.properties could not hold is never adopted (no broker proposes one).
@@ -116,6 +171,7 @@ impl MetadataImage {
                         fenced: false,
                     },
                 );
+                self.elect_offline_leaders(*node_id);
                 Change::Brokers
             }
             MetadataRecord::FenceBroker { node_id, epoch }
@@ -125,6 +181,11 @@ impl MetadataImage {
                     // Only the registration it names: a broker that registered again since is another.
                     Some(broker) if broker.epoch == *epoch && broker.fenced != fence => {
                         broker.fenced = fence;
+                        if fence {
+                            self.replace_fenced_leader(*node_id);
+                        } else {
+                            self.elect_offline_leaders(*node_id);
+                        }
                         Change::Brokers
                     }
                     _ => Change::None,
@@ -139,7 +200,152 @@ impl MetadataImage {
                 self.next_producer_id = first_id.saturating_add(i64::from(*count));
                 Change::ProducerIds
             }
-            _ => todo!("topic records"),
+            MetadataRecord::Topic {
+                topic_id,
+                name,
+                configs,
+            } => {
+                let collides = |taken: &String| normalized(taken) == normalized(name);
+                if name.is_empty()
+                    || topic_id.is_nil()
+                    || self.topic_by_id(*topic_id).is_some()
+                    || self.topics.keys().any(collides)
+                {
+                    return Change::Refused;
+                }
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        id: *topic_id,
+                        configs: configs.iter().cloned().collect(),
+                        partitions: Vec::new(),
+                    },
+                );
+                Change::Topics
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let Some(topic) = self.topics.values_mut().find(|t| t.id == *topic_id) else {
+                    return Change::Refused;
+                };
+                let distinct = replicas
+                    .iter()
+                    .enumerate()
+                    .all(|(i, id)| !replicas[..i].contains(id));
+                if usize::try_from(*partition) != Ok(topic.partitions.len())
+                    || replicas.is_empty()
+                    || !distinct
+                    || !isr.iter().all(|id| replicas.contains(id))
+                    || !(*leader == -1 || isr.contains(leader))
+                {
+                    return Change::Refused;
+                }
+                topic.partitions.push(PartitionImage {
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                });
+                Change::Topics
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let Some((name, _)) = self.topic_by_id(*topic_id) else {
+                    return Change::Refused;
+                };
+                let name = name.clone();
+                self.topics.remove(&name);
+                Change::Topics
+            }
+            MetadataRecord::Config {
+                target,
+                name,
+                value,
+            } => {
+                let configs = match target {
+                    ConfigTarget::BrokerDefault => &mut self.broker_default_configs,
+                    ConfigTarget::Topic(topic) => match self.topics.get_mut(topic) {
+                        Some(topic) => &mut topic.configs,
+                        None => return Change::Refused,
+                    },
+                };
+                // Setting a config to the value it has, or removing one that is not set, changes
+                // nothing: Change::None, not a refusal.
+                let changed = match value {
+                    Some(value) => {
+                        configs.insert(name.clone(), value.clone()).as_ref() != Some(value)
+                    }
+                    None => configs.remove(name).is_some(),
+                };
+                if changed {
+                    Change::Topics
+                } else {
+                    Change::None
+                }
+            }
+            MetadataRecord::TopicsMigrated => {
+                if self.topics_migrated {
+                    return Change::Refused;
+                }
+                self.topics_migrated = true;
+                Change::Topics
+            }
+            // Only `apply` takes batches; one inside a batch is refused.
+            MetadataRecord::Batch(_) => Change::Refused,
+        }
+    }
+
+    /// Applies `records` whole or not at all: on a clone of the image, adopted only if no record is
+    /// refused (a batch inside the batch is refused). The change is `Topics` if any record changed
+    /// topics, else the largest of the records' changes (`Brokers` > `ClusterId` > `ProducerIds` >
+    /// `None`); an empty batch is `None`.
+    fn apply_batch(&mut self, index: u64, records: &[MetadataRecord]) -> Change {
+        let mut next = self.clone();
+        let mut change = Change::None;
+        for record in records {
+            let applied = next.apply_one(index, record);
+            if applied == Change::Refused {
+                return Change::Refused;
+            }
+            if rank(applied) > rank(change) {
+                change = applied;
+            }
+        }
+        *self = next;
+        change
+    }
+
+    /// The topic with id `topic_id`, and its name.
+    pub fn topic_by_id(&self, topic_id: Uuid) -> Option<(&String, &TopicImage)> {
+        self.topics.iter().find(|(_, topic)| topic.id == topic_id)
+    }
+
+    /// After `node_id` is fenced: each partition it leads goes to the first registered, unfenced member
+    /// of its ISR (in ISR order), else offline (-1). The ISR is kept: no unclean election.
+    fn replace_fenced_leader(&mut self, node_id: i32) {
+        let brokers = &self.brokers;
+        let live = |id: &&i32| brokers.get(*id).is_some_and(|broker| !broker.fenced);
+        for partition in partitions_mut(&mut self.topics) {
+            if partition.leader == node_id {
+                let leader = partition.isr.iter().find(live).copied().unwrap_or(-1);
+                partition.set_leader(leader);
+            }
+        }
+    }
+
+    /// After `node_id` is unfenced or registers: it leads each offline partition whose ISR holds it.
+    fn elect_offline_leaders(&mut self, node_id: i32) {
+        for partition in partitions_mut(&mut self.topics) {
+            if partition.leader == -1 && partition.isr.contains(&node_id) {
+                partition.set_leader(node_id);
+            }
         }
     }
 
@@ -156,91 +362,5 @@ impl MetadataImage {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn register(node_id: i32, incarnation: u64) -> MetadataRecord {
-        MetadataRecord::RegisterBroker {
-            node_id,
-            incarnation,
-            host: "127.0.0.1".into(),
-            port: 9000 + node_id as u16,
-            rack: None,
-        }
-    }
-
-    #[test]
-    fn the_first_cluster_id_wins() {
-        let mut image = MetadataImage::default();
-        let first = MetadataRecord::ClusterId {
-            cluster_id: "first".into(),
-        };
-        let second = MetadataRecord::ClusterId {
-            cluster_id: "second".into(),
-        };
-        assert_eq!(image.apply(1, &first), Change::ClusterId);
-        assert_eq!(image.apply(2, &second), Change::None);
-        assert_eq!(image.cluster_id.as_deref(), Some("first"));
-        let mut image = MetadataImage::default();
-        let unusable = MetadataRecord::ClusterId {
-            cluster_id: "prod.eu".into(),
-        };
-        assert_eq!(image.apply(1, &unusable), Change::None);
-        assert_eq!(image.apply(2, &first), Change::ClusterId);
-    }
-
-    #[test]
-    fn a_fence_names_one_registration_and_a_new_one_is_unfenced() {
-        let mut image = MetadataImage::default();
-        image.apply(3, &register(1, 10));
-        image.apply(4, &register(2, 20));
-        assert_eq!(image.brokers[&1].epoch, 3);
-        assert_eq!(
-            image.apply(
-                5,
-                &MetadataRecord::FenceBroker {
-                    node_id: 1,
-                    epoch: 3
-                }
-            ),
-            Change::Brokers
-        );
-        assert_eq!(
-            image.live_brokers().map(|b| b.node_id).collect::<Vec<_>>(),
-            vec![2]
-        );
-        // It restarts and registers again: a new epoch, not fenced; the old epoch's unfence is stale.
-        image.apply(6, &register(1, 11));
-        assert!(!image.brokers[&1].fenced);
-        assert_eq!(image.brokers[&1].epoch, 6);
-        assert_eq!(
-            image.apply(
-                7,
-                &MetadataRecord::FenceBroker {
-                    node_id: 1,
-                    epoch: 3
-                }
-            ),
-            Change::None
-        );
-        assert_eq!(image.live_brokers().count(), 2);
-        image.skip(8);
-        assert_eq!(image.applied_index, 8);
-    }
-
-    #[test]
-    fn producer_id_blocks_never_overlap() {
-        let mut image = MetadataImage::default();
-        let block = |node_id, first_id| MetadataRecord::ProducerIds {
-            node_id,
-            first_id,
-            count: 1000,
-        };
-        assert_eq!(image.apply(1, &block(1, 5000)), Change::ProducerIds);
-        assert_eq!(image.next_producer_id, 6000);
-        // Node 2 proposed from an older image: its block overlaps and is ignored everywhere.
-        assert_eq!(image.apply(2, &block(2, 5500)), Change::None);
-        assert_eq!(image.apply(3, &block(2, 6000)), Change::ProducerIds);
-        assert_eq!(image.next_producer_id, 7000);
-    }
-}
+#[path = "image_tests.rs"]
+mod tests;

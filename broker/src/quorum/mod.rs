@@ -14,14 +14,18 @@
 //! directory is formatted (`meta.properties`) with the cluster id the quorum commits first; a directory
 //! formatted for another cluster is refused (`transport::Identity`, `node`).
 //!
-//! What the image holds so far: the cluster id and the registered brokers (endpoint, rack, epoch,
-//! fenced). The control plane publishes it to every shard (`control::quorum_publisher`). Topics,
-//! partitions and configs are still this node's own (`cluster_metadata.toml`).
+//! What the image holds: the cluster id, the registered brokers (endpoint, rack, epoch, fenced), producer-id
+//! blocks, topics with their partitions (replicas, ISR, leader, epochs) and configs, and the dynamic
+//! broker defaults. The control plane proposes topic changes (`control::quorum_changes`) and publishes
+//! the image to every shard (`control::quorum_publisher`); a broker's topics from before the quorum
+//! carried them are migrated once (`migration`).
 
 pub mod image;
 pub mod log_store;
 mod logger;
+pub mod migration;
 mod node;
+pub mod placement;
 pub mod records;
 #[cfg(test)]
 mod simulation_tests;
@@ -109,6 +113,8 @@ pub enum ProposalError {
     TimedOut,
     #[error("the metadata quorum is stopping")]
     Stopping,
+    #[error("the change takes {0} bytes in the metadata log, more than one entry may hold ({max})", max = node::MAX_ENTRY_BYTES_PER_MESSAGE)]
+    TooLarge(usize),
 }
 
 impl Quorum {
@@ -119,14 +125,32 @@ impl Quorum {
         record: records::MetadataRecord,
         timeout: std::time::Duration,
     ) -> Result<Applied, ProposalError> {
+        self.submit(record, timeout)
+            .await
+            .unwrap_or(Err(ProposalError::Stopping))
+    }
+
+    /// Queues `record` for the Ready loop at once (so several can be in flight) and returns where its
+    /// outcome will come; `propose` waits for it.
+    pub fn submit(
+        &self,
+        record: records::MetadataRecord,
+        timeout: std::time::Duration,
+    ) -> futures_channel::oneshot::Receiver<Result<Applied, ProposalError>> {
         let (reply, receiver) = futures_channel::oneshot::channel();
+        let size = record.encode().len();
+        if size as u64 > node::MAX_ENTRY_BYTES_PER_MESSAGE {
+            // Raft sends an entry whole: a larger one could never reach the other voters' frames.
+            let _ = reply.send(Err(ProposalError::TooLarge(size)));
+            return receiver;
+        }
         self.proposals.borrow_mut().push_back(Proposal {
             record,
             deadline: shard::task::now() + timeout,
             reply,
         });
         self.proposals_event.notify(1);
-        receiver.await.unwrap_or(Err(ProposalError::Stopping))
+        receiver
     }
 
     /// Waits (at most `limit`) until the Ready loop has returned. The shard waits for it before its
@@ -150,12 +174,14 @@ impl Quorum {
 /// Starts the quorum on this (the controller) shard: the transport, the controller listener when there
 /// are other voters, and the Ready loop until `stopped()`. `cluster_id` is the directory's
 /// (`meta.properties`), if it is formatted; `candidate_cluster_id` is what this node proposes if it leads
-/// before any cluster id is committed.
+/// before any cluster id is committed, and `migration` the topics it proposes if it leads before any
+/// node's topics are in the log.
 pub fn start(
     config: Arc<BrokerConfig>,
     log: QuorumLog,
     cluster_id: Option<String>,
     candidate_cluster_id: String,
+    migration: migration::Migration,
     stopped: impl Fn() -> bool + 'static,
 ) -> Rc<Quorum> {
     let voters = config.quorum_voters.clone();
@@ -191,6 +217,7 @@ pub fn start(
         quorum: quorum.clone(),
         config,
         candidate_cluster_id,
+        migration,
     })
     .unwrap_or_else(|error| fatal(&format!("cannot start the quorum: {error}")));
     shard::task::spawn(async move {

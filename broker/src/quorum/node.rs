@@ -53,6 +53,8 @@ pub(super) struct Node {
     /// Random per process start: this node's registration is the one carrying it.
     incarnation: u64,
     candidate_cluster_id: String,
+    /// This node's topics from before the quorum carried them, proposed if it leads first.
+    migration: super::migration::Migration,
     last_heard: HashMap<u64, Instant>,
     leader_since: Option<Instant>,
     /// What this node proposed and when (so a duty is not proposed again on every tick).
@@ -75,6 +77,7 @@ pub(super) struct NodeParts {
     pub quorum: Rc<Quorum>,
     pub config: Arc<BrokerConfig>,
     pub candidate_cluster_id: String,
+    pub migration: super::migration::Migration,
 }
 
 impl Node {
@@ -110,6 +113,7 @@ impl Node {
             } else {
                 crate::metadata::ClusterMetadata::new_cluster().cluster_id
             },
+            migration: parts.migration,
             last_heard: HashMap::new(),
             leader_since: None,
             proposed: HashMap::new(),
@@ -405,6 +409,11 @@ impl Node {
             }
             if caught_up {
                 self.fence_or_unfence(now, leader_since, &image);
+                let migration: Vec<MetadataRecord> =
+                    self.migration.next(&image).into_iter().cloned().collect();
+                for record in migration {
+                    self.propose(now, record);
+                }
             }
         }
         let registered = image
@@ -522,6 +531,8 @@ impl Node {
         };
         if leader_changed {
             tracing::info!(leader = ?leader_id, term = raft.term, "quorum: leader changed");
+            // The active controller is published to the shards (Metadata's controller id).
+            self.quorum.changed.notify(usize::MAX);
         }
     }
 }

@@ -4,15 +4,28 @@
 //!
 //! ```text
 //! frame version: u8 (= 0)
-//! record type:   u8 (1 ClusterId, 2 RegisterBroker, 3 FenceBroker, 4 UnfenceBroker, 5 ProducerIds)
+//! record type:   u8 (1 ClusterId, 2 RegisterBroker, 3 FenceBroker, 4 UnfenceBroker, 5 ProducerIds,
+//!                     6 Topic, 7 Partition, 8 RemoveTopic, 9 Config, 10 TopicsMigrated, 11 Batch)
 //! fields, by type:
 //!   ClusterId       cluster_id: string
 //!   RegisterBroker  node_id: i32, incarnation: u64, host: string, port: u16, rack: optional string
 //!   FenceBroker     node_id: i32, epoch: i64
 //!   UnfenceBroker   node_id: i32, epoch: i64
 //!   ProducerIds     node_id: i32, first_id: i64, count: i32
-//! string:          length u16, then that many UTF-8 bytes
+//!   Topic           topic_id: uuid, name: string, configs: list of (name: string, value: string)
+//!   Partition       topic_id: uuid, partition: i32, replicas: list of i32, isr: list of i32,
+//!                   leader: i32, leader_epoch: i32, partition_epoch: i32
+//!   RemoveTopic     topic_id: uuid
+//!   Config          target: u8 0 (BrokerDefault) | u8 1, topic name: string;
+//!                   name: string, value: optional string (absent: the config is removed)
+//!   TopicsMigrated  (no fields)
+//!   Batch           count: u32 (at most MAX_BATCH_RECORDS), then count times:
+//!                   length: u32, that many bytes: a whole record (frame version byte included),
+//!                   never itself a Batch
+//! string:          length u16 (at most MAX_STRING_BYTES), then that many UTF-8 bytes
 //! optional string: u8 0 (absent) | u8 1, string
+//! uuid:            16 bytes
+//! list:            count u16 (at most MAX_LIST_LENGTH), then that many items
 //! ```
 //!
 //! A broker's epoch is the log index of its registration entry (as KRaft's broker epoch is the offset of
@@ -40,6 +53,15 @@ const REGISTER_BROKER: u8 = 2;
 const FENCE_BROKER: u8 = 3;
 const UNFENCE_BROKER: u8 = 4;
 const PRODUCER_IDS: u8 = 5;
+const TOPIC: u8 = 6;
+const PARTITION: u8 = 7;
+const REMOVE_TOPIC: u8 = 8;
+const CONFIG: u8 = 9;
+const TOPICS_MIGRATED: u8 = 10;
+const BATCH: u8 = 11;
+
+/// Most records a batch's decoding reserves room for up front (its count is untrusted until read).
+const BATCH_PREALLOCATION: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MetadataRecord {
@@ -126,6 +148,14 @@ pub enum RecordError {
     NotUtf8,
     #[error("optional-string flag {0} (0 or 1)")]
     BadFlag(u8),
+    #[error("config target {0} (0 broker default or 1 topic)")]
+    BadConfigTarget(u8),
+    #[error("list of {0} items (at most {MAX_LIST_LENGTH})")]
+    ListTooLong(usize),
+    #[error("batch of {0} records (at most {MAX_BATCH_RECORDS})")]
+    BatchTooLong(usize),
+    #[error("a batch inside a batch")]
+    NestedBatch,
 }
 
 impl MetadataRecord {
@@ -149,13 +179,7 @@ impl MetadataRecord {
                 out.extend_from_slice(&incarnation.to_be_bytes());
                 put_string(&mut out, host);
                 out.extend_from_slice(&port.to_be_bytes());
-                match rack {
-                    None => out.push(0),
-                    Some(rack) => {
-                        out.push(1);
-                        put_string(&mut out, rack);
-                    }
-                }
+                put_optional_string(&mut out, rack.as_deref());
             }
             MetadataRecord::FenceBroker { node_id, epoch }
             | MetadataRecord::UnfenceBroker { node_id, epoch } => {
@@ -177,13 +201,89 @@ impl MetadataRecord {
                 out.extend_from_slice(&first_id.to_be_bytes());
                 out.extend_from_slice(&count.to_be_bytes());
             }
-            _ => todo!("topic records"),
+            MetadataRecord::Topic {
+                topic_id,
+                name,
+                configs,
+            } => {
+                out.push(TOPIC);
+                out.extend_from_slice(topic_id.as_bytes());
+                put_string(&mut out, name);
+                put_list(&mut out, configs, |out, (name, value)| {
+                    put_string(out, name);
+                    put_string(out, value);
+                });
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                out.push(PARTITION);
+                out.extend_from_slice(topic_id.as_bytes());
+                out.extend_from_slice(&partition.to_be_bytes());
+                put_list(&mut out, replicas, |out, id| {
+                    out.extend_from_slice(&id.to_be_bytes())
+                });
+                put_list(&mut out, isr, |out, id| {
+                    out.extend_from_slice(&id.to_be_bytes())
+                });
+                out.extend_from_slice(&leader.to_be_bytes());
+                out.extend_from_slice(&leader_epoch.to_be_bytes());
+                out.extend_from_slice(&partition_epoch.to_be_bytes());
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                out.push(REMOVE_TOPIC);
+                out.extend_from_slice(topic_id.as_bytes());
+            }
+            MetadataRecord::Config {
+                target,
+                name,
+                value,
+            } => {
+                out.push(CONFIG);
+                match target {
+                    ConfigTarget::BrokerDefault => out.push(0),
+                    ConfigTarget::Topic(topic) => {
+                        out.push(1);
+                        put_string(&mut out, topic);
+                    }
+                }
+                put_string(&mut out, name);
+                put_optional_string(&mut out, value.as_deref());
+            }
+            MetadataRecord::TopicsMigrated => out.push(TOPICS_MIGRATED),
+            MetadataRecord::Batch(records) => {
+                // Writers keep batches flat and within MAX_BATCH_RECORDS (decoding refuses others).
+                debug_assert!(records.len() <= MAX_BATCH_RECORDS, "batch too long");
+                out.push(BATCH);
+                out.extend_from_slice(&(records.len() as u32).to_be_bytes());
+                for record in records {
+                    debug_assert!(
+                        !matches!(record, MetadataRecord::Batch(_)),
+                        "a batch inside a batch"
+                    );
+                    let encoded = record.encode();
+                    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&encoded);
+                }
+            }
         }
         out
     }
 
     /// The record in `data` (one entry's data).
     pub fn decode(data: &[u8]) -> Result<MetadataRecord, RecordError> {
+        Self::decode_within(data, false)
+    }
+
+    /// The record in `data`; `in_batch`: a record of a batch, which may not be a batch itself (refused
+    /// before it is read, so nesting cannot recurse).
+    fn decode_within(data: &[u8], in_batch: bool) -> Result<MetadataRecord, RecordError> {
         let mut reader = Reader { data };
         let version = reader.u8()?;
         if version > FRAME_VERSION {
@@ -198,11 +298,7 @@ impl MetadataRecord {
                 incarnation: u64::from_be_bytes(reader.array()?),
                 host: reader.string()?,
                 port: u16::from_be_bytes(reader.array()?),
-                rack: match reader.u8()? {
-                    0 => None,
-                    1 => Some(reader.string()?),
-                    flag => return Err(RecordError::BadFlag(flag)),
-                },
+                rack: reader.optional_string()?,
             },
             kind @ (FENCE_BROKER | UNFENCE_BROKER) => {
                 let node_id = i32::from_be_bytes(reader.array()?);
@@ -218,6 +314,46 @@ impl MetadataRecord {
                 first_id: i64::from_be_bytes(reader.array()?),
                 count: i32::from_be_bytes(reader.array()?),
             },
+            TOPIC => MetadataRecord::Topic {
+                topic_id: reader.uuid()?,
+                name: reader.string()?,
+                configs: reader.list(|reader| Ok((reader.string()?, reader.string()?)))?,
+            },
+            PARTITION => MetadataRecord::Partition {
+                topic_id: reader.uuid()?,
+                partition: reader.i32()?,
+                replicas: reader.list(Reader::i32)?,
+                isr: reader.list(Reader::i32)?,
+                leader: reader.i32()?,
+                leader_epoch: reader.i32()?,
+                partition_epoch: reader.i32()?,
+            },
+            REMOVE_TOPIC => MetadataRecord::RemoveTopic {
+                topic_id: reader.uuid()?,
+            },
+            CONFIG => MetadataRecord::Config {
+                target: match reader.u8()? {
+                    0 => ConfigTarget::BrokerDefault,
+                    1 => ConfigTarget::Topic(reader.string()?),
+                    other => return Err(RecordError::BadConfigTarget(other)),
+                },
+                name: reader.string()?,
+                value: reader.optional_string()?,
+            },
+            TOPICS_MIGRATED => MetadataRecord::TopicsMigrated,
+            BATCH if in_batch => return Err(RecordError::NestedBatch),
+            BATCH => {
+                let count = u32::from_be_bytes(reader.array()?) as usize;
+                if count > MAX_BATCH_RECORDS {
+                    return Err(RecordError::BatchTooLong(count));
+                }
+                let mut records = Vec::with_capacity(count.min(BATCH_PREALLOCATION));
+                for _ in 0..count {
+                    let length = u32::from_be_bytes(reader.array()?) as usize;
+                    records.push(Self::decode_within(reader.take(length)?, true)?);
+                }
+                MetadataRecord::Batch(records)
+            }
             other => return Err(RecordError::UnknownType(other)),
         };
         if !reader.data.is_empty() {
@@ -236,6 +372,27 @@ fn put_string(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&(end as u16).to_be_bytes());
     out.extend_from_slice(&text.as_bytes()[..end]);
+}
+
+fn put_optional_string(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        None => out.push(0),
+        Some(text) => {
+            out.push(1);
+            put_string(out, text);
+        }
+    }
+}
+
+fn put_list<T>(out: &mut Vec<u8>, items: &[T], mut put: impl FnMut(&mut Vec<u8>, &T)) {
+    // Writers hold lists to MAX_LIST_LENGTH (replication factor and config validation); like a long
+    // string, a longer one is cut rather than written unreadable.
+    debug_assert!(items.len() <= MAX_LIST_LENGTH, "list too long");
+    let items = &items[..items.len().min(MAX_LIST_LENGTH)];
+    out.extend_from_slice(&(items.len() as u16).to_be_bytes());
+    for item in items {
+        put(out, item);
+    }
 }
 
 struct Reader<'a> {
@@ -268,6 +425,38 @@ impl<'a> Reader<'a> {
             return Err(RecordError::StringTooLong(length));
         }
         String::from_utf8(self.take(length)?.to_vec()).map_err(|_| RecordError::NotUtf8)
+    }
+
+    fn optional_string(&mut self) -> Result<Option<String>, RecordError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.string()?)),
+            flag => Err(RecordError::BadFlag(flag)),
+        }
+    }
+
+    fn i32(&mut self) -> Result<i32, RecordError> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    fn uuid(&mut self) -> Result<Uuid, RecordError> {
+        Ok(Uuid::from_bytes(self.array()?))
+    }
+
+    fn list<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<T, RecordError>,
+    ) -> Result<Vec<T>, RecordError> {
+        let count = u16::from_be_bytes(self.array()?) as usize;
+        if count > MAX_LIST_LENGTH {
+            return Err(RecordError::ListTooLong(count));
+        }
+        // At most MAX_LIST_LENGTH, so reserving it all up front is bounded.
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(item(self)?);
+        }
+        Ok(items)
     }
 }
 
@@ -308,7 +497,49 @@ mod tests {
                 first_id: 4000,
                 count: 1000,
             },
+            topic("orders", vec![("cleanup.policy".into(), "compact".into())]),
+            partition(0, vec![1, 2, 3], vec![1, 2], 1),
+            MetadataRecord::RemoveTopic { topic_id: TOPIC_ID },
+            MetadataRecord::Config {
+                target: ConfigTarget::Topic("orders".into()),
+                name: "retention.ms".into(),
+                value: Some("60000".into()),
+            },
+            MetadataRecord::Config {
+                target: ConfigTarget::BrokerDefault,
+                name: "log.retention.ms".into(),
+                value: None,
+            },
+            MetadataRecord::TopicsMigrated,
+            MetadataRecord::Batch(vec![
+                topic("events", vec![]),
+                partition(0, vec![2], vec![2], 2),
+                partition(1, vec![3, 1], vec![], -1),
+            ]),
+            MetadataRecord::Batch(vec![]),
         ]
+    }
+
+    const TOPIC_ID: Uuid = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+
+    fn topic(name: &str, configs: Vec<(String, String)>) -> MetadataRecord {
+        MetadataRecord::Topic {
+            topic_id: TOPIC_ID,
+            name: name.into(),
+            configs,
+        }
+    }
+
+    fn partition(partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id: TOPIC_ID,
+            partition,
+            replicas,
+            isr,
+            leader,
+            leader_epoch: 4,
+            partition_epoch: 9,
+        }
     }
 
     #[test]
@@ -329,6 +560,115 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_record_with_a_trailing_byte_is_refused() {
+        for record in samples() {
+            let mut bytes = record.encode();
+            bytes.push(0);
+            assert_eq!(
+                MetadataRecord::decode(&bytes),
+                Err(RecordError::TrailingBytes(1)),
+                "{record:?}"
+            );
+        }
+        // A batch's record with a byte more than its own encoding is refused too.
+        let inner = MetadataRecord::TopicsMigrated.encode();
+        let mut bytes = vec![
+            FRAME_VERSION,
+            BATCH,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            inner.len() as u8 + 1,
+        ];
+        bytes.extend_from_slice(&inner);
+        bytes.push(0);
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn a_batch_inside_a_batch_is_refused() {
+        let inner = [FRAME_VERSION, BATCH, 0, 0, 0, 0];
+        let mut bytes = vec![FRAME_VERSION, BATCH, 0, 0, 0, 1, 0, 0, 0, inner.len() as u8];
+        bytes.extend_from_slice(&inner);
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::NestedBatch)
+        );
+        // The inner one alone is a (empty) batch.
+        assert_eq!(
+            MetadataRecord::decode(&inner),
+            Ok(MetadataRecord::Batch(vec![]))
+        );
+    }
+
+    #[test]
+    fn a_list_longer_than_the_limit_is_refused() {
+        let mut bytes = vec![FRAME_VERSION, PARTITION];
+        bytes.extend_from_slice(TOPIC_ID.as_bytes());
+        bytes.extend_from_slice(&0i32.to_be_bytes());
+        bytes.extend_from_slice(&(MAX_LIST_LENGTH as u16 + 1).to_be_bytes());
+        for id in 0..=MAX_LIST_LENGTH as i32 {
+            bytes.extend_from_slice(&id.to_be_bytes());
+        }
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::ListTooLong(MAX_LIST_LENGTH + 1))
+        );
+        let mut bytes = vec![FRAME_VERSION, TOPIC];
+        bytes.extend_from_slice(TOPIC_ID.as_bytes());
+        bytes.extend_from_slice(&[0, 1, b't', 0xff, 0xff]);
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::ListTooLong(0xffff))
+        );
+    }
+
+    #[test]
+    fn a_batch_longer_than_the_limit_is_refused_before_it_is_read() {
+        // Four bytes claim four billion records: refused from the count alone.
+        let bytes = [FRAME_VERSION, BATCH, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::BatchTooLong(u32::MAX as usize))
+        );
+        let mut bytes = vec![FRAME_VERSION, BATCH];
+        bytes.extend_from_slice(&(MAX_BATCH_RECORDS as u32 + 1).to_be_bytes());
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::BatchTooLong(MAX_BATCH_RECORDS + 1))
+        );
+        // A count within the limit with no records behind it ends early (and reserves little).
+        let mut bytes = vec![FRAME_VERSION, BATCH];
+        bytes.extend_from_slice(&(MAX_BATCH_RECORDS as u32).to_be_bytes());
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::Truncated { needed: 4 })
+        );
+    }
+
+    #[test]
+    fn a_bad_config_target_is_refused() {
+        let mut bytes = MetadataRecord::Config {
+            target: ConfigTarget::BrokerDefault,
+            name: "a".into(),
+            value: None,
+        }
+        .encode();
+        bytes[2] = 2;
+        assert_eq!(
+            MetadataRecord::decode(&bytes),
+            Err(RecordError::BadConfigTarget(2))
+        );
     }
 
     #[test]
@@ -358,10 +698,43 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_records_of_new_types_never_panic(kind in 6u8..=11,
+                                                     data in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let mut bytes = vec![FRAME_VERSION, kind];
+            bytes.extend_from_slice(&data);
+            let _ = MetadataRecord::decode(&bytes);
+        }
+
+        #[test]
         fn registrations_round_trip(node_id in 0..i32::MAX, incarnation: u64, host in "[a-z0-9.-]{1,40}",
                                     port: u16, rack in proptest::option::of("[a-z0-9-]{1,20}")) {
             let record = MetadataRecord::RegisterBroker { node_id, incarnation, host, port, rack };
             prop_assert_eq!(MetadataRecord::decode(&record.encode()), Ok(record));
+        }
+
+        #[test]
+        fn topic_records_round_trip(id: u128, name in "[a-z0-9._-]{1,40}",
+                                    configs in proptest::collection::vec(("[a-z.]{1,20}", ".{0,20}"), 0..8),
+                                    replicas in proptest::collection::vec(any::<i32>(), 0..16),
+                                    isr in proptest::collection::vec(any::<i32>(), 0..16),
+                                    numbers: (i32, i32, i32, i32), value in proptest::option::of(".{0,30}"),
+                                    to_topic: bool) {
+            let topic_id = Uuid::from_u128(id);
+            let (partition, leader, leader_epoch, partition_epoch) = numbers;
+            let target = if to_topic { ConfigTarget::Topic(name.clone()) } else { ConfigTarget::BrokerDefault };
+            let records = vec![
+                MetadataRecord::Topic { topic_id, name: name.clone(), configs },
+                MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch },
+                MetadataRecord::Config { target, name, value },
+                MetadataRecord::RemoveTopic { topic_id },
+            ];
+            for record in records.iter().cloned().chain([MetadataRecord::Batch(records.clone())]) {
+                let bytes = record.encode();
+                prop_assert_eq!(MetadataRecord::decode(&bytes), Ok(record));
+                for length in 0..bytes.len() {
+                    prop_assert!(MetadataRecord::decode(&bytes[..length]).is_err());
+                }
+            }
         }
     }
 }

@@ -129,6 +129,7 @@ impl Cluster {
             quorum: quorum.clone(),
             config,
             candidate_cluster_id: format!("cluster-of-{id}"),
+            migration: Default::default(),
         })
         .expect("raft node");
         let stopped = Rc::new(Cell::new(false));

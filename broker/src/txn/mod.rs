@@ -209,6 +209,7 @@ mod tests {
                 id: uuid::Uuid::new_v4(),
                 shards: shards.clone(),
                 configs: Default::default(),
+                partitions: Vec::new(),
             },
         );
         for id in ["txn", "my-transactional-id", ""] {

@@ -1,0 +1,210 @@
+"""Topics in a cluster: the metadata quorum's log carries topics, partitions (replicas, leader, ISR,
+leader epoch) and configs, and every node serves from it. Three real broker processes per test
+(combined roles), clients bootstrapped from one node at a time.
+
+Run them with
+    .venv/bin/python -m pytest tests/integration/test_cluster_topics.py -v
+"""
+
+import collections
+import time
+
+import pytest
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import ConfigResource, NewTopic
+
+from harness import (ck_admin, ck_consume, ck_consumer, ck_producer, ck_produce_all,
+                     fetch_v4_request, parse_fetch_v4, raw_call)
+from test_cluster import _poll, _wait_formed, cluster_factory  # noqa: F401 -- the fixture
+
+
+def _topic_view(bootstrap: str, topic: str):
+    """{partition: (leader, replicas, isrs)} as a client bootstrapped from `bootstrap` sees it."""
+    admin = ck_admin(bootstrap)
+    described = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+    if described is None or described.error is not None:
+        raise AssertionError(f"{topic}: {described.error if described else 'absent'}")
+    return {p.id: (p.leader, sorted(p.replicas), sorted(p.isrs))
+            for p in described.partitions.values()}
+
+
+def _create(bootstrap: str, topic: str, partitions: int, replication_factor: int, config=None):
+    admin = ck_admin(bootstrap)
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions,
+                                            replication_factor=replication_factor,
+                                            config=config or {})], request_timeout=20)
+    futures[topic].result(30)
+
+
+def _all_nodes_agree(c, topic, partitions):
+    def check():
+        views = {i: _topic_view(c[i].bootstrap, topic) for i in c.ids}
+        first = views[c.ids[0]]
+        ok = (len(first) == partitions and all(v == first for v in views.values())
+              and all(leader >= 0 for leader, _, _ in first.values()))
+        return ok, (first if ok else views)
+    return _poll(check, 20, f"every node describes {topic} alike with leaders", c.nodes, 0.5)
+
+
+@pytest.mark.timeout(180)
+def test_cluster_rf3_topic_is_placed_across_brokers_with_leaders_spread(cluster_factory, topic):
+    c = cluster_factory(3)
+    _wait_formed(c)
+    # Every broker registered, so the placement sees three.
+    _poll(lambda: (len(ck_admin(c[1].bootstrap).list_topics(timeout=10).brokers) == 3, None), 20,
+          "three brokers listed", c.nodes)
+    _create(c[2].bootstrap, topic, partitions=6, replication_factor=3)
+    view = _all_nodes_agree(c, topic, 6)
+    leaders = collections.Counter(leader for leader, _, _ in view.values())
+    assert sorted(leaders) == [1, 2, 3] and set(leaders.values()) == {2}, \
+        f"leaders not spread evenly: {view}"
+    for partition, (leader, replicas, isrs) in view.items():
+        assert replicas == [1, 2, 3], f"partition {partition}: replicas {replicas}"
+        # Until replication exists only the leader is in sync.
+        assert isrs == [leader], f"partition {partition}: isr {isrs}, leader {leader}"
+
+    # More replicas than brokers: INVALID_REPLICATION_FACTOR, from any node.
+    admin = ck_admin(c[3].bootstrap)
+    futures = admin.create_topics([NewTopic(topic + "-rf4", num_partitions=1,
+                                            replication_factor=4)], request_timeout=20)
+    with pytest.raises(KafkaException) as refused:
+        futures[topic + "-rf4"].result(30)
+    assert refused.value.args[0].name() == "INVALID_REPLICATION_FACTOR", refused.value
+
+    # A fetch sent straight to a node that does not lead the partition: NOT_LEADER_OR_FOLLOWER (6).
+    for partition, (leader, _, _) in view.items():
+        follower = next(i for i in c.ids if i != leader)
+        answer = parse_fetch_v4(raw_call(c[follower].address,
+                                         fetch_v4_request(7, topic, partition, 0, max_wait_ms=0), 7))
+        assert [(p, err) for (_t, p, err, _hw, _n) in answer] == [(partition, 6)], answer
+
+    # Records go to each partition's leader whichever node the producer bootstrapped from, and a
+    # consumer bootstrapped from another node reads them all.
+    producer = ck_producer(c[1].bootstrap)
+    delivered = ck_produce_all(producer, topic, [(f"k{i}".encode(), f"v{i}".encode())
+                                                 for i in range(300)])
+    assert delivered.errors == [], delivered.errors[:3]
+    records = ck_consume(c[3].bootstrap, [(topic, p, 0) for p in range(6)], expected=300)
+    assert sorted(r[4] for r in records) == sorted(f"v{i}".encode() for i in range(300))
+
+
+@pytest.mark.timeout(240)
+def test_cluster_full_restart_keeps_topics_configs_and_records(cluster_factory, topic):
+    c = cluster_factory(3)
+    _wait_formed(c)
+    _poll(lambda: (len(ck_admin(c[1].bootstrap).list_topics(timeout=10).brokers) == 3, None), 20,
+          "three brokers listed", c.nodes)
+    _create(c[1].bootstrap, topic, partitions=3, replication_factor=2,
+            config={"retention.ms": "86400000"})
+    admin = ck_admin(c[3].bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic,
+                              set_config={"retention.ms": "3600000", "cleanup.policy": "delete"})
+    admin.alter_configs([resource], request_timeout=20)[resource].result(30)
+    before = _all_nodes_agree(c, topic, 3)
+    ids_before = {i: ck_admin(c[i].bootstrap).list_topics(topic=topic, timeout=10)
+                  .topics[topic].partitions.keys() for i in c.ids}
+    assert all(len(v) == 3 for v in ids_before.values())
+    delivered = ck_produce_all(ck_producer(c[2].bootstrap), topic,
+                               [(None, f"r{i}".encode()) for i in range(90)])
+    assert delivered.errors == []
+
+    c.stop()
+    c.start()
+    _wait_formed(c, timeout=30)
+    after = _all_nodes_agree(c, topic, 3)
+    assert {p: v[1] for p, v in after.items()} == {p: v[1] for p, v in before.items()}, \
+        "replicas changed across the restart"
+
+    admins = {node: ck_admin(c[node].bootstrap) for node in c.ids}  # held: a collected client fails its futures
+
+    def configs_kept(node):
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        entries = admins[node].describe_configs([res], request_timeout=20)[res].result(30)
+        got = {k: entries[k].value for k in ("retention.ms", "cleanup.policy")}
+        return got == {"retention.ms": "3600000", "cleanup.policy": "delete"}, got
+    for node in c.ids:
+        _poll(lambda node=node: configs_kept(node), 20, f"configs from node {node}", c.nodes, 0.5)
+    records = ck_consume(c[3].bootstrap, [(topic, p, 0) for p in range(3)], expected=90)
+    assert sorted(r[4] for r in records) == sorted(f"r{i}".encode() for i in range(90))
+
+
+@pytest.mark.timeout(240)
+def test_cluster_leader_kill9_takes_its_partitions_offline_until_it_returns(cluster_factory, topic):
+    """With replication still to come the ISR is the leader alone: when the leader dies its
+    partitions have no leader (no unclean election, no acknowledged record lost), the others keep
+    serving, and the restarted broker leads them again with a higher leader epoch and its records."""
+    c = cluster_factory(3)
+    _wait_formed(c)
+    _poll(lambda: (len(ck_admin(c[1].bootstrap).list_topics(timeout=10).brokers) == 3, None), 20,
+          "three brokers listed", c.nodes)
+    _create(c[1].bootstrap, topic, partitions=3, replication_factor=1)
+    view = _all_nodes_agree(c, topic, 3)
+    delivered = ck_produce_all(ck_producer(c[1].bootstrap), topic,
+                               [(None, f"a{i}".encode()) for i in range(60)])
+    assert delivered.errors == []
+    victim = view[0][0]
+    survivors = [i for i in c.ids if i != victim]
+    c.kill9(victim)
+
+    def offline():
+        views = {i: _topic_view(c[i].bootstrap, topic) for i in survivors}
+        ok = all(v[0][0] == -1 and all(v[p][0] != -1 for p in v if view[p][0] != victim)
+                 for v in views.values())
+        return ok, views
+    _poll(offline, 30, f"partition 0 offline after kill -9 of its leader {victim}", c.nodes, 0.5)
+
+    c[victim].start()
+    back = _all_nodes_agree(c, topic, 3)
+    assert back[0][0] == victim, back
+    records = ck_consume(c[survivors[0]].bootstrap, [(topic, p, 0) for p in range(3)],
+                         expected=60)
+    assert sorted(r[4] for r in records) == sorted(f"a{i}".encode() for i in range(60))
+
+
+@pytest.mark.timeout(180)
+def test_cluster_consumer_group_and_deletion_from_any_node(cluster_factory, topic):
+    """A consumer group coordinated by whichever broker leads its __consumer_offsets partition
+    (FindCoordinator from any node names it) commits and reads back offsets; a topic deleted
+    through one node is gone on every node and its leader's directories go."""
+    c = cluster_factory(3)
+    _wait_formed(c)
+    _poll(lambda: (len(ck_admin(c[1].bootstrap).list_topics(timeout=10).brokers) == 3, None), 20,
+          "three brokers listed", c.nodes)
+    _create(c[2].bootstrap, topic, partitions=3, replication_factor=1)
+    _all_nodes_agree(c, topic, 3)
+    delivered = ck_produce_all(ck_producer(c[3].bootstrap), topic,
+                               [(None, f"g{i}".encode()) for i in range(30)])
+    assert delivered.errors == []
+    group = topic + "-group"
+    consumer = ck_consumer(c[1].bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                              "enable.auto.offset.store": True})
+    try:
+        consumer.subscribe([topic])
+        seen, deadline = 0, time.monotonic() + 40
+        while seen < 30 and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=100, timeout=0.5):
+                if m.error() is None:
+                    seen += 1
+        assert seen == 30, f"group consumer read {seen} of 30"
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    other = ck_consumer(c[2].bootstrap, **{"group.id": group})
+    try:
+        committed = other.committed([TopicPartition(topic, p) for p in range(3)], timeout=20)
+        assert sum(tp.offset for tp in committed) == 30, committed
+    finally:
+        other.close()
+
+    admin = ck_admin(c[3].bootstrap)
+    admin.delete_topics([topic], request_timeout=20)[topic].result(30)
+
+    def gone():
+        present = {i: topic in ck_admin(c[i].bootstrap).list_topics(timeout=10).topics
+                   for i in c.ids}
+        dirs = {i: sorted(p.name for p in c[i].data_dir.iterdir()
+                          if p.name.startswith(topic + "-") and p.is_dir()
+                          and not p.name.endswith("-delete") and "group" not in p.name)
+                for i in c.ids}
+        return not any(present.values()) and not any(dirs.values()), (present, dirs)
+    _poll(gone, 20, f"{topic} deleted everywhere", c.nodes, 0.5)
