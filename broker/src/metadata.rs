@@ -17,12 +17,6 @@
 //! shards = [0, 1, 0]          # owning shard of each partition on this node, by index
 //! [topics.orders.configs]     # overrides only
 //! "max.message.bytes" = "2048"
-//! [[topics.orders.partitions]] # by index, from the quorum's image (absent before it carried topics)
-//! replicas = [1, 2, 3]
-//! isr = [1]
-//! leader = 1
-//! leader_epoch = 0
-//! partition_epoch = 0
 //! [broker_default_configs]    # dynamic broker configs for every broker (AlterConfigs, resource "")
 //! "log.retention.ms" = "3600000"
 //! [broker_configs]            # dynamic broker configs of this broker (AlterConfigs, resource "<node id>")
@@ -72,6 +66,16 @@ pub struct ClusterMetadata {
     /// The metadata quorum's active controller, when known (not persisted).
     #[serde(skip)]
     pub controller_id: Option<i32>,
+    /// The index of the quorum's image the topics were last taken from. A start replays the log up to
+    /// what this node knew committed, which may be less: topics are not taken from an image older than
+    /// this (a topic created in between would otherwise look deleted, and be).
+    #[serde(default)]
+    pub applied_index: u64,
+    /// Topics that left this version without being deleted (this node's own topics the cluster's log
+    /// does not hold, when the quorum takes over): their directories are moved aside, not deleted.
+    /// Not persisted.
+    #[serde(skip)]
+    pub dropped_topics: std::collections::BTreeSet<Uuid>,
 }
 
 /// A live broker, as Metadata and DescribeCluster list it.
@@ -90,9 +94,11 @@ pub struct TopicMetadata {
     pub shards: Vec<usize>,
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
-    /// Each partition's replicas and leader, by index, from the metadata quorum. Empty for a topic the
-    /// quorum does not manage yet (a file from before it did): this node leads all its partitions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Each partition's replicas and leader, by index, from the metadata quorum's image (not persisted:
+    /// the quorum's log holds them, and a file of 100,000 partitions' states took seconds to write and
+    /// read, see BENCHMARKS.md). Empty for a topic the quorum does not manage yet, and after a start of a
+    /// cluster of one until the image is published: this node leads all its partitions.
+    #[serde(skip)]
     pub partitions: Vec<PartitionState>,
 }
 
@@ -166,6 +172,8 @@ impl ClusterMetadata {
             quorum_managed: false,
             node_id: 0,
             controller_id: None,
+            applied_index: 0,
+            dropped_topics: Default::default(),
         }
     }
 
@@ -275,13 +283,44 @@ impl ClusterMetadata {
         }
     }
 
-    /// Marks every partition the quorum manages as without a leader, until its image says otherwise.
+    /// Marks every partition the quorum manages as without a leader (and replicas unknown), until its
+    /// image is published.
     pub fn forget_leaders(&mut self) {
-        for topic in self.topics.values_mut() {
-            for state in &mut topic.partitions {
-                state.leader = -1;
-            }
+        if !self.quorum_managed {
+            return;
         }
+        for topic in self.topics.values_mut() {
+            topic.partitions = vec![
+                PartitionState {
+                    replicas: Vec::new(),
+                    isr: Vec::new(),
+                    leader: -1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                };
+                topic.shards.len()
+            ];
+        }
+    }
+
+    /// Whether what `persist` writes differs from `other`'s (the partitions' states are not written).
+    pub fn persisted_differs(&self, other: &ClusterMetadata) -> bool {
+        let topics_differ =
+            self.topics.len() != other.topics.len()
+                || self.topics.iter().zip(&other.topics).any(
+                    |((name, topic), (other_name, other))| {
+                        name != other_name
+                            || topic.id != other.id
+                            || topic.shards != other.shards
+                            || topic.configs != other.configs
+                    },
+                );
+        topics_differ
+            || self.cluster_id != other.cluster_id
+            || self.next_producer_id != other.next_producer_id
+            || self.quorum_managed != other.quorum_managed
+            || self.broker_default_configs != other.broker_default_configs
+            || self.broker_configs != other.broker_configs
     }
 
     /// The brokers Metadata and DescribeCluster list: the quorum's live brokers, with this broker

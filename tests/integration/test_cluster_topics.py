@@ -208,3 +208,45 @@ def test_cluster_consumer_group_and_deletion_from_any_node(cluster_factory, topi
                 for i in c.ids}
         return not any(present.values()) and not any(dirs.values()), (present, dirs)
     _poll(gone, 20, f"{topic} deleted everywhere", c.nodes, 0.5)
+
+
+@pytest.mark.timeout(120)
+def test_single_broker_upgrade_migrates_its_topics_into_the_quorum(broker_factory, topic):
+    """A data directory from before the quorum carried topics (no quorum log, no meta.properties,
+    a cluster_metadata.toml without `quorum_managed`): the broker proposes its topics to its quorum
+    on the first start and keeps serving them with the same id, configs and records."""
+    import re
+    broker = broker_factory()
+    admin = ck_admin(broker.bootstrap)
+    _create(broker.bootstrap, topic, partitions=2, replication_factor=1,
+            config={"retention.ms": "7200000"})
+    delivered = ck_produce_all(ck_producer(broker.bootstrap), topic,
+                               [(None, f"m{i}".encode()) for i in range(50)])
+    assert delivered.errors == []
+    broker.stop()
+    metadata_file = broker.data_dir / "cluster_metadata.toml"
+    text = metadata_file.read_text()
+    topic_id = re.search(r'\[topics\.' + re.escape(f'"{topic}"') + r'\]\nid = "([^"]+)"', text) \
+        or re.search(r'\[topics\.' + re.escape(topic) + r'\]\nid = "([^"]+)"', text)
+    assert topic_id, text[:2000]
+    assert "quorum_managed = true" in text
+    # Back to what a broker before the quorum wrote.
+    text = re.sub(r"^(quorum_managed|applied_index) = .*\n", "", text, flags=re.M)
+    metadata_file.write_text(text)
+    import shutil
+    shutil.rmtree(broker.data_dir / "__cluster_metadata-0")
+    (broker.data_dir / "meta.properties").unlink()
+
+    broker.start()
+    _poll(lambda: ("quorum_managed = true" in metadata_file.read_text(), None), 20,
+          "the migrated topics managed by the quorum", [broker])
+    assert topic_id.group(1) in metadata_file.read_text(), "the topic kept its id"
+    assert (broker.data_dir / "__cluster_metadata-0" / "quorum.log").exists()
+    records = ck_consume(broker.bootstrap, [(topic, p, 0) for p in range(2)], expected=50)
+    assert sorted(r[4] for r in records) == sorted(f"m{i}".encode() for i in range(50))
+    admin = ck_admin(broker.bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = admin.describe_configs([resource], request_timeout=20)[resource].result(30)
+    assert entries["retention.ms"].value == "7200000"
+    # Still changeable through the quorum after the migration.
+    _create(broker.bootstrap, topic + "-after", partitions=1, replication_factor=1)

@@ -338,6 +338,33 @@ async fn broadcast(
     state: &Rc<ShardState>,
     metadata: Arc<ClusterMetadata>,
 ) -> Vec<UnopenedPartition> {
+    // Two phases when topics go (or are re-created under another id): every shard first closes and
+    // deletes what is gone, then every shard opens what is new. In one phase a shard opening a
+    // re-created topic's directory could race another shard deleting the old topic's at the same path.
+    let previous = state.metadata();
+    let removed = |name: &String, topic: &crate::metadata::TopicMetadata| {
+        metadata
+            .topics
+            .get(name)
+            .is_none_or(|now| now.id != topic.id)
+    };
+    if previous
+        .topics
+        .iter()
+        .any(|(name, topic)| removed(name, topic))
+    {
+        let mut interim = (*previous).clone();
+        interim.topics.retain(|name, topic| !removed(name, topic));
+        interim.dropped_topics = metadata.dropped_topics.clone();
+        broadcast_once(state, Arc::new(interim)).await;
+    }
+    broadcast_once(state, metadata).await
+}
+
+async fn broadcast_once(
+    state: &Rc<ShardState>,
+    metadata: Arc<ClusterMetadata>,
+) -> Vec<UnopenedPartition> {
     let mut replies = Vec::with_capacity(state.config.shards);
     for peer in (0..state.config.shards)
         .map(ShardId)

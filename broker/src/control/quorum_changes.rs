@@ -91,6 +91,17 @@ pub async fn commit(
             1 => records.into_iter().next().expect("one"),
             _ => MetadataRecord::Batch(records),
         };
+        // A name or value longer than a record holds would be cut: refused instead.
+        if MetadataRecord::decode(&record.encode()).as_ref() != Ok(&record) {
+            outcomes[position] = Err((
+                ResponseError::InvalidConfig,
+                format!(
+                    "a name or value is longer than the metadata log holds ({} bytes)",
+                    crate::quorum::records::MAX_STRING_BYTES
+                ),
+            ));
+            continue;
+        }
         proposed.push((position, quorum.submit(record, COMMIT_TIMEOUT)));
     }
     for (position, reply) in proposed {
@@ -107,7 +118,18 @@ pub async fn commit(
         }
         outcomes[position] = outcome;
     }
-    unopened.extend(quorum_publisher::publish_locked(state, quorum).await);
+    match quorum_publisher::publish_locked(state, quorum).await {
+        Ok(more) => unopened.extend(more),
+        Err(error) => {
+            // Committed in the cluster, but this broker cannot serve it yet.
+            for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
+                *outcome = Err((
+                    ResponseError::KafkaStorageError,
+                    format!("committed, but this broker cannot write its metadata file: {error}"),
+                ));
+            }
+        }
+    }
     (ControlResponse::Topics(outcomes), unopened)
 }
 

@@ -7,8 +7,9 @@
 //! the controller are taken from it; the topics stay this node's own. From then on the topics, their
 //! partitions' replicas and leaders, and the dynamic broker defaults are the image's; only the placement
 //! of partitions on this node's shards is local (kept for partitions already placed). The result is
-//! persisted in `cluster_metadata.toml` whenever what it holds changes, so a restart serves the same
-//! topics before the quorum has caught up (a cluster of one) or after (a larger one: see `main`).
+//! persisted in `cluster_metadata.toml` whenever what it holds changes (not the partitions' leaders: the
+//! quorum's log has them), so a restart serves the same topics before the quorum has caught up (a
+//! cluster of one, which leads them all) or after (a larger one: see `main`).
 
 use super::broadcast;
 use crate::metadata::{BrokerEndpoint, ClusterMetadata, PartitionState, TopicMetadata};
@@ -20,61 +21,80 @@ use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-/// Runs until the shard is gone or shutting down.
+/// Runs until the shard is gone or shutting down. A publication that could not be written is tried
+/// again a second later (or at the next change).
 pub async fn run(state: Weak<ShardState>, quorum: Rc<Quorum>) {
     loop {
         let changed = quorum.changed.listen();
-        {
+        let failed = {
             let Some(state) = state.upgrade().filter(|state| !state.shutting_down.get()) else {
                 return;
             };
             let _serialized = state.control_lock.lock().await;
-            publish_locked(&state, &quorum).await;
+            publish_locked(&state, &quorum).await.is_err()
+        };
+        if failed {
+            shard::task::timeout(RETRY, changed).await;
+        } else {
+            changed.await;
         }
-        changed.await;
     }
 }
 
+/// How long after a failed publication it is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Publishes the image if the metadata it makes differs from the current one; the caller holds the
-/// control lock. Returns the partitions a shard could not open.
-pub async fn publish_locked(state: &Rc<ShardState>, quorum: &Quorum) -> Vec<UnopenedPartition> {
+/// control lock. Returns the partitions a shard could not open, or why nothing was published: the
+/// metadata file could not be written (then nothing changes on the shards, so no directory is created
+/// or deleted that the file does not account for).
+pub async fn publish_locked(
+    state: &Rc<ShardState>,
+    quorum: &Quorum,
+) -> Result<Vec<UnopenedPartition>, std::io::Error> {
     let image = quorum.image.borrow().clone();
     let controller = quorum.status.borrow().leader_id;
     let current = state.metadata();
     let mut next = derive(&current, &image, state.config.shards, controller);
+    // Nothing to publish when only the applied index moved.
     next.version = current.version;
+    let applied_index = std::mem::replace(&mut next.applied_index, current.applied_index);
     if next == *current {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    next.applied_index = applied_index;
     if next.cluster_id != current.cluster_id {
         tracing::info!(from = %current.cluster_id, to = %next.cluster_id, "adopting the quorum's cluster id");
     }
     if !current.quorum_managed && next.quorum_managed {
-        let dropped: Vec<&String> = current
+        next.dropped_topics = current
             .topics
             .iter()
             .filter(|(name, topic)| next.topics.get(*name).is_none_or(|now| now.id != topic.id))
-            .map(|(name, _)| name)
+            .map(|(_, topic)| topic.id)
             .collect();
         tracing::info!(
             topics = next.topics.len(),
             "the metadata quorum manages the topics from now on"
         );
-        if !dropped.is_empty() {
-            tracing::warn!(?dropped, "topics of this node that the cluster's metadata log does not hold are dropped (another node's topics were migrated)");
+        if !next.dropped_topics.is_empty() {
+            tracing::warn!(
+                count = next.dropped_topics.len(),
+                "topics of this node that the cluster's metadata log does not hold (another node's \
+                 topics were migrated) are no longer served; their directories are kept aside (-stray)"
+            );
         }
     }
     next.version = current.version + 1;
-    let persisted_changed = next.cluster_id != current.cluster_id
-        || next.quorum_managed != current.quorum_managed
-        || next.topics != current.topics
-        || next.broker_default_configs != current.broker_default_configs;
-    if persisted_changed {
+    // Leadership changes alone are not written: the file keeps what is this node's (placement) and
+    // what a restart before the quorum caught up needs (topics, configs).
+    if next.persisted_differs(&current) {
         if let Err(error) = next.persist(&state.config.data_dir) {
-            tracing::error!(%error, "cannot persist metadata");
+            tracing::error!(%error, "cannot persist metadata; the quorum's image is not published");
+            return Err(error);
         }
     }
-    broadcast(state, Arc::new(next)).await
+    Ok(broadcast(state, Arc::new(next)).await)
 }
 
 /// The metadata `image` describes, for this node, from `current`.
@@ -98,10 +118,14 @@ pub fn derive(
         next.cluster_id = cluster_id.clone();
     }
     next.controller_id = controller;
-    if !image.topics_migrated {
+    next.dropped_topics.clear();
+    // Not an image older than the one the topics were last taken from (a start replays what this node
+    // knew committed, which may be less): its topics wait until it catches up.
+    if !image.topics_migrated || image.applied_index < current.applied_index {
         return next;
     }
     next.quorum_managed = true;
+    next.applied_index = image.applied_index;
     next.broker_default_configs = image.broker_default_configs.clone();
     let mut topics = BTreeMap::new();
     for (name, topic) in &image.topics {
@@ -136,20 +160,19 @@ pub fn derive(
         );
     }
     next.topics = topics;
-    // Partitions new to this node go to its least-loaded shards.
-    let unplaced: Vec<(String, usize)> = next
+    // Partitions new to this node go to its least-loaded shards (one count of the load, so that many
+    // new topics, as at a first start from a large log, cost what they hold).
+    let missing: usize = next
         .topics
-        .iter()
-        .filter(|(_, topic)| topic.shards.len() < topic.partitions.len())
-        .map(|(name, topic)| (name.clone(), topic.partitions.len() - topic.shards.len()))
-        .collect();
-    for (name, missing) in unplaced {
-        let placed = next.place_partitions(shards, missing);
-        next.topics
-            .get_mut(&name)
-            .expect("listed above")
-            .shards
-            .extend(placed);
+        .values()
+        .map(|topic| topic.partitions.len() - topic.shards.len())
+        .sum();
+    if missing > 0 {
+        let mut placed = next.place_partitions(shards, missing).into_iter();
+        for topic in next.topics.values_mut() {
+            let wanted = topic.partitions.len() - topic.shards.len();
+            topic.shards.extend(placed.by_ref().take(wanted));
+        }
     }
     next
 }
@@ -161,11 +184,9 @@ mod tests {
     use uuid::Uuid;
 
     fn image_with(topic_id: Uuid, partitions: usize, migrated: bool) -> MetadataImage {
-        let mut image = MetadataImage {
-            topics_migrated: migrated,
-            cluster_id: Some("q1Xk9-abc_DEF".into()),
-            ..MetadataImage::default()
-        };
+        let mut image = MetadataImage::default();
+        image.topics_migrated = migrated;
+        image.cluster_id = Some("q1Xk9-abc_DEF".into());
         image.topics.insert(
             "orders".into(),
             TopicImage {

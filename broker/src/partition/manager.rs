@@ -186,10 +186,16 @@ impl PartitionManager {
             if !gone && !led_elsewhere {
                 continue;
             }
+            // Dropped without a deletion (the quorum took over without this node's topic): kept aside.
+            let dropped = gone
+                && previous
+                    .topics
+                    .get(&topic)
+                    .is_some_and(|before| metadata.dropped_topics.contains(&before.id));
             let removed = self.partitions.borrow_mut().remove(&(topic.clone(), index));
             if let Some(partition) = removed {
                 for listener in self.listeners() {
-                    if gone {
+                    if gone && !dropped {
                         listener.deleted(&partition);
                     } else {
                         listener.unloaded(&partition);
@@ -197,8 +203,11 @@ impl PartitionManager {
                 }
                 self.delayed.high_watermark_moved(partition.key());
                 partition.close().await;
-                if gone {
-                    deleted_dirs.push(partition_dir(data_dir, &topic, index));
+                let dir = partition_dir(data_dir, &topic, index);
+                if dropped {
+                    set_aside(&dir);
+                } else if gone {
+                    deleted_dirs.push(dir);
                     tracing::info!(%topic, partition = index, "partition deleted");
                 } else {
                     tracing::info!(%topic, partition = index, "partition no longer led here");
@@ -217,7 +226,17 @@ impl PartitionManager {
             }
             for (index, &owner) in before.shards.iter().enumerate() {
                 let dir = partition_dir(data_dir, topic, index as i32);
-                if owner == shard && !deleted_dirs.contains(&dir) && dir.is_dir() {
+                // Only the gone topic's own directory (its recorded id), never another's at that path.
+                let its_own = matches!(
+                    crate::partition_dir::read_topic_id(&dir),
+                    Ok(Some(id)) if id == before.id
+                );
+                if owner != shard || deleted_dirs.contains(&dir) || !its_own {
+                    continue;
+                }
+                if metadata.dropped_topics.contains(&before.id) {
+                    set_aside(&dir);
+                } else {
                     tracing::info!(%topic, partition = index, "partition deleted (not served here)");
                     deleted_dirs.push(dir);
                 }
@@ -529,6 +548,21 @@ impl PartitionManager {
                 None => Err(ResponseError::NotLeaderOrFollower),
             })
             .collect()
+    }
+}
+
+/// Moves the directory of a partition that left the metadata without a deletion aside (`-stray`),
+/// where nothing serves or removes it: an operator decides.
+fn set_aside(dir: &std::path::Path) {
+    match crate::partition_dir::mark_stray(dir) {
+        Ok(moved) => tracing::warn!(
+            from = %dir.display(),
+            to = %moved.display(),
+            "partition dropped from the metadata without a deletion; its directory is kept aside"
+        ),
+        Err(error) => {
+            tracing::warn!(dir = %dir.display(), %error, "cannot move a dropped partition's directory aside")
+        }
     }
 }
 

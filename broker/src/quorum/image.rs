@@ -10,7 +10,7 @@
 //! unfenced or registers leads the offline partitions whose ISR holds it.
 
 use super::records::{ConfigTarget, MetadataRecord};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 /// A registered broker, as the metadata log describes it.
@@ -42,6 +42,10 @@ pub struct MetadataImage {
     pub broker_default_configs: BTreeMap<String, String>,
     /// A `TopicsMigrated` record is committed: the image's topics are the cluster's topics.
     pub topics_migrated: bool,
+    /// Indexes of `topics` kept by `apply` (so that replaying a log of many topics stays linear):
+    /// names by topic id, and the names in Kafka's collision form.
+    topic_names: BTreeMap<Uuid, String>,
+    normalized_names: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +78,16 @@ impl PartitionImage {
             self.partition_epoch = self.partition_epoch.wrapping_add(1);
         }
     }
+}
+
+/// What a batch may change besides its brokers, saved before it is applied (`apply_batch`).
+struct Saved {
+    cluster_id: Option<String>,
+    next_producer_id: i64,
+    broker_default_configs: BTreeMap<String, String>,
+    topics_migrated: bool,
+    /// Each topic a record names, as it was (None: absent).
+    topics: Vec<(String, Option<TopicImage>)>,
 }
 
 /// Every partition of `topics`.
@@ -205,14 +219,15 @@ impl MetadataImage {
                 name,
                 configs,
             } => {
-                let collides = |taken: &String| normalized(taken) == normalized(name);
                 if name.is_empty()
                     || topic_id.is_nil()
-                    || self.topic_by_id(*topic_id).is_some()
-                    || self.topics.keys().any(collides)
+                    || self.topic_names.contains_key(topic_id)
+                    || self.normalized_names.contains(&normalized(name))
                 {
                     return Change::Refused;
                 }
+                self.topic_names.insert(*topic_id, name.clone());
+                self.normalized_names.insert(normalized(name));
                 self.topics.insert(
                     name.clone(),
                     TopicImage {
@@ -232,7 +247,11 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let Some(topic) = self.topics.values_mut().find(|t| t.id == *topic_id) else {
+                let Some(topic) = self
+                    .topic_names
+                    .get(topic_id)
+                    .and_then(|name| self.topics.get_mut(name))
+                else {
                     return Change::Refused;
                 };
                 let distinct = replicas
@@ -247,20 +266,30 @@ impl MetadataImage {
                 {
                     return Change::Refused;
                 }
-                topic.partitions.push(PartitionImage {
+                let mut partition = PartitionImage {
                     replicas: replicas.clone(),
                     isr: isr.clone(),
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
-                });
+                };
+                // Placed from the proposer's view, which may be older than the log's: a leader that is
+                // not a live broker here gives way to a live ISR member, else none, as a fence would
+                // have done (a broker registering later takes the partitions whose ISR names it).
+                let brokers = &self.brokers;
+                let live = |id: &i32| brokers.get(id).is_some_and(|broker| !broker.fenced);
+                if partition.leader != -1 && !live(&partition.leader) {
+                    let leader = partition.isr.iter().copied().find(live).unwrap_or(-1);
+                    partition.set_leader(leader);
+                }
+                topic.partitions.push(partition);
                 Change::Topics
             }
             MetadataRecord::RemoveTopic { topic_id } => {
-                let Some((name, _)) = self.topic_by_id(*topic_id) else {
+                let Some(name) = self.topic_names.remove(topic_id) else {
                     return Change::Refused;
                 };
-                let name = name.clone();
+                self.normalized_names.remove(&normalized(&name));
                 self.topics.remove(&name);
                 Change::Topics
             }
@@ -307,10 +336,67 @@ impl MetadataImage {
     /// topics, else the largest of the records' changes (`Brokers` > `ClusterId` > `ProducerIds` >
     /// `None`); an empty batch is `None`.
     fn apply_batch(&mut self, index: u64, records: &[MetadataRecord]) -> Change {
-        let mut next = self.clone();
+        // Records about brokers move leaders anywhere: those batches (none of ours) work on a clone.
+        // The others touch only the topics they name, which are saved before their first change, so
+        // a batch costs what it changes, not the size of the image.
+        let touches_brokers = records.iter().any(|record| {
+            matches!(
+                record,
+                MetadataRecord::RegisterBroker { .. }
+                    | MetadataRecord::FenceBroker { .. }
+                    | MetadataRecord::UnfenceBroker { .. }
+            )
+        });
+        if touches_brokers {
+            let mut next = self.clone();
+            let change = next.apply_records(index, records);
+            if change != Change::Refused {
+                *self = next;
+            }
+            return change;
+        }
+        let saved = Saved {
+            cluster_id: self.cluster_id.clone(),
+            next_producer_id: self.next_producer_id,
+            broker_default_configs: self.broker_default_configs.clone(),
+            topics_migrated: self.topics_migrated,
+            topics: records
+                .iter()
+                .filter_map(|record| self.named_topic(record))
+                .map(|name| (name.clone(), self.topics.get(&name).cloned()))
+                .collect(),
+        };
+        let change = self.apply_records(index, records);
+        if change == Change::Refused {
+            self.cluster_id = saved.cluster_id;
+            self.next_producer_id = saved.next_producer_id;
+            self.broker_default_configs = saved.broker_default_configs;
+            self.topics_migrated = saved.topics_migrated;
+            // In reverse, so a topic saved twice ends as it was first.
+            for (name, topic) in saved.topics.into_iter().rev() {
+                if let Some(now) = self.topics.remove(&name) {
+                    self.topic_names.remove(&now.id);
+                    self.normalized_names.remove(&normalized(&name));
+                }
+                if let Some(topic) = topic {
+                    self.topic_names.insert(topic.id, name.clone());
+                    self.normalized_names.insert(normalized(&name));
+                    self.topics.insert(name, topic);
+                }
+            }
+        }
+        change
+    }
+
+    /// Applies `records` in order, stopping at the first refused one (`Change::Refused`). A cluster id
+    /// is refused in a batch: its adoption (formatting the directory) follows a record of its own.
+    fn apply_records(&mut self, index: u64, records: &[MetadataRecord]) -> Change {
         let mut change = Change::None;
         for record in records {
-            let applied = next.apply_one(index, record);
+            if matches!(record, MetadataRecord::ClusterId { .. }) {
+                return Change::Refused;
+            }
+            let applied = self.apply_one(index, record);
             if applied == Change::Refused {
                 return Change::Refused;
             }
@@ -318,13 +404,27 @@ impl MetadataImage {
                 change = applied;
             }
         }
-        *self = next;
         change
+    }
+
+    /// The name of the topic a record changes, if it names one (by name or by id).
+    fn named_topic(&self, record: &MetadataRecord) -> Option<String> {
+        match record {
+            MetadataRecord::Topic { name, .. } => Some(name.clone()),
+            MetadataRecord::Config {
+                target: ConfigTarget::Topic(name),
+                ..
+            } => Some(name.clone()),
+            MetadataRecord::Partition { topic_id, .. }
+            | MetadataRecord::RemoveTopic { topic_id } => self.topic_names.get(topic_id).cloned(),
+            _ => None,
+        }
     }
 
     /// The topic with id `topic_id`, and its name.
     pub fn topic_by_id(&self, topic_id: Uuid) -> Option<(&String, &TopicImage)> {
-        self.topics.iter().find(|(_, topic)| topic.id == topic_id)
+        let name = self.topic_names.get(&topic_id)?;
+        self.topics.get_key_value(name)
     }
 
     /// After `node_id` is fenced: each partition it leads goes to the first registered, unfenced member

@@ -171,6 +171,7 @@ fn a_topic_name_is_taken_once() {
 fn partitions_are_added_in_order() {
     let mut image = MetadataImage::default();
     image.apply(1, &topic(1, "orders"));
+    image.apply(2, &register(1, 10));
     assert_refused(&mut image, &partition(1, 1, &[1], &[1], 1));
     assert_refused(&mut image, &partition(2, 0, &[1], &[1], 1));
     assert_refused(&mut image, &partition(1, -1, &[1], &[1], 1));
@@ -369,4 +370,35 @@ fn an_unregistered_isr_member_is_not_elected() {
         },
     );
     assert_eq!(image.topics["orders"].partitions[0].leader, -1);
+}
+
+#[test]
+fn a_new_partition_led_by_a_broker_not_live_gets_a_live_isr_member_or_none() {
+    let mut image = MetadataImage::default();
+    apply_all(&mut image, &[topic(1, "orders"), register(2, 20)]);
+    // Placed on brokers 1 (never registered here) and 2.
+    let index = image.applied_index + 1;
+    image.apply(index, &partition(1, 0, &[1, 2], &[1, 2], 1));
+    image.apply(index + 1, &partition(1, 1, &[1, 2], &[1], 1));
+    let partitions = &image.topics["orders"].partitions;
+    assert_eq!((partitions[0].leader, partitions[0].leader_epoch), (2, 1));
+    assert_eq!((partitions[1].leader, partitions[1].leader_epoch), (-1, 1));
+    // Broker 1 registers: it takes the partition only it is in sync for.
+    image.apply(index + 2, &register(1, 10));
+    let partitions = &image.topics["orders"].partitions;
+    assert_eq!((partitions[1].leader, partitions[1].leader_epoch), (1, 2));
+    assert_eq!(partitions[0].leader, 2);
+}
+
+#[test]
+fn a_cluster_id_in_a_batch_is_refused() {
+    let mut image = MetadataImage::default();
+    let batch = MetadataRecord::Batch(vec![
+        topic(1, "orders"),
+        MetadataRecord::ClusterId {
+            cluster_id: "q1Xk9-abc_DEF".into(),
+        },
+    ]);
+    assert_refused(&mut image, &batch);
+    assert!(image.cluster_id.is_none() && image.topics.is_empty());
 }

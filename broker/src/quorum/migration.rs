@@ -22,8 +22,12 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// The migration of `metadata`'s topics, for node `node_id`.
+    /// The migration of `metadata`'s topics, for node `node_id`: nothing when they already come from
+    /// the quorum (a log reset by hand is not re-filled from a cache).
     pub fn of(metadata: &ClusterMetadata, node_id: i32) -> Migration {
+        if metadata.quorum_managed {
+            return Migration::default();
+        }
         let topics = metadata
             .topics
             .iter()
@@ -131,7 +135,17 @@ mod tests {
         let metadata = legacy();
         let migration = Migration::of(&metadata, 4);
         let mut image = MetadataImage::default();
-        let mut index = 0;
+        image.apply(
+            1,
+            &MetadataRecord::RegisterBroker {
+                node_id: 4,
+                incarnation: 1,
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+            },
+        );
+        let mut index = 1;
         let first = migration.next(&image);
         assert_eq!(first.len(), 2);
         for batch in first.into_iter().cloned().collect::<Vec<_>>() {

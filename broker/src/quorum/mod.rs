@@ -28,6 +28,8 @@ mod node;
 pub mod placement;
 pub mod records;
 #[cfg(test)]
+mod scale_tests;
+#[cfg(test)]
 mod simulation_tests;
 pub mod transport;
 pub mod wire;

@@ -340,7 +340,10 @@ impl Node {
         if entries.is_empty() {
             return;
         }
-        let mut image: MetadataImage = (**self.quorum.image.borrow()).clone();
+        // Changed in place unless someone else holds the current image (then copied once). Taken out
+        // of the quorum for the loop, which does not yield, so nobody sees the placeholder.
+        let mut shared: Rc<MetadataImage> = std::mem::take(&mut *self.quorum.image.borrow_mut());
+        let image = Rc::make_mut(&mut shared);
         let mut changed = false;
         for entry in entries {
             if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
@@ -372,7 +375,7 @@ impl Node {
                 }
             }
         }
-        *self.quorum.image.borrow_mut() = Rc::new(image);
+        *self.quorum.image.borrow_mut() = shared;
         if changed {
             self.quorum.changed.notify(usize::MAX);
         }
@@ -396,6 +399,10 @@ impl Node {
 
     fn duties(&mut self, now: Instant) {
         let image = self.quorum.image.borrow().clone();
+        let registered = image
+            .brokers
+            .get(&self.config.node_id)
+            .is_some_and(|broker| broker.incarnation == self.incarnation);
         let leads = self.raw.raft.state == StateRole::Leader;
         if !leads {
             self.leader_since = None;
@@ -409,6 +416,10 @@ impl Node {
             }
             if caught_up {
                 self.fence_or_unfence(now, leader_since, &image);
+            }
+            // After this node's registration, so that the partitions it migrates (led by itself)
+            // find it live.
+            if caught_up && registered {
                 let migration: Vec<MetadataRecord> =
                     self.migration.next(&image).into_iter().cloned().collect();
                 for record in migration {
@@ -416,10 +427,6 @@ impl Node {
                 }
             }
         }
-        let registered = image
-            .brokers
-            .get(&self.config.node_id)
-            .is_some_and(|broker| broker.incarnation == self.incarnation);
         if image.cluster_id.is_some() && !registered {
             let record = MetadataRecord::RegisterBroker {
                 node_id: self.config.node_id,

@@ -40,7 +40,7 @@ use uuid::Uuid;
 pub const FRAME_VERSION: u8 = 0;
 
 /// Longest string in a record (host names, racks, cluster ids, topic names, config values).
-pub const MAX_STRING_BYTES: usize = 1024;
+pub const MAX_STRING_BYTES: usize = 16 * 1024;
 
 /// Most records in one batch (a topic of `MAX_PARTITIONS_PER_TOPIC` partitions and its configs fit).
 pub const MAX_BATCH_RECORDS: usize = 20_000;
