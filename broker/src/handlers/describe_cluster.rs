@@ -41,8 +41,9 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 ENDPOINT_BROKERS
             };
             response.cluster_id = str_bytes(metadata.cluster_id.clone());
-            response.controller_id = BrokerId(controller_id(&state.config, &metadata));
-            response.brokers = listed_brokers(&state.config, &metadata)
+            let listed = listed_brokers(&state.config, &metadata);
+            response.controller_id = BrokerId(controller_id(&state.config, &metadata, &listed));
+            response.brokers = listed
                 .into_iter()
                 .map(|endpoint| {
                     let mut broker = DescribeClusterBroker::default();

@@ -52,10 +52,20 @@ pub fn listed_brokers(config: &BrokerConfig, metadata: &ClusterMetadata) -> Vec<
 }
 
 /// The controller clients send topic changes to (CreateTopics, DeleteTopics, CreatePartitions, the
-/// config APIs): the metadata quorum's leader, the active controller. Any broker accepts them too (its
-/// proposals reach the leader through the quorum). This node while no leader is known.
-pub fn controller_id(config: &BrokerConfig, metadata: &ClusterMetadata) -> i32 {
-    metadata.controller_id.unwrap_or(config.node_id)
+/// config APIs): the metadata quorum's leader, the active controller, when this node lists it. Any
+/// broker accepts those requests (its proposals reach the leader through the quorum), so while the
+/// leader is unknown or not listed yet (its registration not applied here) this node names itself:
+/// a client given a controller it cannot find among the brokers waits for it (librdkafka "waiting
+/// for controller"). KRaft's brokers likewise name a live broker, which forwards.
+pub fn controller_id(
+    config: &BrokerConfig,
+    metadata: &ClusterMetadata,
+    listed: &[BrokerEndpoint],
+) -> i32 {
+    metadata
+        .controller_id
+        .filter(|leader| listed.iter().any(|broker| broker.node_id == *leader))
+        .unwrap_or(config.node_id)
 }
 
 pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
@@ -211,6 +221,7 @@ async fn metadata(
     };
 
     let mut response = MetadataResponse::default();
+    response.controller_id = BrokerId(controller_id(&config, &metadata, &listed));
     response.brokers = listed
         .into_iter()
         .map(|endpoint| {
@@ -223,7 +234,6 @@ async fn metadata(
         })
         .collect();
     response.cluster_id = Some(str_bytes(metadata.cluster_id.clone()));
-    response.controller_id = BrokerId(controller_id(&config, &metadata));
     // Only v8–10 carry the field (decoded as false elsewhere, and not encoded there).
     response.cluster_authorized_operations = authorized_operations(
         request.include_cluster_authorized_operations,
