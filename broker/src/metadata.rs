@@ -123,6 +123,18 @@ pub enum NotServed {
     NotLeader { leader: i32, leader_epoch: i32 },
 }
 
+impl NotServed {
+    /// The error a request for the partition gets here.
+    pub fn error(self) -> kafka_protocol::error::ResponseError {
+        match self {
+            NotServed::Unknown => kafka_protocol::error::ResponseError::UnknownTopicOrPartition,
+            NotServed::NotLeader { .. } => {
+                kafka_protocol::error::ResponseError::NotLeaderOrFollower
+            }
+        }
+    }
+}
+
 impl TopicMetadata {
     pub fn partition_count(&self) -> i32 {
         self.shards.len() as i32

@@ -353,13 +353,9 @@ pub async fn write_markers(state: &Rc<ShardState>, items: Vec<MarkerItem>) -> Ve
                 entry.0.push(position);
                 entry.1.push(item);
             }
-            // Led by another broker (or none now): retried, never taken as written.
-            Err(crate::metadata::NotServed::NotLeader { .. }) => {
-                outcomes[position] = Some(Err(ResponseError::NotLeaderOrFollower))
-            }
-            Err(crate::metadata::NotServed::Unknown) => {
-                outcomes[position] = Some(Err(ResponseError::UnknownTopicOrPartition))
-            }
+            // Led by another broker (or none now): NOT_LEADER_OR_FOLLOWER, retried, never taken as
+            // written.
+            Err(why) => outcomes[position] = Some(Err(why.error())),
         }
     }
     for (shard, (positions, items)) in by_shard {

@@ -28,9 +28,9 @@ def _topic_view(bootstrap: str, topic: str):
             for p in described.partitions.values()}
 
 
-def _three_brokers(cluster_factory):
+def _three_brokers(cluster_factory, **kw):
     """A formed 3-node cluster whose brokers are all registered (so placement sees three)."""
-    c = cluster_factory(3)
+    c = cluster_factory(3, **kw)
     _wait_formed(c)
     admins = [ck_admin(c[i].bootstrap) for i in c.ids]
     _poll(lambda: (all(len(a.list_topics(timeout=10).brokers) == 3 for a in admins), None), 20,
@@ -248,3 +248,17 @@ def test_single_broker_upgrade_migrates_its_topics_into_the_quorum(broker_factor
     assert entries["retention.ms"].value == "7200000"
     # Still changeable through the quorum after the migration.
     _create(broker.bootstrap, topic + "-after", partitions=1, replication_factor=1)
+
+
+@pytest.mark.timeout(180)
+def test_cluster_with_two_shards_per_broker_serves_every_partition(cluster_factory, topic):
+    """Each broker places the partitions it leads on its own shards; clients see one cluster."""
+    c = _three_brokers(cluster_factory, shards=2)
+    _create(c[1].bootstrap, topic, partitions=8, replication_factor=2)
+    view = _all_nodes_agree(c, topic, 8)
+    assert collections.Counter(leader for leader, _, _ in view.values()).most_common(1)[0][1] <= 3
+    delivered = ck_produce_all(ck_producer(c[2].bootstrap), topic,
+                               [(f"k{i}".encode(), f"s{i}".encode()) for i in range(400)])
+    assert delivered.errors == []
+    records = ck_consume(c[3].bootstrap, [(topic, p, 0) for p in range(8)], expected=400)
+    assert sorted(r[4] for r in records) == sorted(f"s{i}".encode() for i in range(400))

@@ -48,11 +48,11 @@ async fn delete_records(
         let internal = internal_topics::is_internal(&name);
         for partition in &topic.partitions {
             let index = partition.partition_index;
-            let refused = match metadata.shard_of(&name, index) {
-                None => Some(ResponseError::UnknownTopicOrPartition),
-                Some(_) if internal => Some(ResponseError::InvalidTopicException),
-                Some(_) if partition.offset < -1 => Some(ResponseError::OffsetOutOfRange),
-                Some(shard) => {
+            let refused = match metadata.route(&name, index) {
+                Err(why) => Some(why.error()),
+                Ok(_) if internal => Some(ResponseError::InvalidTopicException),
+                Ok(_) if partition.offset < -1 => Some(ResponseError::OffsetOutOfRange),
+                Ok(shard) => {
                     split.push(
                         shard,
                         DeleteRecordsItem {

@@ -51,9 +51,9 @@ async fn describe_producers(
             let refused = if asked.len() >= MAX_PARTITIONS {
                 Some(ResponseError::InvalidRequest)
             } else {
-                match metadata.shard_of(&name, index) {
-                    None => Some(ResponseError::UnknownTopicOrPartition),
-                    Some(shard) => {
+                match metadata.route(&name, index) {
+                    Err(why) => Some(why.error()),
+                    Ok(shard) => {
                         split.push(shard, (name.clone(), index));
                         None
                     }

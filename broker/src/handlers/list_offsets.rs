@@ -79,8 +79,8 @@ async fn list_offsets(
         .collect();
     for ((topic_index, partition_index, not_served), outcome) in asked.into_iter().zip(answers) {
         let outcome: OffsetOutcome = match not_served {
-            Some(NotServed::NotLeader { .. }) => Err(ResponseError::NotLeaderOrFollower),
-            _ => outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition)),
+            Some(why) => Err(why.error()),
+            None => outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition)),
         };
         let mut partition = ListOffsetsPartitionResponse::default();
         partition.partition_index = partition_index;

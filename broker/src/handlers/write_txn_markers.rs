@@ -70,9 +70,9 @@ async fn write_txn_markers(
                 let refused = if asked.len() >= MAX_PAIRS {
                     Some(ResponseError::InvalidRequest)
                 } else {
-                    match metadata.shard_of(&name, partition) {
-                        None => Some(ResponseError::UnknownTopicOrPartition),
-                        Some(shard) => {
+                    match metadata.route(&name, partition) {
+                        Err(why) => Some(why.error()),
+                        Ok(shard) => {
                             split.push(
                                 shard,
                                 MarkerItem {

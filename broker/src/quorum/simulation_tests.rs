@@ -172,21 +172,30 @@ impl Cluster {
         }
     }
 
+    /// Voter `id` proposes `record` (run the simulation to get the answer).
+    fn propose(
+        &self,
+        id: i32,
+        record: MetadataRecord,
+        timeout: Duration,
+    ) -> shard::simulation::TaskHandle<Result<super::Applied, super::ProposalError>> {
+        let quorum = self.voters[&id].quorum.clone();
+        self.simulation
+            .spawn(async move { quorum.propose(record, timeout).await })
+    }
+
     /// Voter `id` proposes the producer-id block 0..1000 (run the simulation to get the answer).
     fn propose_block(
         &self,
         id: i32,
         timeout: Duration,
     ) -> shard::simulation::TaskHandle<Result<super::Applied, super::ProposalError>> {
-        let quorum = self.voters[&id].quorum.clone();
-        self.simulation.spawn(async move {
-            let block = MetadataRecord::ProducerIds {
-                node_id: id,
-                first_id: 0,
-                count: 1000,
-            };
-            quorum.propose(block, timeout).await
-        })
+        let block = MetadataRecord::ProducerIds {
+            node_id: id,
+            first_id: 0,
+            count: 1000,
+        };
+        self.propose(id, block, timeout)
     }
 
     fn image(&self, id: i32) -> Rc<super::image::MetadataImage> {
@@ -310,4 +319,85 @@ fn a_proposal_without_a_majority_times_out() {
         proposing.take_output().expect("answered"),
         Err(super::ProposalError::TimedOut)
     );
+}
+
+#[test]
+fn a_topic_proposed_by_a_follower_is_everyone_s_and_a_dead_leader_s_partitions_wait_for_it() {
+    let mut cluster = Cluster::start();
+    cluster.run_for(Duration::from_secs(5));
+    let leader = cluster.agreed_leader(&IDS).expect("one leader");
+    let follower = IDS.into_iter().find(|&id| id != leader).unwrap();
+    let topic_id = uuid::Uuid::new_v4();
+    let partition = |index: i32, replicas: Vec<i32>| MetadataRecord::Partition {
+        topic_id,
+        partition: index,
+        isr: vec![replicas[0]],
+        leader: replicas[0],
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    };
+    let batch = MetadataRecord::Batch(vec![
+        MetadataRecord::Topic {
+            topic_id,
+            name: "orders".into(),
+            configs: vec![],
+        },
+        partition(0, vec![leader, follower]),
+        partition(1, vec![follower, leader]),
+    ]);
+    let created = cluster.propose(follower, batch, Duration::from_secs(5));
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(
+        created.take_output().unwrap().unwrap().change,
+        Change::Topics
+    );
+    // The same name again, from the leader: refused the same way everywhere.
+    let again = cluster.propose(
+        leader,
+        MetadataRecord::Topic {
+            topic_id: uuid::Uuid::new_v4(),
+            name: "orders".into(),
+            configs: vec![],
+        },
+        Duration::from_secs(5),
+    );
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(
+        again.take_output().unwrap().unwrap().change,
+        Change::Refused
+    );
+    for id in IDS {
+        assert_eq!(
+            cluster.image(id).topics,
+            cluster.image(leader).topics,
+            "node {id}"
+        );
+    }
+
+    // The leader dies: once fenced, the partition only it was in sync for has no leader (no unclean
+    // election); the follower's stays led.
+    cluster.crash(leader);
+    cluster.run_for(Duration::from_secs(5));
+    let survivors: Vec<i32> = IDS.into_iter().filter(|&id| id != leader).collect();
+    for &id in &survivors {
+        let partitions = &cluster.image(id).topics["orders"].partitions;
+        assert_eq!(
+            (partitions[0].leader, partitions[0].leader_epoch),
+            (-1, 1),
+            "node {id}"
+        );
+        assert_eq!(partitions[1].leader, follower, "node {id}");
+    }
+    // It comes back and registers: it leads its partition again, in a new epoch, on every node.
+    cluster.start_voter(leader);
+    cluster.run_for(Duration::from_secs(3));
+    for id in IDS {
+        let partitions = &cluster.image(id).topics["orders"].partitions;
+        assert_eq!(
+            (partitions[0].leader, partitions[0].leader_epoch),
+            (leader, 2),
+            "node {id}"
+        );
+    }
 }
