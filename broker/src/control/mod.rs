@@ -1,8 +1,12 @@
 //! The control plane: the one place where cluster metadata changes (topic creation and deletion,
-//! partition increases, producer-id allocation, topic and dynamic broker configs). It runs on shard 0; other shards forward their requests
-//! there. Each change: validate → new metadata version → persist → broadcast to every shard and wait until
-//! each has applied it (opened or deleted its partitions) → answer. Changes are serialized by a lock held
-//! across those steps, so shards see versions in order.
+//! partition increases, producer-id allocation, topic and dynamic broker configs). It runs on shard 0;
+//! other shards forward their requests there. Each change: validate against the current metadata and
+//! make it on a copy → commit it through the metadata quorum (`quorum_changes`: the copy's difference
+//! becomes records, proposed and applied on every node) → publish the quorum's image as a new metadata
+//! version (`quorum_publisher`: persist, broadcast to every shard and wait until each has applied it,
+//! opening or deleting its partitions) → answer. Without a quorum (the in-process tests' shards) the
+//! copy itself is persisted and broadcast. Changes are serialized by a lock held across those steps,
+//! so shards see versions in order.
 
 pub mod alter_configs;
 pub mod producer_ids;
