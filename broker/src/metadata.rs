@@ -477,6 +477,53 @@ mod tests {
     }
 
     #[test]
+    fn partition_states_are_not_written_and_forgotten_leaders_serve_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut metadata = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        metadata.quorum_managed = true;
+        metadata.node_id = 1;
+        let state = PartitionState {
+            replicas: vec![1, 2],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 4,
+            partition_epoch: 5,
+        };
+        metadata.topics.insert(
+            "t".into(),
+            TopicMetadata {
+                id: Uuid::new_v4(),
+                shards: vec![0],
+                configs: BTreeMap::new(),
+                partitions: vec![state.clone()],
+            },
+        );
+        let mut moved = metadata.clone();
+        moved.topics.get_mut("t").unwrap().partitions[0].leader = 2;
+        assert!(
+            !moved.persisted_differs(&metadata),
+            "a leader change is not written"
+        );
+        metadata.persist(dir.path()).unwrap();
+        let mut reloaded = ClusterMetadata::load_or_create(dir.path()).unwrap();
+        assert!(reloaded.topics["t"].partitions.is_empty());
+        reloaded.node_id = 1;
+        assert_eq!(
+            reloaded.route("t", 0),
+            Ok(0),
+            "led here until told otherwise"
+        );
+        reloaded.forget_leaders();
+        assert_eq!(
+            reloaded.route("t", 0),
+            Err(NotServed::NotLeader {
+                leader: -1,
+                leader_epoch: 0
+            })
+        );
+    }
+
+    #[test]
     fn persists_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let mut metadata = ClusterMetadata::load_or_create(dir.path()).unwrap();

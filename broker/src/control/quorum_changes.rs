@@ -16,10 +16,10 @@ use crate::metadata::ClusterMetadata;
 use crate::partition::manager::UnopenedPartition;
 use crate::quorum::image::Change;
 use crate::quorum::records::{ConfigTarget, MetadataRecord};
+use crate::quorum::topic_changes::{config_records, topic_records};
 use crate::quorum::{ProposalError, Quorum};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +78,9 @@ pub async fn commit(
             continue;
         }
         let records = match &subject {
-            Subject::Topic(name) => topic_records(name, before, &after),
+            Subject::Topic(name) => {
+                topic_records(name, before.topics.get(name), after.topics.get(name))
+            }
             Subject::BrokerDefaults => config_records(
                 ConfigTarget::BrokerDefault,
                 &before.broker_default_configs,
@@ -91,17 +93,6 @@ pub async fn commit(
             1 => records.into_iter().next().expect("one"),
             _ => MetadataRecord::Batch(records),
         };
-        // A name or value longer than a record holds would be cut: refused instead.
-        if MetadataRecord::decode(&record.encode()).as_ref() != Ok(&record) {
-            outcomes[position] = Err((
-                ResponseError::InvalidConfig,
-                format!(
-                    "a name or value is longer than the metadata log holds ({} bytes)",
-                    crate::quorum::records::MAX_STRING_BYTES
-                ),
-            ));
-            continue;
-        }
         proposed.push((position, quorum.submit(record, COMMIT_TIMEOUT)));
     }
     for (position, reply) in proposed {
@@ -110,6 +101,9 @@ pub async fn commit(
             Ok(_) => Ok(()),
             Err(error @ ProposalError::TooLarge(_)) => {
                 Err((ResponseError::PolicyViolation, error.to_string()))
+            }
+            Err(error @ ProposalError::Unencodable) => {
+                Err((ResponseError::InvalidConfig, error.to_string()))
             }
             Err(error) => Err((ResponseError::RequestTimedOut, error.to_string())),
         };
@@ -183,182 +177,5 @@ fn refusal(request: &ControlRequest, position: usize) -> (ResponseError, String)
             ResponseError::UnknownTopicOrPartition,
             "the topic was deleted concurrently".into(),
         ),
-    }
-}
-
-/// The records that turn topic `name` of `before` into that of `after`: a new topic with its
-/// partitions, a removal, added partitions, changed configs.
-pub fn topic_records(
-    name: &str,
-    before: &ClusterMetadata,
-    after: &ClusterMetadata,
-) -> Vec<MetadataRecord> {
-    let old = before.topics.get(name);
-    let new = after.topics.get(name);
-    let mut records = Vec::new();
-    match (old, new) {
-        (Some(old), new) if new.is_none_or(|new| new.id != old.id) => {
-            records.push(MetadataRecord::RemoveTopic { topic_id: old.id });
-        }
-        _ => {}
-    }
-    let Some(new) = new else {
-        return records;
-    };
-    let existing = match old {
-        Some(old) if old.id == new.id => {
-            records.extend(config_records(
-                ConfigTarget::Topic(name.to_string()),
-                &old.configs,
-                &new.configs,
-            ));
-            old.partitions.len()
-        }
-        _ => {
-            records.push(MetadataRecord::Topic {
-                topic_id: new.id,
-                name: name.to_string(),
-                configs: new
-                    .configs
-                    .iter()
-                    .map(|(key, value)| (key.clone(), value.clone()))
-                    .collect(),
-            });
-            0
-        }
-    };
-    for (index, state) in new.partitions.iter().enumerate().skip(existing) {
-        records.push(MetadataRecord::Partition {
-            topic_id: new.id,
-            partition: index as i32,
-            replicas: state.replicas.clone(),
-            isr: state.isr.clone(),
-            leader: state.leader,
-            leader_epoch: state.leader_epoch,
-            partition_epoch: state.partition_epoch,
-        });
-    }
-    records
-}
-
-/// `Config` records turning `old` into `new`.
-fn config_records(
-    target: ConfigTarget,
-    old: &BTreeMap<String, String>,
-    new: &BTreeMap<String, String>,
-) -> Vec<MetadataRecord> {
-    let removed = old
-        .keys()
-        .filter(|name| !new.contains_key(*name))
-        .map(|name| MetadataRecord::Config {
-            target: target.clone(),
-            name: name.clone(),
-            value: None,
-        });
-    let set = new
-        .iter()
-        .filter(|(name, value)| old.get(*name) != Some(value))
-        .map(|(name, value)| MetadataRecord::Config {
-            target: target.clone(),
-            name: name.clone(),
-            value: Some(value.clone()),
-        });
-    removed.chain(set).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metadata::{PartitionState, TopicMetadata};
-    use uuid::Uuid;
-
-    fn partition(leader: i32) -> PartitionState {
-        PartitionState {
-            replicas: vec![leader, leader + 1],
-            isr: vec![leader],
-            leader,
-            leader_epoch: 0,
-            partition_epoch: 0,
-        }
-    }
-
-    fn with_topic(partitions: usize, configs: &[(&str, &str)]) -> (ClusterMetadata, Uuid) {
-        let mut metadata = ClusterMetadata::new_cluster();
-        let id = Uuid::new_v4();
-        metadata.topics.insert(
-            "orders".into(),
-            TopicMetadata {
-                id,
-                shards: vec![0; partitions],
-                configs: configs
-                    .iter()
-                    .map(|(key, value)| (key.to_string(), value.to_string()))
-                    .collect(),
-                partitions: (0..partitions as i32).map(partition).collect(),
-            },
-        );
-        (metadata, id)
-    }
-
-    #[test]
-    fn a_new_topic_is_its_record_then_its_partitions() {
-        let before = ClusterMetadata::new_cluster();
-        let (after, id) = with_topic(2, &[("retention.ms", "5")]);
-        let records = topic_records("orders", &before, &after);
-        assert_eq!(records.len(), 3);
-        assert_eq!(
-            records[0],
-            MetadataRecord::Topic {
-                topic_id: id,
-                name: "orders".into(),
-                configs: vec![("retention.ms".into(), "5".into())],
-            }
-        );
-        assert!(matches!(
-            &records[2],
-            MetadataRecord::Partition { partition: 1, leader: 1, replicas, .. } if replicas == &vec![1, 2]
-        ));
-    }
-
-    #[test]
-    fn deletion_growth_and_config_changes() {
-        let (before, id) = with_topic(1, &[("retention.ms", "5"), ("segment.bytes", "4096")]);
-        let after = ClusterMetadata::new_cluster();
-        assert_eq!(
-            topic_records("orders", &before, &after),
-            vec![MetadataRecord::RemoveTopic { topic_id: id }]
-        );
-        let mut after = before.clone();
-        let topic = after.topics.get_mut("orders").unwrap();
-        topic.partitions.push(partition(2));
-        topic.shards.push(0);
-        topic.configs.remove("segment.bytes");
-        topic.configs.insert("retention.ms".into(), "6".into());
-        let records = topic_records("orders", &before, &after);
-        assert_eq!(
-            records,
-            vec![
-                MetadataRecord::Config {
-                    target: ConfigTarget::Topic("orders".into()),
-                    name: "segment.bytes".into(),
-                    value: None
-                },
-                MetadataRecord::Config {
-                    target: ConfigTarget::Topic("orders".into()),
-                    name: "retention.ms".into(),
-                    value: Some("6".into())
-                },
-                MetadataRecord::Partition {
-                    topic_id: id,
-                    partition: 1,
-                    replicas: vec![2, 3],
-                    isr: vec![2],
-                    leader: 2,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                },
-            ]
-        );
-        assert!(topic_records("orders", &before, &before).is_empty());
     }
 }

@@ -12,7 +12,7 @@
 //! cluster of one, which leads them all) or after (a larger one: see `main`).
 
 use super::broadcast;
-use crate::metadata::{BrokerEndpoint, ClusterMetadata, PartitionState, TopicMetadata};
+use crate::metadata::{BrokerEndpoint, ClusterMetadata, TopicMetadata};
 use crate::partition::manager::UnopenedPartition;
 use crate::quorum::image::MetadataImage;
 use crate::quorum::Quorum;
@@ -52,10 +52,15 @@ pub async fn publish_locked(
     state: &Rc<ShardState>,
     quorum: &Quorum,
 ) -> Result<Vec<UnopenedPartition>, std::io::Error> {
-    let image = quorum.image.borrow().clone();
     let controller = quorum.status.borrow().leader_id;
     let current = state.metadata();
-    let mut next = derive(&current, &image, state.config.shards, controller);
+    // The image is not held across the broadcast, so the Ready loop keeps changing it in place.
+    let mut next = derive(
+        &current,
+        &quorum.image.borrow(),
+        state.config.shards,
+        controller,
+    );
     // Nothing to publish when only the applied index moved.
     next.version = current.version;
     let applied_index = std::mem::replace(&mut next.applied_index, current.applied_index);
@@ -145,17 +150,7 @@ pub fn derive(
                 id: topic.id,
                 shards: kept,
                 configs: topic.configs.clone(),
-                partitions: topic
-                    .partitions
-                    .iter()
-                    .map(|partition| PartitionState {
-                        replicas: partition.replicas.clone(),
-                        isr: partition.isr.clone(),
-                        leader: partition.leader,
-                        leader_epoch: partition.leader_epoch,
-                        partition_epoch: partition.partition_epoch,
-                    })
-                    .collect(),
+                partitions: topic.partitions.clone(),
             },
         );
     }
@@ -262,5 +257,32 @@ mod tests {
             vec![0],
             "not the old topic's shard 1"
         );
+    }
+
+    #[test]
+    fn topics_are_not_taken_from_an_image_older_than_the_file() {
+        let id = Uuid::new_v4();
+        let mut current = ClusterMetadata::new_cluster();
+        current.quorum_managed = true;
+        current.applied_index = 50;
+        current.topics.insert(
+            "orders".into(),
+            TopicMetadata {
+                id,
+                shards: vec![0, 0, 0],
+                configs: BTreeMap::new(),
+                partitions: Vec::new(),
+            },
+        );
+        // A start replayed the log only up to index 10: its image lacks what came after.
+        let mut image = image_with(Uuid::new_v4(), 1, true);
+        image.skip(10);
+        let next = derive(&current, &image, 1, None);
+        assert_eq!(next.topics, current.topics);
+        assert_eq!(next.applied_index, 50);
+        image.skip(50);
+        let next = derive(&current, &image, 1, None);
+        assert_ne!(next.topics["orders"].id, id);
+        assert_eq!(next.applied_index, 50);
     }
 }

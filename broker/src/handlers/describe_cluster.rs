@@ -1,9 +1,7 @@
 //! DescribeCluster (key 60), versions 0–2: the cluster's live brokers with their racks, and the
-//! controller for topic changes (see `metadata::listed_brokers` and `metadata::controller_id`).
+//! controller for topic changes (see `ClusterMetadata::listed_brokers` and `metadata::controller_id`).
 
-use super::metadata::{
-    authorized_operations, controller_id, listed_brokers, ALL_CLUSTER_OPERATIONS,
-};
+use super::metadata::{authorized_operations, controller_id, ALL_CLUSTER_OPERATIONS};
 use super::{simple, str_bytes};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
@@ -41,7 +39,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                 ENDPOINT_BROKERS
             };
             response.cluster_id = str_bytes(metadata.cluster_id.clone());
-            let listed = listed_brokers(&state.config, &metadata);
+            let listed = metadata.listed_brokers(&state.config);
             response.controller_id = BrokerId(controller_id(&state.config, &metadata, &listed));
             response.brokers = listed
                 .into_iter()

@@ -46,11 +46,6 @@ pub fn authorized_operations(requested: bool, all: i32) -> i32 {
     }
 }
 
-/// The brokers Metadata and DescribeCluster list (see `ClusterMetadata::listed_brokers`).
-pub fn listed_brokers(config: &BrokerConfig, metadata: &ClusterMetadata) -> Vec<BrokerEndpoint> {
-    metadata.listed_brokers(config)
-}
-
 /// The controller clients send topic changes to (CreateTopics, DeleteTopics, CreatePartitions, the
 /// config APIs): the metadata quorum's leader, the active controller, when this node lists it. Any
 /// broker accepts those requests (its proposals reach the leader through the quorum), so while the
@@ -148,7 +143,7 @@ async fn metadata(
     }
 
     let metadata = state.metadata();
-    let listed = listed_brokers(&config, &metadata);
+    let listed = metadata.listed_brokers(&config);
     let include_operations = request.include_topic_authorized_operations;
     let describe = |name: &str, topic: &crate::metadata::TopicMetadata| {
         let mut response = MetadataResponseTopic::default();

@@ -56,18 +56,10 @@ pub struct TopicImage {
     pub partitions: Vec<PartitionImage>,
 }
 
-/// One partition's replicas and leadership.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionImage {
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    /// -1: no leader (every in-sync replica is fenced).
-    pub leader: i32,
-    /// Bumped whenever the leader changes.
-    pub leader_epoch: i32,
-    /// Bumped on every change of the partition.
-    pub partition_epoch: i32,
-}
+/// One partition's replicas and leadership: the same state the shards' metadata carries (leader -1:
+/// every in-sync replica is fenced; the leader epoch moves whenever the leader changes, the partition
+/// epoch on every change).
+pub use crate::metadata::PartitionState as PartitionImage;
 
 impl PartitionImage {
     /// A new leader (or -1): both epochs move if it is another.
@@ -419,6 +411,12 @@ impl MetadataImage {
             | MetadataRecord::RemoveTopic { topic_id } => self.topic_names.get(topic_id).cloned(),
             _ => None,
         }
+    }
+
+    /// Whether a topic with id `topic_id`, or a name `name` collides with, is here.
+    pub fn holds_topic(&self, topic_id: Uuid, name: &str) -> bool {
+        self.topic_names.contains_key(&topic_id)
+            || self.normalized_names.contains(&normalized(name))
     }
 
     /// The topic with id `topic_id`, and its name.

@@ -11,7 +11,8 @@
 
 use super::image::MetadataImage;
 use super::records::{ConfigTarget, MetadataRecord};
-use crate::metadata::ClusterMetadata;
+use super::topic_changes::{config_records, topic_records};
+use crate::metadata::{ClusterMetadata, PartitionState};
 
 #[derive(Clone, Debug, Default)]
 pub struct Migration {
@@ -32,38 +33,26 @@ impl Migration {
             .topics
             .iter()
             .map(|(name, topic)| {
-                let mut records = vec![MetadataRecord::Topic {
-                    topic_id: topic.id,
-                    name: name.clone(),
-                    configs: topic
-                        .configs
-                        .iter()
-                        .map(|(key, value)| (key.clone(), value.clone()))
-                        .collect(),
-                }];
-                records.extend((0..topic.partition_count()).map(|partition| {
-                    MetadataRecord::Partition {
-                        topic_id: topic.id,
-                        partition,
+                // Led by this node alone, where its data is.
+                let mut led_here = topic.clone();
+                led_here.partitions = vec![
+                    PartitionState {
                         replicas: vec![node_id],
                         isr: vec![node_id],
                         leader: node_id,
                         leader_epoch: 0,
                         partition_epoch: 0,
-                    }
-                }));
-                MetadataRecord::Batch(records)
+                    };
+                    topic.shards.len()
+                ];
+                MetadataRecord::Batch(topic_records(name, None, Some(&led_here)))
             })
             .collect();
-        let mut finish: Vec<MetadataRecord> = metadata
-            .broker_default_configs
-            .iter()
-            .map(|(name, value)| MetadataRecord::Config {
-                target: ConfigTarget::BrokerDefault,
-                name: name.clone(),
-                value: Some(value.clone()),
-            })
-            .collect();
+        let mut finish = config_records(
+            ConfigTarget::BrokerDefault,
+            &Default::default(),
+            &metadata.broker_default_configs,
+        );
         finish.push(MetadataRecord::TopicsMigrated);
         Migration {
             topics,
@@ -92,17 +81,15 @@ impl Migration {
 
 /// Whether the image holds the topic a batch creates, or a topic it would collide with.
 fn settled(batch: &MetadataRecord, image: &MetadataImage) -> bool {
-    let MetadataRecord::Batch(records) = batch else {
-        return true;
-    };
-    let Some(MetadataRecord::Topic { topic_id, name, .. }) = records.first() else {
-        return true;
-    };
-    let normalized = name.replace('.', "_");
-    image
-        .topics
-        .iter()
-        .any(|(existing, topic)| topic.id == *topic_id || existing.replace('.', "_") == normalized)
+    match batch {
+        MetadataRecord::Batch(records) => match records.first() {
+            Some(MetadataRecord::Topic { topic_id, name, .. }) => {
+                image.holds_topic(*topic_id, name)
+            }
+            _ => true,
+        },
+        _ => true,
+    }
 }
 
 #[cfg(test)]

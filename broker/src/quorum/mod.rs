@@ -31,6 +31,7 @@ pub mod records;
 mod scale_tests;
 #[cfg(test)]
 mod simulation_tests;
+pub mod topic_changes;
 pub mod transport;
 pub mod wire;
 
@@ -117,6 +118,12 @@ pub enum ProposalError {
     Stopping,
     #[error("the change takes {0} bytes in the metadata log, more than one entry may hold ({max})", max = node::MAX_ENTRY_BYTES_PER_MESSAGE)]
     TooLarge(usize),
+    #[error(
+        "a name, value or list is longer than the metadata log holds ({} bytes, {} items)",
+        records::MAX_STRING_BYTES,
+        records::MAX_LIST_LENGTH
+    )]
+    Unencodable,
 }
 
 impl Quorum {
@@ -140,10 +147,15 @@ impl Quorum {
         timeout: std::time::Duration,
     ) -> futures_channel::oneshot::Receiver<Result<Applied, ProposalError>> {
         let (reply, receiver) = futures_channel::oneshot::channel();
-        let size = record.encode().len();
-        if size as u64 > node::MAX_ENTRY_BYTES_PER_MESSAGE {
+        let encoded = record.encode();
+        if encoded.len() as u64 > node::MAX_ENTRY_BYTES_PER_MESSAGE {
             // Raft sends an entry whole: a larger one could never reach the other voters' frames.
-            let _ = reply.send(Err(ProposalError::TooLarge(size)));
+            let _ = reply.send(Err(ProposalError::TooLarge(encoded.len())));
+            return receiver;
+        }
+        if records::MetadataRecord::decode(&encoded).as_ref() != Ok(&record) {
+            // A name, value or list longer than a record holds would be cut: refused instead.
+            let _ = reply.send(Err(ProposalError::Unencodable));
             return receiver;
         }
         self.proposals.borrow_mut().push_back(Proposal {
@@ -240,4 +252,40 @@ pub fn fatal(message: &str) -> ! {
     tracing::error!("{message}");
     eprintln!("broker: {message}");
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::records::{ConfigTarget, MetadataRecord};
+    use super::*;
+
+    fn outcome(quorum: &Quorum, record: MetadataRecord) -> Result<Applied, ProposalError> {
+        let receiver = quorum.submit(record, std::time::Duration::from_secs(1));
+        futures_lite::future::block_on(receiver).expect("answered at once")
+    }
+
+    #[test]
+    fn what_a_record_cannot_hold_is_refused_before_it_is_proposed() {
+        let quorum = Quorum::default();
+        let long = MetadataRecord::Config {
+            target: ConfigTarget::BrokerDefault,
+            name: "log.retention.ms".into(),
+            value: Some("9".repeat(records::MAX_STRING_BYTES + 1)),
+        };
+        assert_eq!(outcome(&quorum, long), Err(ProposalError::Unencodable));
+        let huge = MetadataRecord::Batch(
+            (0..100)
+                .map(|index| MetadataRecord::Config {
+                    target: ConfigTarget::BrokerDefault,
+                    name: format!("name-{index}"),
+                    value: Some("9".repeat(records::MAX_STRING_BYTES)),
+                })
+                .collect(),
+        );
+        assert!(matches!(
+            outcome(&quorum, huge),
+            Err(ProposalError::TooLarge(_))
+        ));
+        assert!(quorum.proposals.borrow().is_empty(), "nothing queued");
+    }
 }
