@@ -262,3 +262,51 @@ def test_cluster_with_two_shards_per_broker_serves_every_partition(cluster_facto
     assert delivered.errors == []
     records = ck_consume(c[3].bootstrap, [(topic, p, 0) for p in range(8)], expected=400)
     assert sorted(r[4] for r in records) == sorted(f"s{i}".encode() for i in range(400))
+
+
+@pytest.mark.timeout(240)
+def test_cluster_broker_behind_the_snapshot_catches_up_and_restarts_from_it(cluster_factory, topic):
+    """Metadata-log snapshots: with compaction every 4 KiB of entries, a broker killed while 40 topics
+    are created finds the log it missed compacted away; the leader sends it a snapshot, and it
+    serves every topic. Every node then restarts from its snapshot (and the entries after it)."""
+    c = _three_brokers(cluster_factory,
+                       config={"metadata_log_max_record_bytes_between_snapshots": 4096})
+    # Not the active controller (an admin client would wait for that one to return).
+    controller = ck_admin(c[1].bootstrap).list_topics(timeout=10).controller_id
+    victim = next(i for i in reversed(c.ids) if i != controller)
+    live = [i for i in c.ids if i != victim]
+    c.kill9(victim)
+    names = [f"{topic}-{i}" for i in range(40)]
+    admin = ck_admin(c[live[0]].bootstrap)
+    futures = admin.create_topics([NewTopic(n, num_partitions=2, replication_factor=2)
+                                   for n in names], request_timeout=30)
+    for name in names:
+        futures[name].result(60)
+    _poll(lambda: (all("compacted the metadata log into a snapshot" in c[i].log_text()
+                       for i in live), None), 20, "both live nodes compacted", c.nodes)
+
+    c[victim].start()
+
+    def all_listed(node):
+        listed = ck_admin(c[node].bootstrap).list_topics(timeout=10).topics
+        missing = [n for n in names if n not in listed or len(listed[n].partitions) != 2]
+        return not missing, missing[:5]
+    _poll(lambda: all_listed(victim), 30, "the returning broker lists every topic", c.nodes, 0.5)
+    assert "installed the leader's snapshot of the metadata log" in c[victim].log_text(), \
+        "caught up by a snapshot"
+
+    # Produce to one topic led by the returned broker, through any node.
+    led_by_victim = next(n for n in names
+                         if any(v[0] == victim for v in _topic_view(c[live[0]].bootstrap, n).values()))
+    delivered = ck_produce_all(ck_producer(c[live[1]].bootstrap), led_by_victim,
+                               [(None, f"s{i}".encode()) for i in range(20)])
+    assert delivered.errors == [], delivered.errors[:3]
+
+    c.stop()
+    c.start()
+    _wait_formed(c, timeout=30)
+    for node in c.ids:
+        _poll(lambda: all_listed(node), 30, f"node {node} lists every topic after a restart",
+              c.nodes, 0.5)
+    records = ck_consume(c[1].bootstrap, [(led_by_victim, p, 0) for p in range(2)], expected=20)
+    assert len(records) == 20

@@ -206,6 +206,9 @@ pub struct BrokerConfig {
     pub broker_session_timeout: std::time::Duration,
     /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
     pub broker_heartbeat_interval: std::time::Duration,
+    /// `metadata.log.max.record.bytes.between.snapshots`: bytes of metadata-log entries written
+    /// before the log is compacted into a snapshot.
+    pub metadata_snapshot_bytes: u64,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a replication factor.
@@ -364,6 +367,7 @@ impl BrokerConfig {
             rack: None,
             broker_session_timeout: std::time::Duration::ZERO,
             broker_heartbeat_interval: std::time::Duration::ZERO,
+            metadata_snapshot_bytes: 20 << 20,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,

@@ -251,6 +251,7 @@ pub const SETTINGS: &[Setting] = &[
     cluster::RACK,
     cluster::BROKER_SESSION_TIMEOUT_MS,
     cluster::BROKER_HEARTBEAT_INTERVAL_MS,
+    cluster::METADATA_SNAPSHOT_BYTES,
     Setting {
         flag: Some("--recover-unknown-data"),
         config_type: ConfigType::Boolean,

@@ -103,6 +103,19 @@ fn rank(change: Change) -> u8 {
     }
 }
 
+/// A partition's invariants: its replicas are distinct and not empty, its ISR is among them, and its
+/// leader is -1 (none) or in its ISR.
+pub(super) fn is_well_formed(replicas: &[i32], isr: &[i32], leader: i32) -> bool {
+    let distinct = replicas
+        .iter()
+        .enumerate()
+        .all(|(i, id)| !replicas[..i].contains(id));
+    !replicas.is_empty()
+        && distinct
+        && isr.iter().all(|id| replicas.contains(id))
+        && (leader == -1 || isr.contains(&leader))
+}
+
 /// Kafka's collision rule: topic names that differ only in '.' against '_' collide (their metric
 /// names would be the same).
 fn normalized(name: &str) -> String {
@@ -246,15 +259,8 @@ impl MetadataImage {
                 else {
                     return Change::Refused;
                 };
-                let distinct = replicas
-                    .iter()
-                    .enumerate()
-                    .all(|(i, id)| !replicas[..i].contains(id));
                 if usize::try_from(*partition) != Ok(topic.partitions.len())
-                    || replicas.is_empty()
-                    || !distinct
-                    || !isr.iter().all(|id| replicas.contains(id))
-                    || !(*leader == -1 || isr.contains(leader))
+                    || !is_well_formed(replicas, isr, *leader)
                 {
                     return Change::Refused;
                 }
@@ -411,6 +417,19 @@ impl MetadataImage {
             | MetadataRecord::RemoveTopic { topic_id } => self.topic_names.get(topic_id).cloned(),
             _ => None,
         }
+    }
+
+    /// Adds `topic` as a snapshot holds it (`snapshot::decode`), with its indexes; false (and nothing
+    /// added) if its id is nil or taken or its name is empty or collides with one here, as `Topic`
+    /// records are refused.
+    pub(super) fn restore_topic(&mut self, name: String, topic: TopicImage) -> bool {
+        if name.is_empty() || topic.id.is_nil() || self.holds_topic(topic.id, &name) {
+            return false;
+        }
+        self.topic_names.insert(topic.id, name.clone());
+        self.normalized_names.insert(normalized(&name));
+        self.topics.insert(name, topic);
+        true
     }
 
     /// Whether a topic with id `topic_id`, or a name `name` collides with, is here.

@@ -6,13 +6,15 @@
 //! ```text
 //! length: u32 LE   (of kind + payload)
 //! crc:    u32 LE   (CRC-32C of kind + payload)
-//! kind:   u8       1 = voters, 2 = hard state, 3 = entry
+//! kind:   u8       1 = voters, 2 = hard state, 3 = entry, 4 = snapshot
 //! payload          voters: count u32 LE, then each Raft id u64 LE
-//!                  hard state, entry: the protobuf encoding (raft's eraftpb)
+//!                  hard state, entry, snapshot: the protobuf encoding (raft's eraftpb; a snapshot's
+//!                  data is the image, `snapshot`)
 //! ```
 //!
 //! The first record is the voter set the log was created with; a start with another voter set is refused
-//! (changing the voters is not supported yet). A later entry record with an index at or below the last
+//! (changing the voters is not supported yet). A snapshot record, if any, comes second: the entries up to
+//! its index are gone and the image at that index is its data. A later entry record with an index at or below the last
 //! one replaces that suffix (Raft's conflict truncation), exactly as `MemStorage::append` does, so replay
 //! rebuilds the state Raft last persisted. Each batch of records the Ready loop writes is fsynced before
 //! any message that depends on it is sent. A torn tail (the last record cut short or failing its CRC,
@@ -20,12 +22,17 @@
 //! record with more after it is damage, not a torn write, and the log is refused (cutting it would drop
 //! fsynced votes and entries, which Raft's safety rests on).
 //!
-//! The log is never compacted yet: metadata records are few (registrations, fences), so it grows slowly;
-//! snapshots come with the topic records.
+//! Compaction (`compact`, once `metadata_log_max_record_bytes_between_snapshots` of entries were written
+//! since the last snapshot) and a follower's installing of the leader's snapshot (`install`) rewrite the
+//! file whole: voters, snapshot, hard state, the entries after the snapshot, into `quorum.log.tmp`,
+//! fsynced, then renamed over `quorum.log` and the directory fsynced. A crash leaves either file whole;
+//! a leftover `.tmp` is removed at start.
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState};
-use raft::storage::MemStorage;
+use super::memory_log::MemoryLog;
+use super::snapshot::MAX_SNAPSHOT_BYTES;
+use raft::prelude::{Entry, HardState, Snapshot};
+use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,13 +41,15 @@ use thiserror::Error;
 /// The quorum's directory in the data directory (Kafka's name for the metadata log's partition).
 pub const QUORUM_DIR: &str = "__cluster_metadata-0";
 pub const QUORUM_LOG_FILE: &str = "quorum.log";
+const REWRITTEN_FILE: &str = "quorum.log.tmp";
 
 const VOTERS: u8 = 1;
 const HARD_STATE: u8 = 2;
 const ENTRY: u8 = 3;
+const SNAPSHOT: u8 = 4;
 const HEADER_BYTES: usize = 8;
-/// Largest record accepted at replay (an entry holds one metadata record; see `records`).
-const MAX_RECORD_BYTES: usize = 16 << 20;
+/// Largest record accepted at replay: a snapshot (an entry holds one metadata record, at most 1 MiB).
+const MAX_RECORD_BYTES: usize = MAX_SNAPSHOT_BYTES + (1 << 20);
 
 #[derive(Debug, Error)]
 pub enum QuorumLogError {
@@ -64,8 +73,12 @@ pub enum QuorumLogError {
 
 pub struct QuorumLog {
     path: PathBuf,
-    file: Arc<std::fs::File>,
-    storage: MemStorage,
+    voters: Vec<u64>,
+    /// The file appended to; replaced when the log is rewritten.
+    file: RefCell<Arc<std::fs::File>>,
+    /// Bytes of entries written since the last snapshot (or since the start of the log).
+    written_since_snapshot: Cell<u64>,
+    storage: MemoryLog,
 }
 
 impl QuorumLog {
@@ -79,6 +92,8 @@ impl QuorumLog {
         };
         let created = !path.exists();
         std::fs::create_dir_all(&dir).map_err(io)?;
+        // A rewrite a crash interrupted before its rename: the log it would have replaced is whole.
+        let _ = std::fs::remove_file(dir.join(REWRITTEN_FILE));
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -103,8 +118,9 @@ impl QuorumLog {
             file.set_len(valid as u64).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
-        let mut records = records.into_iter();
+        let storage = MemoryLog::new(voters);
+        let written_since_snapshot = Cell::new(0);
+        let mut records = records.into_iter().peekable();
         match records.next() {
             None => {
                 file.write_all(&encode_record(VOTERS, &encode_voters(voters)))
@@ -129,50 +145,132 @@ impl QuorumLog {
             Some(_) => return Err(damaged(&path, "does not start with its voters")),
         }
         {
-            let mut core = storage.wl();
-            let mut last = 0;
+            let mut core = storage.core_mut();
+            if let Some((SNAPSHOT, payload)) = records.peek() {
+                let snapshot = Snapshot::parse_from_bytes(payload)
+                    .map_err(|error| damaged(&path, &error.to_string()))?;
+                let mut recorded: Vec<u64> = snapshot.get_metadata().get_conf_state().voters.clone();
+                recorded.sort_unstable();
+                let mut configured = voters.to_vec();
+                configured.sort_unstable();
+                if recorded != configured {
+                    return Err(damaged(&path, "its snapshot names other voters"));
+                }
+                core.install(snapshot);
+                records.next();
+            }
+            let mut last = core.last_index();
             for (kind, payload) in records {
+                if kind == ENTRY {
+                    written_since_snapshot.set(written_since_snapshot.get() + payload.len() as u64);
+                }
                 match kind {
                     HARD_STATE => {
                         let state = HardState::parse_from_bytes(payload)
                             .map_err(|error| damaged(&path, &error.to_string()))?;
-                        core.set_hardstate(state);
+                        core.hard_state = state;
                     }
                     ENTRY => {
                         let entry = Entry::parse_from_bytes(payload)
                             .map_err(|error| damaged(&path, &error.to_string()))?;
-                        if entry.index == 0 || entry.index > last + 1 {
+                        if entry.index < core.first_index() || entry.index > last + 1 {
                             return Err(damaged(
                                 &path,
                                 &format!("entry {} follows entry {last}", entry.index),
                             ));
                         }
                         last = entry.index;
-                        core.append(&[entry]).expect("index checked above");
+                        core.append(&[entry]);
                     }
                     other => return Err(damaged(&path, &format!("record kind {other}"))),
                 }
             }
             // The commit index never passes the last entry kept (it can only if entries were lost).
-            if core.hard_state().commit > last {
+            if core.hard_state.commit > last {
                 tracing::warn!(
-                    commit = core.hard_state().commit,
+                    commit = core.hard_state.commit,
                     last,
                     "quorum log: commit index beyond the last entry; lowering it"
                 );
-                core.mut_hard_state().commit = last;
+                core.hard_state.commit = last;
+            }
+            let snapshot_index = core.snapshot().get_metadata().index;
+            if core.hard_state.commit < snapshot_index {
+                core.hard_state.commit = snapshot_index;
             }
         }
         Ok(QuorumLog {
             path,
-            file: Arc::new(file),
+            voters: voters.to_vec(),
+            file: RefCell::new(Arc::new(file)),
+            written_since_snapshot,
             storage,
         })
     }
 
-    /// The in-memory storage raft-rs reads (shared: `MemStorage` clones share one core).
-    pub fn storage(&self) -> MemStorage {
+    /// The in-memory log raft-rs reads (shared: clones share one core).
+    pub fn storage(&self) -> MemoryLog {
         self.storage.clone()
+    }
+
+    /// Bytes of entries written since the last snapshot.
+    pub fn written_since_snapshot(&self) -> u64 {
+        self.written_since_snapshot.get()
+    }
+
+    /// Drops the entries up to `snapshot`'s index, which this node has applied (its data is the image
+    /// there), and rewrites the file without them.
+    pub async fn compact(&self, snapshot: Snapshot) -> Result<(), QuorumLogError> {
+        self.storage.core_mut().compact(snapshot);
+        self.rewrite().await
+    }
+
+    /// Replaces the whole log with the leader's `snapshot` (a follower too far behind for entries).
+    pub async fn install(&self, snapshot: Snapshot) -> Result<(), QuorumLogError> {
+        self.storage.core_mut().install(snapshot);
+        self.rewrite().await
+    }
+
+    /// Writes the log as memory holds it into a new file that replaces the old (see the module
+    /// documentation).
+    async fn rewrite(&self) -> Result<(), QuorumLogError> {
+        let mut bytes = encode_record(VOTERS, &encode_voters(&self.voters));
+        let mut entry_bytes = 0;
+        {
+            let core = self.storage.core();
+            bytes.extend(encode_record(
+                SNAPSHOT,
+                &core.snapshot().write_to_bytes().expect("encodes"),
+            ));
+            bytes.extend(encode_record(
+                HARD_STATE,
+                &core.hard_state.write_to_bytes().expect("encodes"),
+            ));
+            for entry in core.entries() {
+                let payload = entry.write_to_bytes().expect("encodes");
+                entry_bytes += payload.len() as u64;
+                bytes.extend(encode_record(ENTRY, &payload));
+            }
+        }
+        let path = self.path.clone();
+        let file = shard::task::spawn_blocking(move || {
+            let dir = path.parent().expect("in the quorum directory");
+            let rewritten = dir.join(REWRITTEN_FILE);
+            let mut file = std::fs::File::create(&rewritten)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&rewritten, &path)?;
+            std::fs::File::open(dir)?.sync_all()?;
+            std::fs::OpenOptions::new().append(true).open(&path)
+        })
+        .await
+        .map_err(|source| QuorumLogError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        *self.file.borrow_mut() = Arc::new(file);
+        self.written_since_snapshot.set(entry_bytes);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -191,10 +289,10 @@ impl QuorumLog {
         }
         let mut bytes = Vec::new();
         for entry in entries {
-            bytes.extend(encode_record(
-                ENTRY,
-                &entry.write_to_bytes().expect("encodes"),
-            ));
+            let payload = entry.write_to_bytes().expect("encodes");
+            self.written_since_snapshot
+                .set(self.written_since_snapshot.get() + payload.len() as u64);
+            bytes.extend(encode_record(ENTRY, &payload));
         }
         if let Some(state) = hard_state {
             bytes.extend(encode_record(
@@ -202,7 +300,7 @@ impl QuorumLog {
                 &state.write_to_bytes().expect("encodes"),
             ));
         }
-        let file = self.file.clone();
+        let file = self.file.borrow().clone();
         shard::task::spawn_blocking(move || {
             (&*file).write_all(&bytes)?;
             file.sync_data()
@@ -212,13 +310,10 @@ impl QuorumLog {
             path: self.path.clone(),
             source,
         })?;
-        let mut core = self.storage.wl();
-        if !entries.is_empty() {
-            core.append(entries)
-                .expect("raft appends continuous entries");
-        }
+        let mut core = self.storage.core_mut();
+        core.append(entries);
         if let Some(state) = hard_state {
-            core.set_hardstate(state.clone());
+            core.hard_state = state.clone();
         }
         Ok(())
     }

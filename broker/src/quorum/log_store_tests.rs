@@ -177,3 +177,64 @@ mod hostile_files {
         }
     }
 }
+
+fn snapshot_at(index: u64, term: u64, data: &[u8]) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    snapshot.mut_metadata().index = index;
+    snapshot.mut_metadata().term = term;
+    snapshot
+        .mut_metadata()
+        .set_conf_state(raft::prelude::ConfState::from((vec![1, 2, 3], vec![])));
+    snapshot.set_data(data.to_vec().into());
+    snapshot
+}
+
+#[test]
+fn compaction_rewrites_the_file_and_replay_starts_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap();
+        let entries: Vec<Entry> = (1..=6).map(|index| entry(index, 1, b"record")).collect();
+        persist(&log, &entries, Some(&hard_state(1, 1, 4)));
+        assert!(log.written_since_snapshot() > 0);
+        Simulation::new()
+            .block_on(log.compact(snapshot_at(4, 1, b"image at 4")))
+            .expect("compacts");
+        assert_eq!(log.written_since_snapshot(), 2 * entries[0].compute_size() as u64);
+        // Appends go on in the rewritten file.
+        persist(&log, &[entry(7, 2, b"after")], Some(&hard_state(2, 1, 7)));
+    }
+    // A rewrite a crash interrupted before its rename leaves a stray file: removed, the log kept.
+    std::fs::write(
+        dir.path().join(QUORUM_DIR).join(REWRITTEN_FILE),
+        b"half a rewrite",
+    )
+    .unwrap();
+    let log = QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap();
+    assert!(!dir.path().join(QUORUM_DIR).join(REWRITTEN_FILE).exists());
+    let storage = log.storage();
+    assert_eq!((storage.first_index().unwrap(), storage.last_index().unwrap()), (5, 7));
+    assert_eq!(storage.term(4).unwrap(), 1);
+    assert_eq!(storage.snapshot(0, 2).unwrap().get_data(), b"image at 4");
+    assert_eq!(storage.initial_state().unwrap().hard_state, hard_state(2, 1, 7));
+    // Opened with other voters than its snapshot names: refused as a damaged log would be.
+    assert!(QuorumLog::open(dir.path(), &[1, 2]).is_err());
+}
+
+#[test]
+fn an_installed_snapshot_replaces_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap();
+        persist(&log, &[entry(1, 1, b"a"), entry(2, 1, b"b")], Some(&hard_state(1, 0, 1)));
+        Simulation::new()
+            .block_on(log.install(snapshot_at(40, 3, b"the leader's image")))
+            .expect("installs");
+    }
+    let log = QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap();
+    let storage = log.storage();
+    assert_eq!((storage.first_index().unwrap(), storage.last_index().unwrap()), (41, 40));
+    let state = storage.initial_state().unwrap();
+    assert_eq!((state.hard_state.commit, state.hard_state.term), (40, 3));
+    assert_eq!(storage.snapshot(0, 1).unwrap().get_data(), b"the leader's image");
+}

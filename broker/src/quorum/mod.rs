@@ -23,6 +23,7 @@
 pub mod image;
 pub mod log_store;
 mod logger;
+pub mod memory_log;
 pub mod migration;
 mod node;
 pub mod placement;
@@ -31,6 +32,7 @@ pub mod records;
 mod scale_tests;
 #[cfg(test)]
 mod simulation_tests;
+pub mod snapshot;
 pub mod topic_changes;
 pub mod transport;
 pub mod wire;

@@ -2,10 +2,12 @@
 //! other voters, this node's proposals — and handles each `Ready` in the order raft-rs requires:
 //!
 //! 1. send the messages that may leave before persisting (a leader's appends);
-//! 2. apply the committed entries to the metadata image;
+//! 2. install the leader's snapshot, if it sent one (`snapshots`), then apply the committed entries
+//!    to the metadata image;
 //! 3. persist the new entries and hard state (`log_store`: one write, one fsync);
 //! 4. send the messages that needed them durable (votes, append responses);
-//! 5. advance, and do the same for the light ready (more commits, more messages).
+//! 5. advance, and do the same for the light ready (more commits, more messages);
+//! 6. compact the log into a snapshot of the image once enough was written since the last (`snapshots`).
 //!
 //! Besides, on each tick the node does its controller duties: as leader, it commits the cluster id once
 //! (the candidate is this node's `cluster_metadata.toml` id, so a single broker upgraded to the quorum
@@ -22,8 +24,8 @@ use super::{
 };
 use crate::config::BrokerConfig;
 use futures_channel::mpsc;
+use super::memory_log::MemoryLog;
 use raft::prelude::{Entry, EntryType, Message};
-use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -43,8 +45,11 @@ const HANDOVER_LIMIT: Duration = Duration::from_secs(2);
 /// How long a proposal this node is waiting to see applied is left before it is proposed again.
 const PROPOSAL_RETRY: Duration = Duration::from_secs(1);
 
+#[path = "node_snapshots.rs"]
+mod snapshots;
+
 pub(super) struct Node {
-    raw: RawNode<MemStorage>,
+    raw: RawNode<MemoryLog>,
     log: QuorumLog,
     transport: Box<dyn RaftTransport>,
     identity: Rc<Identity>,
@@ -66,6 +71,12 @@ pub(super) struct Node {
     /// Control-plane requests proposed and not yet applied here, by request number.
     requested: HashMap<u64, (Instant, ProposalReply)>,
     next_request: u64,
+    /// Followers the leader is sending a snapshot to, and since when (`snapshots`).
+    sending_snapshots: HashMap<u64, Instant>,
+    /// The image of the leader's snapshot this node let raft-rs take, until it installs it.
+    received_snapshot: Option<MetadataImage>,
+    /// Compaction waits until then after the image was too large to snapshot.
+    compaction_paused_until: Option<Instant>,
 }
 
 type ProposalReply = futures_channel::oneshot::Sender<Result<Applied, ProposalError>>;
@@ -81,7 +92,22 @@ pub(super) struct NodeParts {
 }
 
 impl Node {
-    pub fn new(parts: NodeParts) -> Result<Node, raft::Error> {
+    pub fn new(parts: NodeParts) -> Result<Node, String> {
+        // The image starts from the log's snapshot, if it has one; entries after it are applied again.
+        let storage = parts.log.storage();
+        let snapshot_index = storage.core().snapshot().get_metadata().index;
+        if snapshot_index > 0 {
+            let image = super::snapshot::decode(storage.core().snapshot().get_data())
+                .map_err(|error| format!("{}: {error}", parts.log.path().display()))?;
+            if image.applied_index != snapshot_index {
+                return Err(format!(
+                    "{}: its snapshot at {snapshot_index} holds the image at {}",
+                    parts.log.path().display(),
+                    image.applied_index
+                ));
+            }
+            *parts.quorum.image.borrow_mut() = Rc::new(image);
+        }
         let raft_config = raft::Config {
             id: raft_id_of(parts.config.node_id),
             election_tick: ELECTION_TICKS,
@@ -90,13 +116,14 @@ impl Node {
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,
-            // Every committed entry is applied again at start: the image is rebuilt from the log.
-            applied: 0,
+            // Every committed entry after the snapshot is applied again at start: the image is rebuilt
+            // from the log.
+            applied: snapshot_index,
             ..raft::Config::default()
         };
         let logger = slog::Logger::root(super::logger::TracingDrain, slog::o!());
-        let raw = RawNode::new(&raft_config, parts.log.storage(), &logger)?;
-        Ok(Node {
+        let raw = RawNode::new(&raft_config, storage, &logger).map_err(|error| error.to_string())?;
+        let mut node = Node {
             raw,
             log: parts.log,
             transport: parts.transport,
@@ -121,7 +148,15 @@ impl Node {
             requested_queue: VecDeque::new(),
             requested: HashMap::new(),
             next_request: 0,
-        })
+            sending_snapshots: HashMap::new(),
+            received_snapshot: None,
+            compaction_paused_until: None,
+        };
+        let cluster_id = node.quorum.image.borrow().cluster_id.clone();
+        if let Some(cluster_id) = cluster_id {
+            node.adopt_cluster_id(cluster_id);
+        }
+        Ok(node)
     }
 
     pub fn quorum(&self) -> Rc<Quorum> {
@@ -177,6 +212,7 @@ impl Node {
                 self.raw.report_unreachable(peer);
             }
             self.handle_ready().await;
+            self.compact_if_due().await;
             self.publish_status();
         }
     }
@@ -285,6 +321,9 @@ impl Node {
 
     fn step(&mut self, message: Message) {
         self.last_heard.insert(message.from, shard::task::now());
+        if !self.takes_snapshot_message(&message) {
+            return;
+        }
         // An honest leader never commits past what it knows this node holds; raft-rs would panic on it.
         if message.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat
             && message.commit > self.raw.raft.raft_log.last_index()
@@ -306,12 +345,10 @@ impl Node {
             return;
         }
         let mut ready = self.raw.ready();
-        if !ready.snapshot().is_empty() {
-            // Nothing here makes or accepts snapshots (the transport refuses them); one in a Ready
-            // would replace the log, which this loop does not handle.
-            fatal("the quorum's Raft produced a snapshot, which this broker does not handle");
-        }
         self.transport.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone()).await;
+        }
         self.apply(ready.take_committed_entries());
         if let Err(error) = self.log.persist(ready.entries(), ready.hs()).await {
             // A voter that cannot persist its votes and entries must not go on (Raft's safety rests on it).
@@ -322,7 +359,7 @@ impl Node {
         if let Some(commit) = light.commit_index() {
             // Kept in memory; the next persisted hard state carries it (a lower commit after a crash is
             // learned again from the leader).
-            self.log.storage().wl().mut_hard_state().commit = commit;
+            self.log.storage().core_mut().hard_state.commit = commit;
         }
         self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries());
@@ -417,6 +454,7 @@ impl Node {
             if caught_up {
                 self.fence_or_unfence(now, leader_since, &image);
             }
+            self.retry_lost_snapshots(now);
             // After this node's registration, so that the partitions it migrates (led by itself)
             // find it live.
             if caught_up && registered {

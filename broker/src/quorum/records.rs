@@ -363,7 +363,7 @@ impl MetadataRecord {
     }
 }
 
-fn put_string(out: &mut Vec<u8>, text: &str) {
+pub(super) fn put_string(out: &mut Vec<u8>, text: &str) {
     // Writers hold strings to MAX_STRING_BYTES (configuration validation); a longer one is cut at a
     // character boundary rather than written unreadable.
     let mut end = text.len().min(MAX_STRING_BYTES);
@@ -374,7 +374,7 @@ fn put_string(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&text.as_bytes()[..end]);
 }
 
-fn put_optional_string(out: &mut Vec<u8>, text: Option<&str>) {
+pub(super) fn put_optional_string(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         None => out.push(0),
         Some(text) => {
@@ -384,7 +384,7 @@ fn put_optional_string(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-fn put_list<T>(out: &mut Vec<u8>, items: &[T], mut put: impl FnMut(&mut Vec<u8>, &T)) {
+pub(super) fn put_list<T>(out: &mut Vec<u8>, items: &[T], mut put: impl FnMut(&mut Vec<u8>, &T)) {
     // Writers hold lists to MAX_LIST_LENGTH (replication factor and config validation); like a long
     // string, a longer one is cut rather than written unreadable.
     debug_assert!(items.len() <= MAX_LIST_LENGTH, "list too long");
@@ -395,12 +395,12 @@ fn put_list<T>(out: &mut Vec<u8>, items: &[T], mut put: impl FnMut(&mut Vec<u8>,
     }
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) data: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Result<&'a [u8], RecordError> {
+    pub(super) fn take(&mut self, count: usize) -> Result<&'a [u8], RecordError> {
         if self.data.len() < count {
             return Err(RecordError::Truncated {
                 needed: count - self.data.len(),
@@ -411,15 +411,15 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+    pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
 
-    fn u8(&mut self) -> Result<u8, RecordError> {
+    pub(super) fn u8(&mut self) -> Result<u8, RecordError> {
         Ok(self.take(1)?[0])
     }
 
-    fn string(&mut self) -> Result<String, RecordError> {
+    pub(super) fn string(&mut self) -> Result<String, RecordError> {
         let length = u16::from_be_bytes(self.array()?) as usize;
         if length > MAX_STRING_BYTES {
             return Err(RecordError::StringTooLong(length));
@@ -427,7 +427,7 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.take(length)?.to_vec()).map_err(|_| RecordError::NotUtf8)
     }
 
-    fn optional_string(&mut self) -> Result<Option<String>, RecordError> {
+    pub(super) fn optional_string(&mut self) -> Result<Option<String>, RecordError> {
         match self.u8()? {
             0 => Ok(None),
             1 => Ok(Some(self.string()?)),
@@ -435,15 +435,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(super) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
-    fn uuid(&mut self) -> Result<Uuid, RecordError> {
+    pub(super) fn uuid(&mut self) -> Result<Uuid, RecordError> {
         Ok(Uuid::from_bytes(self.array()?))
     }
 
-    fn list<T>(
+    pub(super) fn list<T>(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Result<T, RecordError>,
     ) -> Result<Vec<T>, RecordError> {

@@ -2,7 +2,8 @@
 //! quorum::scale_tests -- --ignored --nocapture`; results in BENCHMARKS.md). A log of 10,000 topics of
 //! 10 partitions (RF 3) — 100,000 partitions — is written through `QuorumLog::persist`, then timed: open
 //! and replay the file, decode and apply every record to an image, make the shards' metadata from it
-//! (`control::quorum_publisher::derive`) and write `cluster_metadata.toml`.
+//! (`control::quorum_publisher::derive`) and write `cluster_metadata.toml`; then the same image as a
+//! snapshot: encode it, compact the log into it, and open and decode it again.
 
 use super::image::MetadataImage;
 use super::log_store::QuorumLog;
@@ -112,4 +113,33 @@ fn start_up_with_100k_partitions() {
     .unwrap()
     .unwrap();
     println!("cluster_metadata.toml load {:?}", reloaded.elapsed());
+
+    let started = Instant::now();
+    let data = super::snapshot::encode(&image);
+    let encoded = started.elapsed();
+    let mut snapshot = raft::eraftpb::Snapshot::default();
+    snapshot.mut_metadata().index = image.applied_index;
+    snapshot.mut_metadata().term = 1;
+    snapshot
+        .mut_metadata()
+        .set_conf_state(raft::eraftpb::ConfState::from((voters.to_vec(), vec![])));
+    snapshot.set_data(data.clone().into());
+    shard::Simulation::new()
+        .block_on(log.compact(snapshot))
+        .unwrap();
+    let compacted = started.elapsed();
+    drop(log);
+    let reopened = Instant::now();
+    let log = QuorumLog::open(directory.path(), &voters).unwrap();
+    let opened = reopened.elapsed();
+    let decoded = super::snapshot::decode(log.storage().core().snapshot().get_data()).unwrap();
+    let loaded = reopened.elapsed();
+    assert_eq!(decoded, image);
+    println!(
+        "snapshot {} bytes: encode {encoded:?}, compact (rewrite + fsync) {:?}; \
+         start from it: open {opened:?}, decode {:?}",
+        data.len(),
+        compacted - encoded,
+        loaded - opened
+    );
 }

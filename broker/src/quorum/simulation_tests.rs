@@ -62,6 +62,8 @@ struct Cluster {
     network: Rc<Network>,
     directories: BTreeMap<i32, tempfile::TempDir>,
     voters: BTreeMap<i32, Voter>,
+    /// `metadata_snapshot_bytes` of the voters started from now on.
+    snapshot_bytes: u64,
 }
 
 fn config(node_id: i32, data_dir: &std::path::Path) -> Arc<BrokerConfig> {
@@ -88,7 +90,13 @@ fn config(node_id: i32, data_dir: &std::path::Path) -> Arc<BrokerConfig> {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with_snapshots_every(20 << 20)
+    }
+
+    /// Three voters that compact their logs after `snapshot_bytes` of entries.
+    fn start_with_snapshots_every(snapshot_bytes: u64) -> Cluster {
         let mut cluster = Cluster {
+            snapshot_bytes,
             simulation: Simulation::new(),
             network: Rc::default(),
             directories: IDS
@@ -106,7 +114,8 @@ impl Cluster {
     /// Starts (or restarts) voter `id` on its directory.
     fn start_voter(&mut self, id: i32) {
         let directory = self.directories[&id].path();
-        let config = config(id, directory);
+        let mut config = config(id, directory);
+        Arc::get_mut(&mut config).unwrap().metadata_snapshot_bytes = self.snapshot_bytes;
         let voters: Vec<u64> = IDS.iter().map(|&id| raft_id_of(id)).collect();
         let log = QuorumLog::open(directory, &voters).expect("opens");
         let cluster_id = crate::meta_properties::MetaProperties::load(directory)
@@ -400,4 +409,95 @@ fn a_topic_proposed_by_a_follower_is_everyone_s_and_a_dead_leader_s_partitions_w
             "node {id}"
         );
     }
+}
+
+/// A topic of one partition led by `leader`, as one batch.
+fn topic_batch(name: &str, leader: i32) -> MetadataRecord {
+    let topic_id = uuid::Uuid::new_v4();
+    MetadataRecord::Batch(vec![
+        MetadataRecord::Topic {
+            topic_id,
+            name: name.into(),
+            configs: vec![("retention.ms".into(), "60000".into())],
+        },
+        MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![leader],
+            isr: vec![leader],
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        },
+    ])
+}
+
+/// The index of the snapshot voter `id`'s log file starts with (0: none), read from its directory.
+fn snapshot_index_on_disk(cluster: &Cluster, id: i32) -> u64 {
+    let voters: Vec<u64> = IDS.iter().map(|&id| raft_id_of(id)).collect();
+    let log = QuorumLog::open(cluster.directories[&id].path(), &voters).expect("opens");
+    let index = log.storage().core().snapshot().get_metadata().index;
+    index
+}
+
+#[test]
+fn logs_are_compacted_and_a_voter_behind_the_snapshot_catches_up_from_it() {
+    let mut cluster = Cluster::start_with_snapshots_every(4096);
+    cluster.run_for(Duration::from_secs(5));
+    let leader = cluster.agreed_leader(&IDS).expect("one leader");
+    let behind = IDS.into_iter().find(|&id| id != leader).unwrap();
+    cluster.crash(behind);
+    for index in 0..80 {
+        let created = cluster.propose(
+            leader,
+            topic_batch(&format!("topic-{index}"), leader),
+            Duration::from_secs(5),
+        );
+        cluster.run_for(Duration::from_millis(50));
+        assert_eq!(
+            created.take_output().expect("answered").expect("committed").change,
+            Change::Topics
+        );
+    }
+    // The survivors compacted: their logs start with a snapshot, past everything the crashed one holds.
+    let running: Vec<i32> = IDS.into_iter().filter(|&id| id != behind).collect();
+    let behind_last = {
+        let voters: Vec<u64> = IDS.iter().map(|&id| raft_id_of(id)).collect();
+        let log = QuorumLog::open(cluster.directories[&behind].path(), &voters).unwrap();
+        let last = log.storage().core().last_index();
+        last
+    };
+    for &id in &running {
+        let image = cluster.image(id);
+        assert_eq!(image.topics.len(), 80, "node {id}");
+        let index = snapshot_index_on_disk(&cluster, id);
+        assert!(index > behind_last, "node {id}: snapshot at {index}, the crashed voter holds {behind_last}");
+    }
+
+    // It returns: the leader cannot send it entries it dropped, so it sends the snapshot.
+    cluster.start_voter(behind);
+    cluster.run_for(Duration::from_secs(5));
+    assert_eq!(cluster.image(behind).topics, cluster.image(leader).topics);
+    assert!(snapshot_index_on_disk(&cluster, behind) > behind_last, "installed");
+    // ...and follows the log after it.
+    let later = cluster.propose(behind, topic_batch("after", leader), Duration::from_secs(5));
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(later.take_output().unwrap().unwrap().change, Change::Topics);
+
+    // Every voter restarts from its snapshot and the entries after it, to the same image.
+    let before: Vec<_> = IDS.iter().map(|&id| cluster.image(id).topics.clone()).collect();
+    for id in IDS {
+        cluster.crash(id);
+    }
+    for id in IDS {
+        cluster.start_voter(id);
+    }
+    cluster.run_for(Duration::from_secs(5));
+    for (position, id) in IDS.into_iter().enumerate() {
+        let image = cluster.image(id);
+        assert_eq!(image.topics, before[position], "node {id}");
+        assert_eq!(image.topics.len(), 81, "node {id}");
+        assert_eq!(image.live_brokers().count(), 3, "node {id}");
+    }
+    assert!(cluster.agreed_leader(&IDS).is_some());
 }

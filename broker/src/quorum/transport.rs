@@ -16,7 +16,7 @@ use crate::config::QuorumVoter;
 use crate::log_limit::LogLimiter;
 use futures_channel::mpsc;
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -194,7 +194,12 @@ async fn dial(identity: Rc<Identity>, voter: QuorumVoter, mut queue: mpsc::Recei
                         });
                     let bytes = match next.await {
                         Some(Some(message)) => {
-                            wire::frame(wire::RAFT, &message.write_to_bytes().expect("encodes"))
+                            let kind = if message.get_msg_type() == MessageType::MsgSnapshot {
+                                wire::SNAPSHOT
+                            } else {
+                                wire::RAFT
+                            };
+                            wire::frame(kind, &message.write_to_bytes().expect("encodes"))
                         }
                         Some(None) => return,
                         None => wire::frame(wire::PING, &[]),
@@ -255,14 +260,18 @@ async fn connect(
     Ok(stream)
 }
 
-/// The Raft messages voters send each other over the wire here. Snapshots are not among them: the log
-/// is never compacted, so no follower needs one, and a snapshot from a peer would replace this node's
-/// log. Local message types (ticks, reports) never travel.
-fn carried_between_voters(kind: raft::prelude::MessageType) -> bool {
-    use raft::prelude::MessageType::*;
+/// The Raft messages voters send each other over the wire here (a snapshot only in a frame of its own
+/// kind, the others never). Local message types (ticks, reports) never travel; nor do read indexes
+/// and snapshot requests, which nothing here uses.
+fn carried_between_voters(kind: MessageType, frame_kind: u8) -> bool {
+    use MessageType::*;
+    if (kind == MsgSnapshot) != (frame_kind == wire::SNAPSHOT) {
+        return false;
+    }
     matches!(
         kind,
-        MsgAppend
+        MsgSnapshot
+            | MsgAppend
             | MsgAppendResponse
             | MsgRequestVote
             | MsgRequestVoteResponse
@@ -358,7 +367,7 @@ async fn receive(
     loop {
         let read = shard::task::timeout(
             wire::IDLE_TIMEOUT,
-            wire::read_frame(&mut stream, wire::MAX_FRAME_BYTES),
+            wire::read_frame_bounded(&mut stream, wire::max_frame_bytes),
         );
         let (kind, payload) = match read.await {
             None => return Err(format!("nothing for {:?}", wire::IDLE_TIMEOUT)),
@@ -368,11 +377,11 @@ async fn receive(
         };
         match kind {
             wire::PING => continue,
-            wire::RAFT => {}
+            wire::RAFT | wire::SNAPSHOT => {}
             _ => return Err(format!("frame of kind {kind} after the handshake")),
         }
         let message = Message::parse_from_bytes(&payload).map_err(|error| error.to_string())?;
-        if !carried_between_voters(message.get_msg_type()) {
+        if !carried_between_voters(message.get_msg_type(), kind) {
             return Err(format!(
                 "a {:?} from node {}: not a message voters send each other here",
                 message.get_msg_type(),

@@ -5,11 +5,15 @@
 //! way:
 //!
 //! ```text
-//! frame:     length u32 BE (of kind + payload, at most MAX_FRAME_BYTES), kind u8, payload
+//! frame:     length u32 BE (of kind + payload, at most MAX_FRAME_BYTES; a Snapshot frame at most
+//!            MAX_SNAPSHOT_FRAME_BYTES), kind u8, payload
 //! kind 1 Hello     (dialer → listener): magic "KQRM", protocol version u16, node id i32,
 //!                  cluster id: u8 length (0 = not formatted yet) + ASCII bytes
 //! kind 2 HelloAck  (listener → dialer): accepted u8 (0 | 1), node id i32, cluster id as in Hello
-//! kind 3 Raft      (dialer → listener): one raft-rs `eraftpb::Message`, protobuf-encoded
+//! kind 3 Raft      (dialer → listener): one raft-rs `eraftpb::Message`, protobuf-encoded, any type but
+//!                  a snapshot
+//! kind 5 Snapshot  (dialer → listener): one raft-rs `MsgSnapshot` message, protobuf-encoded (its data
+//!                  is the image, `snapshot`)
 //! kind 4 Ping      (dialer → listener): nothing; sent after `KEEPALIVE_INTERVAL` without a message, so
 //!                  the listener can close a connection silent for `IDLE_TIMEOUT` (a peer gone without
 //!                  a FIN) and never keeps a slot for a dead one
@@ -27,6 +31,11 @@ pub const PROTOCOL_VERSION: u16 = 0;
 const MAGIC: &[u8; 4] = b"KQRM";
 /// Largest frame read: a Raft message carries at most `MAX_ENTRY_BYTES_PER_MESSAGE` of entries.
 pub const MAX_FRAME_BYTES: usize = 4 << 20;
+/// Largest snapshot frame read: a snapshot and its message's fields.
+pub const MAX_SNAPSHOT_FRAME_BYTES: usize = super::snapshot::MAX_SNAPSHOT_BYTES + (64 << 10);
+/// Bytes of a frame's body allocated before they arrive (a large frame grows as it is read, so a
+/// length alone reserves no more than this).
+const READ_CHUNK_BYTES: usize = 1 << 20;
 /// Largest handshake frame.
 pub const MAX_HELLO_BYTES: usize = 512;
 
@@ -34,6 +43,7 @@ pub const HELLO: u8 = 1;
 pub const HELLO_ACK: u8 = 2;
 pub const RAFT: u8 = 3;
 pub const PING: u8 = 4;
+pub const SNAPSHOT: u8 = 5;
 
 /// A dialer with nothing to send sends a ping this often.
 pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -125,19 +135,51 @@ pub async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
     reader: &mut R,
     max_bytes: usize,
 ) -> io::Result<(u8, Vec<u8>)> {
-    let mut length = [0u8; 4];
-    reader.read_exact(&mut length).await?;
-    let length = u32::from_be_bytes(length) as usize;
-    if length == 0 || length > max_bytes {
-        return Err(io::Error::new(
+    read_frame_bounded(reader, |_| max_bytes).await
+}
+
+/// Reads one frame whose length is bounded by its kind (`max_bytes(kind)`), checked once the kind is
+/// read and before the payload is.
+pub async fn read_frame_bounded<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: impl Fn(u8) -> usize,
+) -> io::Result<(u8, Vec<u8>)> {
+    let mut header = [0u8; 4];
+    reader.read_exact(&mut header).await?;
+    let length = u32::from_be_bytes(header) as usize;
+    let too_long = |max: usize| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("frame of {length} bytes (at most {max_bytes})"),
-        ));
+            format!("frame of {length} bytes (at most {max})"),
+        )
+    };
+    // No kind allows more than the largest bound: refused before waiting for the kind byte.
+    if length == 0 || length > MAX_SNAPSHOT_FRAME_BYTES.max(max_bytes(0)) {
+        return Err(too_long(MAX_SNAPSHOT_FRAME_BYTES));
     }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).await?;
-    let kind = body.remove(0);
-    Ok((kind, body))
+    let mut kind = [0u8; 1];
+    reader.read_exact(&mut kind).await?;
+    let kind = kind[0];
+    if length > max_bytes(kind) {
+        return Err(too_long(max_bytes(kind)));
+    }
+    let payload_length = length - 1;
+    let mut payload = Vec::with_capacity(payload_length.min(READ_CHUNK_BYTES));
+    while payload.len() < payload_length {
+        let start = payload.len();
+        payload.resize(start + (payload_length - start).min(READ_CHUNK_BYTES), 0);
+        reader.read_exact(&mut payload[start..]).await?;
+    }
+    Ok((kind, payload))
+}
+
+/// The most bytes a frame of `kind` may have after the handshake: snapshots are larger.
+pub fn max_frame_bytes(kind: u8) -> usize {
+    if kind == SNAPSHOT {
+        MAX_SNAPSHOT_FRAME_BYTES
+    } else {
+        MAX_FRAME_BYTES
+    }
 }
 
 pub async fn write_all<W: futures_lite::AsyncWrite + Unpin>(
@@ -202,5 +244,23 @@ mod tests {
         let (kind, payload) =
             futures_lite::future::block_on(read_frame(&mut framed, MAX_FRAME_BYTES)).unwrap();
         assert_eq!((kind, &payload[..]), (RAFT, &b"xyz"[..]));
+    }
+
+    #[test]
+    fn only_snapshot_frames_may_be_large() {
+        let length = (MAX_FRAME_BYTES as u32 + 2).to_be_bytes();
+        let mut large_raft: &[u8] = &[length[0], length[1], length[2], length[3], RAFT];
+        let error = futures_lite::future::block_on(read_frame_bounded(&mut large_raft, max_frame_bytes))
+            .expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let payload = vec![7u8; MAX_FRAME_BYTES + 1];
+        let snapshot = frame(SNAPSHOT, &payload);
+        let (kind, read) =
+            futures_lite::future::block_on(read_frame_bounded(&mut &snapshot[..], max_frame_bytes))
+                .unwrap();
+        assert_eq!((kind, read.len()), (SNAPSHOT, payload.len()));
+        // A length promising more than arrives ends in an error, having allocated only what came.
+        let mut short: &[u8] = &snapshot[..snapshot.len() / 2];
+        assert!(futures_lite::future::block_on(read_frame_bounded(&mut short, max_frame_bytes)).is_err());
     }
 }

@@ -135,3 +135,17 @@ pub const BROKER_HEARTBEAT_INTERVAL_MS: Setting = Setting {
         "how often a broker heartbeats to the controller (less than broker_session_timeout_ms)",
     )
 };
+
+pub const METADATA_SNAPSHOT_BYTES: Setting = Setting {
+    default: DefaultValue::Fixed("20971520"),
+    validator: Validator::AtLeast(1),
+    target: Target::Broker(|config, value| {
+        config.metadata_snapshot_bytes = value.as_int() as u64;
+        Ok(())
+    }),
+    ..row(
+        "metadata_log_max_record_bytes_between_snapshots",
+        Some("metadata.log.max.record.bytes.between.snapshots"),
+        "bytes of metadata-log entries written before the log is compacted into a snapshot",
+    )
+};
