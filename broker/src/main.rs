@@ -94,7 +94,15 @@ fn run() -> Result<(), String> {
             .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
             .map_err(|error| format!("cannot install signal handler: {error}"))?;
     }
-    ensure_listen_address_free(&config)?;
+    if config.process_roles.broker {
+        ensure_listen_address_free(&config)?;
+    } else if !metadata.topics.is_empty() {
+        return Err(format!(
+            "process_roles: {} holds topics, and a controller-only node holds none; start it as \
+             broker,controller, or give it a directory of its own",
+            config.data_dir.display()
+        ));
+    }
     if let (Some(address), false) = (config.controller_listen, config.is_cluster_of_one()) {
         shard::net::ensure_address_free(address).map_err(|error| {
             format!("cannot listen for the quorum on {address}: {error} (another process listens there)")
@@ -172,6 +180,7 @@ fn supervise(
                 tracing::info!(
                     shards = serving,
                     elapsed_ms = started.elapsed().as_millis() as u64,
+                    serves_clients = config.process_roles.broker,
                     "broker ready"
                 );
             }
@@ -220,12 +229,20 @@ fn log_descriptor_budget(config: &BrokerConfig) {
 }
 
 /// Checks the directory's identity (`meta.properties`: formatted for this node id) and opens the metadata
-/// quorum's log. Only combined mode (broker and controller in one process) is supported so far.
+/// quorum's log. Combined (broker and controller in one process) and controller-only nodes are
+/// supported; broker-only nodes (observers of the log, not voters) are not yet.
 fn open_quorum(config: &BrokerConfig) -> Result<QuorumStart, String> {
-    if !(config.process_roles.broker && config.process_roles.controller) {
+    if !config.process_roles.controller {
         return Err(
-            "process_roles: only combined mode (broker,controller) is supported so far; \
-                    broker-only and controller-only nodes come with the cluster's next step"
+            "process_roles: a broker-only node is not supported yet (it needs to follow the \
+             metadata log without voting); run it as broker,controller or controller"
+                .into(),
+        );
+    }
+    if !config.process_roles.broker && config.is_cluster_of_one() {
+        return Err(
+            "process_roles: a controller-only node alone would be a cluster without brokers; name \
+             the quorum's voters (controller_quorum_voters), some of them brokers"
                 .into(),
         );
     }

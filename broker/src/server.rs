@@ -91,15 +91,20 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
     });
     let state = Rc::new(ShardState::new(id, start.config.clone(), mesh, partitions));
     // Bind first (connections wait in the backlog until the accept loop runs): the narrower the gap
-    // after main's check that the port is free, the less room for another process to slip in.
-    let listener = match shard::net::Listener::bind(start.config.listen) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(address = %start.config.listen, %error, "cannot listen");
-            start.shutdown.store(true, Ordering::SeqCst);
-            state.mesh.shut_down();
-            return;
+    // after main's check that the port is free, the less room for another process to slip in. A
+    // controller-only node serves no clients: no listener.
+    let listener = if start.config.process_roles.broker {
+        match shard::net::Listener::bind(start.config.listen) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::error!(address = %start.config.listen, %error, "cannot listen");
+                start.shutdown.store(true, Ordering::SeqCst);
+                state.mesh.shut_down();
+                return;
+            }
         }
+    } else {
+        None
     };
     crate::txn_router::install_services(&state);
     state.start_timers();
@@ -117,7 +122,12 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
         "shard ready"
     );
     start.ready.fetch_add(1, Ordering::SeqCst);
-    let accepting = accept_loop(state.clone(), listener);
+    let accepting = async {
+        match listener {
+            Some(listener) => accept_loop(state.clone(), listener).await,
+            None => std::future::pending().await,
+        }
+    };
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);

@@ -99,6 +99,8 @@ class Broker:
         self._log_fh = None
         self._expected_exit = False
         self.starts = 0
+        # False for a controller-only node (`--process-roles controller`): no Kafka listener.
+        self.serves_clients = True
         _ALL_BROKERS.append(self)
 
     # -- addresses ---------------------------------------------------------
@@ -167,6 +169,14 @@ class Broker:
             if self.proc.poll() is not None:
                 raise BrokerError(f"broker exited during startup with code {self.proc.returncode}\n"
                                   + self.log_tail())
+            if not self.serves_clients:
+                # A controller-only node has no Kafka listener: its start-up log says when it is up.
+                this_start = self.log_text().rsplit(f"===== start #{self.starts}:", 1)[-1]
+                if "broker ready" in this_start:
+                    return
+                last_err = "no 'broker ready' line yet"
+                time.sleep(0.05)
+                continue
             try:
                 with socket.create_connection(self.address, timeout=2) as s:
                     s.settimeout(5)
@@ -307,11 +317,12 @@ def kill_all_brokers():
 class Cluster:
     """N brokers forming one cluster with a Raft metadata quorum: node ids 1..N, each with its own
     Kafka port, quorum port (`--controller-quorum-voters`), data dir, rack `rack-<id>` and a
-    `--config` TOML holding the broker session and heartbeat timeouts."""
+    `--config` TOML holding the broker session and heartbeat timeouts. Nodes named in
+    `controller_only` run `--process-roles controller` (they vote, serve no clients)."""
 
     def __init__(self, workdir: Path, n: int = 3, shards: int = 1, name: str = "node",
                  session_timeout_ms: int = 3000, heartbeat_interval_ms: int = 500,
-                 config: dict | None = None):
+                 config: dict | None = None, controller_only: tuple = ()):
         self.session_timeout_ms = session_timeout_ms
         self.ids = list(range(1, n + 1))
         taken: set[int] = set()
@@ -321,9 +332,11 @@ class Cluster:
         for i in self.ids:
             cfg = {"broker_session_timeout_ms": session_timeout_ms,
                    "broker_heartbeat_interval_ms": heartbeat_interval_ms, **(config or {})}
+            roles = ["--process-roles", "controller"] if i in controller_only else []
             b = Broker(workdir, shards=shards, name=f"{name}{i}", node_id=i, config=cfg,
                        extra_args=["--controller-quorum-voters", self.voters,
-                                   "--rack", f"rack-{i}"])
+                                   "--rack", f"rack-{i}", *roles])
+            b.serves_clients = i not in controller_only
             while b.port in taken:  # free_port() may hand out a port already given to a sibling
                 b.port = free_port()
             taken.add(b.port)

@@ -447,3 +447,58 @@ def test_cluster_leader_hands_over_on_sigterm(cluster_factory):
         "the stopping leader did not hand over its leadership:\n" + log[-2000:]
     # Well inside an election timeout (1-2 s) plus polling.
     assert time.monotonic() - stopped_at < 5
+
+
+# --------------------------------------------------------------------------- roles
+
+@pytest.mark.timeout(180)
+def test_cluster_controller_only_node_votes_but_serves_no_clients(cluster_factory, topic):
+    """Node 3 runs `--process-roles controller`: it is one of the three voters (it may lead the
+    quorum) but opens no Kafka port, never registers as a broker, and holds no partitions."""
+    c = cluster_factory(3, controller_only=(3,))
+    brokers = [1, 2]
+
+    def agreed():
+        qs = _quorums(c, brokers)
+        ok, why = _quorum_agreed(qs, c.ids)
+        return ok, (qs if ok else why)
+    _poll(agreed, 20, "three voters agreed, as the brokers see them", c.nodes)
+    admin = ck_admin(c[1].bootstrap)
+    _poll(lambda: (sorted(admin.list_topics(timeout=10).brokers) == brokers, None), 20,
+          "only the two brokers listed", c.nodes)
+    import socket
+    with pytest.raises(OSError):
+        socket.create_connection(c[3].address, timeout=2).close()
+
+    futures = admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=2)],
+                                  request_timeout=20)
+    futures[topic].result(30)
+    described = admin.list_topics(topic=topic, timeout=10).topics[topic]
+    assert all(sorted(p.replicas) == brokers for p in described.partitions.values()), \
+        {p.id: p.replicas for p in described.partitions.values()}
+    futures = admin.create_topics([NewTopic(topic + "-rf3", num_partitions=1,
+                                            replication_factor=3)], request_timeout=20)
+    with pytest.raises(KafkaException) as refused:
+        futures[topic + "-rf3"].result(30)
+    assert refused.value.args[0].name() == "INVALID_REPLICATION_FACTOR", refused.value
+    assert not any(p.name.startswith(topic) for p in c[3].data_dir.iterdir()), \
+        "no partition directories on the controller-only node"
+
+    # Broker 2 dies: the controller-only node and broker 1 are still a majority of the voters, so
+    # admin requests keep working.
+    c.kill9(2)
+    survivor = ck_admin(c[1].bootstrap)
+    deadline = time.monotonic() + 30
+    while True:
+        futures = survivor.create_topics([NewTopic(topic + "-after", num_partitions=1,
+                                                   replication_factor=1)], request_timeout=10)
+        try:
+            futures[topic + "-after"].result(15)
+            break
+        except KafkaException as e:
+            if e.args[0].name() == "TOPIC_ALREADY_EXISTS":  # an earlier try committed late
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no topic created after broker 2 died: {e}\n{c.log_tails()}")
+            time.sleep(0.5)
+    c[2].start()

@@ -443,6 +443,7 @@ impl Node {
         let leads = self.raw.raft.state == StateRole::Leader;
         if !leads {
             self.leader_since = None;
+            self.sending_snapshots.clear();
         } else {
             let leader_since = *self.leader_since.get_or_insert(now);
             let caught_up = self.raw.raft.commit_to_current_term()
@@ -456,8 +457,8 @@ impl Node {
             }
             self.retry_lost_snapshots(now);
             // After this node's registration, so that the partitions it migrates (led by itself)
-            // find it live.
-            if caught_up && registered {
+            // find it live. A controller-only node never registers, and has no topics to migrate.
+            if caught_up && (registered || !self.config.process_roles.broker) {
                 let migration: Vec<MetadataRecord> =
                     self.migration.next(&image).into_iter().cloned().collect();
                 for record in migration {
@@ -465,7 +466,8 @@ impl Node {
                 }
             }
         }
-        if image.cluster_id.is_some() && !registered {
+        // Only brokers register: a controller-only node votes but serves no partitions.
+        if image.cluster_id.is_some() && !registered && self.config.process_roles.broker {
             let record = MetadataRecord::RegisterBroker {
                 node_id: self.config.node_id,
                 incarnation: self.incarnation,

@@ -135,10 +135,7 @@ impl Node {
     /// As leader: a follower still waiting for its snapshot after `SNAPSHOT_TIMEOUT` is reported
     /// failed, so raft-rs sends it again.
     pub(super) fn retry_lost_snapshots(&mut self, now: Instant) {
-        if self.raw.raft.state != StateRole::Leader {
-            self.sending_snapshots.clear();
-            return;
-        }
+        debug_assert!(self.raw.raft.state == StateRole::Leader);
         let waiting: Vec<u64> = self
             .raw
             .raft

@@ -26,6 +26,8 @@ const IDS: [i32; 3] = [1, 2, 3];
 struct Network {
     inboxes: RefCell<BTreeMap<u64, mpsc::Sender<Message>>>,
     isolated: RefCell<BTreeSet<u64>>,
+    /// Snapshot messages are lost (a connection that broke while one was in flight).
+    losing_snapshots: Cell<bool>,
 }
 
 struct SimulatedTransport {
@@ -39,6 +41,11 @@ impl RaftTransport for SimulatedTransport {
         let mut inboxes = self.network.inboxes.borrow_mut();
         for message in messages {
             if isolated.contains(&self.from) || isolated.contains(&message.to) {
+                continue;
+            }
+            if self.network.losing_snapshots.get()
+                && message.get_msg_type() == raft::prelude::MessageType::MsgSnapshot
+            {
                 continue;
             }
             if let Some(inbox) = inboxes.get_mut(&message.to) {
@@ -474,9 +481,14 @@ fn logs_are_compacted_and_a_voter_behind_the_snapshot_catches_up_from_it() {
         assert!(index > behind_last, "node {id}: snapshot at {index}, the crashed voter holds {behind_last}");
     }
 
-    // It returns: the leader cannot send it entries it dropped, so it sends the snapshot.
+    // It returns: the leader cannot send it entries it dropped, so it sends the snapshot. The first
+    // one is lost on the way; the leader sends it again once it was not taken in time (10 s).
+    cluster.network.losing_snapshots.set(true);
     cluster.start_voter(behind);
-    cluster.run_for(Duration::from_secs(5));
+    cluster.run_for(Duration::from_secs(3));
+    assert!(cluster.image(behind).topics.is_empty(), "no snapshot arrived");
+    cluster.network.losing_snapshots.set(false);
+    cluster.run_for(Duration::from_secs(12));
     assert_eq!(cluster.image(behind).topics, cluster.image(leader).topics);
     assert!(snapshot_index_on_disk(&cluster, behind) > behind_last, "installed");
     // ...and follows the log after it.
