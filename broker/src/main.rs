@@ -103,7 +103,7 @@ fn run() -> Result<(), String> {
             config.data_dir.display()
         ));
     }
-    if let (Some(address), false) = (config.controller_listen, config.is_cluster_of_one()) {
+    if let Some(address) = config.controller_listen {
         shard::net::ensure_address_free(address).map_err(|error| {
             format!("cannot listen for the quorum on {address}: {error} (another process listens there)")
         })?;
@@ -229,16 +229,9 @@ fn log_descriptor_budget(config: &BrokerConfig) {
 }
 
 /// Checks the directory's identity (`meta.properties`: formatted for this node id) and opens the metadata
-/// quorum's log. Combined (broker and controller in one process) and controller-only nodes are
-/// supported; broker-only nodes (observers of the log, not voters) are not yet.
+/// quorum's log: a voter's (combined or controller-only), or a broker-only node's, which follows the
+/// voters' log as a learner.
 fn open_quorum(config: &BrokerConfig) -> Result<QuorumStart, String> {
-    if !config.process_roles.controller {
-        return Err(
-            "process_roles: a broker-only node is not supported yet (it needs to follow the \
-             metadata log without voting); run it as broker,controller or controller"
-                .into(),
-        );
-    }
     if !config.process_roles.broker && config.is_cluster_of_one() {
         return Err(
             "process_roles: a controller-only node alone would be a cluster without brokers; name \

@@ -318,21 +318,25 @@ class Cluster:
     """N brokers forming one cluster with a Raft metadata quorum: node ids 1..N, each with its own
     Kafka port, quorum port (`--controller-quorum-voters`), data dir, rack `rack-<id>` and a
     `--config` TOML holding the broker session and heartbeat timeouts. Nodes named in
-    `controller_only` run `--process-roles controller` (they vote, serve no clients)."""
+    `controller_only` run `--process-roles controller` (they vote, serve no clients); nodes named in
+    `broker_only` run `--process-roles broker` (not voters: they follow the log as learners)."""
 
     def __init__(self, workdir: Path, n: int = 3, shards: int = 1, name: str = "node",
                  session_timeout_ms: int = 3000, heartbeat_interval_ms: int = 500,
-                 config: dict | None = None, controller_only: tuple = ()):
+                 config: dict | None = None, controller_only: tuple = (),
+                 broker_only: tuple = ()):
         self.session_timeout_ms = session_timeout_ms
         self.ids = list(range(1, n + 1))
         taken: set[int] = set()
-        controller_ports = {i: _unused_free_port(taken) for i in self.ids}
-        self.voters = ",".join(f"{i}@127.0.0.1:{controller_ports[i]}" for i in self.ids)
+        self.voter_ids = [i for i in self.ids if i not in broker_only]
+        controller_ports = {i: _unused_free_port(taken) for i in self.voter_ids}
+        self.voters = ",".join(f"{i}@127.0.0.1:{controller_ports[i]}" for i in self.voter_ids)
         self.brokers: dict[int, Broker] = {}
         for i in self.ids:
             cfg = {"broker_session_timeout_ms": session_timeout_ms,
                    "broker_heartbeat_interval_ms": heartbeat_interval_ms, **(config or {})}
-            roles = ["--process-roles", "controller"] if i in controller_only else []
+            roles = (["--process-roles", "controller"] if i in controller_only
+                     else ["--process-roles", "broker"] if i in broker_only else [])
             b = Broker(workdir, shards=shards, name=f"{name}{i}", node_id=i, config=cfg,
                        extra_args=["--controller-quorum-voters", self.voters,
                                    "--rack", f"rack-{i}", *roles])
@@ -340,7 +344,7 @@ class Cluster:
             while b.port in taken:  # free_port() may hand out a port already given to a sibling
                 b.port = free_port()
             taken.add(b.port)
-            b.controller_port = controller_ports[i]
+            b.controller_port = controller_ports.get(i)
             self.brokers[i] = b
 
     def __getitem__(self, node_id: int) -> Broker:

@@ -502,3 +502,47 @@ def test_cluster_controller_only_node_votes_but_serves_no_clients(cluster_factor
                 raise AssertionError(f"no topic created after broker 2 died: {e}\n{c.log_tails()}")
             time.sleep(0.5)
     c[2].start()
+
+
+@pytest.mark.timeout(180)
+def test_cluster_broker_only_node_follows_the_quorum_and_serves_partitions(cluster_factory, topic):
+    """Node 4 runs `--process-roles broker`: not a voter (no controller port), it follows the
+    metadata log as a learner, registers, is listed, leads partitions, takes admin requests, and is
+    fenced when it dies and listed again when it returns."""
+    c = cluster_factory(4, broker_only=(4,))
+    voters = [1, 2, 3]
+
+    def agreed():
+        qs = _quorums(c, c.ids)
+        ok, why = _quorum_agreed(qs, voters)
+        return ok, (qs if ok else why)
+    _poll(agreed, 20, "three voters, as every node (the broker-only one too) sees them", c.nodes)
+    admin = ck_admin(c[4].bootstrap)
+    _poll(lambda: (sorted(admin.list_topics(timeout=10).brokers) == c.ids, None), 20,
+          "all four brokers listed by the broker-only node", c.nodes)
+
+    futures = admin.create_topics([NewTopic(topic, num_partitions=8, replication_factor=1)],
+                                  request_timeout=20)
+    futures[topic].result(30)
+
+    def led_everywhere():
+        partitions = ck_admin(c[1].bootstrap).list_topics(topic=topic, timeout=10) \
+            .topics[topic].partitions
+        leaders = sorted({p.leader for p in partitions.values()})
+        return leaders == c.ids, leaders
+    _poll(led_everywhere, 20, "partitions led by all four brokers", c.nodes)
+    delivered = ck_produce_all(ck_producer(c[1].bootstrap), topic,
+                               [(None, f"b{i}".encode()) for i in range(80)])
+    assert delivered.errors == [], delivered.errors[:3]
+    records = ck_consume(c[4].bootstrap, [(topic, p, 0) for p in range(8)], expected=80)
+    assert sorted(r[4] for r in records) == sorted(f"b{i}".encode() for i in range(80))
+
+    c.kill9(4)
+    other = ck_admin(c[1].bootstrap)
+    _poll(lambda: (sorted(other.list_topics(timeout=10).brokers) == voters, None), 20,
+          "the dead broker-only node fenced", c.nodes)
+    c[4].start()
+    _poll(lambda: (sorted(other.list_topics(timeout=10).brokers) == c.ids, None), 20,
+          "the broker-only node listed again", c.nodes)
+    records = ck_consume(c[2].bootstrap, [(topic, p, 0) for p in range(8)], expected=80)
+    assert len(records) == 80

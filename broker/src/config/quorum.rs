@@ -190,6 +190,16 @@ pub(super) fn resolve_cluster(
             ),
         ));
     }
+    if !config.process_roles.controller && own_entry.is_some() {
+        return Err(invalid(
+            "controller_quorum_voters",
+            format!(
+                "names node {} as a voter, but it has no controller role (process_roles): a \
+                 broker-only node follows the quorum without voting",
+                config.node_id
+            ),
+        ));
+    }
     if !config.process_roles.controller && settings.is_explicit("controller_listen") {
         return Err(invalid(
             "controller_listen",

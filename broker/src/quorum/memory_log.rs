@@ -171,6 +171,11 @@ impl Storage for MemoryLog {
 
     /// The latest snapshot, for a follower that needs entries before the first one held. Before any
     /// compaction there is none (and no follower can need one): temporarily unavailable.
+    ///
+    /// It carries the configuration as it is now, not as it was at the snapshot's index: the only
+    /// changes taken are learners added (`node_learners`), and raft-rs refuses a snapshot whose
+    /// configuration does not name the node it is sent to — a learner added after the snapshot. The
+    /// entries after the snapshot add the same learners again, which changes nothing.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let core = self.core();
         if core.snapshot.get_metadata().index == 0 {
@@ -178,7 +183,11 @@ impl Storage for MemoryLog {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        Ok(core.snapshot.clone())
+        let mut snapshot = core.snapshot.clone();
+        snapshot
+            .mut_metadata()
+            .set_conf_state(core.conf_state.clone());
+        Ok(snapshot)
     }
 }
 

@@ -26,6 +26,7 @@ mod logger;
 pub mod memory_log;
 pub mod migration;
 mod node;
+pub mod observers;
 pub mod placement;
 pub mod records;
 #[cfg(test)]
@@ -208,15 +209,19 @@ pub fn start(
         voters.len().max(1),
     ));
     let quorum = Rc::new(Quorum::default());
-    let transport = Transport::start(&identity, &voters);
     let (inbound, receiver) = futures_channel::mpsc::channel(INBOUND_QUEUE_LENGTH);
-    if let (Some(address), true) = (config.controller_listen, voters.len() > 1) {
+    let observers = Rc::new(observers::Observers::default());
+    let transport = Transport::start(&identity, &voters, observers.clone(), &inbound);
+    // A controller listens wherever controller_quorum_voters names it, even as the only voter (broker-only
+    // nodes may join it); a broker-only node, or a cluster of one by default, has no controller_listen.
+    if let Some(address) = config.controller_listen {
         match shard::net::Listener::bind(address) {
             Ok(listener) => {
                 tracing::info!(%address, voters = voters.len(), "quorum: listening for the other voters");
                 shard::task::spawn(transport::listen(
                     identity.clone(),
                     voters.clone(),
+                    observers,
                     listener,
                     inbound.clone(),
                 ));

@@ -45,6 +45,8 @@ const HANDOVER_LIMIT: Duration = Duration::from_secs(2);
 /// How long a proposal this node is waiting to see applied is left before it is proposed again.
 const PROPOSAL_RETRY: Duration = Duration::from_secs(1);
 
+#[path = "node_learners.rs"]
+mod learners;
 #[path = "node_snapshots.rs"]
 mod snapshots;
 
@@ -77,6 +79,8 @@ pub(super) struct Node {
     received_snapshot: Option<MetadataImage>,
     /// Compaction waits until then after the image was too large to snapshot.
     compaction_paused_until: Option<Instant>,
+    /// Broker-only nodes this voter proposed as learners, and when (`learners`).
+    learners_proposed: HashMap<u64, Instant>,
 }
 
 type ProposalReply = futures_channel::oneshot::Sender<Result<Applied, ProposalError>>;
@@ -151,6 +155,7 @@ impl Node {
             sending_snapshots: HashMap::new(),
             received_snapshot: None,
             compaction_paused_until: None,
+            learners_proposed: HashMap::new(),
         };
         let cluster_id = node.quorum.image.borrow().cluster_id.clone();
         if let Some(cluster_id) = cluster_id {
@@ -168,7 +173,7 @@ impl Node {
     /// out an election timeout (KRaft's resignation on shutdown).
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Message>, stopped: impl Fn() -> bool) {
         use futures_lite::StreamExt;
-        if self.voter_count() == 1 {
+        if self.voter_count() == 1 && self.is_voter(self.raw.raft.id) {
             // A cluster of one needs no election timeout: it is its own majority.
             let _ = self.raw.campaign();
         }
@@ -302,7 +307,7 @@ impl Node {
                     .raft
                     .prs()
                     .iter()
-                    .filter(|(id, _)| **id != own && alive(id))
+                    .filter(|(id, _)| **id != own && self.is_voter(**id) && alive(id))
                     .max_by_key(|(id, progress)| (progress.matched, std::cmp::Reverse(**id)))
                     .map(|(id, _)| *id);
                 let Some(transferee) = transferee else {
@@ -320,6 +325,11 @@ impl Node {
     }
 
     fn step(&mut self, message: Message) {
+        if !self.takes_learner_message(&message) {
+            tracing::debug!(from = node_of(message.from), kind = ?message.get_msg_type(),
+                "quorum: a message a learner does not send; dropped");
+            return;
+        }
         self.last_heard.insert(message.from, shard::task::now());
         if !self.takes_snapshot_message(&message) {
             return;
@@ -383,7 +393,12 @@ impl Node {
         let image = Rc::make_mut(&mut shared);
         let mut changed = false;
         for entry in entries {
-            if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
+            if entry.get_entry_type() != EntryType::EntryNormal {
+                self.apply_conf_change(&entry);
+                image.skip(entry.index);
+                continue;
+            }
+            if entry.data.is_empty() {
                 image.skip(entry.index);
                 continue;
             }
@@ -456,6 +471,7 @@ impl Node {
                 self.fence_or_unfence(now, leader_since, &image);
             }
             self.retry_lost_snapshots(now);
+            self.add_connected_learners(now);
             // After this node's registration, so that the partitions it migrates (led by itself)
             // find it live. A controller-only node never registers, and has no topics to migrate.
             if caught_up && (registered || !self.config.process_roles.broker) {

@@ -28,6 +28,8 @@ struct Network {
     isolated: RefCell<BTreeSet<u64>>,
     /// Snapshot messages are lost (a connection that broke while one was in flight).
     losing_snapshots: Cell<bool>,
+    /// Broker-only nodes, as connected to every voter.
+    observers: RefCell<BTreeSet<u64>>,
 }
 
 struct SimulatedTransport {
@@ -56,6 +58,10 @@ impl RaftTransport for SimulatedTransport {
 
     fn take_unreachable(&self) -> Vec<u64> {
         Vec::new()
+    }
+
+    fn observers(&self) -> Vec<u64> {
+        self.network.observers.borrow().iter().copied().collect()
     }
 }
 
@@ -120,9 +126,28 @@ impl Cluster {
 
     /// Starts (or restarts) voter `id` on its directory.
     fn start_voter(&mut self, id: i32) {
+        self.start_node(id, crate::config::ProcessRoles::COMBINED);
+    }
+
+    /// Starts (or restarts) broker-only node `id` (not one of `IDS`), connected to every voter.
+    fn start_observer(&mut self, id: i32) {
+        self.directories
+            .entry(id)
+            .or_insert_with(|| tempfile::tempdir().unwrap());
+        self.network.observers.borrow_mut().insert(raft_id_of(id));
+        let roles = crate::config::ProcessRoles {
+            broker: true,
+            controller: false,
+        };
+        self.start_node(id, roles);
+    }
+
+    fn start_node(&mut self, id: i32, roles: crate::config::ProcessRoles) {
         let directory = self.directories[&id].path();
         let mut config = config(id, directory);
-        Arc::get_mut(&mut config).unwrap().metadata_snapshot_bytes = self.snapshot_bytes;
+        let settings = Arc::get_mut(&mut config).unwrap();
+        settings.metadata_snapshot_bytes = self.snapshot_bytes;
+        settings.process_roles = roles;
         let voters: Vec<u64> = IDS.iter().map(|&id| raft_id_of(id)).collect();
         let log = QuorumLog::open(directory, &voters).expect("opens");
         let cluster_id = crate::meta_properties::MetaProperties::load(directory)
@@ -512,4 +537,63 @@ fn logs_are_compacted_and_a_voter_behind_the_snapshot_catches_up_from_it() {
         assert_eq!(image.live_brokers().count(), 3, "node {id}");
     }
     assert!(cluster.agreed_leader(&IDS).is_some());
+}
+
+#[test]
+fn a_broker_only_node_follows_the_log_as_a_learner_without_voting() {
+    let mut cluster = Cluster::start_with_snapshots_every(4096);
+    cluster.run_for(Duration::from_secs(5));
+    let leader = cluster.agreed_leader(&IDS).expect("one leader");
+    // Enough topics that the log is compacted before the broker-only node first starts: it gets the
+    // leader's snapshot.
+    for index in 0..60 {
+        let created = cluster.propose(
+            leader,
+            topic_batch(&format!("topic-{index}"), leader),
+            Duration::from_secs(5),
+        );
+        cluster.run_for(Duration::from_millis(50));
+        assert_eq!(created.take_output().unwrap().unwrap().change, Change::Topics);
+    }
+    assert!(snapshot_index_on_disk(&cluster, leader) > 0);
+    const OBSERVER: i32 = 4;
+    cluster.start_observer(OBSERVER);
+    cluster.run_for(Duration::from_secs(5));
+    let image = cluster.image(OBSERVER);
+    assert_eq!(image.topics, cluster.image(leader).topics, "the whole log reached it");
+    assert_eq!(image.cluster_id, cluster.image(leader).cluster_id);
+    assert_eq!(
+        cluster.image(leader).live_brokers().map(|broker| broker.node_id).collect::<Vec<_>>(),
+        vec![1, 2, 3, OBSERVER],
+        "it registered as a broker"
+    );
+    let status = cluster.voters[&OBSERVER].quorum.status.borrow().clone();
+    assert_eq!(status.voters.len(), 3, "not a voter: {status:?}");
+    assert_eq!(status.leader_id, Some(leader));
+
+    // Its proposals go to the leader like a follower's.
+    let from_observer = cluster.propose(OBSERVER, topic_batch("from-4", OBSERVER), Duration::from_secs(5));
+    cluster.run_for(Duration::from_secs(1));
+    assert_eq!(from_observer.take_output().unwrap().unwrap().change, Change::Topics);
+
+    // The voters stay a majority without it (two of three), and it never campaigns: with the leader
+    // gone, a voter takes over and the learner follows the new one.
+    cluster.crash(leader);
+    cluster.run_for(Duration::from_secs(5));
+    let survivors: Vec<i32> = IDS.into_iter().filter(|&id| id != leader).collect();
+    let new_leader = cluster.agreed_leader(&survivors).expect("a voter leads");
+    let after = cluster.propose(new_leader, topic_batch("after", new_leader), Duration::from_secs(5));
+    cluster.run_for(Duration::from_secs(2));
+    assert_eq!(after.take_output().unwrap().unwrap().change, Change::Topics);
+    assert!(cluster.image(OBSERVER).topics.contains_key("after"));
+    assert_eq!(cluster.leader_seen_by(OBSERVER), Some(new_leader));
+
+    // It stops: the leader fences it like any broker. It restarts from its own log and registers again.
+    cluster.crash(OBSERVER);
+    cluster.run_for(Duration::from_secs(4));
+    assert!(cluster.image(new_leader).brokers[&OBSERVER].fenced);
+    cluster.start_observer(OBSERVER);
+    cluster.run_for(Duration::from_secs(3));
+    assert!(!cluster.image(new_leader).brokers[&OBSERVER].fenced);
+    assert_eq!(cluster.image(OBSERVER).topics, cluster.image(new_leader).topics);
 }

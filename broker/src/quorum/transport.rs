@@ -4,19 +4,22 @@
 //! queues for it. The queue is bounded; when it is full or the peer is unreachable, messages are
 //! dropped — Raft tolerates lost messages (it retries by heartbeats and probes), and the loop is told
 //! the peer is unreachable. After a failure the task waits (100 ms doubling to 1 s) and dials again.
+//! The same task reads what comes back on that connection: nothing from a voter (voters answer on
+//! their own connections), the leader's messages for a broker-only node (see `observers`).
 //!
 //! Inbound: the controller listener accepts at most two connections per other voter (an old one may
-//! linger while its replacement arrives); each reads one handshake within `HANDSHAKE_TIMEOUT`, then
-//! Raft messages, checked to come from the voter that said hello and to be addressed to this node, into
-//! the Ready loop's bounded inbound queue (dropped when it is full).
+//! linger while its replacement arrives) and per broker-only node (`observers::MAX_OBSERVERS` of them);
+//! each reads one handshake within `HANDSHAKE_TIMEOUT`, then Raft messages, checked to come from the
+//! node that said hello and to be addressed to this node, into the Ready loop's bounded inbound queue
+//! (dropped when it is full). A broker-only node's connection also carries this node's messages to it.
 
+use super::observers::{self, Observers};
 use super::wire::{self, Greeting};
-use super::{fatal, node_of, raft_id_of};
+use super::{fatal, raft_id_of};
 use crate::config::QuorumVoter;
 use crate::log_limit::LogLimiter;
 use futures_channel::mpsc;
-use protobuf::Message as _;
-use raft::prelude::{Message, MessageType};
+use raft::prelude::Message;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -129,18 +132,28 @@ pub trait RaftTransport {
     fn send(&self, messages: Vec<Message>);
     /// Peers that could not be sent to since the last call (the loop reports them unreachable).
     fn take_unreachable(&self) -> Vec<u64>;
+    /// The broker-only nodes connected to this voter (Raft ids), which the quorum adds as learners.
+    fn observers(&self) -> Vec<u64>;
 }
 
 /// The outbound side: a bounded queue per other voter.
 pub struct Transport {
     peers: RefCell<HashMap<u64, mpsc::Sender<Message>>>,
+    /// Broker-only nodes connected to this voter, and their queues.
+    observers: Rc<Observers>,
     /// Peers whose queue refused a message since the Ready loop last asked (it reports them unreachable).
     unreachable: RefCell<Vec<u64>>,
 }
 
 impl Transport {
-    /// Starts one dialing task per other voter.
-    pub fn start(identity: &Rc<Identity>, voters: &[QuorumVoter]) -> Transport {
+    /// Starts one dialing task per other voter; what comes back on those connections goes to
+    /// `inbound`.
+    pub fn start(
+        identity: &Rc<Identity>,
+        voters: &[QuorumVoter],
+        observers: Rc<Observers>,
+        inbound: &mpsc::Sender<Message>,
+    ) -> Transport {
         let mut peers = HashMap::new();
         for voter in voters
             .iter()
@@ -148,10 +161,16 @@ impl Transport {
         {
             let (sender, receiver) = mpsc::channel(PEER_QUEUE_LENGTH);
             peers.insert(raft_id_of(voter.node_id), sender);
-            shard::task::spawn(dial(identity.clone(), voter.clone(), receiver));
+            shard::task::spawn(dial(
+                identity.clone(),
+                voter.clone(),
+                receiver,
+                inbound.clone(),
+            ));
         }
         Transport {
             peers: RefCell::new(peers),
+            observers,
             unreachable: RefCell::default(),
         }
     }
@@ -163,11 +182,12 @@ impl RaftTransport for Transport {
         let mut peers = self.peers.borrow_mut();
         for message in messages {
             let to = message.to;
-            let Some(queue) = peers.get_mut(&to) else {
-                continue;
+            let sent = match peers.get_mut(&to) {
+                // Never a clone of the sender: each clone would add a slot past the bound.
+                Some(queue) => queue.try_send(message).is_ok(),
+                None => self.observers.send(message),
             };
-            // Never a clone of the sender: each clone would add a slot past the bound.
-            if queue.try_send(message).is_err() {
+            if !sent {
                 self.unreachable.borrow_mut().push(to);
             }
         }
@@ -176,38 +196,60 @@ impl RaftTransport for Transport {
     fn take_unreachable(&self) -> Vec<u64> {
         std::mem::take(&mut *self.unreachable.borrow_mut())
     }
+
+    fn observers(&self) -> Vec<u64> {
+        self.observers.connected()
+    }
 }
 
-async fn dial(identity: Rc<Identity>, voter: QuorumVoter, mut queue: mpsc::Receiver<Message>) {
+async fn dial(
+    identity: Rc<Identity>,
+    voter: QuorumVoter,
+    mut queue: mpsc::Receiver<Message>,
+    inbound: mpsc::Sender<Message>,
+) {
     use futures_lite::StreamExt;
     let mut backoff = FIRST_BACKOFF;
     loop {
         match connect(&identity, &voter).await {
-            Ok(mut stream) => {
+            Ok(stream) => {
                 backoff = FIRST_BACKOFF;
                 tracing::info!(peer = voter.node_id, "quorum: connected to voter");
-                loop {
+                let (reader, mut stream) = futures_lite::io::split(stream);
+                // What the voter sends back (to a broker-only node); ends with the connection.
+                let reading = wire::read_messages(
+                    reader,
+                    raft_id_of(voter.node_id),
+                    raft_id_of(identity.node_id),
+                    None,
+                    inbound.clone(),
+                );
+                let writing = async {
+                    loop {
                     let next =
                         futures_lite::future::or(async { Some(queue.next().await) }, async {
                             shard::task::sleep(wire::KEEPALIVE_INTERVAL).await;
                             None
                         });
                     let bytes = match next.await {
-                        Some(Some(message)) => {
-                            let kind = if message.get_msg_type() == MessageType::MsgSnapshot {
-                                wire::SNAPSHOT
-                            } else {
-                                wire::RAFT
-                            };
-                            wire::frame(kind, &message.write_to_bytes().expect("encodes"))
-                        }
-                        Some(None) => return,
+                        Some(Some(message)) => wire::frame_of(&message),
+                        Some(None) => return true,
                         None => wire::frame(wire::PING, &[]),
                     };
                     if let Err(error) = wire::write_all(&mut stream, &bytes).await {
                         crate::warn_limited!(UNREACHABLE_PEERS, peer = voter.node_id, %error, "quorum: lost the connection to a voter");
-                        break;
+                        return false;
                     }
+                    }
+                };
+                let reading = async {
+                    if let Err(reason) = reading.await {
+                        crate::warn_limited!(UNREACHABLE_PEERS, peer = voter.node_id, %reason, "quorum: lost the connection to a voter");
+                    }
+                    false
+                };
+                if futures_lite::future::or(writing, reading).await {
+                    return;
                 }
             }
             Err(error) => {
@@ -260,40 +302,17 @@ async fn connect(
     Ok(stream)
 }
 
-/// The Raft messages voters send each other over the wire here (a snapshot only in a frame of its own
-/// kind, the others never). Local message types (ticks, reports) never travel; nor do read indexes
-/// and snapshot requests, which nothing here uses.
-fn carried_between_voters(kind: MessageType, frame_kind: u8) -> bool {
-    use MessageType::*;
-    if (kind == MsgSnapshot) != (frame_kind == wire::SNAPSHOT) {
-        return false;
-    }
-    matches!(
-        kind,
-        MsgSnapshot
-            | MsgAppend
-            | MsgAppendResponse
-            | MsgRequestVote
-            | MsgRequestVoteResponse
-            | MsgRequestPreVote
-            | MsgRequestPreVoteResponse
-            | MsgHeartbeat
-            | MsgHeartbeatResponse
-            | MsgTimeoutNow
-            | MsgPropose
-            | MsgTransferLeader
-    )
-}
-
-/// Accepts the other voters' connections on `listener` and queues their messages into `inbound`.
+/// Accepts the other voters' and the broker-only nodes' connections on `listener` and queues their
+/// messages into `inbound`.
 pub async fn listen(
     identity: Rc<Identity>,
     voters: Vec<QuorumVoter>,
+    observers: Rc<Observers>,
     listener: shard::net::Listener,
     inbound: mpsc::Sender<Message>,
 ) {
     let open = Rc::new(Cell::new(0usize));
-    let max_open = 2 * voters.len().saturating_sub(1);
+    let max_open = 2 * (voters.len().saturating_sub(1) + observers::MAX_OBSERVERS);
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -308,15 +327,16 @@ pub async fn listen(
             continue;
         }
         open.set(open.get() + 1);
-        let (identity, voters, inbound, open) = (
+        let (identity, voters, observers, inbound, open) = (
             identity.clone(),
             voters.clone(),
+            observers.clone(),
             inbound.clone(),
             open.clone(),
         );
         shard::task::spawn(async move {
             let peer = stream.peer_addr().ok();
-            if let Err(reason) = receive(&identity, &voters, stream, inbound).await {
+            if let Err(reason) = receive(&identity, &voters, &observers, stream, inbound).await {
                 crate::warn_limited!(REFUSED_PEERS, ?peer, %reason, "quorum: controller connection closed");
             }
             open.set(open.get() - 1);
@@ -327,8 +347,9 @@ pub async fn listen(
 async fn receive(
     identity: &Identity,
     voters: &[QuorumVoter],
+    observers: &Rc<Observers>,
     mut stream: shard::net::TcpStream,
-    mut inbound: mpsc::Sender<Message>,
+    inbound: mpsc::Sender<Message>,
 ) -> Result<(), String> {
     let (kind, payload) = shard::task::timeout(
         HANDSHAKE_TIMEOUT,
@@ -341,10 +362,17 @@ async fn receive(
         return Err(format!("first frame of kind {kind}, not a handshake"));
     }
     let theirs = wire::decode_hello(&payload)?;
+    let is_voter = voters.iter().any(|voter| voter.node_id == theirs.node_id);
     let refusal = if theirs.node_id == identity.node_id {
         Some(format!("it claims this node's own id {}", theirs.node_id))
-    } else if !voters.iter().any(|voter| voter.node_id == theirs.node_id) {
-        Some(format!("node {} is not a voter", theirs.node_id))
+    } else if theirs.node_id < 0 {
+        Some(format!("node id {}", theirs.node_id))
+    } else if !is_voter && !observers.has_room_for(raft_id_of(theirs.node_id)) {
+        Some(format!(
+            "node {} is not a voter, and {} broker-only nodes are connected already",
+            theirs.node_id,
+            observers::MAX_OBSERVERS
+        ))
     } else if !identity.compatible(&theirs.cluster_id) {
         Some(format!(
             "node {} belongs to cluster {}, not {}",
@@ -364,40 +392,10 @@ async fn receive(
     }
     let from = raft_id_of(theirs.node_id);
     let to = raft_id_of(identity.node_id);
-    loop {
-        let read = shard::task::timeout(
-            wire::IDLE_TIMEOUT,
-            wire::read_frame_bounded(&mut stream, wire::max_frame_bytes),
-        );
-        let (kind, payload) = match read.await {
-            None => return Err(format!("nothing for {:?}", wire::IDLE_TIMEOUT)),
-            Some(Ok(frame)) => frame,
-            Some(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Some(Err(error)) => return Err(error.to_string()),
-        };
-        match kind {
-            wire::PING => continue,
-            wire::RAFT | wire::SNAPSHOT => {}
-            _ => return Err(format!("frame of kind {kind} after the handshake")),
-        }
-        let message = Message::parse_from_bytes(&payload).map_err(|error| error.to_string())?;
-        if !carried_between_voters(message.get_msg_type(), kind) {
-            return Err(format!(
-                "a {:?} from node {}: not a message voters send each other here",
-                message.get_msg_type(),
-                theirs.node_id
-            ));
-        }
-        if message.from != from || message.to != to {
-            return Err(format!(
-                "a message from node {} to node {} on node {}'s connection",
-                node_of(message.from),
-                node_of(message.to),
-                theirs.node_id
-            ));
-        }
-        // A full queue drops the message: the Ready loop is behind, and Raft sends again.
-        let _ = inbound.try_send(message);
+    if is_voter {
+        wire::read_messages(stream, from, to, Some(wire::IDLE_TIMEOUT), inbound).await
+    } else {
+        observers::serve(observers, from, to, stream, inbound).await
     }
 }
 

@@ -24,8 +24,13 @@
 //! dialer learns the listener's cluster id from the answer either way, which is how a node started on a
 //! directory of another cluster finds out (see `transport::Identity`).
 
+use super::node_of;
+use futures_channel::mpsc;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
 use std::io;
+use std::time::Duration;
 
 pub const PROTOCOL_VERSION: u16 = 0;
 const MAGIC: &[u8; 4] = b"KQRM";
@@ -188,6 +193,89 @@ pub async fn write_all<W: futures_lite::AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     writer.write_all(bytes).await?;
     writer.flush().await
+}
+
+/// A Raft message as a frame: a snapshot in a frame of its own kind.
+pub fn frame_of(message: &Message) -> Vec<u8> {
+    let kind = if message.get_msg_type() == MessageType::MsgSnapshot {
+        SNAPSHOT
+    } else {
+        RAFT
+    };
+    frame(kind, &message.write_to_bytes().expect("encodes"))
+}
+
+/// Reads frames from `reader` until it ends: pings are skipped, Raft messages (checked to be a kind
+/// nodes send each other, from `from`, to `to`) go to `inbound` (dropped when it is full: the Ready
+/// loop is behind, and Raft sends again). With `idle_timeout`, a connection silent that long is an
+/// error (a peer gone without a FIN).
+pub async fn read_messages(
+    mut reader: impl futures_lite::AsyncRead + Unpin,
+    from: u64,
+    to: u64,
+    idle_timeout: Option<Duration>,
+    mut inbound: mpsc::Sender<Message>,
+) -> Result<(), String> {
+    loop {
+        let read = read_frame_bounded(&mut reader, max_frame_bytes);
+        let read = match idle_timeout {
+            Some(limit) => shard::task::timeout(limit, read).await,
+            None => Some(read.await),
+        };
+        let (kind, payload) = match read {
+            None => return Err(format!("nothing for {idle_timeout:?}")),
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Some(Err(error)) => return Err(error.to_string()),
+        };
+        match kind {
+            PING => continue,
+            RAFT | SNAPSHOT => {}
+            _ => return Err(format!("frame of kind {kind} after the handshake")),
+        }
+        let message = Message::parse_from_bytes(&payload).map_err(|error| error.to_string())?;
+        if !carried_between_nodes(message.get_msg_type(), kind) {
+            return Err(format!(
+                "a {:?} from node {}: not a message nodes send each other here",
+                message.get_msg_type(),
+                node_of(from)
+            ));
+        }
+        if message.from != from || message.to != to {
+            return Err(format!(
+                "a message from node {} to node {} on node {}'s connection",
+                node_of(message.from),
+                node_of(message.to),
+                node_of(from)
+            ));
+        }
+        let _ = inbound.try_send(message);
+    }
+}
+
+/// The Raft messages nodes send each other over the wire here (a snapshot only in a frame of its own
+/// kind, the others never). Local message types (ticks, reports) never travel; nor do read indexes
+/// and snapshot requests, which nothing here uses.
+fn carried_between_nodes(kind: MessageType, frame_kind: u8) -> bool {
+    use MessageType::*;
+    if (kind == MsgSnapshot) != (frame_kind == SNAPSHOT) {
+        return false;
+    }
+    matches!(
+        kind,
+        MsgSnapshot
+            | MsgAppend
+            | MsgAppendResponse
+            | MsgRequestVote
+            | MsgRequestVoteResponse
+            | MsgRequestPreVote
+            | MsgRequestPreVoteResponse
+            | MsgHeartbeat
+            | MsgHeartbeatResponse
+            | MsgTimeoutNow
+            | MsgPropose
+            | MsgTransferLeader
+    )
 }
 
 #[cfg(test)]
