@@ -487,9 +487,10 @@ def test_cluster_controller_only_node_votes_but_serves_no_clients(cluster_factor
     # Broker 2 dies: the controller-only node and broker 1 are still a majority of the voters, so
     # admin requests keep working.
     c.kill9(2)
-    survivor = ck_admin(c[1].bootstrap)
     deadline = time.monotonic() + 30
     while True:
+        # A new client each time: one that knew node 2 as the controller waits for it to return.
+        survivor = ck_admin(c[1].bootstrap)
         futures = survivor.create_topics([NewTopic(topic + "-after", num_partitions=1,
                                                    replication_factor=1)], request_timeout=10)
         try:
@@ -520,6 +521,11 @@ def test_cluster_broker_only_node_follows_the_quorum_and_serves_partitions(clust
     admin = ck_admin(c[4].bootstrap)
     _poll(lambda: (sorted(admin.list_topics(timeout=10).brokers) == c.ids, None), 20,
           "all four brokers listed by the broker-only node", c.nodes)
+    # DescribeQuorum from the leader lists it as an observer (a learner), not a voter.
+    leader = describe_quorum(c[1].address)["leader_id"]
+    q = describe_quorum(c[leader].address)
+    assert [o["replica_id"] for o in q["observers"]] == [4], q
+    assert sorted(v["replica_id"] for v in q["voters"]) == voters, q
 
     futures = admin.create_topics([NewTopic(topic, num_partitions=8, replication_factor=1)],
                                   request_timeout=20)

@@ -193,6 +193,11 @@ fn inconsistent_cluster_settings_are_refused() {
             "a broker-only node needs controller_quorum_voters (the controllers it joins)",
         ),
         (
+            format!("node_id = 2\nprocess_roles = \"broker\"\ncontroller_quorum_voters = \"{voters}\""),
+            "controller_quorum_voters",
+            "names node 2 as a voter, but it has no controller role (process_roles): a broker-only node follows the quorum without voting",
+        ),
+        (
             format!("node_id = 4\nprocess_roles = \"broker\"\ncontroller_quorum_voters = \"{voters}\"\ncontroller_listen = \"127.0.0.1:1\""),
             "controller_listen",
             "is set, but this node has no controller role (process_roles)",

@@ -2,11 +2,12 @@
 //! (`kafka-metadata-quorum.sh describe --status`).
 //!
 //! The only partition it knows is `__cluster_metadata`-0, the metadata log; any other is answered
-//! UNKNOWN_TOPIC_OR_PARTITION. Every node is a voter (combined mode) and answers from its own view rather
-//! than forwarding to the leader: the leader id, its epoch (the Raft term) and the high watermark (the
-//! commit index) as this node knows them; each voter's log end offset where this node knows it (the
-//! leader knows everyone's, a follower only its own; -1 elsewhere) and when this node last heard from
-//! it. v2 adds the voters' controller endpoints (`controller_quorum_voters`).
+//! UNKNOWN_TOPIC_OR_PARTITION. Every broker answers from its own view rather than forwarding to the
+//! leader: the leader id, its epoch (the Raft term) and the high watermark (the commit index) as this
+//! node knows them; each voter's log end offset where this node knows it (the leader knows everyone's,
+//! a follower only its own; -1 elsewhere) and when this node last heard from it; the same for the
+//! observers (broker-only nodes, the quorum's learners). v2 adds the voters' controller endpoints
+//! (`controller_quorum_voters`).
 
 use super::{simple, str_bytes};
 use crate::control::CONTROL_SHARD;
@@ -88,23 +89,21 @@ fn describe_partition(data: &mut PartitionData, status: &QuorumStatus) {
     data.leader_id = BrokerId(status.leader_id.unwrap_or(-1));
     data.leader_epoch = i32::try_from(status.term).unwrap_or(i32::MAX);
     data.high_watermark = status.high_watermark as i64;
-    data.current_voters = status
-        .voters
-        .iter()
-        .map(|voter| {
-            let mut replica = ReplicaState::default();
-            replica.replica_id = BrokerId(voter.node_id);
-            replica.log_end_offset = voter.log_end_offset;
-            replica.last_fetch_timestamp = voter.last_heard_ms;
-            replica.last_caught_up_timestamp =
-                if voter.log_end_offset >= status.high_watermark as i64 {
-                    voter.last_heard_ms
-                } else {
-                    -1
-                };
-            replica
-        })
-        .collect();
+    let replica_of = |voter: &crate::quorum::VoterStatus| {
+        let mut replica = ReplicaState::default();
+        replica.replica_id = BrokerId(voter.node_id);
+        replica.log_end_offset = voter.log_end_offset;
+        replica.last_fetch_timestamp = voter.last_heard_ms;
+        replica.last_caught_up_timestamp = if voter.log_end_offset >= status.high_watermark as i64 {
+            voter.last_heard_ms
+        } else {
+            -1
+        };
+        replica
+    };
+    data.current_voters = status.voters.iter().map(replica_of).collect();
+    // KRaft's observers: the broker-only nodes, the learners of the quorum.
+    data.observers = status.observers.iter().map(replica_of).collect();
 }
 
 /// The quorum's status from shard 0, which runs it; `None` if shard 0 cannot be reached.

@@ -28,9 +28,9 @@
 //! fsynced, then renamed over `quorum.log` and the directory fsynced. A crash leaves either file whole;
 //! a leftover `.tmp` is removed at start.
 
-use protobuf::Message as _;
 use super::memory_log::MemoryLog;
 use super::snapshot::MAX_SNAPSHOT_BYTES;
+use protobuf::Message as _;
 use raft::prelude::{Entry, HardState, Snapshot};
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -149,7 +149,8 @@ impl QuorumLog {
             if let Some((SNAPSHOT, payload)) = records.peek() {
                 let snapshot = Snapshot::parse_from_bytes(payload)
                     .map_err(|error| damaged(&path, &error.to_string()))?;
-                let mut recorded: Vec<u64> = snapshot.get_metadata().get_conf_state().voters.clone();
+                let mut recorded: Vec<u64> =
+                    snapshot.get_metadata().get_conf_state().voters.clone();
                 recorded.sort_unstable();
                 let mut configured = voters.to_vec();
                 configured.sort_unstable();

@@ -200,7 +200,10 @@ fn compaction_rewrites_the_file_and_replay_starts_from_the_snapshot() {
         Simulation::new()
             .block_on(log.compact(snapshot_at(4, 1, b"image at 4")))
             .expect("compacts");
-        assert_eq!(log.written_since_snapshot(), 2 * entries[0].compute_size() as u64);
+        assert_eq!(
+            log.written_since_snapshot(),
+            2 * entries[0].compute_size() as u64
+        );
         // Appends go on in the rewritten file.
         persist(&log, &[entry(7, 2, b"after")], Some(&hard_state(2, 1, 7)));
     }
@@ -213,10 +216,19 @@ fn compaction_rewrites_the_file_and_replay_starts_from_the_snapshot() {
     let log = QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap();
     assert!(!dir.path().join(QUORUM_DIR).join(REWRITTEN_FILE).exists());
     let storage = log.storage();
-    assert_eq!((storage.first_index().unwrap(), storage.last_index().unwrap()), (5, 7));
+    assert_eq!(
+        (
+            storage.first_index().unwrap(),
+            storage.last_index().unwrap()
+        ),
+        (5, 7)
+    );
     assert_eq!(storage.term(4).unwrap(), 1);
     assert_eq!(storage.snapshot(0, 2).unwrap().get_data(), b"image at 4");
-    assert_eq!(storage.initial_state().unwrap().hard_state, hard_state(2, 1, 7));
+    assert_eq!(
+        storage.initial_state().unwrap().hard_state,
+        hard_state(2, 1, 7)
+    );
     // Opened with other voters than its snapshot names: refused as a damaged log would be.
     assert!(QuorumLog::open(dir.path(), &[1, 2]).is_err());
 }
@@ -226,15 +238,28 @@ fn an_installed_snapshot_replaces_the_log() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap();
-        persist(&log, &[entry(1, 1, b"a"), entry(2, 1, b"b")], Some(&hard_state(1, 0, 1)));
+        persist(
+            &log,
+            &[entry(1, 1, b"a"), entry(2, 1, b"b")],
+            Some(&hard_state(1, 0, 1)),
+        );
         Simulation::new()
             .block_on(log.install(snapshot_at(40, 3, b"the leader's image")))
             .expect("installs");
     }
     let log = QuorumLog::open(dir.path(), &[1, 2, 3]).unwrap();
     let storage = log.storage();
-    assert_eq!((storage.first_index().unwrap(), storage.last_index().unwrap()), (41, 40));
+    assert_eq!(
+        (
+            storage.first_index().unwrap(),
+            storage.last_index().unwrap()
+        ),
+        (41, 40)
+    );
     let state = storage.initial_state().unwrap();
     assert_eq!((state.hard_state.commit, state.hard_state.term), (40, 3));
-    assert_eq!(storage.snapshot(0, 1).unwrap().get_data(), b"the leader's image");
+    assert_eq!(
+        storage.snapshot(0, 1).unwrap().get_data(),
+        b"the leader's image"
+    );
 }

@@ -33,7 +33,9 @@ impl MemoryLog {
 
     /// The log, for reading. Not to be held while calling back into raft-rs (it locks it too).
     pub fn core(&self) -> MutexGuard<'_, LogCore> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn core_mut(&self) -> MutexGuard<'_, LogCore> {
@@ -67,9 +69,7 @@ impl LogCore {
             return Some(metadata.term);
         }
         let position = index.checked_sub(self.first_index())?;
-        self.entries
-            .get(position as usize)
-            .map(|entry| entry.term)
+        self.entries.get(position as usize).map(|entry| entry.term)
     }
 
     /// Appends `entries` (contiguous), replacing any held at or after the first one's index (Raft's
@@ -218,29 +218,50 @@ mod tests {
     #[test]
     fn compaction_keeps_the_entries_after_the_snapshot_and_its_term() {
         let log = MemoryLog::new(&[1, 2, 3]);
-        log.core_mut()
-            .append(&(1..=10).map(|index| entry(index, 1 + index / 5)).collect::<Vec<_>>());
+        log.core_mut().append(
+            &(1..=10)
+                .map(|index| entry(index, 1 + index / 5))
+                .collect::<Vec<_>>(),
+        );
         assert!(matches!(
             log.snapshot(0, 2),
-            Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
         ));
         log.core_mut().compact(snapshot(6, 2, b"image"));
-        assert_eq!((log.first_index().unwrap(), log.last_index().unwrap()), (7, 10));
-        assert_eq!(log.term(6).unwrap(), 2, "the snapshot's own index keeps its term");
-        assert!(matches!(log.term(5), Err(raft::Error::Store(StorageError::Compacted))));
+        assert_eq!(
+            (log.first_index().unwrap(), log.last_index().unwrap()),
+            (7, 10)
+        );
+        assert_eq!(
+            log.term(6).unwrap(),
+            2,
+            "the snapshot's own index keeps its term"
+        );
+        assert!(matches!(
+            log.term(5),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
         assert!(matches!(
             log.entries(6, 8, None, context()),
             Err(raft::Error::Store(StorageError::Compacted))
         ));
         let entries = log.entries(7, 11, None, context()).unwrap();
-        assert_eq!(entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        assert_eq!(
+            entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![7, 8, 9, 10]
+        );
         assert_eq!(log.snapshot(0, 2).unwrap().get_data(), b"image");
         // A conflicting suffix replaces what follows it.
         log.core_mut().append(&[entry(9, 5)]);
         assert_eq!((log.last_index().unwrap(), log.term(9).unwrap()), (9, 5));
         // Compacting everything leaves an empty log that continues after the snapshot.
         log.core_mut().compact(snapshot(9, 5, b"later"));
-        assert_eq!((log.first_index().unwrap(), log.last_index().unwrap()), (10, 9));
+        assert_eq!(
+            (log.first_index().unwrap(), log.last_index().unwrap()),
+            (10, 9)
+        );
         log.core_mut().append(&[entry(10, 5)]);
         assert_eq!(log.last_index().unwrap(), 10);
     }
@@ -257,7 +278,10 @@ mod tests {
         log.core_mut().install(leader_snapshot);
         let state = log.initial_state().unwrap();
         assert_eq!((state.hard_state.commit, state.hard_state.term), (50, 4));
-        assert_eq!((log.first_index().unwrap(), log.last_index().unwrap()), (51, 50));
+        assert_eq!(
+            (log.first_index().unwrap(), log.last_index().unwrap()),
+            (51, 50)
+        );
         assert_eq!(log.term(50).unwrap(), 4);
     }
 }

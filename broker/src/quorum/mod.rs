@@ -10,7 +10,9 @@
 //! ARCHITECTURE.md records the comparison.
 //!
 //! Identity: Raft ids are node ids + 1 (Raft reserves 0). The voters are `controller_quorum_voters`
-//! (default: this node alone — a single broker is a cluster of one on the same code paths). A new data
+//! (default: this node alone — a single broker is a cluster of one on the same code paths); broker-only
+//! nodes follow the log as learners (`observers`), and the log is compacted into snapshots of the image
+//! (`snapshot`, `memory_log`). A new data
 //! directory is formatted (`meta.properties`) with the cluster id the quorum commits first; a directory
 //! formatted for another cluster is refused (`transport::Identity`, `node`).
 //!
@@ -69,6 +71,8 @@ pub struct QuorumStatus {
     /// The commit index (KRaft's high watermark).
     pub high_watermark: u64,
     pub voters: Vec<VoterStatus>,
+    /// The learners (broker-only nodes), as DescribeQuorum's observers.
+    pub observers: Vec<VoterStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@
 
 use super::image::{Change, MetadataImage};
 use super::log_store::QuorumLog;
+use super::memory_log::MemoryLog;
 use super::records::MetadataRecord;
 use super::transport::{Identity, RaftTransport};
 use super::{
@@ -24,7 +25,6 @@ use super::{
 };
 use crate::config::BrokerConfig;
 use futures_channel::mpsc;
-use super::memory_log::MemoryLog;
 use raft::prelude::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use std::collections::{HashMap, VecDeque};
@@ -126,7 +126,8 @@ impl Node {
             ..raft::Config::default()
         };
         let logger = slog::Logger::root(super::logger::TracingDrain, slog::o!());
-        let raw = RawNode::new(&raft_config, storage, &logger).map_err(|error| error.to_string())?;
+        let raw =
+            RawNode::new(&raft_config, storage, &logger).map_err(|error| error.to_string())?;
         let mut node = Node {
             raw,
             log: parts.log,
@@ -558,32 +559,32 @@ impl Node {
         let wall_now = shard::task::wall_clock_ms();
         let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
         voters.sort_unstable();
-        let voters = voters
-            .into_iter()
-            .map(|id| {
-                let log_end_offset = if id == raft.id {
-                    raft.raft_log.last_index() as i64
-                } else if leads {
-                    raft.prs()
-                        .get(id)
-                        .map_or(-1, |progress| progress.matched as i64)
-                } else {
-                    -1
-                };
-                let last_heard_ms = if id == raft.id {
-                    wall_now
-                } else {
-                    self.last_heard.get(&id).map_or(-1, |heard| {
-                        wall_now - now.duration_since(*heard).as_millis() as i64
-                    })
-                };
-                VoterStatus {
-                    node_id: node_of(id),
-                    log_end_offset,
-                    last_heard_ms,
-                }
-            })
-            .collect();
+        let learners: Vec<u64> = raft.prs().conf().learners().iter().copied().collect();
+        let status_of = |id: u64| {
+            let log_end_offset = if id == raft.id {
+                raft.raft_log.last_index() as i64
+            } else if leads {
+                raft.prs()
+                    .get(id)
+                    .map_or(-1, |progress| progress.matched as i64)
+            } else {
+                -1
+            };
+            let last_heard_ms = if id == raft.id {
+                wall_now
+            } else {
+                self.last_heard.get(&id).map_or(-1, |heard| {
+                    wall_now - now.duration_since(*heard).as_millis() as i64
+                })
+            };
+            VoterStatus {
+                node_id: node_of(id),
+                log_end_offset,
+                last_heard_ms,
+            }
+        };
+        let observers = learners.into_iter().map(status_of).collect();
+        let voters = voters.into_iter().map(status_of).collect();
         let leader_id = (raft.leader_id != raft::INVALID_ID).then(|| node_of(raft.leader_id));
         let leader_changed = self.quorum.status.borrow().leader_id != leader_id;
         *self.quorum.status.borrow_mut() = QuorumStatus {
@@ -591,6 +592,7 @@ impl Node {
             term: raft.term,
             high_watermark: raft.raft_log.committed,
             voters,
+            observers,
         };
         if leader_changed {
             tracing::info!(leader = ?leader_id, term = raft.term, "quorum: leader changed");

@@ -58,16 +58,18 @@ impl Node {
             EntryType::EntryConfChange => None,
             EntryType::EntryNormal => return,
         };
-        let learner = change.as_ref().and_then(|change| match change.get_changes() {
-            [single]
-                if single.get_change_type() == ConfChangeType::AddLearnerNode
-                    && single.node_id != raft::INVALID_ID
-                    && !self.is_voter(single.node_id) =>
-            {
-                Some(single.node_id)
-            }
-            _ => None,
-        });
+        let learner = change
+            .as_ref()
+            .and_then(|change| match change.get_changes() {
+                [single]
+                    if single.get_change_type() == ConfChangeType::AddLearnerNode
+                        && single.node_id != raft::INVALID_ID
+                        && !self.is_voter(single.node_id) =>
+                {
+                    Some(single.node_id)
+                }
+                _ => None,
+            });
         let (Some(change), Some(learner)) = (change, learner) else {
             tracing::warn!(
                 index = entry.index,

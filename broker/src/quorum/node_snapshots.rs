@@ -11,9 +11,9 @@
 //!   refused): its data must decode to an image at the snapshot's index, and its voters must be this
 //!   node's. Then the snapshot replaces its log (`log_store::install`) and the image replaces its image.
 
-use crate::quorum::snapshot::{self, MAX_SNAPSHOT_BYTES};
 use super::{fatal, node_of, Node};
 use crate::log_limit::LogLimiter;
+use crate::quorum::snapshot::{self, MAX_SNAPSHOT_BYTES};
 use raft::prelude::{Message, MessageType, Snapshot};
 use raft::{ProgressState, SnapshotStatus, StateRole};
 use std::rc::Rc;
@@ -61,8 +61,9 @@ impl Node {
         let index = snapshot.get_metadata().index;
         let image = match self.received_snapshot.take() {
             Some(image) if image.applied_index == index => image,
-            _ => snapshot::decode(snapshot.get_data())
-                .unwrap_or_else(|error| fatal(&format!("the leader's snapshot at {index}: {error}"))),
+            _ => snapshot::decode(snapshot.get_data()).unwrap_or_else(|error| {
+                fatal(&format!("the leader's snapshot at {index}: {error}"))
+            }),
         };
         if let Err(error) = self.log.install(snapshot).await {
             fatal(&format!("cannot persist the quorum's log: {error}"));
@@ -87,7 +88,10 @@ impl Node {
             return;
         }
         let now = shard::task::now();
-        if self.compaction_paused_until.is_some_and(|until| now < until) {
+        if self
+            .compaction_paused_until
+            .is_some_and(|until| now < until)
+        {
             return;
         }
         let image = self.quorum.image.borrow().clone();
@@ -110,8 +114,12 @@ impl Node {
         let started = Instant::now();
         let data = snapshot::encode(&image);
         if data.len() > MAX_SNAPSHOT_BYTES {
-            crate::warn_limited!(REFUSED_SNAPSHOTS, bytes = data.len(), max = MAX_SNAPSHOT_BYTES,
-                "quorum: the metadata image is too large to snapshot; the log is not compacted");
+            crate::warn_limited!(
+                REFUSED_SNAPSHOTS,
+                bytes = data.len(),
+                max = MAX_SNAPSHOT_BYTES,
+                "quorum: the metadata image is too large to snapshot; the log is not compacted"
+            );
             self.compaction_paused_until = Some(now + TOO_LARGE_BACKOFF);
             return;
         }

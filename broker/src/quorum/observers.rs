@@ -64,7 +64,10 @@ impl Observers {
     /// Connection `connection` of node `id` closed (nothing changes if a newer one replaced it).
     fn unregister(&self, id: u64, connection: u64) {
         let mut queues = self.queues.borrow_mut();
-        if queues.get(&id).is_some_and(|(current, _)| *current == connection) {
+        if queues
+            .get(&id)
+            .is_some_and(|(current, _)| *current == connection)
+        {
             queues.remove(&id);
         }
     }
@@ -115,9 +118,16 @@ mod tests {
         let (first, _old_queue) = observers.register(9);
         let (second, mut queue) = observers.register(9);
         assert!(observers.send(message_to(9)));
-        assert!(queue.try_next().unwrap().is_some(), "the newer connection's queue");
+        assert!(
+            queue.try_next().unwrap().is_some(),
+            "the newer connection's queue"
+        );
         observers.unregister(9, first);
-        assert_eq!(observers.connected(), vec![9], "the older one's end leaves the newer");
+        assert_eq!(
+            observers.connected(),
+            vec![9],
+            "the older one's end leaves the newer"
+        );
         observers.unregister(9, second);
         assert!(observers.connected().is_empty());
         for id in 0..MAX_OBSERVERS as u64 {

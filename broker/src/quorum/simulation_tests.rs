@@ -487,7 +487,11 @@ fn logs_are_compacted_and_a_voter_behind_the_snapshot_catches_up_from_it() {
         );
         cluster.run_for(Duration::from_millis(50));
         assert_eq!(
-            created.take_output().expect("answered").expect("committed").change,
+            created
+                .take_output()
+                .expect("answered")
+                .expect("committed")
+                .change,
             Change::Topics
         );
     }
@@ -503,7 +507,10 @@ fn logs_are_compacted_and_a_voter_behind_the_snapshot_catches_up_from_it() {
         let image = cluster.image(id);
         assert_eq!(image.topics.len(), 80, "node {id}");
         let index = snapshot_index_on_disk(&cluster, id);
-        assert!(index > behind_last, "node {id}: snapshot at {index}, the crashed voter holds {behind_last}");
+        assert!(
+            index > behind_last,
+            "node {id}: snapshot at {index}, the crashed voter holds {behind_last}"
+        );
     }
 
     // It returns: the leader cannot send it entries it dropped, so it sends the snapshot. The first
@@ -511,18 +518,27 @@ fn logs_are_compacted_and_a_voter_behind_the_snapshot_catches_up_from_it() {
     cluster.network.losing_snapshots.set(true);
     cluster.start_voter(behind);
     cluster.run_for(Duration::from_secs(3));
-    assert!(cluster.image(behind).topics.is_empty(), "no snapshot arrived");
+    assert!(
+        cluster.image(behind).topics.is_empty(),
+        "no snapshot arrived"
+    );
     cluster.network.losing_snapshots.set(false);
     cluster.run_for(Duration::from_secs(12));
     assert_eq!(cluster.image(behind).topics, cluster.image(leader).topics);
-    assert!(snapshot_index_on_disk(&cluster, behind) > behind_last, "installed");
+    assert!(
+        snapshot_index_on_disk(&cluster, behind) > behind_last,
+        "installed"
+    );
     // ...and follows the log after it.
     let later = cluster.propose(behind, topic_batch("after", leader), Duration::from_secs(5));
     cluster.run_for(Duration::from_secs(1));
     assert_eq!(later.take_output().unwrap().unwrap().change, Change::Topics);
 
     // Every voter restarts from its snapshot and the entries after it, to the same image.
-    let before: Vec<_> = IDS.iter().map(|&id| cluster.image(id).topics.clone()).collect();
+    let before: Vec<_> = IDS
+        .iter()
+        .map(|&id| cluster.image(id).topics.clone())
+        .collect();
     for id in IDS {
         cluster.crash(id);
     }
@@ -553,17 +569,28 @@ fn a_broker_only_node_follows_the_log_as_a_learner_without_voting() {
             Duration::from_secs(5),
         );
         cluster.run_for(Duration::from_millis(50));
-        assert_eq!(created.take_output().unwrap().unwrap().change, Change::Topics);
+        assert_eq!(
+            created.take_output().unwrap().unwrap().change,
+            Change::Topics
+        );
     }
     assert!(snapshot_index_on_disk(&cluster, leader) > 0);
     const OBSERVER: i32 = 4;
     cluster.start_observer(OBSERVER);
     cluster.run_for(Duration::from_secs(5));
     let image = cluster.image(OBSERVER);
-    assert_eq!(image.topics, cluster.image(leader).topics, "the whole log reached it");
+    assert_eq!(
+        image.topics,
+        cluster.image(leader).topics,
+        "the whole log reached it"
+    );
     assert_eq!(image.cluster_id, cluster.image(leader).cluster_id);
     assert_eq!(
-        cluster.image(leader).live_brokers().map(|broker| broker.node_id).collect::<Vec<_>>(),
+        cluster
+            .image(leader)
+            .live_brokers()
+            .map(|broker| broker.node_id)
+            .collect::<Vec<_>>(),
         vec![1, 2, 3, OBSERVER],
         "it registered as a broker"
     );
@@ -572,9 +599,16 @@ fn a_broker_only_node_follows_the_log_as_a_learner_without_voting() {
     assert_eq!(status.leader_id, Some(leader));
 
     // Its proposals go to the leader like a follower's.
-    let from_observer = cluster.propose(OBSERVER, topic_batch("from-4", OBSERVER), Duration::from_secs(5));
+    let from_observer = cluster.propose(
+        OBSERVER,
+        topic_batch("from-4", OBSERVER),
+        Duration::from_secs(5),
+    );
     cluster.run_for(Duration::from_secs(1));
-    assert_eq!(from_observer.take_output().unwrap().unwrap().change, Change::Topics);
+    assert_eq!(
+        from_observer.take_output().unwrap().unwrap().change,
+        Change::Topics
+    );
 
     // The voters stay a majority without it (two of three), and it never campaigns: with the leader
     // gone, a voter takes over and the learner follows the new one.
@@ -582,7 +616,11 @@ fn a_broker_only_node_follows_the_log_as_a_learner_without_voting() {
     cluster.run_for(Duration::from_secs(5));
     let survivors: Vec<i32> = IDS.into_iter().filter(|&id| id != leader).collect();
     let new_leader = cluster.agreed_leader(&survivors).expect("a voter leads");
-    let after = cluster.propose(new_leader, topic_batch("after", new_leader), Duration::from_secs(5));
+    let after = cluster.propose(
+        new_leader,
+        topic_batch("after", new_leader),
+        Duration::from_secs(5),
+    );
     cluster.run_for(Duration::from_secs(2));
     assert_eq!(after.take_output().unwrap().unwrap().change, Change::Topics);
     assert!(cluster.image(OBSERVER).topics.contains_key("after"));
@@ -595,5 +633,8 @@ fn a_broker_only_node_follows_the_log_as_a_learner_without_voting() {
     cluster.start_observer(OBSERVER);
     cluster.run_for(Duration::from_secs(3));
     assert!(!cluster.image(new_leader).brokers[&OBSERVER].fenced);
-    assert_eq!(cluster.image(OBSERVER).topics, cluster.image(new_leader).topics);
+    assert_eq!(
+        cluster.image(OBSERVER).topics,
+        cluster.image(new_leader).topics
+    );
 }

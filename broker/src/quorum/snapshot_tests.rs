@@ -89,13 +89,19 @@ fn an_image_round_trips_with_its_indexes() {
     assert_eq!(restored.apply(21, &topic(3, "audit_log")), Change::Refused);
     assert_eq!(restored.apply(22, &topic(1, "other")), Change::Refused);
     assert_eq!(
-        restored.apply(23, &MetadataRecord::RemoveTopic {
-            topic_id: Uuid::from_u128(2)
-        }),
+        restored.apply(
+            23,
+            &MetadataRecord::RemoveTopic {
+                topic_id: Uuid::from_u128(2)
+            }
+        ),
         Change::Topics
     );
     assert_eq!(restored.apply(24, &topic(3, "audit_log")), Change::Topics);
-    assert_eq!(decode(&encode(&MetadataImage::default())).unwrap(), MetadataImage::default());
+    assert_eq!(
+        decode(&encode(&MetadataImage::default())).unwrap(),
+        MetadataImage::default()
+    );
 }
 
 #[test]

@@ -226,20 +226,20 @@ async fn dial(
                 );
                 let writing = async {
                     loop {
-                    let next =
-                        futures_lite::future::or(async { Some(queue.next().await) }, async {
-                            shard::task::sleep(wire::KEEPALIVE_INTERVAL).await;
-                            None
-                        });
-                    let bytes = match next.await {
-                        Some(Some(message)) => wire::frame_of(&message),
-                        Some(None) => return true,
-                        None => wire::frame(wire::PING, &[]),
-                    };
-                    if let Err(error) = wire::write_all(&mut stream, &bytes).await {
-                        crate::warn_limited!(UNREACHABLE_PEERS, peer = voter.node_id, %error, "quorum: lost the connection to a voter");
-                        return false;
-                    }
+                        let next =
+                            futures_lite::future::or(async { Some(queue.next().await) }, async {
+                                shard::task::sleep(wire::KEEPALIVE_INTERVAL).await;
+                                None
+                            });
+                        let bytes = match next.await {
+                            Some(Some(message)) => wire::frame_of(&message),
+                            Some(None) => return true,
+                            None => wire::frame(wire::PING, &[]),
+                        };
+                        if let Err(error) = wire::write_all(&mut stream, &bytes).await {
+                            crate::warn_limited!(UNREACHABLE_PEERS, peer = voter.node_id, %error, "quorum: lost the connection to a voter");
+                            return false;
+                        }
                     }
                 };
                 let reading = async {

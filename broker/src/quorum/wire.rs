@@ -1,8 +1,9 @@
 //! The quorum's wire protocol on the controller port (voters only; clients never connect here).
 //!
 //! Each voter dials every other voter and sends its Raft messages on that connection; it receives on the
-//! connections the others dialed. A connection starts with a handshake, then carries Raft messages one
-//! way:
+//! connections the others dialed. A broker-only node dials every voter too, and its connections carry
+//! messages both ways (the voter has no address to dial it; `observers`). A connection starts with a
+//! handshake, then carries Raft messages:
 //!
 //! ```text
 //! frame:     length u32 BE (of kind + payload, at most MAX_FRAME_BYTES; a Snapshot frame at most
@@ -10,17 +11,18 @@
 //! kind 1 Hello     (dialer → listener): magic "KQRM", protocol version u16, node id i32,
 //!                  cluster id: u8 length (0 = not formatted yet) + ASCII bytes
 //! kind 2 HelloAck  (listener → dialer): accepted u8 (0 | 1), node id i32, cluster id as in Hello
-//! kind 3 Raft      (dialer → listener): one raft-rs `eraftpb::Message`, protobuf-encoded, any type but
-//!                  a snapshot
-//! kind 5 Snapshot  (dialer → listener): one raft-rs `MsgSnapshot` message, protobuf-encoded (its data
-//!                  is the image, `snapshot`)
+//! kind 3 Raft      (dialer → listener; and back to a broker-only dialer): one raft-rs
+//!                  `eraftpb::Message`, protobuf-encoded, any type but a snapshot
+//! kind 5 Snapshot  (likewise): one raft-rs `MsgSnapshot` message, protobuf-encoded (its data is the
+//!                  image, `snapshot`)
 //! kind 4 Ping      (dialer → listener): nothing; sent after `KEEPALIVE_INTERVAL` without a message, so
 //!                  the listener can close a connection silent for `IDLE_TIMEOUT` (a peer gone without
 //!                  a FIN) and never keeps a slot for a dead one
 //! ```
 //!
-//! The listener refuses (accepted = 0, then closes) a dialer that is not a voter, names this node's own
-//! id, speaks another protocol version, or belongs to another cluster (both formatted, ids differ). The
+//! The listener refuses (accepted = 0, then closes) a dialer that names this node's own id, is not a
+//! voter when `observers::MAX_OBSERVERS` broker-only nodes are connected already, speaks another
+//! protocol version, or belongs to another cluster (both formatted, ids differ). The
 //! dialer learns the listener's cluster id from the answer either way, which is how a node started on a
 //! directory of another cluster finds out (see `transport::Identity`).
 
@@ -338,8 +340,9 @@ mod tests {
     fn only_snapshot_frames_may_be_large() {
         let length = (MAX_FRAME_BYTES as u32 + 2).to_be_bytes();
         let mut large_raft: &[u8] = &[length[0], length[1], length[2], length[3], RAFT];
-        let error = futures_lite::future::block_on(read_frame_bounded(&mut large_raft, max_frame_bytes))
-            .expect_err("refused");
+        let error =
+            futures_lite::future::block_on(read_frame_bounded(&mut large_raft, max_frame_bytes))
+                .expect_err("refused");
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         let payload = vec![7u8; MAX_FRAME_BYTES + 1];
         let snapshot = frame(SNAPSHOT, &payload);
@@ -349,6 +352,9 @@ mod tests {
         assert_eq!((kind, read.len()), (SNAPSHOT, payload.len()));
         // A length promising more than arrives ends in an error, having allocated only what came.
         let mut short: &[u8] = &snapshot[..snapshot.len() / 2];
-        assert!(futures_lite::future::block_on(read_frame_bounded(&mut short, max_frame_bytes)).is_err());
+        assert!(
+            futures_lite::future::block_on(read_frame_bounded(&mut short, max_frame_bytes))
+                .is_err()
+        );
     }
 }
