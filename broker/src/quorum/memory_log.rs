@@ -112,11 +112,15 @@ impl LogCore {
     }
 
     /// Replaces the whole log with `snapshot` (a follower installing the leader's): every entry is
-    /// dropped, the commit index moves up to the snapshot's and the term at least to its term.
+    /// dropped, the commit index moves up to the snapshot's and the term at least to its term (with
+    /// no vote in that term: the vote held was cast in an older one).
     pub fn install(&mut self, snapshot: Snapshot) {
         let metadata = snapshot.get_metadata();
         self.hard_state.commit = self.hard_state.commit.max(metadata.index);
-        self.hard_state.term = self.hard_state.term.max(metadata.term);
+        if metadata.term > self.hard_state.term {
+            self.hard_state.term = metadata.term;
+            self.hard_state.vote = raft::INVALID_ID;
+        }
         self.conf_state = metadata.get_conf_state().clone();
         self.entries.clear();
         self.snapshot = snapshot;

@@ -5,8 +5,8 @@
 //!   learner, unless the configuration has it already (again after `PROPOSAL_RETRY`: raft-rs takes one
 //!   configuration change at a time and drops a follower's proposal while there is no leader).
 //! - Every node applies committed configuration changes in log order. Only the addition of a learner
-//!   that is not a voter is taken; anything else (removing or demoting a voter, joint changes) is skipped,
-//!   the same way on every node, so the voters stay those of `controller_quorum_voters`. The
+//!   that is not a voter, while there are fewer than `MAX_LEARNERS`, is taken; anything else (removing
+//!   or demoting a voter, joint changes) is skipped, the same way on every node, so the voters stay those of `controller_quorum_voters`. The
 //!   configuration is kept with the log (`MemoryLog::conf_state`, in every snapshot), and the changes
 //!   after the snapshot are applied again at start.
 //! - A learner's traffic is checked: from a node that is not a voter only the messages a learner sends
@@ -14,11 +14,14 @@
 //!   this node's, which would depose a leader.
 
 use super::{node_of, Node, PROPOSAL_RETRY};
+use crate::quorum::wire::learner_sends;
 use protobuf::Message as _;
-use raft::prelude::{
-    ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
-};
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
 use std::time::Instant;
+
+/// Most learners the configuration holds. Learners are not removed yet, so every broker-only node id
+/// ever seen counts: the bound keeps the leader's fan-out and the snapshots' configuration bounded.
+pub const MAX_LEARNERS: usize = 1024;
 
 impl Node {
     /// Whether Raft id `id` is one of the configured voters.
@@ -34,8 +37,9 @@ impl Node {
         self.learners_proposed
             .retain(|_, at| now.duration_since(*at) < PROPOSAL_RETRY);
         for id in self.transport.observers() {
-            let known = self.raw.raft.prs().conf().learners().contains(&id) || self.is_voter(id);
-            if known || self.learners_proposed.contains_key(&id) {
+            let learners = self.raw.raft.prs().conf().learners();
+            let known = learners.contains(&id) || self.is_voter(id);
+            if known || learners.len() >= MAX_LEARNERS || self.learners_proposed.contains_key(&id) {
                 continue;
             }
             let mut change = ConfChangeV2::default();
@@ -64,7 +68,8 @@ impl Node {
                 [single]
                     if single.get_change_type() == ConfChangeType::AddLearnerNode
                         && single.node_id != raft::INVALID_ID
-                        && !self.is_voter(single.node_id) =>
+                        && !self.is_voter(single.node_id)
+                        && self.raw.raft.prs().conf().learners().len() < MAX_LEARNERS =>
                 {
                     Some(single.node_id)
                 }
@@ -95,12 +100,6 @@ impl Node {
         if self.is_voter(message.from) {
             return true;
         }
-        let learner_sends = matches!(
-            message.get_msg_type(),
-            MessageType::MsgAppendResponse
-                | MessageType::MsgHeartbeatResponse
-                | MessageType::MsgPropose
-        );
-        learner_sends && message.term <= self.raw.raft.term
+        learner_sends(message.get_msg_type()) && message.term <= self.raw.raft.term
     }
 }

@@ -35,6 +35,10 @@ impl Node {
         }
         let snapshot = message.get_snapshot();
         let index = snapshot.get_metadata().index;
+        if message.term < self.raw.raft.term || index <= self.raw.raft.raft_log.committed {
+            // raft-rs ignores a stale snapshot, or one behind what this node committed: not decoded.
+            return true;
+        }
         let mut theirs: Vec<u64> = snapshot.get_metadata().get_conf_state().voters.clone();
         theirs.sort_unstable();
         let mut ours: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();

@@ -86,7 +86,7 @@ pub async fn serve(
     let (connection, mut queue) = observers.register(from);
     tracing::info!(node = node_of(from), "quorum: a broker-only node connected");
     let (reader, mut writer) = futures_lite::io::split(stream);
-    let reading = read_messages(reader, from, to, Some(wire::IDLE_TIMEOUT), inbound);
+    let reading = read_messages(reader, from, to, Some(wire::IDLE_TIMEOUT), true, inbound);
     let writing = async {
         while let Some(message) = queue.next().await {
             wire::write_all(&mut writer, &frame_of(&message))
@@ -118,10 +118,7 @@ mod tests {
         let (first, _old_queue) = observers.register(9);
         let (second, mut queue) = observers.register(9);
         assert!(observers.send(message_to(9)));
-        assert!(
-            queue.try_next().unwrap().is_some(),
-            "the newer connection's queue"
-        );
+        assert!(queue.try_recv().is_ok(), "the newer connection's queue");
         observers.unregister(9, first);
         assert_eq!(
             observers.connected(),

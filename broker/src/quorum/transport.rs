@@ -222,6 +222,7 @@ async fn dial(
                     raft_id_of(voter.node_id),
                     raft_id_of(identity.node_id),
                     None,
+                    false,
                     inbound.clone(),
                 );
                 let writing = async {
@@ -393,7 +394,7 @@ async fn receive(
     let from = raft_id_of(theirs.node_id);
     let to = raft_id_of(identity.node_id);
     if is_voter {
-        wire::read_messages(stream, from, to, Some(wire::IDLE_TIMEOUT), inbound).await
+        wire::read_messages(stream, from, to, Some(wire::IDLE_TIMEOUT), false, inbound).await
     } else {
         observers::serve(observers, from, to, stream, inbound).await
     }

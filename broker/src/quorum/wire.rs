@@ -210,16 +210,25 @@ pub fn frame_of(message: &Message) -> Vec<u8> {
 /// Reads frames from `reader` until it ends: pings are skipped, Raft messages (checked to be a kind
 /// nodes send each other, from `from`, to `to`) go to `inbound` (dropped when it is full: the Ready
 /// loop is behind, and Raft sends again). With `idle_timeout`, a connection silent that long is an
-/// error (a peer gone without a FIN).
+/// error (a peer gone without a FIN). From a learner (`from_learner`: a broker-only node) only what a
+/// learner sends is taken (`learner_sends`), in frames of at most `MAX_FRAME_BYTES` (never a snapshot).
 pub async fn read_messages(
     mut reader: impl futures_lite::AsyncRead + Unpin,
     from: u64,
     to: u64,
     idle_timeout: Option<Duration>,
+    from_learner: bool,
     mut inbound: mpsc::Sender<Message>,
 ) -> Result<(), String> {
+    let bound = |kind| {
+        if from_learner {
+            MAX_FRAME_BYTES
+        } else {
+            max_frame_bytes(kind)
+        }
+    };
     loop {
-        let read = read_frame_bounded(&mut reader, max_frame_bytes);
+        let read = read_frame_bounded(&mut reader, bound);
         let read = match idle_timeout {
             Some(limit) => shard::task::timeout(limit, read).await,
             None => Some(read.await),
@@ -236,7 +245,9 @@ pub async fn read_messages(
             _ => return Err(format!("frame of kind {kind} after the handshake")),
         }
         let message = Message::parse_from_bytes(&payload).map_err(|error| error.to_string())?;
-        if !carried_between_nodes(message.get_msg_type(), kind) {
+        let carried = carried_between_nodes(message.get_msg_type(), kind)
+            && (!from_learner || learner_sends(message.get_msg_type()));
+        if !carried {
             return Err(format!(
                 "a {:?} from node {}: not a message nodes send each other here",
                 message.get_msg_type(),
@@ -253,6 +264,17 @@ pub async fn read_messages(
         }
         let _ = inbound.try_send(message);
     }
+}
+
+/// The Raft messages a learner sends: answers to the leader's appends and heartbeats, and proposals
+/// forwarded to the leader.
+pub fn learner_sends(kind: MessageType) -> bool {
+    matches!(
+        kind,
+        MessageType::MsgAppendResponse
+            | MessageType::MsgHeartbeatResponse
+            | MessageType::MsgPropose
+    )
 }
 
 /// The Raft messages nodes send each other over the wire here (a snapshot only in a frame of its own
@@ -334,6 +356,56 @@ mod tests {
         let (kind, payload) =
             futures_lite::future::block_on(read_frame(&mut framed, MAX_FRAME_BYTES)).unwrap();
         assert_eq!((kind, &payload[..]), (RAFT, &b"xyz"[..]));
+    }
+
+    #[test]
+    fn a_learner_may_send_only_what_learners_send() {
+        let message = |kind: MessageType| {
+            let mut message = Message::default();
+            message.set_msg_type(kind);
+            message.from = 5;
+            message.to = 1;
+            message
+        };
+        let read = |bytes: Vec<u8>, from_learner: bool| {
+            let (inbound, mut queued) = mpsc::channel(8);
+            let result = futures_lite::future::block_on(read_messages(
+                &bytes[..],
+                5,
+                1,
+                None,
+                from_learner,
+                inbound,
+            ));
+            let mut count = 0;
+            while queued.try_recv().is_ok() {
+                count += 1;
+            }
+            (result, count)
+        };
+        let answers = [
+            frame_of(&message(MessageType::MsgAppendResponse)),
+            frame_of(&message(MessageType::MsgHeartbeatResponse)),
+            frame_of(&message(MessageType::MsgPropose)),
+        ]
+        .concat();
+        assert_eq!(read(answers, true), (Ok(()), 3));
+        for kind in [
+            MessageType::MsgAppend,
+            MessageType::MsgRequestVote,
+            MessageType::MsgHeartbeat,
+            MessageType::MsgSnapshot,
+        ] {
+            let (result, count) = read(frame_of(&message(kind)), true);
+            assert!(result.is_err() && count == 0, "{kind:?} from a learner");
+            assert_eq!(read(frame_of(&message(kind)), false), (Ok(()), 1), "{kind:?} from a voter");
+        }
+        // A large snapshot frame is refused from a learner before its payload is read.
+        let mut large = message(MessageType::MsgSnapshot);
+        large.mut_snapshot().set_data(vec![0u8; MAX_FRAME_BYTES].into());
+        let (result, count) = read(frame_of(&large), true);
+        assert!(result.unwrap_err().contains("at most"), "bounded by MAX_FRAME_BYTES");
+        assert_eq!(count, 0);
     }
 
     #[test]
