@@ -383,9 +383,10 @@ def test_single_broker_is_a_cluster_of_one(broker_factory):
 
 @pytest.mark.timeout(240)
 def test_cluster_controller_port_survives_hostile_bytes(cluster_factory):
-    """The controller port is for voters only: garbage, absurd frame lengths, a stranger's hello and
-    a voter's hello followed by a malformed Raft message each close that one connection; the node
-    keeps serving and its quorum keeps its leader."""
+    """The controller port is for voters and broker-only nodes: garbage, absurd frame lengths, a
+    voter's hello followed by a malformed Raft message, and a would-be learner's vote requests,
+    appends, snapshots or higher terms each close that one connection or are dropped; the node keeps
+    serving and its quorum keeps its leader and epoch."""
     import random
     import socket
     import struct as st
@@ -398,12 +399,33 @@ def test_cluster_controller_port_survives_hostile_bytes(cluster_factory):
         payload = b"KQRM" + st.pack(">Hi", 0, node_id) + bytes([len(cluster_id)]) + cluster_id
         return st.pack(">I", len(payload) + 1) + b"\x01" + payload
 
+    def varint(value: int) -> bytes:
+        out = b""
+        while True:
+            byte, value = value & 0x7F, value >> 7
+            out += bytes([byte | (0x80 if value else 0)])
+            if not value:
+                return out
+
+    def raft_frame(msg_type: int, sender: int, term: int, kind: int = 3) -> bytes:
+        """A raft-rs eraftpb.Message (msg_type, to, from, term) from node `sender` to node 2."""
+        body = (b"\x08" + varint(msg_type) + b"\x10" + varint(2 + 1) + b"\x18" + varint(sender + 1)
+                + b"\x20" + varint(term))
+        return st.pack(">I", len(body) + 1) + bytes([kind]) + body
+
     rng = random.Random(55)
     attacks = [
+        # A broker-only node (a would-be learner) may send only a learner's messages, never with a
+        # higher term, and never a snapshot: a vote request, a heartbeat answer of term 10^6 (dropped),
+        # a snapshot frame claiming 60 MiB, an append.
+        hello(99) + raft_frame(5, 99, 1_000_000),
+        hello(99) + raft_frame(9, 99, 1_000_000),
+        hello(99) + st.pack(">I", 60 << 20) + b"\x05",
+        hello(99) + raft_frame(3, 99, 1_000_000),
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         st.pack(">I", 0xFFFFFFF0) + b"\x03" + b"x" * 64,          # absurd length
         st.pack(">I", 0),                                           # empty frame
-        hello(99),                                                  # not a voter
+        hello(99),                                                  # not a voter: a learner
         hello(2),                                                   # the node's own id
         hello(1) + st.pack(">I", 9) + b"\x03" + b"\xff" * 8,        # a voter, then bad protobuf
         hello(1) + st.pack(">I", 2) + b"\x07\x00",                  # a voter, then an unknown kind
