@@ -39,6 +39,7 @@ pub mod group_router;
 pub mod handlers;
 #[cfg(test)]
 mod in_process_tests;
+pub mod inter_broker;
 pub mod internal_topics;
 pub mod log_cleaner;
 pub mod log_limit;
@@ -56,5 +57,6 @@ pub mod scatter_gather;
 pub mod server;
 pub mod shard_state;
 pub mod txn;
+pub mod txn_remote;
 pub mod txn_router;
 pub mod txn_verification;

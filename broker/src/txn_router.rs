@@ -13,6 +13,7 @@
 
 use crate::control::{control, internal_topic, topic_outcomes, ControlRequest, ControlResponse};
 use crate::messages::ShardMessage;
+use crate::metadata::{ClusterMetadata, NotServed};
 use crate::partition::requests::{MarkerItem, MarkerOutcome};
 use crate::shard_state::ShardState;
 use crate::txn::coordinator::CoordinatorPartition;
@@ -241,6 +242,18 @@ pub async fn verify_partitions(
     producer_epoch: i16,
     partitions: Vec<TxnPartition>,
 ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+    let metadata = state.metadata();
+    if let Some(coordinator) = remote_coordinator(&metadata, &transactional_id) {
+        return crate::txn_remote::verify_partitions(
+            &metadata,
+            coordinator,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+        )
+        .await;
+    }
     let operation = TxnOperation::VerifyPartitions {
         transactional_id,
         producer_id,
@@ -248,6 +261,16 @@ pub async fn verify_partitions(
         partitions,
     };
     expect_answer!(on_coordinator(state, operation).await?, VerifyPartitions)
+}
+
+/// The broker leading the coordinator partition of `transactional_id`, if that is another broker.
+fn remote_coordinator(metadata: &ClusterMetadata, transactional_id: &str) -> Option<i32> {
+    let topic = metadata.topics.get(TRANSACTION_STATE_TOPIC)?;
+    let partition = crate::txn::partition_for(transactional_id, topic.partition_count());
+    match metadata.route(TRANSACTION_STATE_TOPIC, partition) {
+        Err(NotServed::NotLeader { leader, .. }) if leader >= 0 => Some(leader),
+        _ => None,
+    }
 }
 
 pub async fn end_transaction(
@@ -339,13 +362,15 @@ impl TxnServices for ShardServices {
     }
 }
 
-/// Writes markers wherever their partitions live. A partition the metadata does not have (its topic
-/// was deleted) answers UNKNOWN_TOPIC_OR_PARTITION; one led by another broker, or placed on a shard
-/// that has not opened it yet, answers NOT_LEADER_OR_FOLLOWER (retriable).
+/// Writes markers wherever their partitions live: on this broker's shards, or through the broker that
+/// leads them (`txn_remote`). A partition the metadata does not have (its topic was deleted) answers
+/// UNKNOWN_TOPIC_OR_PARTITION; one without a leader now, or placed on a shard that has not opened it
+/// yet, or whose leader cannot be reached, answers NOT_LEADER_OR_FOLLOWER (retriable).
 pub async fn write_markers(state: &Rc<ShardState>, items: Vec<MarkerItem>) -> Vec<MarkerOutcome> {
     let metadata = state.metadata();
     let mut outcomes: Vec<Option<MarkerOutcome>> = (0..items.len()).map(|_| None).collect();
     let mut by_shard: BTreeMap<usize, (Vec<usize>, Vec<MarkerItem>)> = BTreeMap::new();
+    let mut by_broker: BTreeMap<i32, (Vec<usize>, Vec<MarkerItem>)> = BTreeMap::new();
     for (position, item) in items.into_iter().enumerate() {
         match metadata.route(&item.topic, item.partition) {
             Ok(shard) => {
@@ -353,9 +378,19 @@ pub async fn write_markers(state: &Rc<ShardState>, items: Vec<MarkerItem>) -> Ve
                 entry.0.push(position);
                 entry.1.push(item);
             }
-            // Led by another broker (or none now): NOT_LEADER_OR_FOLLOWER, retried, never taken as
-            // written.
+            Err(NotServed::NotLeader { leader, .. }) if leader >= 0 => {
+                let entry = by_broker.entry(leader).or_default();
+                entry.0.push(position);
+                entry.1.push(item);
+            }
+            // No leader now: NOT_LEADER_OR_FOLLOWER, retried, never taken as written.
             Err(why) => outcomes[position] = Some(Err(why.error())),
+        }
+    }
+    for (leader, (positions, items)) in by_broker {
+        let answers = crate::txn_remote::write_markers(&metadata, leader, items).await;
+        for (position, answer) in positions.into_iter().zip(answers) {
+            outcomes[position] = Some(answer);
         }
     }
     for (shard, (positions, items)) in by_shard {

@@ -310,3 +310,47 @@ def test_cluster_broker_behind_the_snapshot_catches_up_and_restarts_from_it(clus
               c.nodes, 0.5)
     records = ck_consume(c[1].bootstrap, [(led_by_victim, p, 0) for p in range(2)], expected=20)
     assert len(records) == 20
+
+
+@pytest.mark.timeout(240)
+def test_cluster_transaction_across_brokers_commits_and_aborts(cluster_factory, topic):
+    """A transaction whose partitions are led by all three brokers, whichever one coordinates it: the
+    coordinator sends markers to the other brokers (WriteTxnMarkers), and each partition's leader asks
+    the coordinator's broker to verify the first transactional batch (AddPartitionsToTxn
+    verify_only). A read_committed consumer sees the committed transactions only, and the group offsets
+    sent with them (AddOffsetsToTxn + TxnOffsetCommit) are committed with them."""
+    from txn_helpers import produce_in_txn, read, txn_producer
+    c = _three_brokers(cluster_factory)
+    _create(c[1].bootstrap, topic, partitions=3, replication_factor=1)
+    view = _all_nodes_agree(c, topic, 3)
+    assert sorted(leader for leader, _, _ in view.values()) == [1, 2, 3], view
+
+    group = f"{topic}-group"
+    consumer = ck_consumer(c[3].bootstrap, **{"group.id": group, "enable.auto.commit": False})
+    for round_, txn_id in enumerate([f"{topic}-tx-a", f"{topic}-tx-b"]):
+        producer = txn_producer(c[2].bootstrap, txn_id)
+        producer.begin_transaction()
+        for partition in range(3):
+            produce_in_txn(producer, topic, [f"c{round_}-{partition}-{i}".encode() for i in range(10)],
+                           partition=partition)
+        # The group's offsets commit with the transaction (its coordinator may be a third broker).
+        producer.send_offsets_to_transaction([TopicPartition(topic, 0, 5 + round_)],
+                                             consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+        producer.begin_transaction()
+        for partition in range(3):
+            produce_in_txn(producer, topic, [f"a{round_}-{partition}-{i}".encode() for i in range(10)],
+                           partition=partition)
+        producer.abort_transaction(30)
+
+    # Every partition's last stable offset reaches its end: all markers were written, on every broker.
+    records = read(c[3].bootstrap, [(topic, p, 0) for p in range(3)], expected=60, committed=True)
+    values = sorted(r[4] for r in records)
+    assert values == sorted(f"c{r}-{p}-{i}".encode() for r in range(2) for p in range(3)
+                            for i in range(10)), values[:5]
+    uncommitted = read(c[1].bootstrap, [(topic, p, 0) for p in range(3)], expected=120,
+                       committed=False)
+    assert len(uncommitted) == 120
+    committed = consumer.committed([TopicPartition(topic, 0)], timeout=20)
+    assert committed[0].offset == 6, committed
+    consumer.close()

@@ -88,7 +88,8 @@ async fn add(
     let metadata = state.metadata();
     let unknown: Vec<bool> = partitions
         .iter()
-        .map(|(topic, partition)| metadata.shard_of(topic, *partition).is_none())
+        // Partitions anywhere in the cluster: their markers go to their leaders (`txn_remote`).
+        .map(|(topic, partition)| !metadata.has_partition(topic, *partition))
         .collect();
     let transactional_id = transaction.transactional_id.to_string();
     let errors: Vec<Option<ResponseError>> = if unknown.iter().any(|&unknown| unknown) {

@@ -14,9 +14,9 @@
 //!
 //! The first record is the voter set the log was created with; a start with another voter set is refused
 //! (changing the voters is not supported yet). A snapshot record, if any, comes second: the entries up to
-//! its index are gone and the image at that index is its data. A later entry record with an index at or below the last
-//! one replaces that suffix (Raft's conflict truncation), exactly as `MemStorage::append` does, so replay
-//! rebuilds the state Raft last persisted. Each batch of records the Ready loop writes is fsynced before
+//! its index are gone and the image at that index is its data. A later entry record with an index at or
+//! below the last one replaces that suffix (Raft's conflict truncation), so replay rebuilds the state
+//! Raft last persisted. Each batch of records the Ready loop writes is fsynced before
 //! any message that depends on it is sent. A torn tail (the last record cut short or failing its CRC,
 //! from a crash mid-write, which was never fsynced and so never acknowledged) is cut off at start; a bad
 //! record with more after it is damage, not a torn write, and the log is refused (cutting it would drop

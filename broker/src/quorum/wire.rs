@@ -398,13 +398,22 @@ mod tests {
         ] {
             let (result, count) = read(frame_of(&message(kind)), true);
             assert!(result.is_err() && count == 0, "{kind:?} from a learner");
-            assert_eq!(read(frame_of(&message(kind)), false), (Ok(()), 1), "{kind:?} from a voter");
+            assert_eq!(
+                read(frame_of(&message(kind)), false),
+                (Ok(()), 1),
+                "{kind:?} from a voter"
+            );
         }
         // A large snapshot frame is refused from a learner before its payload is read.
         let mut large = message(MessageType::MsgSnapshot);
-        large.mut_snapshot().set_data(vec![0u8; MAX_FRAME_BYTES].into());
+        large
+            .mut_snapshot()
+            .set_data(vec![0u8; MAX_FRAME_BYTES].into());
         let (result, count) = read(frame_of(&large), true);
-        assert!(result.unwrap_err().contains("at most"), "bounded by MAX_FRAME_BYTES");
+        assert!(
+            result.unwrap_err().contains("at most"),
+            "bounded by MAX_FRAME_BYTES"
+        );
         assert_eq!(count, 0);
     }
 
