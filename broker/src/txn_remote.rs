@@ -1,8 +1,8 @@
 //! Transactions across brokers: what the transaction router asks of another broker (`inter_broker`).
 //!
 //! - **Markers** for partitions led by another broker go to that broker as WriteTxnMarkers v1, one
-//!   marker per partition, answered per partition. A broker that cannot be reached, or does not answer
-//!   in time, answers NOT_LEADER_OR_FOLLOWER for each: the coordinator writes markers again until they
+//!   marker per partition, answered per partition. A broker that cannot be reached, does not answer in
+//!   time, or does not know the partition yet, answers NOT_LEADER_OR_FOLLOWER for each: the coordinator writes markers again until they
 //!   are written (`txn::coordinator::completion`), as Kafka's marker channel does.
 //! - **Verification** of a transactional produce whose coordinator is another broker goes to it as
 //!   AddPartitionsToTxn v4 with `verify_only` (KIP-890's inter-broker form). One that cannot be asked
@@ -93,10 +93,14 @@ pub async fn write_markers(
                 .and_then(|marker| marker.topics.first())
                 .and_then(|topic| topic.partitions.first())
                 .map(|partition| partition.error_code);
-            match code {
-                Some(0) => Ok(Offset::NONE),
-                Some(code) => Err(error_of(code).unwrap_or(ResponseError::UnknownServerError)),
-                None => Err(ResponseError::NotLeaderOrFollower),
+            match code.map(error_of) {
+                Some(None) => Ok(Offset::NONE),
+                // This broker's metadata has the partition, led there: "unknown" means that broker has
+                // not caught up yet (as a shard that has not opened it), so the marker is written again.
+                Some(Some(ResponseError::UnknownTopicOrPartition)) | None => {
+                    Err(ResponseError::NotLeaderOrFollower)
+                }
+                Some(Some(error)) => Err(error),
             }
         })
         .collect()
