@@ -1,9 +1,9 @@
 //! Learners in the Ready loop: broker-only nodes follow the metadata log as raft-rs learners
 //! (`observers`).
 //!
-//! - A voter with a broker-only node connected proposes a configuration change that adds it as a
-//!   learner, unless the configuration has it already (again after `PROPOSAL_RETRY`: raft-rs takes one
-//!   configuration change at a time and drops a follower's proposal while there is no leader).
+//! - The leader, for each broker-only node connected to it, proposes a configuration change that adds
+//!   it as a learner, unless the configuration has it already (again after `PROPOSAL_RETRY`: raft-rs
+//!   takes one configuration change at a time and turns another into an empty entry meanwhile).
 //! - Every node applies committed configuration changes in log order. Only the addition of a learner
 //!   that is not a voter, while there are fewer than `MAX_LEARNERS`, is taken; anything else (removing
 //!   or demoting a voter, joint changes) is skipped, the same way on every node, so the voters stay those of `controller_quorum_voters`. The
@@ -29,7 +29,8 @@ impl Node {
         self.raw.raft.prs().conf().voters().contains(id)
     }
 
-    /// As a voter: proposes each connected broker-only node the configuration lacks as a learner.
+    /// As the leader (a duty): proposes each connected broker-only node the configuration lacks as a
+    /// learner.
     pub(super) fn add_connected_learners(&mut self, now: Instant) {
         if !self.is_voter(self.raw.raft.id) {
             return;

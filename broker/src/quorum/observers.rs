@@ -4,8 +4,8 @@
 //! A broker-only node dials every voter, as voters dial each other (`transport::dial`), and says hello
 //! with its node id, which is not a voter's. The voter has no address to dial it back, so it keeps a
 //! bounded queue per such connection and writes its Raft messages for that node on the same connection
-//! (`serve`); the node's answers come back on it too. Every voter with a broker-only node connected
-//! proposes to add it to the quorum's configuration as a raft-rs *learner* (`node_learners`): a learner
+//! (`serve`); the node's answers come back on it too. The quorum's leader, which every broker-only node
+//! dials, proposes to add it to the configuration as a raft-rs *learner* (`node_learners`): a learner
 //! is sent the log (entries, heartbeats, snapshots) like a voter, but never votes, never campaigns and
 //! is not counted in any majority. It applies the committed log to its image like every node, and its
 //! proposals (its registration, admin requests sent to it) go to the leader like a follower's.
