@@ -275,6 +275,7 @@ mod tests {
         let log = MemoryLog::new(&[1, 2, 3]);
         log.core_mut().append(&[entry(1, 1), entry(2, 1)]);
         log.core_mut().hard_state.commit = 2;
+        log.core_mut().hard_state.vote = 2;
         let mut leader_snapshot = snapshot(50, 4, b"image");
         leader_snapshot
             .mut_metadata()
@@ -282,6 +283,10 @@ mod tests {
         log.core_mut().install(leader_snapshot);
         let state = log.initial_state().unwrap();
         assert_eq!((state.hard_state.commit, state.hard_state.term), (50, 4));
+        assert_eq!(
+            state.hard_state.vote, 0,
+            "a vote of an older term is not one of term 4"
+        );
         assert_eq!(
             (log.first_index().unwrap(), log.last_index().unwrap()),
             (51, 50)

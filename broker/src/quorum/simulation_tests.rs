@@ -464,6 +464,20 @@ fn topic_batch(name: &str, leader: i32) -> MetadataRecord {
     ])
 }
 
+/// `count` topics `topic-0`.. of one partition, each proposed by (and led by) `leader` and committed.
+fn create_topics(cluster: &mut Cluster, leader: i32, count: usize) {
+    for index in 0..count {
+        let created = cluster.propose(
+            leader,
+            topic_batch(&format!("topic-{index}"), leader),
+            Duration::from_secs(5),
+        );
+        cluster.run_for(Duration::from_millis(50));
+        let applied = created.take_output().expect("answered").expect("committed");
+        assert_eq!(applied.change, Change::Topics);
+    }
+}
+
 /// The index of the snapshot voter `id`'s log file starts with (0: none), read from its directory.
 fn snapshot_index_on_disk(cluster: &Cluster, id: i32) -> u64 {
     let voters: Vec<u64> = IDS.iter().map(|&id| raft_id_of(id)).collect();
@@ -479,22 +493,7 @@ fn logs_are_compacted_and_a_voter_behind_the_snapshot_catches_up_from_it() {
     let leader = cluster.agreed_leader(&IDS).expect("one leader");
     let behind = IDS.into_iter().find(|&id| id != leader).unwrap();
     cluster.crash(behind);
-    for index in 0..80 {
-        let created = cluster.propose(
-            leader,
-            topic_batch(&format!("topic-{index}"), leader),
-            Duration::from_secs(5),
-        );
-        cluster.run_for(Duration::from_millis(50));
-        assert_eq!(
-            created
-                .take_output()
-                .expect("answered")
-                .expect("committed")
-                .change,
-            Change::Topics
-        );
-    }
+    create_topics(&mut cluster, leader, 80);
     // The survivors compacted: their logs start with a snapshot, past everything the crashed one holds.
     let running: Vec<i32> = IDS.into_iter().filter(|&id| id != behind).collect();
     let behind_last = {
@@ -562,18 +561,7 @@ fn a_broker_only_node_follows_the_log_as_a_learner_without_voting() {
     let leader = cluster.agreed_leader(&IDS).expect("one leader");
     // Enough topics that the log is compacted before the broker-only node first starts: it gets the
     // leader's snapshot.
-    for index in 0..60 {
-        let created = cluster.propose(
-            leader,
-            topic_batch(&format!("topic-{index}"), leader),
-            Duration::from_secs(5),
-        );
-        cluster.run_for(Duration::from_millis(50));
-        assert_eq!(
-            created.take_output().unwrap().unwrap().change,
-            Change::Topics
-        );
-    }
+    create_topics(&mut cluster, leader, 60);
     assert!(snapshot_index_on_disk(&cluster, leader) > 0);
     const OBSERVER: i32 = 4;
     cluster.start_observer(OBSERVER);
