@@ -3,9 +3,10 @@
 //! markers for partitions led by another broker (WriteTxnMarkers), and the verification of a
 //! transactional produce whose coordinator is on another broker (AddPartitionsToTxn `verify_only`).
 //!
-//! One request per connection for now: both are rare next to the data path (once per transaction and
-//! partition), and a call that fails leaves nothing behind to recover. A pooled, pipelined client comes
-//! with replication's fetchers. The peer is another broker of the cluster, but its answer is still
+//! [`call`] opens a connection per request: markers and verification are rare next to the data path
+//! (once per transaction and partition), and a call that fails leaves nothing behind to recover.
+//! Replica fetchers keep a [`Connection`] each (one per shard and leader broker) for their stream of
+//! fetches, one request at a time. The peer is another broker of the cluster, but its answer is still
 //! bounded: at most `MAX_RESPONSE_BYTES`, within `CALL_TIMEOUT`, decoded by the same codecs the broker
 //! serves with.
 
@@ -41,49 +42,100 @@ pub enum CallError {
     BadResponse { node_id: i32, reason: String },
 }
 
-/// Sends `request` (API `key`, `version`) to `broker` and decodes its answer.
+/// Sends `request` (API `key`, `version`) to `broker` on a connection of its own and decodes its
+/// answer, all within `CALL_TIMEOUT`.
 pub async fn call<Request: Encodable, Response: Decodable>(
     broker: &BrokerEndpoint,
     key: ApiKey,
     version: i16,
     request: &Request,
 ) -> Result<Response, CallError> {
-    let frame = encode_request(key, version, request).map_err(|reason| CallError::BadResponse {
-        node_id: broker.node_id,
-        reason: format!("cannot encode the request: {reason}"),
-    })?;
     let exchange = async {
-        let io = |source| CallError::Io {
-            node_id: broker.node_id,
-            host: broker.host.clone(),
-            port: broker.port,
-            source,
-        };
-        let address = resolve(broker).await.map_err(io)?;
-        let mut stream = shard::net::TcpStream::connect(address, CONNECT_TIMEOUT)
-            .await
-            .map_err(io)?;
-        stream.write_all(&frame).await.map_err(io)?;
-        stream.flush().await.map_err(io)?;
-        let mut length = [0u8; 4];
-        stream.read_exact(&mut length).await.map_err(io)?;
-        let length = u32::from_be_bytes(length) as usize;
-        if length > MAX_RESPONSE_BYTES {
-            return Err(CallError::BadResponse {
-                node_id: broker.node_id,
-                reason: format!("{length} bytes (at most {MAX_RESPONSE_BYTES})"),
-            });
-        }
-        let mut body = vec![0u8; length];
-        stream.read_exact(&mut body).await.map_err(io)?;
-        decode_response(key, version, &body).map_err(|reason| CallError::BadResponse {
-            node_id: broker.node_id,
-            reason,
-        })
+        let mut connection = Connection::open(broker).await?;
+        connection.exchange(key, version, request).await
     };
     shard::task::timeout(CALL_TIMEOUT, exchange)
         .await
         .unwrap_or(Err(CallError::TimedOut(broker.node_id)))
+}
+
+/// A connection to another broker kept for many requests, one at a time (a replica fetcher's). After
+/// any error its stream is in an unknown state: the owner drops it and opens another.
+pub struct Connection {
+    stream: shard::net::TcpStream,
+    broker: BrokerEndpoint,
+    correlation_id: i32,
+}
+
+impl Connection {
+    pub async fn open(broker: &BrokerEndpoint) -> Result<Connection, CallError> {
+        let io = |source| io_error(broker, source);
+        let address = resolve(broker).await.map_err(io)?;
+        let stream = shard::net::TcpStream::connect(address, CONNECT_TIMEOUT)
+            .await
+            .map_err(io)?;
+        Ok(Connection {
+            stream,
+            broker: broker.clone(),
+            correlation_id: 0,
+        })
+    }
+
+    pub fn broker(&self) -> &BrokerEndpoint {
+        &self.broker
+    }
+
+    /// Sends `request` and decodes its answer within `limit`.
+    pub async fn call<Request: Encodable, Response: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Request,
+        limit: Duration,
+    ) -> Result<Response, CallError> {
+        let node_id = self.broker.node_id;
+        shard::task::timeout(limit, self.exchange(key, version, request))
+            .await
+            .unwrap_or(Err(CallError::TimedOut(node_id)))
+    }
+
+    async fn exchange<Request: Encodable, Response: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Request,
+    ) -> Result<Response, CallError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let node_id = self.broker.node_id;
+        let bad = |reason: String| CallError::BadResponse { node_id, reason };
+        let frame = encode_request(key, version, correlation_id, request)
+            .map_err(|reason| bad(format!("cannot encode the request: {reason}")))?;
+        let broker = &self.broker;
+        let io = |source| io_error(broker, source);
+        self.stream.write_all(&frame).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)?;
+        let mut length = [0u8; 4];
+        self.stream.read_exact(&mut length).await.map_err(io)?;
+        let length = u32::from_be_bytes(length) as usize;
+        if length > MAX_RESPONSE_BYTES {
+            return Err(bad(format!(
+                "{length} bytes (at most {MAX_RESPONSE_BYTES})"
+            )));
+        }
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).await.map_err(io)?;
+        decode_response(key, version, correlation_id, body).map_err(bad)
+    }
+}
+
+fn io_error(broker: &BrokerEndpoint, source: std::io::Error) -> CallError {
+    CallError::Io {
+        node_id: broker.node_id,
+        host: broker.host.clone(),
+        port: broker.port,
+        source,
+    }
 }
 
 async fn resolve(broker: &BrokerEndpoint) -> std::io::Result<SocketAddr> {
@@ -99,16 +151,17 @@ async fn resolve(broker: &BrokerEndpoint) -> std::io::Result<SocketAddr> {
     .await
 }
 
-/// A request frame: length, header (correlation id 1, `CLIENT_ID`), body.
+/// A request frame: length, header (`correlation_id`, `CLIENT_ID`), body.
 fn encode_request<Request: Encodable>(
     key: ApiKey,
     version: i16,
+    correlation_id: i32,
     request: &Request,
 ) -> Result<BytesMut, String> {
     let mut header = RequestHeader::default();
     header.request_api_key = key as i16;
     header.request_api_version = version;
-    header.correlation_id = 1;
+    header.correlation_id = correlation_id;
     header.client_id = Some(StrBytes::from_static_str(CLIENT_ID));
     let mut frame = BytesMut::new();
     frame.put_u32(0);
@@ -123,17 +176,18 @@ fn encode_request<Request: Encodable>(
     Ok(frame)
 }
 
-/// The response in `body` (after its length): its header must carry correlation id 1, and the body
-/// must be read whole.
+/// The response in `body` (after its length): its header must carry `correlation_id`, and the body
+/// must be read whole. Record data in the answer stays in `body` (no copy).
 fn decode_response<Response: Decodable>(
     key: ApiKey,
     version: i16,
-    body: &[u8],
+    correlation_id: i32,
+    body: Vec<u8>,
 ) -> Result<Response, String> {
-    let mut buffer = bytes::Bytes::copy_from_slice(body);
+    let mut buffer = bytes::Bytes::from(body);
     let header = ResponseHeader::decode(&mut buffer, key.response_header_version(version))
         .map_err(|error| error.to_string())?;
-    if header.correlation_id != 1 {
+    if header.correlation_id != correlation_id {
         return Err(format!("correlation id {}", header.correlation_id));
     }
     let response = Response::decode(&mut buffer, version).map_err(|error| error.to_string())?;
@@ -151,7 +205,7 @@ mod tests {
     #[test]
     fn a_request_frame_decodes_as_the_broker_reads_it() {
         let request = WriteTxnMarkersRequest::default();
-        let frame = encode_request(ApiKey::WriteTxnMarkers, 1, &request).unwrap();
+        let frame = encode_request(ApiKey::WriteTxnMarkers, 1, 1, &request).unwrap();
         let length = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(length, frame.len() - 4);
         let decoded = net::decode_header(frame.freeze().slice(4..)).expect("decodes");
@@ -170,23 +224,34 @@ mod tests {
         WriteTxnMarkersResponse::default()
             .encode(&mut body, 1)
             .unwrap();
-        assert!(
-            decode_response::<WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers, 1, &body).is_ok()
-        );
+        assert!(decode_response::<WriteTxnMarkersResponse>(
+            ApiKey::WriteTxnMarkers,
+            1,
+            1,
+            body.to_vec()
+        )
+        .is_ok());
         let mut trailing = body.clone();
         trailing.put_u8(0);
-        assert!(
-            decode_response::<WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers, 1, &trailing)
-                .is_err()
-        );
+        assert!(decode_response::<WriteTxnMarkersResponse>(
+            ApiKey::WriteTxnMarkers,
+            1,
+            1,
+            trailing.to_vec()
+        )
+        .is_err());
         header.correlation_id = 2;
         let mut other = BytesMut::new();
         header.encode(&mut other, header_version).unwrap();
         WriteTxnMarkersResponse::default()
             .encode(&mut other, 1)
             .unwrap();
-        assert!(
-            decode_response::<WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers, 1, &other).is_err()
-        );
+        assert!(decode_response::<WriteTxnMarkersResponse>(
+            ApiKey::WriteTxnMarkers,
+            1,
+            1,
+            other.to_vec()
+        )
+        .is_err());
     }
 }

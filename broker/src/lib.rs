@@ -53,6 +53,7 @@ pub mod partition_dir;
 pub mod protocol;
 pub mod purgatory;
 pub mod quorum;
+pub mod replica_fetcher;
 pub mod scatter_gather;
 pub mod server;
 pub mod shard_state;

@@ -159,6 +159,17 @@ impl TopicMetadata {
         })
     }
 
+    /// Whether node `node_id` holds a replica of partition `index` (leads or follows it).
+    pub fn replicated_on(&self, index: i32, node_id: i32) -> bool {
+        match usize::try_from(index)
+            .ok()
+            .and_then(|position| self.partitions.get(position))
+        {
+            Some(state) => state.replicas.contains(&node_id),
+            None => index >= 0 && index < self.partition_count(),
+        }
+    }
+
     /// Whether node `node_id` leads partition `index`.
     pub fn led_by(&self, index: i32, node_id: i32) -> bool {
         match usize::try_from(index)
@@ -266,6 +277,18 @@ impl ClusterMetadata {
             .and_then(|topic| topic.partitions.get(usize::try_from(partition).ok()?))
             .map_or(0, |state| state.leader_epoch);
         storage::types::LeaderEpoch(epoch)
+    }
+
+    /// The topic's `min.insync.replicas`: its own config, else the brokers' dynamic default, else 1.
+    pub fn min_insync_replicas(&self, topic: &str) -> usize {
+        const NAME: &str = "min.insync.replicas";
+        self.topics
+            .get(topic)
+            .and_then(|topic| topic.configs.get(NAME))
+            .or_else(|| self.broker_default_configs.get(NAME))
+            .and_then(|value| value.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// Whether the partition exists (whoever leads it).

@@ -128,6 +128,10 @@ pub async fn run_shard(id: ShardId, start: ShardStart) {
             None => std::future::pending().await,
         }
     };
+    shard::task::spawn(crate::replica_fetcher::replication_duties(
+        state.clone(),
+        start.shutdown.clone(),
+    ));
     let housekeeping = housekeeping(state.clone(), start.shutdown.clone());
     futures_lite::future::or(accepting, housekeeping).await;
     state.shutting_down.set(true);

@@ -36,6 +36,14 @@ pub enum StorageError {
     /// for this producer (TRANSACTION_COORDINATOR_FENCED).
     #[error("transaction coordinator fenced: {0}")]
     TransactionCoordinatorFenced(String),
+    /// A follower append whose batches do not start at the log end offset or do not follow each
+    /// other (Kafka's `UnexpectedAppendOffsetException` / `OffsetsOutOfOrderException`;
+    /// UNKNOWN_SERVER_ERROR): `found` is the base offset of the batch that should start at
+    /// `expected`.
+    #[error(
+        "unexpected append offset: expected a batch at offset {expected}, found one at {found}"
+    )]
+    UnexpectedAppendOffset { expected: Offset, found: Offset },
     /// The log was closed (or is closing); the broker should not use it any more.
     #[error("log is closed")]
     Closed,
@@ -56,6 +64,7 @@ impl StorageError {
             StorageError::InvalidProducerEpoch(_) => 47,         // INVALID_PRODUCER_EPOCH
             StorageError::InvalidTxnState(_) => 48,              // INVALID_TXN_STATE
             StorageError::TransactionCoordinatorFenced(_) => 52, // TRANSACTION_COORDINATOR_FENCED
+            StorageError::UnexpectedAppendOffset { .. } => -1,   // UNKNOWN_SERVER_ERROR
             // The partition is going away (shutdown, deletion): retriable, the client refreshes metadata.
             StorageError::Closed => 6, // NOT_LEADER_OR_FOLLOWER
         }

@@ -21,6 +21,10 @@
 //!   (`local_log_truncation.rs`), the log start inside a segment and deletion with `.deleted`
 //!   renames (`local_log_retention.rs`), producer snapshot files.
 //! * [`log_start_checkpoint`] — the per-partition log-start-offset checkpoint file.
+//! * [`leader_epoch_cache`], [`leader_epoch_checkpoint`] — the leader-epoch cache (Kafka's
+//!   `LeaderEpochFileCache`) and its `leader-epoch-checkpoint` file; kept by `Log`
+//!   (`log_epochs.rs`). `log_follower.rs` (in [`log`]): follower appends and the high watermark
+//!   reset; `log_truncation.rs`: `truncate_to`, `delete_segments_before`.
 //! * `log_retention.rs` (in [`log`]) — DeleteRecords, retention, delayed file removal.
 //! * [`loader`] — opening a log (Kafka's `LogLoader`): directory scan, recovery across segments,
 //!   clean-start tail check, producer state from a snapshot plus replay.
@@ -40,6 +44,8 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod io;
+pub(crate) mod leader_epoch_cache;
+pub(crate) mod leader_epoch_checkpoint;
 pub(crate) mod loader;
 pub(crate) mod local_log;
 pub mod log;
@@ -57,8 +63,8 @@ pub use batch::{validate_batches, BatchHeader};
 pub use cache::BatchCache;
 pub use error::StorageError;
 pub use log::{
-    delete_log_dir, delete_log_dir_with, AppendInfo, Log, LogConfig, RetentionOutcome,
-    TimestampType, RETENTION_SEGMENTS_PER_CALL,
+    delete_log_dir, delete_log_dir_with, AppendInfo, FollowerAppendInfo, Log, LogConfig,
+    RetentionOutcome, TimestampType, RETENTION_SEGMENTS_PER_CALL,
 };
 pub use producer_state::{CompletedTxn, ProducerEntry, ProducerStateManager};
 pub use read_ahead::{ReadAheadBudget, ReadAheadConfig, ReadAheadStats};
@@ -68,6 +74,10 @@ pub use txn_index::AbortedTxnEntry;
 
 #[cfg(test)]
 mod local_log_tests;
+#[cfg(test)]
+mod log_epochs_tests;
+#[cfg(test)]
+mod log_follower_tests;
 #[cfg(test)]
 mod read_ahead_tests;
 #[cfg(test)]

@@ -10,8 +10,10 @@
 //! * `durable_end`: every offset below it is written to the segment files (not necessarily
 //!   fsynced); reads never go past it.
 //! * `high_watermark`: committed offsets, visible to consumers. On a single node everything
-//!   recovered counts as committed, so it starts at the recovered log end; replication will load it
-//!   from a checkpoint and advance it from followers' fetches ([`Log::update_high_watermark`]).
+//!   recovered counts as committed, so it starts at the recovered log end; a replicated partition
+//!   resets it once the leader tells its committed point ([`Log::reset_high_watermark`], which may
+//!   lower it, `log_follower.rs`) and advances it from followers' fetches
+//!   ([`Log::update_high_watermark`], never backwards).
 //! * `last_stable_offset` (LSO): offsets below it are readable by read_committed consumers. It is
 //!   the first unstable offset (the first offset of the oldest transaction that is open, or
 //!   completed with its marker not yet below the high watermark: `producer_txn.rs`), raised to the
@@ -24,6 +26,11 @@
 //! gather write (group commit), rolling segments as needed. `durable_end_offset` advances once the
 //! write completed. A failed write is undone and refused (see `write_failure`); an I/O error the
 //! log cannot undo marks it failed (offline for appends; reads of what is on disk go on).
+//!
+//! # Replication
+//! Follower appends (the leader's batches unchanged) go through the same queue and writer
+//! (`log_follower.rs`); the leader-epoch cache and its checkpoint are kept here (`log_epochs.rs`);
+//! truncation is in `log_truncation.rs`.
 
 use self::write_failure::{OutcomeCell, WriteFailure};
 use crate::cache::BatchCache;
@@ -44,14 +51,21 @@ use std::rc::Rc;
 
 #[path = "log_append.rs"]
 mod append;
+#[path = "log_epochs.rs"]
+mod epochs;
+#[path = "log_follower.rs"]
+mod follower;
 #[path = "log_retention.rs"]
 mod retention;
+#[path = "log_truncation.rs"]
+mod truncation;
 #[path = "log_write_failure.rs"]
 mod write_failure;
 // The log cleaner's passes over this log (`Log::cleanable`, `Log::clean`; see `cleaner`).
 #[path = "cleaner/log_cleaning.rs"]
 mod cleaning;
 
+pub use follower::FollowerAppendInfo;
 pub use retention::{RetentionOutcome, RETENTION_SEGMENTS_PER_CALL};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +117,8 @@ struct LogState {
     high_watermark: i64,
     pending: VecDeque<Pending>,
     producers: ProducerStateManager,
+    /// The leader-epoch cache (`log_epochs.rs`).
+    epochs: crate::leader_epoch_cache::LeaderEpochCache,
     config: LogConfig,
     unsynced_messages: u64,
     last_sync_ms: Option<i64>,
@@ -119,6 +135,7 @@ pub struct Log<F: FileSystem> {
     id: u64,
     state: RefCell<LogState>,
     writer: async_lock::Mutex<()>,
+    epoch_file: epochs::EpochFile<F>,
     /// Log-start moves and deleted files (`log_retention.rs`).
     retention: retention::RetentionState,
 }
@@ -157,8 +174,11 @@ impl<F: FileSystem> Log<F> {
         clean_shutdown: bool,
     ) -> Result<Self, StorageError> {
         let interval = config.index_interval_bytes;
-        let loaded = loader::load(fs, dir, interval, files, clean_shutdown).await?;
+        let epoch_file = epochs::EpochFile::new(fs.clone());
+        let loaded = loader::load(fs.clone(), dir, interval, files, clean_shutdown).await?;
         let log_end = loaded.log_end;
+        let log_start = loaded.local.log_start_offset();
+        let epochs = epochs::load(&fs, loaded.local.dir(), log_start, log_end).await?;
         let id = cache.register();
         let log = Log {
             local: loaded.local,
@@ -170,6 +190,7 @@ impl<F: FileSystem> Log<F> {
                 high_watermark: log_end,
                 pending: VecDeque::new(),
                 producers: ProducerStateManager::new(),
+                epochs,
                 config,
                 unsynced_messages: 0,
                 last_sync_ms: None,
@@ -179,8 +200,10 @@ impl<F: FileSystem> Log<F> {
                 closed: false,
             }),
             writer: async_lock::Mutex::new(()),
+            epoch_file,
             retention: Default::default(),
         };
+        log.persist_epochs().await?;
         let mut producers = loader::load_producer_state(
             &log.local,
             &loaded.snapshots,
@@ -502,6 +525,7 @@ impl<F: FileSystem> Log<F> {
                 (state.next_offset, state.producers.encode_snapshot())
             };
             self.local.write_snapshot(offset, &snapshot).await?;
+            self.persist_epochs().await?;
             self.remove_all_deleted_files()
                 .await
                 .map_err(|error| match error {
@@ -519,81 +543,6 @@ impl<F: FileSystem> Log<F> {
             return Err(error.into());
         }
         Ok(())
-    }
-
-    /// Removes every offset at and after `offset` (replication's truncation to a leader's log).
-    /// Everything queued is written first. The segment holding `offset` is cut at the batch holding
-    /// it (a batch straddling `offset` goes whole, so the log end may end up below `offset`), later
-    /// segments are deleted, the batch cache entries past the cut dropped, the durable end and the
-    /// high watermark clamped to the new log end, and the producer state rebuilt from the newest
-    /// snapshot at or below the new end plus a replay (newer snapshots are deleted).
-    /// Nothing to do when `offset >= log_end_offset`; `OffsetOutOfRange` below the log start
-    /// (truncating a whole log to restart at an offset is left for the replication step). An I/O
-    /// error marks the log failed. Appends queued before the call are written, then truncated like
-    /// the rest: the caller (a follower) takes no produce requests.
-    pub async fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
-        let _writer = self.writer.lock().await;
-        Self::check_usable(&self.state.borrow())?;
-        self.write_pending()
-            .await
-            .map_err(|failure| self.write_failed(failure))?;
-        let (log_start, log_end) = (
-            self.local.log_start_offset(),
-            self.state.borrow().next_offset,
-        );
-        if offset.0 >= log_end {
-            return Ok(());
-        }
-        if offset.0 < log_start {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: offset,
-                start: Offset(log_start),
-                end: Offset(log_end),
-            });
-        }
-        let interval = self.state.borrow().config.index_interval_bytes;
-        {
-            // Consumers read below the high watermark: none may see data being removed.
-            let mut state = self.state.borrow_mut();
-            state.high_watermark = state.high_watermark.min(offset.0);
-        }
-        let result = async {
-            let new_end = self.local.truncate_to(offset.0, interval).await?;
-            self.cache.invalidate_from(self.id, new_end);
-            {
-                let mut state = self.state.borrow_mut();
-                state.next_offset = new_end;
-                state.durable_end = new_end;
-                state.high_watermark = state.high_watermark.min(new_end);
-            }
-            self.reload_producer_state().await
-        }
-        .await;
-        if let Err(error) = result {
-            tracing::error!(dir = %self.dir().display(), %error, "log truncation failed; log is offline");
-            self.state.borrow_mut().failed = true;
-            return Err(error.into());
-        }
-        self.debug_assert_offsets();
-        Ok(())
-    }
-
-    /// Deletes the whole segments whose every offset is below `offset` (retention, DeleteRecords),
-    /// never the active segment and never past the high watermark (as Kafka: uncommitted data is
-    /// not deleted); the log start offset advances to the first remaining segment's base. Returns
-    /// how many segments were deleted. The producer state keeps its entries (Kafka drops producers
-    /// whose batches are all gone: left for the retention step); snapshots below the new log start
-    /// are no longer used.
-    pub async fn delete_segments_before(&self, offset: Offset) -> Result<usize, StorageError> {
-        let _writer = self.writer.lock().await;
-        let limit = {
-            let state = self.state.borrow();
-            Self::check_usable(&state)?;
-            offset.0.min(state.high_watermark)
-        };
-        let deleted = self.local.delete_segments_before(limit).await?;
-        self.debug_assert_offsets();
-        Ok(deleted)
     }
 }
 

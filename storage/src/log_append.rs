@@ -14,6 +14,8 @@
 //!   state with its offset, like data batches; an ABORT marker's `.txnindex` entry (with the last
 //!   stable offset right after it) travels with its batches to the writer, which appends it to the
 //!   segment the marker lands in.
+//! * The append's leader epoch is assigned at its base offset in the leader-epoch cache when it is
+//!   new (`log_epochs.rs`); the writer then rewrites the checkpoint after the segment write.
 
 use super::write_failure::{undone_error, OutcomeCell, WriteFailure, WriteOutcome};
 use super::{AppendInfo, Log, Pending, TimestampType};
@@ -162,6 +164,9 @@ impl<F: FileSystem> Log<F> {
             if let Some(staged_state) = staged {
                 state.producers = staged_state;
             }
+            if state.epochs.is_new(leader_epoch) {
+                state.epochs.assign(leader_epoch, Offset(base));
+            }
             let last = offset - 1;
             assert!(offset > state.next_offset, "an append assigns offsets");
             state.next_offset = offset;
@@ -183,9 +188,16 @@ impl<F: FileSystem> Log<F> {
                 record_count: records_total as u32,
             }
         };
+        self.commit(&outcome).await?;
+        Ok(info)
+    }
+
+    /// Waits until the queued append that reports to `outcome` is written: by an earlier writer's
+    /// group commit, or by this call taking the writer lock and writing everything queued.
+    pub(super) async fn commit(&self, outcome: &OutcomeCell) -> Result<(), StorageError> {
         let _writer = self.writer.lock().await;
         match outcome.get() {
-            WriteOutcome::Written => return Ok(info), // an earlier writer's group commit
+            WriteOutcome::Written => return Ok(()), // an earlier writer's group commit
             WriteOutcome::Undone => return Err(StorageError::Io(undone_error())),
             WriteOutcome::Queued => {}
         }
@@ -196,7 +208,7 @@ impl<F: FileSystem> Log<F> {
             .await
             .map_err(|failure| self.write_failed(failure))?;
         match outcome.get() {
-            WriteOutcome::Written => Ok(info),
+            WriteOutcome::Written => Ok(()),
             _ => Err(StorageError::Io(undone_error())),
         }
     }
@@ -264,6 +276,10 @@ impl<F: FileSystem> Log<F> {
                 });
             }
             self.local.set_active_size(appender.written_size());
+            // A new leader epoch among these batches: its checkpoint, once per epoch change.
+            if self.state.borrow().epochs.is_dirty() {
+                self.persist_epochs().await.map_err(WriteFailure::Offline)?;
+            }
             let sync = {
                 let mut state = self.state.borrow_mut();
                 let last = items.last().expect("items").last;
@@ -331,7 +347,7 @@ fn batch_positions(headers: &[BatchHeader]) -> Vec<usize> {
 }
 
 /// The `.txnindex` entry of a transaction a marker completed, when it was aborted.
-fn aborted_entry(completed: Option<CompletedTxn>) -> Option<AbortedTxnEntry> {
+pub(super) fn aborted_entry(completed: Option<CompletedTxn>) -> Option<AbortedTxnEntry> {
     completed
         .filter(|txn| txn.aborted)
         .map(|txn| AbortedTxnEntry {

@@ -205,10 +205,13 @@ impl<F: FileSystem> Log<F> {
         deleted.extend(renamed.into_iter().map(|path| DeletedFile { path, due_ms }));
     }
 
-    /// Drops what the log keeps in memory below `log_start`: cached batches and producers whose last
-    /// batch is gone.
+    /// Drops what the log keeps in memory below `log_start`: cached batches, producers whose last
+    /// batch is gone and leader epochs that ended before it (Kafka's `truncateFromStart`; the
+    /// checkpoint follows with the next write, see `log_epochs.rs`).
     fn forget_below(&self, log_start: i64) {
         self.cache.invalidate_before(self.id, log_start);
-        self.state.borrow_mut().producers.remove_before(log_start);
+        let mut state = self.state.borrow_mut();
+        state.producers.remove_before(log_start);
+        state.epochs.truncate_from_start(Offset(log_start));
     }
 }

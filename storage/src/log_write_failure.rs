@@ -10,6 +10,7 @@
 //! * The segment file is truncated back to its written size (a partial write cannot reappear after
 //!   a crash), the in-memory indexes and index appenders lose their entries for the failed batches,
 //!   and the producer state is rebuilt from the snapshot and the batches on disk.
+//! * The leader-epoch entries the failed batches started are dropped (`log_epochs.rs`).
 //! * Reads keep being served meanwhile: they never see past the durable end.
 //!
 //! A failure after a segment roll inside the same write (the roll finalized part of the batches)
@@ -63,6 +64,8 @@ impl<F: FileSystem> Log<F> {
             }
             assert!(state.durable_end <= state.next_offset);
             state.next_offset = state.durable_end;
+            let log_end = crate::types::Offset(state.next_offset);
+            state.epochs.truncate_from_end(log_end);
             discarded
         };
         let (file, log_size) = self.local.restore(checkpoint);

@@ -66,8 +66,8 @@ def test_cluster_rf3_topic_is_placed_across_brokers_with_leaders_spread(cluster_
         f"leaders not spread evenly: {view}"
     for partition, (leader, replicas, isrs) in view.items():
         assert replicas == [1, 2, 3], f"partition {partition}: replicas {replicas}"
-        # Until replication exists only the leader is in sync.
-        assert isrs == [leader], f"partition {partition}: isr {isrs}, leader {leader}"
+        # Every replica starts in sync (all are empty) and stays so while it follows.
+        assert isrs == [1, 2, 3], f"partition {partition}: isr {isrs}, leader {leader}"
 
     # More replicas than brokers: INVALID_REPLICATION_FACTOR, from any node.
     admin = ck_admin(c[3].bootstrap)
@@ -133,9 +133,9 @@ def test_cluster_full_restart_keeps_topics_configs_and_records(cluster_factory, 
 
 @pytest.mark.timeout(240)
 def test_cluster_leader_kill9_takes_its_partitions_offline_until_it_returns(cluster_factory, topic):
-    """With replication still to come the ISR is the leader alone: when the leader dies its
-    partitions have no leader (no unclean election, no acknowledged record lost), the others keep
-    serving, and the restarted broker leads them again with a higher leader epoch and its records."""
+    """With one replica the ISR is the leader alone: when the leader dies its partitions have no
+    leader (no unclean election, no acknowledged record lost), the others keep serving, and the
+    restarted broker leads them again with a higher leader epoch and its records."""
     c = _three_brokers(cluster_factory)
     _create(c[1].bootstrap, topic, partitions=3, replication_factor=1)
     view = _all_nodes_agree(c, topic, 3)

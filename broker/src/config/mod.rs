@@ -209,6 +209,8 @@ pub struct BrokerConfig {
     /// `metadata.log.max.record.bytes.between.snapshots`: bytes of metadata-log entries written
     /// before the log is compacted into a snapshot.
     pub metadata_snapshot_bytes: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max: std::time::Duration,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a replication factor.
@@ -368,6 +370,7 @@ impl BrokerConfig {
             broker_session_timeout: std::time::Duration::ZERO,
             broker_heartbeat_interval: std::time::Duration::ZERO,
             metadata_snapshot_bytes: 20 << 20,
+            replica_lag_time_max: std::time::Duration::from_secs(30),
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,

@@ -252,6 +252,7 @@ pub const SETTINGS: &[Setting] = &[
     cluster::BROKER_SESSION_TIMEOUT_MS,
     cluster::BROKER_HEARTBEAT_INTERVAL_MS,
     cluster::METADATA_SNAPSHOT_BYTES,
+    cluster::REPLICA_LAG_TIME_MAX_MS,
     Setting {
         flag: Some("--recover-unknown-data"),
         config_type: ConfigType::Boolean,
@@ -545,11 +546,11 @@ pub const SETTINGS: &[Setting] = &[
         config_type: ConfigType::Int,
         default: DefaultValue::Fixed("1"),
         validator: POSITIVE,
-        ..row("", Some("min.insync.replicas"), "accepted and reported; a single broker is always in sync")
+        ..row("", Some("min.insync.replicas"), "an acks=all produce needs this many replicas in sync (NOT_ENOUGH_REPLICAS before the append, NOT_ENOUGH_REPLICAS_AFTER_APPEND after it)")
     },
-    reported_topic_config("unclean.leader.election.enable", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; a single broker has no other replica to elect"),
-    reported_topic_config("leader.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; a single broker does not replicate"),
-    reported_topic_config("follower.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; a single broker does not replicate"),
+    reported_topic_config("unclean.leader.election.enable", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; no unclean election yet: a partition whose in-sync replicas are all down stays offline"),
+    reported_topic_config("leader.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; replication is not throttled yet"),
+    reported_topic_config("follower.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; replication is not throttled yet"),
     reported_topic_config("compression.gzip.level", ConfigType::Int, "-1", Validator::GzipLevel, "accepted and reported (1..9, -1: the codec's default); batches are stored as produced"),
     reported_topic_config("compression.lz4.level", ConfigType::Int, "9", Validator::Range(1, 17), "accepted and reported; batches are stored as produced"),
     reported_topic_config("compression.zstd.level", ConfigType::Int, "3", Validator::Range(-131_072, 22), "accepted and reported; batches are stored as produced"),

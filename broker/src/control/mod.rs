@@ -9,6 +9,7 @@
 //! so shards see versions in order.
 
 pub mod alter_configs;
+pub mod alter_partition;
 pub mod producer_ids;
 pub mod quorum_changes;
 pub mod quorum_publisher;
@@ -63,6 +64,17 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
     if let ControlRequest::AllocateProducerId = request {
         // Serialized by its own lock: waiting for the quorum must not hold up topic changes.
         return ControlResponse::ProducerId(producer_ids::allocate(state).await);
+    }
+    if let ControlRequest::AlterPartition {
+        topic,
+        partition,
+        change,
+    } = request
+    {
+        // Not serialized with topic changes either: the record carries the epochs it was made
+        // against, and the quorum's apply refuses it if they moved.
+        let outcome = alter_partition::propose(state, &topic, partition, change).await;
+        return ControlResponse::Topics(vec![outcome]);
     }
     let quorum = state.quorum.borrow().clone();
     if quorum.is_some() {
@@ -160,7 +172,9 @@ fn change(
             let changed = *metadata != before;
             (ControlResponse::Topics(outcomes), changed)
         }
-        ControlRequest::AllocateProducerId => unreachable!("answered by execute"),
+        ControlRequest::AllocateProducerId | ControlRequest::AlterPartition { .. } => {
+            unreachable!("answered by execute")
+        }
     }
 }
 

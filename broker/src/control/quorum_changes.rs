@@ -157,7 +157,7 @@ fn subjects(request: &ControlRequest) -> Vec<Subject> {
                 ConfigResource::ThisBroker => Subject::ThisBroker,
             })
             .collect(),
-        ControlRequest::AllocateProducerId => Vec::new(),
+        ControlRequest::AllocateProducerId | ControlRequest::AlterPartition { .. } => Vec::new(),
     }
 }
 

@@ -138,11 +138,12 @@ pub fn check_single_node(config: &BrokerConfig, topic: &NewTopic) -> TopicOutcom
     Ok(())
 }
 
+/// A new partition: every replica starts in sync (they are all empty), the first one leads.
 fn new_partition(replicas: Vec<i32>) -> PartitionState {
     let leader = replicas[0];
     PartitionState {
+        isr: replicas.clone(),
         replicas,
-        isr: vec![leader],
         leader,
         leader_epoch: 0,
         partition_epoch: 0,

@@ -2,6 +2,7 @@
 //! message carries them) and what it answers.
 
 use crate::config::alter::ConfigChange;
+use crate::partition::replicas::IsrChange;
 use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
 
@@ -36,6 +37,12 @@ pub enum ControlRequest {
         alterations: Vec<ConfigAlteration>,
         validate_only: bool,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition): one outcome.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        change: IsrChange,
+    },
 }
 
 impl ControlRequest {
@@ -47,6 +54,7 @@ impl ControlRequest {
             ControlRequest::CreatePartitions { topics, .. } => topics.len(),
             ControlRequest::AllocateProducerId => 0,
             ControlRequest::AlterConfigs { alterations, .. } => alterations.len(),
+            ControlRequest::AlterPartition { .. } => 1,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Fetch (key 1), versions 4–16, consumers only (no follower fetching yet).
+//! Fetch (key 1), versions 4–16, from consumers and from followers (a `replica_id` ≥ 0; v15+ in
+//! `replica_state`).
 //!
 //! Reads each partition on its owning shard, up to the high watermark — with `isolation_level` 1
 //! (read_committed), up to the last stable offset, each partition answering the aborted transactions
@@ -9,6 +10,13 @@
 //! `max_wait_ms` — nothing spins, so an idle consumer costs (close to) no CPU.
 //!
 //! A partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER with its current leader (v12+).
+//! A `current_leader_epoch` other than the partition's answers FENCED_LEADER_EPOCH (older) or
+//! UNKNOWN_LEADER_EPOCH (newer), KIP-320.
+//!
+//! A follower's fetch reads up to the leader's written end (not the high watermark), records the
+//! follower's log end on the leader (which moves the high watermark and completes acks=all produces),
+//! waits for new writes rather than a new high watermark, and may be answered a diverging epoch
+//! instead of records (see `partition::replica_reads`).
 //!
 //! Incremental fetch sessions (KIP-227, v7+) are kept per shard: see [`crate::fetch_session`].
 
@@ -16,7 +24,7 @@ use super::{close, decode, respond_later_frame};
 use crate::fetch_session::{SessionError, SessionPartition};
 use crate::messages::ShardMessage;
 use crate::metadata::NotServed;
-use crate::partition::requests::{FetchItem, FetchOutcome, WaitItem};
+use crate::partition::requests::{FetchItem, FetchOutcome, ReplicaFetch, WaitItem};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use bytes::Bytes;
@@ -26,7 +34,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use net::{DecodedHeader, DispatchFuture};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 use storage::types::Offset;
@@ -71,6 +79,10 @@ struct Wanted {
     shard: Option<usize>,
     /// Led by another broker (its id and leader epoch; -1: none now).
     not_leader: Option<(i32, i32)>,
+    /// The request's `current_leader_epoch` for the partition (-1: none, or carried by the session).
+    current_leader_epoch: i32,
+    /// A follower's fetch: its id and the epoch of its last batch.
+    replica: Option<ReplicaFetch>,
 }
 
 /// What the request asks for once sessions are taken into account.
@@ -177,7 +189,15 @@ async fn fetch(
             return (response, splices);
         }
     };
-    let read_committed = request.isolation_level == 1;
+    // A follower names itself (v15+ in `replica_state`); consumers send -1. A follower reads what is
+    // written, not only what is committed.
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let read_committed = request.isolation_level == 1 && replica_id < 0;
+    let epochs = requested_epochs(&request);
     let metadata = state.metadata();
     // Partitions of the same topic that follow each other share one topic entry in the response.
     let mut topics: Vec<(TopicName, Uuid)> = Vec::new();
@@ -210,6 +230,14 @@ async fn fetch(
             })) => Some((leader, leader_epoch)),
             _ => None,
         };
+        let (current_leader_epoch, last_fetched_epoch) = epochs
+            .get(&(
+                partition.topic.as_str(),
+                partition.topic_id,
+                partition.partition,
+            ))
+            .copied()
+            .unwrap_or((-1, -1));
         wanted.push(Wanted {
             topic_index: topics.len() - 1,
             name,
@@ -218,6 +246,11 @@ async fn fetch(
             partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
             shard: route.and_then(Result::ok),
             not_leader,
+            current_leader_epoch,
+            replica: (replica_id >= 0).then_some(ReplicaFetch {
+                replica_id,
+                last_fetched_epoch,
+            }),
         });
     }
     let max_bytes = if request.max_bytes <= 0 {
@@ -260,7 +293,12 @@ async fn fetch(
                         outcome.high_watermark
                     }
                 });
-                item.fetch_offset.max(end)
+                // A follower waits for the written end past its own, which it fetches from.
+                if item.replica.is_some() {
+                    item.fetch_offset
+                } else {
+                    item.fetch_offset.max(end)
+                }
             })
             .collect();
         wait_for_any(&state, &wanted, &seen, read_committed, remaining).await;
@@ -289,6 +327,11 @@ async fn fetch(
                 data.high_watermark = outcome.high_watermark;
                 data.last_stable_offset = outcome.last_stable_offset;
                 data.log_start_offset = outcome.log_start_offset;
+                if let Some((epoch, end_offset)) = outcome.diverging_epoch {
+                    // A tagged field from v12.
+                    data.diverging_epoch.epoch = epoch.0;
+                    data.diverging_epoch.end_offset = end_offset.0;
+                }
                 records = outcome.records;
             }
             None if wanted.not_leader.is_some() => {
@@ -427,6 +470,23 @@ fn truncate_parts(parts: &mut Vec<Bytes>, keep: usize) {
     parts.truncate(kept);
 }
 
+/// Each requested partition's `current_leader_epoch` and `last_fetched_epoch` (v9+ and v12+; -1 before),
+/// by topic name (v12-), topic id (v13+) and index.
+fn requested_epochs(request: &FetchRequest) -> HashMap<(&str, Uuid, i32), (i32, i32)> {
+    request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(move |partition| {
+                (
+                    (topic.topic.as_str(), topic.topic_id, partition.partition),
+                    (partition.current_leader_epoch, partition.last_fetched_epoch),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Reads every wanted partition on its shard; `None` for partitions that do not exist.
 async fn read_all(
     state: &Rc<ShardState>,
@@ -445,6 +505,8 @@ async fn read_all(
                     fetch_offset: item.fetch_offset,
                     partition_max_bytes: item.partition_max_bytes,
                     read_committed,
+                    current_leader_epoch: item.current_leader_epoch,
+                    replica: item.replica,
                 },
             ),
             _ => split.skip(),
@@ -502,6 +564,7 @@ async fn wait_for_any(
                     partition: item.partition,
                     seen: Offset(seen),
                     read_committed,
+                    replica: item.replica.is_some(),
                 },
             );
         }
@@ -533,66 +596,5 @@ async fn wait_for_any(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::{BufMut, BytesMut};
-
-    /// A fake batch of `size` bytes: base offset, length, filler.
-    fn batch(size: usize) -> Bytes {
-        let mut buffer = BytesMut::new();
-        buffer.put_i64(0);
-        buffer.put_i32((size - 12) as i32);
-        buffer.put_bytes(7, size - 12);
-        buffer.freeze()
-    }
-
-    fn outcome(parts: Vec<Bytes>) -> Option<FetchOutcome> {
-        let mut outcome = FetchOutcome::failed(ResponseError::UnknownServerError);
-        outcome.error = None;
-        outcome.records = parts;
-        Some(outcome)
-    }
-
-    fn kept(outcomes: &[Option<FetchOutcome>]) -> Vec<usize> {
-        outcomes
-            .iter()
-            .map(|outcome| outcome.as_ref().map_or(0, FetchOutcome::records_bytes))
-            .collect()
-    }
-
-    #[test]
-    fn the_budget_spans_partitions_of_every_shard() {
-        // Three partitions (as if read by three shards, each within max_bytes on its own).
-        let mut outcomes = vec![
-            outcome(vec![batch(400), batch(400)]),
-            None,
-            outcome(vec![batch(300), batch(300)]),
-            outcome(vec![batch(100)]),
-        ];
-        apply_request_budget(&mut outcomes, 1000);
-        assert_eq!(kept(&outcomes), vec![800, 0, 0, 0]);
-    }
-
-    #[test]
-    fn the_first_batch_may_exceed_the_budget_alone() {
-        let mut outcomes = vec![outcome(vec![]), outcome(vec![batch(5000), batch(20)])];
-        apply_request_budget(&mut outcomes, 1000);
-        assert_eq!(kept(&outcomes), vec![0, 5000]);
-    }
-
-    #[test]
-    fn batches_split_into_header_and_body_parts_are_cut_whole() {
-        let first = batch(200);
-        let second = batch(200);
-        let parts = vec![
-            first.slice(..61),
-            first.slice(61..),
-            second.slice(..61),
-            second.slice(61..),
-        ];
-        let mut outcomes = vec![outcome(parts)];
-        apply_request_budget(&mut outcomes, 300);
-        assert_eq!(kept(&outcomes), vec![200]);
-        assert_eq!(outcomes[0].as_ref().unwrap().records.len(), 2);
-    }
-}
+#[path = "fetch_tests.rs"]
+mod tests;

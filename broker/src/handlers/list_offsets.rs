@@ -6,7 +6,7 @@
 use super::simple;
 use crate::messages::ShardMessage;
 use crate::metadata::NotServed;
-use crate::partition::requests::{OffsetOutcome, OffsetQuery};
+use crate::partition::requests::{OffsetLookup, OffsetOutcome, OffsetQuery};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
@@ -50,8 +50,9 @@ async fn list_offsets(
                     OffsetQuery {
                         topic: name.clone(),
                         partition: partition.partition_index,
-                        timestamp: partition.timestamp,
+                        lookup: OffsetLookup::Timestamp(partition.timestamp),
                         read_committed,
+                        current_leader_epoch: partition.current_leader_epoch,
                     },
                 ),
                 Err(_) => split.skip(),

@@ -51,6 +51,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
@@ -92,6 +93,11 @@ pub const APIS: &[ApiEntry] = &[
     api!(Produce, produce, ProduceRequest),
     api!(Fetch, fetch, FetchRequest),
     api!(ListOffsets, list_offsets, ListOffsetsRequest),
+    api!(
+        OffsetForLeaderEpoch,
+        offset_for_leader_epoch,
+        OffsetForLeaderEpochRequest
+    ),
     api!(Metadata, metadata, MetadataRequest),
     api!(OffsetCommit, offset_commit, OffsetCommitRequest),
     api!(OffsetFetch, offset_fetch, OffsetFetchRequest),

@@ -71,6 +71,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
         };
         for topic in request.topic_data {
             let name = topic.name.to_string();
+            let min_insync_replicas = metadata.min_insync_replicas(&name);
             let mut partitions = Vec::with_capacity(topic.partition_data.len());
             for data in topic.partition_data {
                 let refusal = if !matches!(acks, -1..=1) {
@@ -115,6 +116,7 @@ pub fn handle(state: Rc<ShardState>, header: DecodedHeader) -> DispatchFuture {
                                     records,
                                     acks,
                                     timeout,
+                                    min_insync_replicas,
                                 },
                             );
                             partitions.push((data.index, position));

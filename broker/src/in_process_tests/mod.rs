@@ -10,6 +10,7 @@ mod groups;
 mod offsets;
 mod produce_fetch;
 mod read_committed;
+mod replication;
 mod retention;
 mod transactions;
 mod txn_offsets;

@@ -15,13 +15,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use storage::batch::testing::simple_batch;
 
-const TOPIC: &str = "in-process";
+pub(super) const TOPIC: &str = "in-process";
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn create_topic(shard: &mut TestShard, name: &str, partitions: i32) {
+pub(super) fn create_topic(shard: &mut TestShard, name: &str, partitions: i32) {
     let state = shard.state.clone();
     let request = ControlRequest::CreateTopics {
         topics: vec![NewTopic {
@@ -68,7 +68,7 @@ fn the_cluster_metadata_topic_cannot_be_created() {
     );
 }
 
-fn produce_request(acks: i16, records: Vec<u8>) -> ProduceRequest {
+pub(super) fn produce_request(acks: i16, records: Vec<u8>) -> ProduceRequest {
     let mut partition = PartitionProduceData::default();
     partition.index = 0;
     partition.records = Some(Bytes::from(records));
@@ -90,7 +90,7 @@ fn produce(shard: &mut TestShard, records: Vec<u8>) -> i64 {
     partition.base_offset
 }
 
-fn fetch_request(offset: i64, min_bytes: i32, max_wait_ms: i32) -> FetchRequest {
+pub(super) fn fetch_request(offset: i64, min_bytes: i32, max_wait_ms: i32) -> FetchRequest {
     let mut partition = FetchPartition::default();
     partition.partition = 0;
     partition.fetch_offset = offset;
@@ -108,7 +108,7 @@ fn fetch_request(offset: i64, min_bytes: i32, max_wait_ms: i32) -> FetchRequest 
 }
 
 /// Offsets of the batches in a records field.
-fn batch_offsets(records: &Bytes) -> Vec<i64> {
+pub(super) fn batch_offsets(records: &Bytes) -> Vec<i64> {
     storage::batch::iter_batches(records)
         .map(|(_, header)| header.base_offset)
         .collect()

@@ -3,8 +3,8 @@
 //! replicas (acks=all). Each waits in its purgatory (`crate::purgatory`), keyed by partition, until an
 //! event on one of its partitions satisfies it or its deadline passes on the purgatory's timing wheel.
 //!
-//! A partition calls [`DelayedOperations::high_watermark_moved`] whenever its high watermark may have
-//! moved, and the manager does when a partition goes away (deleted, unloaded): the operations watching it
+//! A partition calls [`DelayedOperations::high_watermark_moved`] whenever its high watermark or its
+//! written end may have moved (followers' fetches wait on the latter), or it stops leading, and the manager does when a partition goes away (deleted, unloaded): the operations watching it
 //! re-check their condition. A fetch waiting on a partition that is gone completes (its re-read reports
 //! the partition unknown); a produce waiting on one that is gone runs out of time.
 
@@ -22,6 +22,8 @@ pub struct WatchedPartition {
     pub key: TopicPartition,
     pub seen: Offset,
     pub read_committed: bool,
+    /// A follower's fetch: it reads up to the leader's written end, so that is what it waits on.
+    pub replica: bool,
 }
 
 /// The delayed fetches and produces of one shard.
@@ -74,7 +76,9 @@ impl DelayedOperations {
         let satisfied = move || {
             partitions.iter().any(|watched| {
                 watched.partition.upgrade().is_none_or(|partition| {
-                    let end = if watched.read_committed {
+                    let end = if watched.replica {
+                        partition.log.durable_end_offset()
+                    } else if watched.read_committed {
                         partition.last_stable_offset()
                     } else {
                         partition.high_watermark()
@@ -99,9 +103,10 @@ impl DelayedOperations {
         let key = partition.key().clone();
         let partition = Rc::downgrade(partition);
         let satisfied = move || {
-            partition
-                .upgrade()
-                .is_some_and(|partition| partition.high_watermark() >= required)
+            // A partition that stops leading completes the wait too (its produce then fails).
+            partition.upgrade().is_some_and(|partition| {
+                partition.high_watermark() >= required || !partition.is_leader()
+            })
         };
         self.produces
             .watch(vec![key], deadline, Box::new(satisfied))

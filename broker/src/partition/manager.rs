@@ -1,33 +1,27 @@
 //! The partitions of one shard (Kafka's `ReplicaManager`, shard-local): opens, closes and deletes them as
-//! metadata versions arrive, tells lifecycle listeners, and runs each request's items for this shard —
-//! called directly for the local part of a request, from the mesh loop for a part another shard sent.
+//! metadata versions arrive, tells lifecycle listeners, and runs each request's items for this shard
+//! (`manager_requests.rs`).
 //!
-//! Lifecycle: a partition placed on this shard by the metadata is opened and *becomes leader* (single
-//! node: this shard leads every partition it owns; a later version with a newer leader epoch starts that
-//! epoch in its history); one no longer placed here is *unloaded* (shutdown)
-//! or *deleted* (its topic is gone). Listeners hear each event after the map changed — the group
+//! Lifecycle: a partition placed on this shard by the metadata, with a replica on this node, is opened
+//! and *becomes leader* or follows another broker (its replica fetcher copies it: see
+//! `replica_fetcher`); each version adopts the leader, leader epoch and ISR, and a change of role
+//! starts the epoch in the log's leader-epoch cache (a new leader) or tells the listeners the partition
+//! is no longer served here (a new follower). One with no replica here any more is *unloaded*
+//! (shutdown), or *deleted* (its topic is gone). Listeners hear each event after the map changed — the group
 //! coordinator starts or stops a coordinator for its internal topic's partitions this way, so this file
 //! knows no topic by name.
 
 use super::counters::PartitionCounters;
-use super::delayed::{Completion, DelayedOperations, WatchedPartition};
-use super::requests::{
-    DeleteRecordsItem, DeleteRecordsOutcome, FetchItem, FetchOutcome, MarkerItem, MarkerOutcome,
-    OffsetOutcome, OffsetQuery, ProduceItem, ProduceOutcome, ProducersOutcome, WaitItem,
-};
+use super::delayed::DelayedOperations;
+use super::replicas::{IsrChange, RoleChange};
 use super::{Files, Partition, TopicPartition};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{partition_dir, ClusterMetadata};
 use crate::partition_dir::claim_partition_dir;
-use futures_lite::future::poll_once;
-use kafka_protocol::error::ResponseError;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 use storage::log::LogConfig;
 use storage::types::Offset;
 use storage::{BatchCache, Log, SegmentFilePool};
@@ -64,8 +58,6 @@ pub struct PartitionResources {
     /// The data directory was shut down cleanly: logs may skip recovery.
     pub clean_start: bool,
 }
-
-type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// A partition key as borrowed parts, so the map of [`TopicPartition`]s can be searched with a `&str`.
 /// Both kinds hash and compare as the tuple `(&str, i32)`, which hashes as `(String, i32)` does.
@@ -107,10 +99,10 @@ impl Eq for dyn PartitionKey + '_ {}
 
 pub struct PartitionManager {
     resources: PartitionResources,
-    partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
-    delayed: Rc<DelayedOperations>,
+    pub(super) partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    pub(super) delayed: Rc<DelayedOperations>,
     listeners: RefCell<Vec<Rc<dyn PartitionListener>>>,
-    counters: Rc<PartitionCounters>,
+    pub(super) counters: Rc<PartitionCounters>,
 }
 
 impl PartitionManager {
@@ -157,7 +149,7 @@ impl PartitionManager {
         &self.delayed
     }
 
-    fn listeners(&self) -> Vec<Rc<dyn PartitionListener>> {
+    pub(super) fn listeners(&self) -> Vec<Rc<dyn PartitionListener>> {
         self.listeners.borrow().clone()
     }
 
@@ -181,9 +173,10 @@ impl PartitionManager {
                 (Some(now), None) => index >= now.partition_count(),
                 (None, _) => true,
             };
-            // Another node leads it now (or none does): it is no longer served here, its data stays.
-            let led_elsewhere = !gone && !metadata.topics[&topic].led_by(index, metadata.node_id);
-            if !gone && !led_elsewhere {
+            // This node holds no replica of it now: it is no longer served here, its data stays.
+            let not_replicated_here =
+                !gone && !metadata.topics[&topic].replicated_on(index, metadata.node_id);
+            if !gone && !not_replicated_here {
                 continue;
             }
             // Dropped without a deletion (the quorum took over without this node's topic): kept aside.
@@ -210,7 +203,7 @@ impl PartitionManager {
                     deleted_dirs.push(dir);
                     tracing::info!(%topic, partition = index, "partition deleted");
                 } else {
-                    tracing::info!(%topic, partition = index, "partition no longer led here");
+                    tracing::info!(%topic, partition = index, "partition no longer replicated here");
                 }
             }
         }
@@ -262,12 +255,11 @@ impl PartitionManager {
             let mut resolved = None;
             for (index, &owner) in topic_metadata.shards.iter().enumerate() {
                 let index = index as i32;
-                if owner != shard || !topic_metadata.led_by(index, metadata.node_id) {
+                if owner != shard || !topic_metadata.replicated_on(index, metadata.node_id) {
                     continue;
                 }
                 if let Some(partition) = self.get(topic, index) {
-                    // Still led here: a newer epoch (a leader change) starts at the current log end.
-                    partition.become_leader(metadata.leader_epoch(topic, index));
+                    self.apply_replica_state(metadata, &partition).await;
                     if configs_changed {
                         if resolved.is_none() {
                             resolved =
@@ -315,6 +307,13 @@ impl PartitionManager {
         .await
         .map_err(|error| error.to_string())?;
         tracing::debug!(%topic, partition = index, log_end_offset = log.log_end_offset().0, "partition open");
+        let state = topic_metadata.partition_state(index, metadata.node_id);
+        if state.as_ref().is_some_and(|state| state.replicas.len() > 1) {
+            // What is committed is known only once the followers fetch (a leader) or the leader
+            // says (a follower): until then nothing past the log start is offered to consumers.
+            let start = log.log_start_offset();
+            log.reset_high_watermark(start);
+        }
         let partition = Rc::new(Partition::new(
             topic.to_string(),
             index,
@@ -325,10 +324,70 @@ impl PartitionManager {
         self.partitions
             .borrow_mut()
             .insert(partition.key().clone(), partition.clone());
-        for listener in self.listeners() {
-            listener.became_leader(&partition);
-        }
+        self.apply_replica_state(metadata, &partition).await;
         Ok(())
+    }
+
+    /// Adopts the metadata's leader, epochs and ISR for `partition` and acts on a change of role: a
+    /// new leader starts its epoch in the log and tells the listeners it leads; a leader turned
+    /// follower tells them it no longer serves, and its waiting operations re-check (a produce waiting
+    /// for replicas then fails NOT_LEADER_OR_FOLLOWER). The high watermark is computed again either
+    /// way (an ISR that shrank may let it advance).
+    async fn apply_replica_state(&self, metadata: &ClusterMetadata, partition: &Rc<Partition>) {
+        let Some(state) =
+            metadata.topics[&partition.topic].partition_state(partition.index, metadata.node_id)
+        else {
+            return;
+        };
+        let epoch = storage::types::LeaderEpoch(state.leader_epoch);
+        if epoch < partition.leader_epoch() {
+            // An older version than the partition has seen (cannot happen: versions are applied in
+            // order); ignored rather than going back.
+            tracing::warn!(topic = %partition.topic, partition = partition.index, "metadata with an older leader epoch ignored");
+            return;
+        }
+        let new_epoch = epoch > partition.leader_epoch();
+        partition.set_leader_epoch(epoch);
+        let change =
+            partition.apply_replica_state(&state, metadata.node_id, shard::task::wall_clock_ms());
+        match change {
+            RoleChange::StillLeader if new_epoch => partition.start_leader_epoch().await,
+            RoleChange::BecameLeader => {
+                partition.start_leader_epoch().await;
+                tracing::info!(topic = %partition.topic, partition = partition.index, leader_epoch = epoch.0, "leading partition");
+                for listener in self.listeners() {
+                    listener.became_leader(partition);
+                }
+            }
+            RoleChange::BecameFollower => {
+                tracing::info!(topic = %partition.topic, partition = partition.index, leader = state.leader, "following partition");
+                for listener in self.listeners() {
+                    listener.unloaded(partition);
+                }
+            }
+            RoleChange::StillLeader | RoleChange::StillFollower => {}
+        }
+        partition.maybe_advance_high_watermark();
+    }
+
+    /// This shard's partitions that follow another broker, with the leader each follows.
+    pub fn followers(&self) -> Vec<(i32, Rc<Partition>)> {
+        self.partitions
+            .borrow()
+            .values()
+            .filter_map(|partition| Some((partition.followed_leader()?, partition.clone())))
+            .collect()
+    }
+
+    /// The ISR changes due on this shard's partitions at `now_ms` (see `Partition::isr_change_due`).
+    pub fn isr_changes_due(&self, now_ms: i64, lag_ms: i64) -> Vec<(Rc<Partition>, IsrChange)> {
+        self.all()
+            .into_iter()
+            .filter_map(|partition| {
+                let change = partition.isr_change_due(now_ms, lag_ms)?;
+                Some((partition, change))
+            })
+            .collect()
     }
 
     /// Closes every partition of this shard (clean shutdown): flush, trim, snapshot.
@@ -357,197 +416,6 @@ impl PartitionManager {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
             }
         }
-    }
-
-    /// Dispatch stage of a produce: assigns offsets to every item's batches, in order, and returns a
-    /// future that completes once they are written (and, for acks=-1, replicated).
-    pub async fn start_produce(&self, items: Vec<ProduceItem>) -> Pending<Vec<ProduceOutcome>> {
-        let mut pending: Vec<Pending<ProduceOutcome>> = Vec::with_capacity(items.len());
-        for item in items {
-            let Some(partition) = self.get(&item.topic, item.partition) else {
-                pending.push(Box::pin(std::future::ready(Err((
-                    ResponseError::UnknownTopicOrPartition,
-                    String::new(),
-                )
-                    .into()))));
-                continue;
-            };
-            let bytes = item.records.len();
-            let counters = self.counters.clone();
-            let append = partition.clone().append(item.records);
-            let mut append: Pending<ProduceOutcome> = Box::pin(async move {
-                let outcome = append.await;
-                match &outcome {
-                    Ok(info) => counters.appended(bytes, info.record_count),
-                    Err(_) => counters.append_refused(),
-                }
-                outcome
-            });
-            // Run the append up to its first suspension: offsets are assigned now, in request order.
-            let appended = match poll_once(&mut append).await {
-                Some(done) => Box::pin(std::future::ready(done)),
-                None => append,
-            };
-            if item.acks == -1 {
-                let delayed = self.delayed.clone();
-                let counters = self.counters.clone();
-                let deadline = shard::task::now() + item.timeout;
-                pending.push(Box::pin(async move {
-                    let info = appended.await?;
-                    let required = Offset(info.last_offset.0 + 1);
-                    let completion = delayed
-                        .wait_for_replicas(&partition, required, deadline)
-                        .await;
-                    counters.delayed_produce(completion == Completion::Expired);
-                    match completion {
-                        Completion::Satisfied => Ok(info),
-                        Completion::Expired => Err((
-                            ResponseError::RequestTimedOut,
-                            "the in-sync replicas did not get the records in time".to_string(),
-                        )
-                            .into()),
-                    }
-                }));
-            } else {
-                pending.push(appended);
-            }
-        }
-        Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(pending.len());
-            for append in pending {
-                outcomes.push(append.await);
-            }
-            outcomes
-        })
-    }
-
-    /// Reads for a fetch. `max_bytes` is the request's remaining total budget (soft: the first partition
-    /// with data returns at least one whole batch, as KIP-74 asks).
-    pub async fn read(&self, items: Vec<FetchItem>, mut max_bytes: usize) -> Vec<FetchOutcome> {
-        let mut min_one = true;
-        let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
-            let Some(partition) = self.get(&item.topic, item.partition) else {
-                outcomes.push(FetchOutcome::failed(ResponseError::UnknownTopicOrPartition));
-                continue;
-            };
-            let limit = item.partition_max_bytes.min(max_bytes);
-            let outcome = partition
-                .read(
-                    Offset(item.fetch_offset),
-                    limit,
-                    min_one,
-                    item.read_committed,
-                )
-                .await;
-            self.counters.read(outcome.records_bytes());
-            if !outcome.records.is_empty() {
-                min_one = false;
-                max_bytes = max_bytes.saturating_sub(outcome.records_bytes());
-            }
-            outcomes.push(outcome);
-        }
-        outcomes
-    }
-
-    /// Waits until any listed partition's high watermark (read_committed: last stable offset) passes the
-    /// offset seen, or `max_wait` passes. Partitions not on this shard are left out; with none at all, it
-    /// just waits out `max_wait`.
-    pub async fn wait_for_data(&self, items: Vec<WaitItem>, max_wait: Duration) -> Completion {
-        let deadline = shard::task::now() + max_wait;
-        let partitions: Vec<_> = items
-            .iter()
-            .filter_map(|item| {
-                let partition = self.get(&item.topic, item.partition)?;
-                Some(WatchedPartition {
-                    partition: Rc::downgrade(&partition),
-                    key: partition.key().clone(),
-                    seen: item.seen,
-                    read_committed: item.read_committed,
-                })
-            })
-            .collect();
-        if partitions.is_empty() {
-            shard::task::sleep_until(deadline).await;
-            return Completion::Expired;
-        }
-        let completion = self.delayed.wait_for_data(partitions, deadline).await;
-        self.counters
-            .delayed_fetch(completion == Completion::Expired);
-        completion
-    }
-
-    /// The log size in bytes of each partition (DescribeLogDirs); `None` where it is not open here.
-    pub fn sizes(&self, items: &[TopicPartition]) -> Vec<Option<u64>> {
-        let partitions = self.partitions.borrow();
-        items
-            .iter()
-            .map(|key| {
-                partitions
-                    .get(key)
-                    .map(|partition| partition.log.size_in_bytes())
-            })
-            .collect()
-    }
-
-    /// ListOffsets lookups.
-    pub async fn list_offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetOutcome> {
-        let mut outcomes = Vec::with_capacity(items.len());
-        for query in items {
-            self.counters.offset_lookup();
-            outcomes.push(match self.get(&query.topic, query.partition) {
-                Some(partition) => {
-                    partition
-                        .offset_for(query.timestamp, query.read_committed)
-                        .await
-                }
-                None => Err(ResponseError::UnknownTopicOrPartition),
-            });
-        }
-        outcomes
-    }
-
-    /// DeleteRecords items, in order.
-    pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsOutcome> {
-        let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
-            outcomes.push(match self.get(&item.topic, item.partition) {
-                Some(partition) => partition.delete_records(item.offset).await,
-                None => Err(ResponseError::UnknownTopicOrPartition),
-            });
-        }
-        outcomes
-    }
-
-    /// Writes transaction markers, in order, and tells the listeners of each one written.
-    pub async fn write_markers(&self, items: Vec<MarkerItem>) -> Vec<MarkerOutcome> {
-        let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
-            let Some(partition) = self.get(&item.topic, item.partition) else {
-                outcomes.push(Err(ResponseError::UnknownTopicOrPartition));
-                continue;
-            };
-            let outcome = partition.clone().write_marker(item.marker).await;
-            if let Ok(offset) = outcome {
-                for listener in self.listeners() {
-                    listener.marker_written(&partition, &item.marker, offset);
-                }
-            }
-            outcomes.push(outcome);
-        }
-        outcomes
-    }
-
-    /// The producers of each partition (DescribeProducers); NOT_LEADER_OR_FOLLOWER where the partition
-    /// is not open here (Kafka's answer for a partition this broker does not lead).
-    pub fn describe_producers(&self, items: &[TopicPartition]) -> Vec<ProducersOutcome> {
-        items
-            .iter()
-            .map(|(topic, index)| match self.get(topic, *index) {
-                Some(partition) => Ok(partition.active_producers()),
-                None => Err(ResponseError::NotLeaderOrFollower),
-            })
-            .collect()
     }
 }
 

@@ -24,17 +24,21 @@ pub mod counters;
 pub mod delayed;
 pub mod isolation;
 pub mod manager;
+mod manager_requests;
+pub mod replica_reads;
+pub mod replicas;
 pub mod requests;
 
 use crate::partition::delayed::DelayedOperations;
 use bytes::Bytes;
 use futures_lite::future::poll_once;
 use kafka_protocol::error::ResponseError;
+use replicas::Role;
 use requests::{
     ActiveProducer, FetchOutcome, MarkerOutcome, OffsetAnswer, OffsetOutcome, ProduceOutcome,
     ProduceRefusal,
 };
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use storage::batch::AppendOrigin;
 use storage::types::{LeaderEpoch, Offset};
@@ -48,21 +52,17 @@ pub type PartitionLog = Log<Files>;
 /// A partition's name: topic and index.
 pub type TopicPartition = (String, i32);
 
-/// One leader epoch and the first offset written in it (Kafka's leader-epoch cache entry).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EpochStart {
-    pub epoch: LeaderEpoch,
-    pub start_offset: Offset,
-}
-
 pub struct Partition {
     pub topic: String,
     pub index: i32,
     /// (topic, index), kept so the purgatories can be told of every append without an allocation.
     key: TopicPartition,
     pub log: PartitionLog,
-    /// Leader epochs, oldest first, each with the offset it starts at; the last is the current one.
-    epochs: RefCell<Vec<EpochStart>>,
+    /// The partition's current leader epoch, as the metadata says (the history of epochs, with the
+    /// offset each starts at, is the log's leader-epoch cache).
+    leader_epoch: Cell<LeaderEpoch>,
+    /// Leader (with what it knows of its followers) or follower: see [`replicas`].
+    role: RefCell<Role>,
     /// Where waiting fetches and produces of this shard park (shared by its partitions).
     delayed: Rc<DelayedOperations>,
 }
@@ -75,16 +75,13 @@ impl Partition {
         leader_epoch: LeaderEpoch,
         delayed: Rc<DelayedOperations>,
     ) -> Partition {
-        let start_offset = log.log_end_offset();
         Partition {
             key: (topic.clone(), index),
             topic,
             index,
             log,
-            epochs: RefCell::new(vec![EpochStart {
-                epoch: leader_epoch,
-                start_offset,
-            }]),
+            leader_epoch: Cell::new(leader_epoch),
+            role: RefCell::new(Role::unassigned()),
             delayed,
         }
     }
@@ -94,34 +91,47 @@ impl Partition {
     }
 
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.epochs.borrow().last().expect("never empty").epoch
+        self.leader_epoch.get()
     }
 
-    /// The epoch the record at `offset` was written in (the newest epoch starting at or before it).
+    /// The epoch the record at `offset` was written in (the log's leader-epoch cache; the current
+    /// epoch when the cache does not say).
     pub fn epoch_for_offset(&self, offset: Offset) -> LeaderEpoch {
-        let epochs = self.epochs.borrow();
-        epochs
-            .iter()
-            .rev()
-            .find(|entry| entry.start_offset <= offset)
-            .or(epochs.first())
-            .expect("never empty")
-            .epoch
+        self.log
+            .epoch_for_offset(offset)
+            .unwrap_or_else(|| self.leader_epoch())
     }
 
-    /// Becomes leader in `epoch` (from the metadata): later epochs start at the current log end.
-    pub fn become_leader(&self, epoch: LeaderEpoch) {
-        let mut epochs = self.epochs.borrow_mut();
-        let current = epochs.last().expect("never empty").epoch;
+    /// Where the current leader epoch starts in the log (the log end when it has no entry yet).
+    pub fn epoch_start_offset(&self) -> Offset {
+        let current = self.leader_epoch();
+        self.log
+            .epoch_entries()
+            .into_iter()
+            .find(|(epoch, _)| *epoch == current)
+            .map_or_else(|| self.log_end_offset(), |(_, start)| start)
+    }
+
+    /// Adopts leader epoch `epoch` from the metadata; never goes back.
+    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
+        let current = self.leader_epoch();
         assert!(
             epoch >= current,
             "leader epoch going back: {current} -> {epoch}"
         );
-        if epoch > current {
-            epochs.push(EpochStart {
-                epoch,
-                start_offset: self.log.log_end_offset(),
-            });
+        self.leader_epoch.set(epoch);
+    }
+
+    /// Becomes leader in the current epoch: the epoch starts at the current log end (Kafka's
+    /// `maybeAssignEpochStartOffset` on becoming leader), recorded in the log's leader-epoch cache.
+    pub async fn start_leader_epoch(&self) {
+        let epoch = self.leader_epoch();
+        if let Err(error) = self
+            .log
+            .assign_epoch_start(epoch, self.log_end_offset())
+            .await
+        {
+            tracing::error!(topic = %self.topic, partition = self.index, %error, "cannot record the leader epoch's start");
         }
     }
 
@@ -143,21 +153,21 @@ impl Partition {
         self.log.last_stable_offset()
     }
 
-    /// Moves the high watermark to the smallest log end offset of the in-sync replicas — on a single node
-    /// the leader's own durable end — and, when it moved, completes the delayed operations waiting for it.
-    fn maybe_advance_high_watermark(&self) {
-        let before = self.high_watermark();
-        let after = self
-            .log
-            .update_high_watermark(self.log.durable_end_offset());
-        assert!(
-            after >= before,
-            "high watermark going back: {before} -> {after}"
-        );
-        debug_assert!(self.log_start_offset() <= after && after <= self.log_end_offset());
-        if after > before {
-            self.delayed.high_watermark_moved(self.key());
+    /// On a leader, moves the high watermark to the smallest log end offset of the in-sync replicas (a
+    /// leader alone in sync: its own written end; see [`replicas`]), and tells the delayed operations:
+    /// those waiting for the high watermark, and followers' fetches waiting for the written end, which
+    /// every append moves.
+    pub(crate) fn maybe_advance_high_watermark(&self) {
+        if let Some(end) = self.replicated_end() {
+            let before = self.high_watermark();
+            let after = self.log.update_high_watermark(end);
+            assert!(
+                after >= before,
+                "high watermark going back: {before} -> {after}"
+            );
+            debug_assert!(self.log_start_offset() <= after && after <= self.log_end_offset());
         }
+        self.delayed.high_watermark_moved(self.key());
     }
 
     /// Appends `records` (whole batches) and completes the operations waiting for new data. Offsets are
@@ -270,6 +280,9 @@ impl Partition {
         min_one: bool,
         read_committed: bool,
     ) -> FetchOutcome {
+        if !self.is_leader() {
+            return FetchOutcome::failed(ResponseError::NotLeaderOrFollower);
+        }
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
         debug_assert!(last_stable_offset <= high_watermark);
@@ -323,6 +336,7 @@ impl Partition {
             log_start_offset: self.log_start_offset().0,
             records,
             aborted_transactions,
+            diverging_epoch: None,
         }
     }
 

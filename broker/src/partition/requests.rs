@@ -16,6 +16,9 @@ pub struct ProduceItem {
     pub records: Bytes,
     pub acks: i16,
     pub timeout: Duration,
+    /// The topic's `min.insync.replicas`: an acks=-1 append needs that many replicas in sync, before
+    /// (NOT_ENOUGH_REPLICAS) and after (NOT_ENOUGH_REPLICAS_AFTER_APPEND) it is written.
+    pub min_insync_replicas: usize,
 }
 
 /// The append's outcome, or why it was refused.
@@ -47,6 +50,20 @@ pub struct FetchItem {
     pub fetch_offset: i64,
     pub partition_max_bytes: usize,
     pub read_committed: bool,
+    /// The leader epoch the fetcher knows (KIP-320; -1: not given): an older one is FENCED_LEADER_EPOCH,
+    /// a newer one UNKNOWN_LEADER_EPOCH.
+    pub current_leader_epoch: i32,
+    /// A follower's fetch (`None`: a consumer's).
+    pub replica: Option<ReplicaFetch>,
+}
+
+/// What a follower's fetch tells its leader besides the offset.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaFetch {
+    pub replica_id: i32,
+    /// The epoch of the last batch the follower has (-1: none): the leader answers a diverging epoch
+    /// when its own log differs there (KIP-595's check, replacing KIP-101's separate round trip).
+    pub last_fetched_epoch: i32,
 }
 
 pub struct FetchOutcome {
@@ -59,6 +76,9 @@ pub struct FetchOutcome {
     /// read_committed: the aborted transactions overlapping the batches read, oldest first (the
     /// consumer drops their records); always empty for read_uncommitted.
     pub aborted_transactions: Vec<AbortedTxn>,
+    /// A follower's log differs from the leader's from this epoch on: (epoch, end offset of that epoch
+    /// on the leader); the follower truncates before it fetches again.
+    pub diverging_epoch: Option<(LeaderEpoch, Offset)>,
 }
 
 impl FetchOutcome {
@@ -70,6 +90,7 @@ impl FetchOutcome {
             log_start_offset: -1,
             records: Vec::new(),
             aborted_transactions: Vec::new(),
+            diverging_epoch: None,
         }
     }
 
@@ -85,14 +106,27 @@ pub struct WaitItem {
     pub partition: i32,
     pub seen: Offset,
     pub read_committed: bool,
+    /// A follower's fetch waits for the leader's log end (what it reads), not the high watermark.
+    pub replica: bool,
 }
 
-/// A ListOffsets lookup of one partition.
+/// A ListOffsets lookup of one partition, or an OffsetForLeaderEpoch one.
 pub struct OffsetQuery {
     pub topic: String,
     pub partition: i32,
-    pub timestamp: i64,
+    pub lookup: OffsetLookup,
     pub read_committed: bool,
+    /// The leader epoch the asker knows (-1: none), checked as a fetch's is (KIP-320).
+    pub current_leader_epoch: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetLookup {
+    /// ListOffsets: a timestamp, or one of its special values (-1 latest, -2 earliest …).
+    Timestamp(i64),
+    /// OffsetForLeaderEpoch: where this epoch ends in the leader's log (the answer's `leader_epoch`
+    /// is the largest epoch at or below it the leader has; -1 and offset -1 when it has none).
+    EpochEnd(LeaderEpoch),
 }
 
 /// What a ListOffsets lookup found.

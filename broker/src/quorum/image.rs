@@ -324,6 +324,42 @@ impl MetadataImage {
                 self.topics_migrated = true;
                 Change::Topics
             }
+            MetadataRecord::AlterPartition {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let brokers = &self.brokers;
+                let live = |id: &i32| brokers.get(id).is_some_and(|broker| !broker.fenced);
+                let Some(state) = self
+                    .topic_names
+                    .get(topic_id)
+                    .and_then(|name| self.topics.get_mut(name))
+                    .and_then(|topic| topic.partitions.get_mut(usize::try_from(*partition).ok()?))
+                else {
+                    return Change::Refused;
+                };
+                // Stale (another leader or a change since) or malformed: ignored the same way on
+                // every node; the leader looks at the partition again and asks anew.
+                let current = state.leader == *leader
+                    && state.leader_epoch == *leader_epoch
+                    && state.partition_epoch == *partition_epoch;
+                let added_live = isr.iter().filter(|id| !state.isr.contains(id)).all(live);
+                if !current
+                    || !added_live
+                    || !is_well_formed(&state.replicas, isr, *leader)
+                    || *leader == -1
+                    || isr.iter().enumerate().any(|(i, id)| isr[..i].contains(id))
+                {
+                    return Change::Refused;
+                }
+                state.isr = isr.clone();
+                state.partition_epoch = state.partition_epoch.wrapping_add(1);
+                Change::Topics
+            }
             // Only `apply` takes batches; one inside a batch is refused.
             MetadataRecord::Batch(_) => Change::Refused,
         }
@@ -414,6 +450,7 @@ impl MetadataImage {
                 ..
             } => Some(name.clone()),
             MetadataRecord::Partition { topic_id, .. }
+            | MetadataRecord::AlterPartition { topic_id, .. }
             | MetadataRecord::RemoveTopic { topic_id } => self.topic_names.get(topic_id).cloned(),
             _ => None,
         }
@@ -444,12 +481,18 @@ impl MetadataImage {
         self.topics.get_key_value(name)
     }
 
-    /// After `node_id` is fenced: each partition it leads goes to the first registered, unfenced member
-    /// of its ISR (in ISR order), else offline (-1). The ISR is kept: no unclean election.
+    /// After `node_id` is fenced: it leaves the ISR of every partition where it is not the last member
+    /// (KRaft's fencing; the last one stays, so the partition can come back with it and nothing
+    /// committed is lost), and each partition it led goes to the first registered, unfenced member of
+    /// its ISR (in ISR order), else offline (-1): no unclean election.
     fn replace_fenced_leader(&mut self, node_id: i32) {
         let brokers = &self.brokers;
         let live = |id: &&i32| brokers.get(*id).is_some_and(|broker| !broker.fenced);
         for partition in partitions_mut(&mut self.topics) {
+            if partition.isr.len() > 1 && partition.isr.contains(&node_id) {
+                partition.isr.retain(|id| *id != node_id);
+                partition.partition_epoch = partition.partition_epoch.wrapping_add(1);
+            }
             if partition.leader == node_id {
                 let leader = partition.isr.iter().find(live).copied().unwrap_or(-1);
                 partition.set_leader(leader);

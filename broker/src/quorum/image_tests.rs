@@ -329,26 +329,111 @@ fn a_fenced_leader_leaves_its_partitions_offline_and_returns_as_leader() {
     };
     let fence = |node_id, epoch| MetadataRecord::FenceBroker { node_id, epoch };
     let unfence = |node_id, epoch| MetadataRecord::UnfenceBroker { node_id, epoch };
-    // Broker 3 is fenced first: once 1 is fenced too, partition 1 goes to 2 (next live in ISR order).
+    // Broker 3 is fenced first: it leaves partition 1's ISR (partition epoch 1). Once 1 is fenced too,
+    // 1 leaves that ISR as well and partition 1 goes to 2, its last live member.
     assert_eq!(image.apply(8, &fence(3, 3)), Change::Brokers);
+    assert_eq!(image.topics["orders"].partitions[1].isr, vec![1, 2]);
     assert_eq!(image.apply(9, &fence(1, 1)), Change::Brokers);
-    assert_eq!(leaders(&image), vec![(-1, 1, 1), (2, 1, 1), (2, 0, 0)]);
-    // The ISR is kept: partition 0 stays offline (no unclean election of 2).
+    assert_eq!(leaders(&image), vec![(-1, 1, 1), (2, 1, 3), (2, 0, 0)]);
+    // The last member stays in the ISR: partition 0 stays offline (no unclean election of 2).
     assert_eq!(image.topics["orders"].partitions[0].isr, vec![1]);
+    assert_eq!(image.topics["orders"].partitions[1].isr, vec![2]);
     // Broker 3 returns: nothing offline holds it.
     assert_eq!(image.apply(10, &unfence(3, 3)), Change::Brokers);
-    assert_eq!(leaders(&image), vec![(-1, 1, 1), (2, 1, 1), (2, 0, 0)]);
-    // Broker 1 returns: it leads its offline partition again, not the one 2 took over.
+    assert_eq!(leaders(&image), vec![(-1, 1, 1), (2, 1, 3), (2, 0, 0)]);
+    // Broker 1 returns: it leads its offline partition again, not the one 2 took over (whose ISR it
+    // rejoins only through its leader, once caught up).
     assert_eq!(image.apply(11, &unfence(1, 1)), Change::Brokers);
-    assert_eq!(leaders(&image), vec![(1, 2, 2), (2, 1, 1), (2, 0, 0)]);
-    // Broker 2 fenced: partition 1 goes to 1 (3 is after 1 in the ISR order [1, 3, 2]); 2 offline.
+    assert_eq!(leaders(&image), vec![(1, 2, 2), (2, 1, 3), (2, 0, 0)]);
+    // Broker 2 fenced: it is the last member of partitions 1 and 2, which go offline.
     image.apply(12, &fence(2, 2));
-    assert_eq!(leaders(&image), vec![(1, 2, 2), (1, 2, 2), (-1, 1, 1)]);
+    assert_eq!(leaders(&image), vec![(1, 2, 2), (-1, 2, 4), (-1, 1, 1)]);
     // A stale fence moves nothing.
     assert_eq!(image.apply(13, &fence(1, 99)), Change::None);
-    // Broker 2 restarts and registers anew (unfenced): it leads partition 2 again.
+    // Broker 2 restarts and registers anew (unfenced): it leads both again.
     assert_eq!(image.apply(14, &register(2, 21)), Change::Brokers);
-    assert_eq!(leaders(&image), vec![(1, 2, 2), (1, 2, 2), (2, 2, 2)]);
+    assert_eq!(leaders(&image), vec![(1, 2, 2), (2, 3, 5), (2, 2, 2)]);
+}
+
+#[test]
+fn a_leader_changes_the_isr_only_with_the_current_epochs_and_live_new_members() {
+    let mut image = MetadataImage::default();
+    apply_all(
+        &mut image,
+        &[
+            register(1, 10),
+            register(2, 20),
+            register(3, 30),
+            topic(1, "orders"),
+            partition(1, 0, &[1, 2, 3], &[1, 2, 3], 1),
+        ],
+    );
+    let alter =
+        |leader, leader_epoch, partition_epoch, isr: &[i32]| MetadataRecord::AlterPartition {
+            topic_id: id(1),
+            partition: 0,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr: isr.to_vec(),
+        };
+    let state = |image: &MetadataImage| image.topics["orders"].partitions[0].clone();
+    // The leader drops 3 (lagging): the partition epoch moves, the leader epoch does not.
+    assert_eq!(
+        image.apply(image.applied_index + 1, &alter(1, 0, 0, &[1, 2])),
+        Change::Topics
+    );
+    assert_eq!(
+        (
+            state(&image).isr,
+            state(&image).leader_epoch,
+            state(&image).partition_epoch
+        ),
+        (vec![1, 2], 0, 1)
+    );
+    // Made against the old partition epoch, or by another broker, or an older leader epoch: stale.
+    assert_refused(&mut image, &alter(1, 0, 0, &[1, 2, 3]));
+    assert_refused(&mut image, &alter(2, 0, 1, &[1, 2, 3]));
+    assert_refused(&mut image, &alter(1, 1, 1, &[1, 2, 3]));
+    // Malformed: without the leader, with a non-replica, a member twice, an unknown partition.
+    assert_refused(&mut image, &alter(1, 0, 1, &[2, 3]));
+    assert_refused(&mut image, &alter(1, 0, 1, &[1, 4]));
+    assert_refused(&mut image, &alter(1, 0, 1, &[1, 2, 2]));
+    assert_refused(
+        &mut image,
+        &MetadataRecord::AlterPartition {
+            topic_id: id(1),
+            partition: 1,
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 1,
+            isr: vec![1],
+        },
+    );
+    // A fenced broker is not added back; once unfenced it is.
+    image.apply(
+        image.applied_index + 1,
+        &MetadataRecord::FenceBroker {
+            node_id: 3,
+            epoch: 3,
+        },
+    );
+    assert_refused(&mut image, &alter(1, 0, 1, &[1, 2, 3]));
+    image.apply(
+        image.applied_index + 1,
+        &MetadataRecord::UnfenceBroker {
+            node_id: 3,
+            epoch: 3,
+        },
+    );
+    assert_eq!(
+        image.apply(image.applied_index + 1, &alter(1, 0, 1, &[1, 2, 3])),
+        Change::Topics
+    );
+    assert_eq!(
+        (state(&image).isr, state(&image).partition_epoch),
+        (vec![1, 2, 3], 2)
+    );
 }
 
 #[test]

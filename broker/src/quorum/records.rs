@@ -5,7 +5,8 @@
 //! ```text
 //! frame version: u8 (= 0)
 //! record type:   u8 (1 ClusterId, 2 RegisterBroker, 3 FenceBroker, 4 UnfenceBroker, 5 ProducerIds,
-//!                     6 Topic, 7 Partition, 8 RemoveTopic, 9 Config, 10 TopicsMigrated, 11 Batch)
+//!                     6 Topic, 7 Partition, 8 RemoveTopic, 9 Config, 10 TopicsMigrated, 11 Batch,
+//!                     12 AlterPartition)
 //! fields, by type:
 //!   ClusterId       cluster_id: string
 //!   RegisterBroker  node_id: i32, incarnation: u64, host: string, port: u16, rack: optional string
@@ -19,6 +20,8 @@
 //!   Config          target: u8 0 (BrokerDefault) | u8 1, topic name: string;
 //!                   name: string, value: optional string (absent: the config is removed)
 //!   TopicsMigrated  (no fields)
+//!   AlterPartition  topic_id: uuid, partition: i32, leader: i32, leader_epoch: i32,
+//!                   partition_epoch: i32, isr: list of i32
 //!   Batch           count: u32 (at most MAX_BATCH_RECORDS), then count times:
 //!                   length: u32, that many bytes: a whole record (frame version byte included),
 //!                   never itself a Batch
@@ -59,6 +62,7 @@ const REMOVE_TOPIC: u8 = 8;
 const CONFIG: u8 = 9;
 const TOPICS_MIGRATED: u8 = 10;
 const BATCH: u8 = 11;
+const ALTER_PARTITION: u8 = 12;
 
 /// Most records a batch's decoding reserves room for up front (its count is untrusted until read).
 const BATCH_PREALLOCATION: usize = 64;
@@ -118,6 +122,18 @@ pub enum MetadataRecord {
     /// The topics a broker held before the quorum managed them are in the log: the first one committed
     /// ends the migration, later ones are refused.
     TopicsMigrated,
+    /// A partition's leader changes its ISR (Kafka's AlterPartition, as a PartitionChangeRecord):
+    /// applied only if `leader`, `leader_epoch` and `partition_epoch` are the partition's current ones
+    /// (a leader deposed meanwhile, or a change made since, makes it stale), the new ISR holds the
+    /// leader and only replicas, and every member it adds is a live broker. Bumps the partition epoch.
+    AlterPartition {
+        topic_id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
     /// Records applied together or not at all (a topic and its partitions). Never nested; at most
     /// `MAX_BATCH_RECORDS` records.
     Batch(Vec<MetadataRecord>),
@@ -257,6 +273,23 @@ impl MetadataRecord {
                 put_optional_string(&mut out, value.as_deref());
             }
             MetadataRecord::TopicsMigrated => out.push(TOPICS_MIGRATED),
+            MetadataRecord::AlterPartition {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                out.push(ALTER_PARTITION);
+                out.extend_from_slice(topic_id.as_bytes());
+                for number in [partition, leader, leader_epoch, partition_epoch] {
+                    out.extend_from_slice(&number.to_be_bytes());
+                }
+                put_list(&mut out, isr, |out, id| {
+                    out.extend_from_slice(&id.to_be_bytes())
+                });
+            }
             MetadataRecord::Batch(records) => {
                 // Writers keep batches flat and within MAX_BATCH_RECORDS (decoding refuses others).
                 debug_assert!(records.len() <= MAX_BATCH_RECORDS, "batch too long");
@@ -341,6 +374,14 @@ impl MetadataRecord {
                 value: reader.optional_string()?,
             },
             TOPICS_MIGRATED => MetadataRecord::TopicsMigrated,
+            ALTER_PARTITION => MetadataRecord::AlterPartition {
+                topic_id: reader.uuid()?,
+                partition: reader.i32()?,
+                leader: reader.i32()?,
+                leader_epoch: reader.i32()?,
+                partition_epoch: reader.i32()?,
+                isr: reader.list(Reader::i32)?,
+            },
             BATCH if in_batch => return Err(RecordError::NestedBatch),
             BATCH => {
                 let count = u32::from_be_bytes(reader.array()?) as usize;
@@ -698,7 +739,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_records_of_new_types_never_panic(kind in 6u8..=11,
+        fn arbitrary_records_of_new_types_never_panic(kind in 6u8..=12,
                                                      data in proptest::collection::vec(any::<u8>(), 0..96)) {
             let mut bytes = vec![FRAME_VERSION, kind];
             bytes.extend_from_slice(&data);
@@ -724,9 +765,10 @@ mod tests {
             let target = if to_topic { ConfigTarget::Topic(name.clone()) } else { ConfigTarget::BrokerDefault };
             let records = vec![
                 MetadataRecord::Topic { topic_id, name: name.clone(), configs },
-                MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch },
+                MetadataRecord::Partition { topic_id, partition, replicas, isr: isr.clone(), leader, leader_epoch, partition_epoch },
                 MetadataRecord::Config { target, name, value },
                 MetadataRecord::RemoveTopic { topic_id },
+                MetadataRecord::AlterPartition { topic_id, partition, leader, leader_epoch, partition_epoch, isr: isr.clone() },
             ];
             for record in records.iter().cloned().chain([MetadataRecord::Batch(records.clone())]) {
                 let bytes = record.encode();

@@ -149,3 +149,18 @@ pub const METADATA_SNAPSHOT_BYTES: Setting = Setting {
         "bytes of metadata-log entries written before the log is compacted into a snapshot",
     )
 };
+
+pub const REPLICA_LAG_TIME_MAX_MS: Setting = Setting {
+    config_type: ConfigType::Long,
+    default: DefaultValue::Fixed("30000"),
+    validator: Validator::AtLeast(100),
+    target: Target::Broker(|config, value| {
+        config.replica_lag_time_max = Duration::from_millis(value.as_int() as u64);
+        Ok(())
+    }),
+    ..row(
+        "replica_lag_time_max_ms",
+        Some("replica.lag.time.max.ms"),
+        "a follower not caught up with its leader's log end for this long leaves the ISR",
+    )
+};

@@ -32,10 +32,12 @@ impl CoordinatorPartition {
         // Producer id → groups holding its pending offsets.
         let mut open: HashMap<i64, HashSet<String>> = HashMap::new();
         let mut count = 0usize;
-        // Bounded: every round moves `offset` past at least one batch, and stops at the high watermark
-        // (which only transaction markers move while loading: groups are not served yet).
+        // Bounded: every round moves `offset` past at least one batch, and stops at the written end
+        // (which only transaction markers move while loading: groups are not served yet). Like
+        // Kafka's, the replay reads to the log end, not the high watermark: a new leader's high
+        // watermark may lag what its log holds until its followers fetch.
         loop {
-            let end = self.partition.high_watermark();
+            let end = self.partition.log.durable_end_offset();
             if offset >= end {
                 break;
             }

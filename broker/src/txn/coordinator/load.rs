@@ -21,7 +21,8 @@ impl CoordinatorPartition {
     pub async fn load(self: Rc<Self>) {
         let started = shard::task::now();
         let log = &self.partition.log;
-        let end = self.partition.high_watermark();
+        // To the written end, not the high watermark (as Kafka; see the group coordinator's load).
+        let end = log.durable_end_offset();
         let mut offset = log.log_start_offset();
         let mut stored: HashMap<String, Transit> = HashMap::new();
         let mut count = 0usize;

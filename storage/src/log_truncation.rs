@@ -1,0 +1,92 @@
+//! Truncation of the `Log` facade: [`Log::truncate_to`] (a follower cutting its log back to the
+//! leader's, Kafka's `UnifiedLog.truncateTo`) and [`Log::delete_segments_before`].
+
+use super::Log;
+use crate::error::StorageError;
+use crate::io::FileSystem;
+use crate::types::Offset;
+
+impl<F: FileSystem> Log<F> {
+    /// Removes every offset at and after `offset` (replication's truncation to a leader's log).
+    /// Everything queued is written first. The segment holding `offset` is cut at the batch holding
+    /// it (a batch straddling `offset` goes whole, so the log end may end up below `offset`), later
+    /// segments are deleted, the batch cache entries past the cut dropped, the durable end and the
+    /// high watermark clamped to the new log end, the leader-epoch entries starting at or after it
+    /// dropped (Kafka's `truncateFromEnd`; checkpoint rewritten), and the producer state rebuilt from the newest
+    /// snapshot at or below the new end plus a replay (newer snapshots are deleted).
+    /// Nothing to do when `offset >= log_end_offset`; `OffsetOutOfRange` below the log start
+    /// (truncating a whole log to restart at an offset is left for the replication step). An I/O
+    /// error marks the log failed. Appends queued before the call are written, then truncated like
+    /// the rest: the caller (a follower) takes no produce requests.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
+        let _writer = self.writer.lock().await;
+        Self::check_usable(&self.state.borrow())?;
+        self.write_pending()
+            .await
+            .map_err(|failure| self.write_failed(failure))?;
+        let (log_start, log_end) = (
+            self.local.log_start_offset(),
+            self.state.borrow().next_offset,
+        );
+        if offset.0 >= log_end {
+            return Ok(());
+        }
+        if offset.0 < log_start {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                start: Offset(log_start),
+                end: Offset(log_end),
+            });
+        }
+        let interval = self.state.borrow().config.index_interval_bytes;
+        {
+            // Consumers read below the high watermark: none may see data being removed.
+            let mut state = self.state.borrow_mut();
+            state.high_watermark = state.high_watermark.min(offset.0);
+        }
+        let result = async {
+            let new_end = self.local.truncate_to(offset.0, interval).await?;
+            self.cache.invalidate_from(self.id, new_end);
+            {
+                let mut state = self.state.borrow_mut();
+                state.next_offset = new_end;
+                state.durable_end = new_end;
+                state.high_watermark = state.high_watermark.min(new_end);
+                state.epochs.truncate_from_end(Offset(new_end));
+            }
+            self.persist_epochs().await?;
+            self.reload_producer_state().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(dir = %self.dir().display(), %error, "log truncation failed; log is offline");
+            self.state.borrow_mut().failed = true;
+            return Err(error.into());
+        }
+        self.debug_assert_offsets();
+        Ok(())
+    }
+
+    /// Deletes the whole segments whose every offset is below `offset` (retention, DeleteRecords),
+    /// never the active segment and never past the high watermark (as Kafka: uncommitted data is
+    /// not deleted); the log start offset advances to the first remaining segment's base (the leader-epoch cache's first entry moves up with it). Returns
+    /// how many segments were deleted. The producer state keeps its entries (Kafka drops producers
+    /// whose batches are all gone: left for the retention step); snapshots below the new log start
+    /// are no longer used.
+    pub async fn delete_segments_before(&self, offset: Offset) -> Result<usize, StorageError> {
+        let _writer = self.writer.lock().await;
+        let limit = {
+            let state = self.state.borrow();
+            Self::check_usable(&state)?;
+            offset.0.min(state.high_watermark)
+        };
+        let deleted = self.local.delete_segments_before(limit).await?;
+        let log_start = Offset(self.local.log_start_offset());
+        self.state
+            .borrow_mut()
+            .epochs
+            .truncate_from_start(log_start);
+        self.debug_assert_offsets();
+        Ok(deleted)
+    }
+}
