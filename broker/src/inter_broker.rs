@@ -51,7 +51,7 @@ pub async fn call<Request: Encodable, Response: Decodable>(
     request: &Request,
 ) -> Result<Response, CallError> {
     let exchange = async {
-        let mut connection = Connection::open(broker).await?;
+        let mut connection = Connection::open(broker, MAX_RESPONSE_BYTES).await?;
         connection.exchange(key, version, request).await
     };
     shard::task::timeout(CALL_TIMEOUT, exchange)
@@ -65,10 +65,16 @@ pub struct Connection {
     stream: shard::net::TcpStream,
     broker: BrokerEndpoint,
     correlation_id: i32,
+    /// Largest answer read.
+    response_limit: usize,
 }
 
 impl Connection {
-    pub async fn open(broker: &BrokerEndpoint) -> Result<Connection, CallError> {
+    /// Connects to `broker`; answers larger than `response_limit` bytes are refused.
+    pub async fn open(
+        broker: &BrokerEndpoint,
+        response_limit: usize,
+    ) -> Result<Connection, CallError> {
         let io = |source| io_error(broker, source);
         let address = resolve(broker).await.map_err(io)?;
         let stream = shard::net::TcpStream::connect(address, CONNECT_TIMEOUT)
@@ -78,6 +84,7 @@ impl Connection {
             stream,
             broker: broker.clone(),
             correlation_id: 0,
+            response_limit,
         })
     }
 
@@ -118,10 +125,9 @@ impl Connection {
         let mut length = [0u8; 4];
         self.stream.read_exact(&mut length).await.map_err(io)?;
         let length = u32::from_be_bytes(length) as usize;
-        if length > MAX_RESPONSE_BYTES {
-            return Err(bad(format!(
-                "{length} bytes (at most {MAX_RESPONSE_BYTES})"
-            )));
+        if length > self.response_limit {
+            let limit = self.response_limit;
+            return Err(bad(format!("{length} bytes (at most {limit})")));
         }
         let mut body = vec![0u8; length];
         self.stream.read_exact(&mut body).await.map_err(io)?;

@@ -15,7 +15,7 @@
 //! A connection that fails is dropped and opened again after `CONNECTION_BACKOFF`.
 //!
 //! The set of fetchers follows the metadata: `replication_duties` reconciles it with the shard's
-//! followers whenever a new metadata version is adopted, and asks the controller for the ISR changes
+//! followers whenever a new metadata version has been adopted (the partition manager's generation), and asks the controller for the ISR changes
 //! the shard's leaders find due (`Partition::isr_change_due`) every `ISR_CHECK_INTERVAL`.
 
 use crate::control::requests::{ControlRequest, ControlResponse};
@@ -96,6 +96,11 @@ impl ReplicaFetchers {
                 tracing::debug!(leader, "replica fetcher started");
                 fetcher
             });
+            tracing::debug!(
+                leader,
+                partitions = partitions.len(),
+                "replica fetcher partitions"
+            );
             let mut targets = fetcher.targets.borrow_mut();
             let before = std::mem::take(&mut *targets);
             for partition in partitions {
@@ -123,22 +128,23 @@ impl ReplicaFetchers {
 /// changes its leaders ask of the controller.
 pub async fn replication_duties(state: Rc<ShardState>, shutdown: Arc<AtomicBool>) {
     let fetchers = ReplicaFetchers::default();
-    let mut seen: Option<Arc<crate::metadata::ClusterMetadata>> = None;
+    let mut seen: Option<u64> = None;
     let mut last_isr_check = 0i64;
     while !shutdown.load(Ordering::SeqCst) && !state.shutting_down.get() {
-        let metadata = state.metadata();
-        if seen
-            .as_ref()
-            .is_none_or(|seen| !Arc::ptr_eq(seen, &metadata))
-        {
+        // Once a metadata version is fully adopted (its partitions opened and their roles set, which
+        // may take several of these rounds), not as soon as it is published.
+        let generation = state.partitions.generation();
+        if seen != Some(generation) {
             fetchers.reconcile(&state, state.partitions.followers());
-            seen = Some(metadata);
+            seen = Some(generation);
         }
         let now_ms = shard::task::wall_clock_ms();
         if now_ms - last_isr_check >= ISR_CHECK_INTERVAL_MS {
             last_isr_check = now_ms;
             let lag_ms = state.config.replica_lag_time_max.as_millis() as i64;
-            for (partition, change) in state.partitions.isr_changes_due(now_ms, lag_ms) {
+            let metadata = state.metadata();
+            let is_live = |id: i32| metadata.broker(id).is_some();
+            for (partition, change) in state.partitions.isr_changes_due(now_ms, lag_ms, is_live) {
                 let state = state.clone();
                 shard::task::spawn(async move {
                     tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.isr, "asking the controller to change the ISR");
@@ -152,7 +158,7 @@ pub async fn replication_duties(state: Rc<ShardState>, shutdown: Arc<AtomicBool>
                         ControlResponse::Topics(outcomes) if outcomes.iter().all(Result::is_ok)
                     );
                     if !accepted {
-                        partition.isr_change_failed();
+                        partition.isr_change_failed(shard::task::wall_clock_ms());
                     }
                 });
             }
@@ -183,7 +189,10 @@ async fn run(state: Rc<ShardState>, fetcher: Rc<Fetcher>) {
                 shard::task::sleep(CONNECTION_BACKOFF).await;
                 continue;
             };
-            match Connection::open(&endpoint).await {
+            // An answer holds at most FETCH_MAX_BYTES, but its first batch may be as large as a
+            // produce request may be.
+            let limit = FETCH_MAX_BYTES as usize + state.config.socket_request_max_bytes;
+            match Connection::open(&endpoint, limit).await {
                 Ok(opened) => connection = Some(opened),
                 Err(error) => {
                     crate::warn_limited!(FETCH_FAILED, leader = fetcher.leader, %error, "replica fetcher cannot connect");
@@ -205,6 +214,16 @@ async fn run(state: Rc<ShardState>, fetcher: Rc<Fetcher>) {
             .await;
         match answer {
             Ok(response) if response.error_code == 0 => {
+                tracing::trace!(
+                    leader = fetcher.leader,
+                    asked = ready.len(),
+                    answered = response
+                        .responses
+                        .iter()
+                        .map(|topic| topic.partitions.len())
+                        .sum::<usize>(),
+                    "replica fetch answered"
+                );
                 apply(&fetcher, &ready, response).await;
             }
             Ok(response) => {
@@ -271,15 +290,19 @@ async fn apply(fetcher: &Fetcher, ready: &[Rc<Target>], response: FetchResponse)
             }) else {
                 continue;
             };
+            let partition = &target.partition;
+            // Under the partition's replica lock, checked again after waiting for it: a fetcher
+            // stopped or no longer given the partition, or a partition that became leader, takes
+            // nothing from this answer.
+            let _applying = partition.replica_lock.lock().await;
             let still_ours = fetcher
                 .targets
                 .borrow()
-                .get(target.partition.key())
+                .get(partition.key())
                 .is_some_and(|current| Rc::ptr_eq(current, target));
-            if !still_ours || target.partition.is_leader() {
+            if fetcher.stopped.get() || !still_ours || partition.is_leader() {
                 continue;
             }
-            let partition = &target.partition;
             let error = ResponseError::try_from_code(data.error_code);
             let outcome = match error {
                 None if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 => {
@@ -291,10 +314,15 @@ async fn apply(fetcher: &Fetcher, ready: &[Rc<Target>], response: FetchResponse)
                         .await
                         .map(|_| ())
                 }
-                None => partition
-                    .append_from_leader(data.records.unwrap_or_default(), data.high_watermark)
-                    .await
-                    .map(|_| ()),
+                None => {
+                    let appended = partition
+                        .append_from_leader(data.records.unwrap_or_default(), data.high_watermark)
+                        .await;
+                    match appended {
+                        Ok(_) => partition.follow_log_start(data.log_start_offset).await,
+                        Err(error) => Err(error),
+                    }
+                }
                 Some(error) => {
                     tracing::debug!(topic = %partition.topic, partition = partition.index, ?error, "replica fetch answered an error");
                     target

@@ -29,6 +29,12 @@ impl<F: FileSystem> Log<F> {
             self.state.borrow().next_offset,
         );
         if offset.0 >= log_end {
+            // Nothing to cut, but the leader-epoch cache may hold an epoch that starts at the log end
+            // with nothing written in it (a leadership this log never wrote in): it goes, as in
+            // Kafka's `truncateTo`, or a follower would answer that epoch's divergence forever.
+            if self.state.borrow_mut().epochs.truncate_from_end(offset) {
+                self.persist_epochs().await.map_err(StorageError::from)?;
+            }
             return Ok(());
         }
         if offset.0 < log_start {

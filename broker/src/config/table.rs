@@ -548,7 +548,7 @@ pub const SETTINGS: &[Setting] = &[
         validator: POSITIVE,
         ..row("", Some("min.insync.replicas"), "an acks=all produce needs this many replicas in sync (NOT_ENOUGH_REPLICAS before the append, NOT_ENOUGH_REPLICAS_AFTER_APPEND after it)")
     },
-    reported_topic_config("unclean.leader.election.enable", ConfigType::Boolean, "false", Validator::Any, "accepted and reported; no unclean election yet: a partition whose in-sync replicas are all down stays offline"),
+    reported_topic_config("unclean.leader.election.enable", ConfigType::Boolean, "false", Validator::Any, "when every in-sync replica is down, a live out-of-sync replica may lead (records only they had are lost, and logged); else the partition stays offline"),
     reported_topic_config("leader.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; replication is not throttled yet"),
     reported_topic_config("follower.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; replication is not throttled yet"),
     reported_topic_config("compression.gzip.level", ConfigType::Int, "-1", Validator::GzipLevel, "accepted and reported (1..9, -1: the codec's default); batches are stored as produced"),

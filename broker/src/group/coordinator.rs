@@ -104,7 +104,13 @@ impl CoordinatorPartition {
     /// Appends `records` (at least one) to the partition: the log offset of the first.
     async fn append_at(&self, records: &[GroupRecord]) -> Result<Offset, ResponseError> {
         let batch = records::encode_batch(records, shard::task::wall_clock_ms());
-        self.partition.clone().append(batch)
+        self.partition
+            .clone()
+            .append_replicated(
+                batch,
+                storage::batch::AppendOrigin::Client,
+                crate::partition::COORDINATOR_WRITE_TIMEOUT,
+            )
             .await
             .map(|info| info.base_offset)
             .map_err(|refusal| {

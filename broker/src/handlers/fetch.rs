@@ -270,11 +270,12 @@ async fn fetch(
             .flatten()
             .map(FetchOutcome::records_bytes)
             .sum();
-        // Any partition with an error (an unknown one has no outcome) answers at once, as in Kafka.
+        // Any partition with an error (an unknown one has no outcome) or a diverging epoch for a
+        // follower answers at once, as in Kafka.
         let failed = outcomes.iter().any(|outcome| {
             outcome
                 .as_ref()
-                .is_none_or(|outcome| outcome.error.is_some())
+                .is_none_or(|outcome| outcome.error.is_some() || outcome.diverging_epoch.is_some())
         });
         let remaining = deadline.saturating_duration_since(shard::task::now());
         if bytes >= min_bytes || failed || remaining.is_zero() || state.shutting_down.get() {

@@ -34,41 +34,23 @@ async fn list_offsets(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let metadata = state.metadata();
     let read_committed = request.isolation_level == 1;
-    let mut split = ShardSplit::new();
-    // (topic index, partition index, why it is not served here), by position.
-    let mut asked: Vec<(usize, i32, Option<NotServed>)> = Vec::new();
+    // (topic index, partition index), by position.
+    let mut asked: Vec<(usize, i32)> = Vec::new();
+    let mut queries = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
-        let name = topic.name.to_string();
         for partition in &topic.partitions {
-            let route = metadata.route(&name, partition.partition_index);
-            asked.push((topic_index, partition.partition_index, route.err()));
-            match route {
-                Ok(shard) => split.push(
-                    shard,
-                    OffsetQuery {
-                        topic: name.clone(),
-                        partition: partition.partition_index,
-                        lookup: OffsetLookup::Timestamp(partition.timestamp),
-                        read_committed,
-                        current_leader_epoch: partition.current_leader_epoch,
-                    },
-                ),
-                Err(_) => split.skip(),
-            };
+            asked.push((topic_index, partition.partition_index));
+            queries.push(OffsetQuery {
+                topic: topic.name.to_string(),
+                partition: partition.partition_index,
+                lookup: OffsetLookup::Timestamp(partition.timestamp),
+                read_committed,
+                current_leader_epoch: partition.current_leader_epoch,
+            });
         }
     }
-    let local_state = state.clone();
-    let answers = scatter(
-        &state,
-        split,
-        |items| async move { LocalAnswer::ready(local_state.partitions.list_offsets(items).await) },
-        |items, reply| ShardMessage::ListOffsets { items, reply },
-    )
-    .await
-    .all(Err)
-    .await;
+    let answers = lookup(&state, queries).await;
     let mut topics: Vec<ListOffsetsTopicResponse> = request
         .topics
         .iter()
@@ -78,11 +60,7 @@ async fn list_offsets(
             response
         })
         .collect();
-    for ((topic_index, partition_index, not_served), outcome) in asked.into_iter().zip(answers) {
-        let outcome: OffsetOutcome = match not_served {
-            Some(why) => Err(why.error()),
-            None => outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition)),
-        };
+    for ((topic_index, partition_index), outcome) in asked.into_iter().zip(answers) {
         let mut partition = ListOffsetsPartitionResponse::default();
         partition.partition_index = partition_index;
         match outcome {
@@ -107,4 +85,46 @@ async fn list_offsets(
     let mut response = ListOffsetsResponse::default();
     response.topics = topics;
     response
+}
+
+/// Runs each offset lookup (ListOffsets, OffsetForLeaderEpoch) on the shard that owns its partition;
+/// the outcomes in query order. A partition not led here answers why (NOT_LEADER_OR_FOLLOWER,
+/// UNKNOWN_TOPIC_OR_PARTITION).
+pub(super) async fn lookup(
+    state: &Rc<ShardState>,
+    queries: Vec<OffsetQuery>,
+) -> Vec<OffsetOutcome> {
+    let metadata = state.metadata();
+    let mut split = ShardSplit::new();
+    let mut not_served: Vec<Option<NotServed>> = Vec::with_capacity(queries.len());
+    for query in queries {
+        match metadata.route(&query.topic, query.partition) {
+            Ok(shard) => {
+                split.push(shard, query);
+                not_served.push(None);
+            }
+            Err(why) => {
+                split.skip();
+                not_served.push(Some(why));
+            }
+        }
+    }
+    let local_state = state.clone();
+    let answers = scatter(
+        state,
+        split,
+        |items| async move { LocalAnswer::ready(local_state.partitions.list_offsets(items).await) },
+        |items, reply| ShardMessage::ListOffsets { items, reply },
+    )
+    .await
+    .all(Err)
+    .await;
+    not_served
+        .into_iter()
+        .zip(answers)
+        .map(|(why, outcome)| match why {
+            Some(why) => Err(why.error()),
+            None => outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition)),
+        })
+        .collect()
 }

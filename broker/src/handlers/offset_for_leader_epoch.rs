@@ -10,12 +10,8 @@
 //! answer is the leader's either way.
 
 use super::simple;
-use crate::messages::ShardMessage;
-use crate::metadata::NotServed;
-use crate::partition::requests::{OffsetLookup, OffsetOutcome, OffsetQuery};
-use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
+use crate::partition::requests::{OffsetLookup, OffsetQuery};
 use crate::shard_state::ShardState;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -40,40 +36,22 @@ async fn epoch_end_offsets(
     state: Rc<ShardState>,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let metadata = state.metadata();
-    let mut split = ShardSplit::new();
-    // (topic index, partition index, why it is not served here), by position.
-    let mut asked: Vec<(usize, i32, Option<NotServed>)> = Vec::new();
+    // (topic index, partition index), by position.
+    let mut asked: Vec<(usize, i32)> = Vec::new();
+    let mut queries = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
-        let name = topic.topic.to_string();
         for partition in &topic.partitions {
-            let route = metadata.route(&name, partition.partition);
-            asked.push((topic_index, partition.partition, route.err()));
-            match route {
-                Ok(shard) => split.push(
-                    shard,
-                    OffsetQuery {
-                        topic: name.clone(),
-                        partition: partition.partition,
-                        lookup: OffsetLookup::EpochEnd(LeaderEpoch(partition.leader_epoch)),
-                        read_committed: false,
-                        current_leader_epoch: partition.current_leader_epoch,
-                    },
-                ),
-                Err(_) => split.skip(),
-            };
+            asked.push((topic_index, partition.partition));
+            queries.push(OffsetQuery {
+                topic: topic.topic.to_string(),
+                partition: partition.partition,
+                lookup: OffsetLookup::EpochEnd(LeaderEpoch(partition.leader_epoch)),
+                read_committed: false,
+                current_leader_epoch: partition.current_leader_epoch,
+            });
         }
     }
-    let local_state = state.clone();
-    let answers = scatter(
-        &state,
-        split,
-        |items| async move { LocalAnswer::ready(local_state.partitions.list_offsets(items).await) },
-        |items, reply| ShardMessage::ListOffsets { items, reply },
-    )
-    .await
-    .all(Err)
-    .await;
+    let answers = super::list_offsets::lookup(&state, queries).await;
     let mut topics: Vec<OffsetForLeaderTopicResult> = request
         .topics
         .iter()
@@ -83,11 +61,7 @@ async fn epoch_end_offsets(
             result
         })
         .collect();
-    for ((topic_index, partition_index, not_served), outcome) in asked.into_iter().zip(answers) {
-        let outcome: OffsetOutcome = match not_served {
-            Some(why) => Err(why.error()),
-            None => outcome.unwrap_or(Err(ResponseError::UnknownTopicOrPartition)),
-        };
+    for ((topic_index, partition_index), outcome) in asked.into_iter().zip(answers) {
         let mut partition = EpochEndOffset::default();
         partition.partition = partition_index;
         match outcome {

@@ -229,21 +229,34 @@ fn a_lagging_follower_is_due_to_leave_the_isr_and_a_caught_up_one_to_join_it() {
     fetch(&mut shard, &replica_fetch(6, 0, -1));
     fetch(&mut shard, &replica_fetch(6, 1, LEADER_EPOCH));
     let change = partition
-        .isr_change_due(start + 1_000, lag_ms)
+        .isr_change_due(start + 1_000, lag_ms, |_| true)
         .expect("6 joins");
     assert_eq!(
         (change.isr.clone(), change.leader_epoch.0),
         (vec![0, 5, 6], LEADER_EPOCH)
     );
     // Pending: not asked again until it fails or times out.
-    assert_eq!(partition.isr_change_due(start + 2_000, lag_ms), None);
-    partition.isr_change_failed();
+    assert_eq!(
+        partition.isr_change_due(start + 2_000, lag_ms, |_| true),
+        None
+    );
+    // Refused: asked again only after the retry interval.
+    partition.isr_change_failed(start + 2_000);
+    assert_eq!(
+        partition.isr_change_due(start + 3_000, lag_ms, |_| true),
+        None
+    );
+    // A fenced broker is not asked for.
+    assert_eq!(
+        partition.isr_change_due(start + 8_000, lag_ms, |id| id != 6),
+        None
+    );
     // Past the lag time without a catch-up, 5 leaves (6 fetched recently enough to be kept out of
     // the shrink, and joins).
     shard.simulation.advance(Duration::from_millis(29_000));
     fetch(&mut shard, &replica_fetch(6, 1, LEADER_EPOCH));
     let change = partition
-        .isr_change_due(start + 31_000, lag_ms)
+        .isr_change_due(start + 31_000, lag_ms, |_| true)
         .expect("5 leaves");
     assert_eq!(change.isr, vec![0, 6]);
 }

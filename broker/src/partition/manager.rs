@@ -18,7 +18,7 @@ use super::{Files, Partition, TopicPartition};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{partition_dir, ClusterMetadata};
 use crate::partition_dir::claim_partition_dir;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -103,6 +103,9 @@ pub struct PartitionManager {
     pub(super) delayed: Rc<DelayedOperations>,
     listeners: RefCell<Vec<Rc<dyn PartitionListener>>>,
     pub(super) counters: Rc<PartitionCounters>,
+    /// How many metadata versions were fully adopted (partitions opened, roles changed): what the
+    /// replica fetchers follow (`replica_fetcher::replication_duties`).
+    generation: Cell<u64>,
 }
 
 impl PartitionManager {
@@ -113,7 +116,13 @@ impl PartitionManager {
             delayed: Rc::new(DelayedOperations::new()),
             listeners: RefCell::default(),
             counters: Rc::default(),
+            generation: Cell::new(0),
         }
+    }
+
+    /// Moves once each metadata version is fully adopted.
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
     }
 
     pub fn counters(&self) -> &PartitionCounters {
@@ -281,6 +290,7 @@ impl PartitionManager {
                 }
             }
         }
+        self.generation.set(self.generation.get() + 1);
         unopened
     }
 
@@ -346,6 +356,13 @@ impl PartitionManager {
             tracing::warn!(topic = %partition.topic, partition = partition.index, "metadata with an older leader epoch ignored");
             return;
         }
+        // Becoming leader waits for a replica fetcher's apply in flight (it holds the lock), so a
+        // follower's truncation or append never interleaves with the new leader's first writes.
+        let _becoming_leader = if state.leader == metadata.node_id && !partition.is_leader() {
+            Some(partition.replica_lock.lock().await)
+        } else {
+            None
+        };
         let new_epoch = epoch > partition.leader_epoch();
         partition.set_leader_epoch(epoch);
         let change =
@@ -380,11 +397,16 @@ impl PartitionManager {
     }
 
     /// The ISR changes due on this shard's partitions at `now_ms` (see `Partition::isr_change_due`).
-    pub fn isr_changes_due(&self, now_ms: i64, lag_ms: i64) -> Vec<(Rc<Partition>, IsrChange)> {
+    pub fn isr_changes_due(
+        &self,
+        now_ms: i64,
+        lag_ms: i64,
+        is_live: impl Fn(i32) -> bool,
+    ) -> Vec<(Rc<Partition>, IsrChange)> {
         self.all()
             .into_iter()
             .filter_map(|partition| {
-                let change = partition.isr_change_due(now_ms, lag_ms)?;
+                let change = partition.isr_change_due(now_ms, lag_ms, &is_live)?;
                 Some((partition, change))
             })
             .collect()

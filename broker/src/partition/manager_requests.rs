@@ -60,6 +60,9 @@ impl PartitionManager {
                 let counters = self.counters.clone();
                 let deadline = shard::task::now() + item.timeout;
                 let min_insync_replicas = item.min_insync_replicas;
+                // The epoch the records were written in: leadership lost and regained meanwhile
+                // (they may have been truncated) must not acknowledge them.
+                let epoch = partition.leader_epoch();
                 pending.push(Box::pin(async move {
                     let info = appended.await?;
                     let required = Offset(info.last_offset.0 + 1);
@@ -68,12 +71,16 @@ impl PartitionManager {
                         .await;
                     counters.delayed_produce(completion == Completion::Expired);
                     match completion {
-                        Completion::Satisfied if !partition.is_leader() => Err((
-                            ResponseError::NotLeaderOrFollower,
-                            "leadership moved before the in-sync replicas had the records"
-                                .to_string(),
-                        )
-                            .into()),
+                        Completion::Satisfied
+                            if !partition.is_leader() || partition.leader_epoch() != epoch =>
+                        {
+                            Err((
+                                ResponseError::NotLeaderOrFollower,
+                                "leadership moved before the in-sync replicas had the records"
+                                    .to_string(),
+                            )
+                                .into())
+                        }
                         Completion::Satisfied
                             if partition.in_sync_replicas() < min_insync_replicas =>
                         {

@@ -63,6 +63,9 @@ pub struct Partition {
     leader_epoch: Cell<LeaderEpoch>,
     /// Leader (with what it knows of its followers) or follower: see [`replicas`].
     role: RefCell<Role>,
+    /// Held while a replica fetcher applies the leader's answer (append or truncation) and while the
+    /// partition becomes leader: a follower's log is never written by both at once.
+    pub replica_lock: async_lock::Mutex<()>,
     /// Where waiting fetches and produces of this shard park (shared by its partitions).
     delayed: Rc<DelayedOperations>,
 }
@@ -82,6 +85,7 @@ impl Partition {
             log,
             leader_epoch: Cell::new(leader_epoch),
             role: RefCell::new(Role::unassigned()),
+            replica_lock: async_lock::Mutex::new(()),
             delayed,
         }
     }
@@ -205,7 +209,43 @@ impl Partition {
         })
     }
 
+    /// As [`Self::append_from`], then waits until every in-sync replica has the records (a
+    /// coordinator's own writes, which Kafka makes with acks=-1), at most `timeout`:
+    /// REQUEST_TIMED_OUT after it, NOT_LEADER_OR_FOLLOWER if leadership moved meanwhile.
+    pub async fn append_replicated(
+        self: Rc<Self>,
+        records: Bytes,
+        origin: AppendOrigin,
+        timeout: std::time::Duration,
+    ) -> ProduceOutcome {
+        let epoch = self.leader_epoch();
+        let info = self.clone().append_from(records, origin).await?;
+        let deadline = shard::task::now() + timeout;
+        let required = Offset(info.last_offset.0 + 1);
+        let completion = self
+            .delayed
+            .clone()
+            .wait_for_replicas(&self, required, deadline)
+            .await;
+        if !self.is_leader() || self.leader_epoch() != epoch {
+            return Err((ResponseError::NotLeaderOrFollower, String::new()).into());
+        }
+        match completion {
+            delayed::Completion::Satisfied => Ok(info),
+            delayed::Completion::Expired => Err((
+                ResponseError::RequestTimedOut,
+                "the in-sync replicas did not get the records in time".to_string(),
+            )
+                .into()),
+        }
+    }
+
     async fn write(self: Rc<Self>, records: Bytes, origin: AppendOrigin) -> ProduceOutcome {
+        // Checked when the write is first polled, as offsets are assigned: a follower's log takes
+        // only its leader's batches (a coordinator write racing a change of role is refused).
+        if !self.is_leader() {
+            return Err((ResponseError::NotLeaderOrFollower, String::new()).into());
+        }
         let result = self
             .log
             .append_from(
@@ -241,6 +281,9 @@ impl Partition {
     /// Writes a transaction marker (see `storage::txn`) and advances the high watermark; the marker's
     /// offset. Like [`Self::append`], a started write finishes even if the caller goes away.
     pub async fn write_marker(self: Rc<Self>, marker: storage::TxnMarker) -> MarkerOutcome {
+        if !self.is_leader() {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
         let (sender, receiver) = futures_channel::oneshot::channel();
         let partition = self.clone();
         shard::task::spawn(async move {
@@ -429,6 +472,10 @@ impl Partition {
         }
     }
 }
+
+/// How long a coordinator's write waits for the in-sync replicas (Kafka's
+/// `offsets.commit.timeout.ms` default).
+pub const COORDINATOR_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Refused appends are client-triggered (corrupt or invalid batches): their log lines are rate-limited.
 static APPEND_REJECTED: crate::log_limit::LogLimiter =

@@ -44,16 +44,27 @@ impl Partition {
         replica: ReplicaFetch,
         now_ms: i64,
     ) -> FetchOutcome {
+        if !self.is_leader() {
+            return FetchOutcome::failed(ResponseError::NotLeaderOrFollower);
+        }
         if let Some(diverging) = self.divergence(fetch_offset, replica.last_fetched_epoch) {
             return FetchOutcome {
                 diverging_epoch: Some(diverging),
                 ..self.positions()
             };
         }
+        let written_end = self.log.durable_end_offset();
+        if fetch_offset > written_end || fetch_offset < self.log_start_offset() {
+            // Past what this leader has (or below what it keeps): the follower's log end is not
+            // taken, so it can never move the high watermark past what is here.
+            return FetchOutcome {
+                error: Some(ResponseError::OffsetOutOfRange),
+                ..self.positions()
+            };
+        }
         if let Err(error) = self.follower_fetched(replica.replica_id, fetch_offset, now_ms) {
             return FetchOutcome::failed(error);
         }
-        let written_end = self.log.durable_end_offset();
         let result = if max_bytes == 0 && !min_one {
             Ok(Vec::new())
         } else {
@@ -106,9 +117,13 @@ impl Partition {
         match self.log.end_offset_for_epoch(requested) {
             Some((epoch, end)) if epoch == requested && end >= fetch_offset => None,
             Some(found) => Some(found),
-            // This log knows no epoch that old (or none at all): Kafka's undefined answer, on which
-            // the follower keeps what its high watermark covers.
-            None => Some((LeaderEpoch(-1), Offset(-1))),
+            // This log has no epoch information to compare (an empty cache, or an epoch newer than
+            // any it knows): a follower past its end is cut back to it (an undefined epoch with the
+            // end, on which it truncates to the smaller end); one within it goes on.
+            None => {
+                let end = self.log.durable_end_offset();
+                (fetch_offset > end).then_some((LeaderEpoch(-1), end))
+            }
         }
     }
 
@@ -138,8 +153,22 @@ impl Partition {
         } else {
             self.log.append_as_follower(records).await?.byte_count
         };
-        self.follow_high_watermark(leader_high_watermark);
+        if !self.is_leader() {
+            self.follow_high_watermark(leader_high_watermark);
+        }
         Ok(appended)
+    }
+
+    /// The follower's side of the leader's log start (retention, DeleteRecords): this log's start
+    /// follows it up to what this follower knows is committed (Kafka's
+    /// `maybeIncrementLogStartOffset` on followers), so deleted records do not come back after a
+    /// leader change.
+    pub async fn follow_log_start(&self, leader_log_start: i64) -> Result<(), StorageError> {
+        let target = Offset(leader_log_start).min(self.high_watermark());
+        if target > self.log_start_offset() {
+            self.log.delete_records(target).await?;
+        }
+        Ok(())
     }
 
     /// A follower's high watermark is the leader's, capped by its own log end (it may go back: a new
@@ -183,8 +212,9 @@ impl Partition {
                 leader_epoch = leader_epoch.0,
                 "truncating to the leader's log"
             );
-            self.log.truncate_to(target).await?;
         }
+        // At the log end too: an epoch this log started but never wrote in leaves its cache.
+        self.log.truncate_to(target).await?;
         Ok(self.log_end_offset())
     }
 }

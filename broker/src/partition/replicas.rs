@@ -222,10 +222,15 @@ impl Partition {
 
     /// The ISR change due at `now_ms` (`lag_ms`: `replica.lag.time.max.ms`), if any, recorded as
     /// pending: followers in the ISR not caught up for longer than `lag_ms` leave it; followers out
-    /// of it whose log end reached the high watermark and the start of this leader's epoch, and that
-    /// fetched within `lag_ms`, join it. `None` when this broker does not lead, nothing is due, or a
+    /// of it whose log end reached the high watermark and the start of this leader's epoch, that
+    /// fetched within `lag_ms` and that `is_live` (registered, not fenced), join it. `None` when this broker does not lead, nothing is due, or a
     /// change is already pending (for less than `ISR_CHANGE_RETRY_MS`).
-    pub fn isr_change_due(&self, now_ms: i64, lag_ms: i64) -> Option<IsrChange> {
+    pub fn isr_change_due(
+        &self,
+        now_ms: i64,
+        lag_ms: i64,
+        is_live: impl Fn(i32) -> bool,
+    ) -> Option<IsrChange> {
         let high_watermark = self.high_watermark();
         let epoch_start = self.epoch_start_offset();
         let leader_epoch = self.leader_epoch();
@@ -255,7 +260,10 @@ impl Partition {
             let caught_up = follower
                 .log_end_offset
                 .is_some_and(|end| end >= high_watermark && end >= epoch_start);
-            if !isr.contains(&id) && caught_up && now_ms - follower.last_fetch_ms <= lag_ms {
+            // A fenced broker is not asked for (the controller refuses it; Kafka's
+            // `isReplicaIsrEligible`).
+            let recent = now_ms - follower.last_fetch_ms <= lag_ms;
+            if !isr.contains(&id) && caught_up && recent && is_live(id) {
                 isr.push(id);
             }
         }
@@ -274,10 +282,14 @@ impl Partition {
         })
     }
 
-    /// The controller refused or lost an ISR change: it may be asked again at once.
-    pub fn isr_change_failed(&self) {
+    /// The controller refused or lost an ISR change made at `now_ms`: it is asked again (as it is
+    /// due then) after `ISR_CHANGE_RETRY_MS`, not at once — a refusal repeated every second would
+    /// fill the metadata log. A new metadata version for the partition ends the wait earlier.
+    pub fn isr_change_failed(&self, now_ms: i64) {
         if let Role::Leader(leader) = &mut *self.role.borrow_mut() {
-            leader.pending = None;
+            if let Some(pending) = &mut leader.pending {
+                pending.proposed_ms = now_ms;
+            }
         }
     }
 }

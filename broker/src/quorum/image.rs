@@ -116,6 +116,9 @@ pub(super) fn is_well_formed(replicas: &[i32], isr: &[i32], leader: i32) -> bool
         && (leader == -1 || isr.contains(&leader))
 }
 
+/// The config allowing an out-of-sync replica to lead (topic, or the brokers' dynamic default).
+const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
 /// Kafka's collision rule: topic names that differ only in '.' against '_' collide (their metric
 /// names would be the same).
 fn normalized(name: &str) -> String {
@@ -311,11 +314,13 @@ impl MetadataImage {
                     }
                     None => configs.remove(name).is_some(),
                 };
-                if changed {
-                    Change::Topics
-                } else {
-                    Change::None
+                if !changed {
+                    return Change::None;
                 }
+                if name == UNCLEAN_LEADER_ELECTION {
+                    self.elect_unclean_leaders();
+                }
+                Change::Topics
             }
             MetadataRecord::TopicsMigrated => {
                 if self.topics_migrated {
@@ -379,6 +384,11 @@ impl MetadataImage {
                 MetadataRecord::RegisterBroker { .. }
                     | MetadataRecord::FenceBroker { .. }
                     | MetadataRecord::UnfenceBroker { .. }
+                    // May elect leaders of any topic (unclean.leader.election.enable).
+                    | MetadataRecord::Config {
+                        target: ConfigTarget::BrokerDefault,
+                        ..
+                    }
             )
         });
         if touches_brokers {
@@ -498,15 +508,54 @@ impl MetadataImage {
                 partition.set_leader(leader);
             }
         }
+        self.elect_unclean_leaders();
     }
 
-    /// After `node_id` is unfenced or registers: it leads each offline partition whose ISR holds it.
+    /// Each offline partition of a topic with `unclean.leader.election.enable` (its own config, else
+    /// the brokers' dynamic default) goes to its first live replica, out of sync, which becomes its
+    /// ISR alone: what the old ISR had and it lacks is lost, and logged as such.
+    fn elect_unclean_leaders(&mut self) {
+        let brokers = &self.brokers;
+        let live = |id: &&i32| brokers.get(*id).is_some_and(|broker| !broker.fenced);
+        let default = self.broker_default_configs.get(UNCLEAN_LEADER_ELECTION);
+        for (name, topic) in self.topics.iter_mut() {
+            let enabled = topic
+                .configs
+                .get(UNCLEAN_LEADER_ELECTION)
+                .or(default)
+                .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+            if !enabled {
+                continue;
+            }
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
+                if partition.leader != -1 {
+                    continue;
+                }
+                let Some(&leader) = partition.replicas.iter().find(live) else {
+                    continue;
+                };
+                tracing::warn!(
+                    topic = %name,
+                    partition = index,
+                    leader,
+                    old_isr = ?partition.isr,
+                    "unclean leader election: an out-of-sync replica leads; records only the old ISR had are lost"
+                );
+                partition.isr = vec![leader];
+                partition.set_leader(leader);
+            }
+        }
+    }
+
+    /// After `node_id` is unfenced or registers: it leads each offline partition whose ISR holds it
+    /// (and, where unclean election is enabled, those where it is a replica out of sync).
     fn elect_offline_leaders(&mut self, node_id: i32) {
         for partition in partitions_mut(&mut self.topics) {
             if partition.leader == -1 && partition.isr.contains(&node_id) {
                 partition.set_leader(node_id);
             }
         }
+        self.elect_unclean_leaders();
     }
 
     /// An entry without a record (Raft's no-op) still moves the applied index.

@@ -437,6 +437,59 @@ fn a_leader_changes_the_isr_only_with_the_current_epochs_and_live_new_members() 
 }
 
 #[test]
+fn unclean_election_lets_a_live_replica_out_of_sync_lead_only_where_enabled() {
+    let mut image = MetadataImage::default();
+    apply_all(
+        &mut image,
+        &[
+            register(1, 10),
+            register(2, 20),
+            topic(1, "orders"),
+            partition(1, 0, &[1, 2], &[1], 1),
+            topic(2, "audit"),
+            partition(2, 0, &[1, 2], &[1], 1),
+        ],
+    );
+    let unclean = |topic: &str| {
+        config(
+            ConfigTarget::Topic(topic.into()),
+            "unclean.leader.election.enable",
+            Some("true"),
+        )
+    };
+    apply_all(&mut image, &[unclean("orders")]);
+    let state = |image: &MetadataImage, topic: &str| {
+        let partition = &image.topics[topic].partitions[0];
+        (
+            partition.leader,
+            partition.isr.clone(),
+            partition.leader_epoch,
+        )
+    };
+    // 1 (the whole ISR) is fenced: "orders" goes to 2, out of sync, alone in its ISR; "audit" stays
+    // offline with its ISR.
+    image.apply(
+        image.applied_index + 1,
+        &MetadataRecord::FenceBroker {
+            node_id: 1,
+            epoch: 1,
+        },
+    );
+    assert_eq!(state(&image, "orders"), (2, vec![2], 2));
+    assert_eq!(state(&image, "audit"), (-1, vec![1], 1));
+    // Enabling it for "audit" (here as the brokers' default) elects at once.
+    apply_all(
+        &mut image,
+        &[config(
+            ConfigTarget::BrokerDefault,
+            "unclean.leader.election.enable",
+            Some("true"),
+        )],
+    );
+    assert_eq!(state(&image, "audit"), (2, vec![2], 2));
+}
+
+#[test]
 fn an_unregistered_isr_member_is_not_elected() {
     let mut image = MetadataImage::default();
     apply_all(

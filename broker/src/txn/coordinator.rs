@@ -103,7 +103,12 @@ impl CoordinatorPartition {
             value: (transit.state != TransactionState::Dead).then(|| transit.clone()),
         };
         let batch = records::encode_batch(&[record], shard::task::wall_clock_ms());
-        self.partition.clone().append(batch).await.map(|_| ()).map_err(|refusal| {
+        let append = self.partition.clone().append_replicated(
+            batch,
+            storage::batch::AppendOrigin::Client,
+            crate::partition::COORDINATOR_WRITE_TIMEOUT,
+        );
+        append.await.map(|_| ()).map_err(|refusal| {
             tracing::warn!(partition = self.index(), code = ?refusal.error, message = %refusal.message, "cannot write transaction state");
             match refusal.error {
                 ResponseError::UnknownTopicOrPartition

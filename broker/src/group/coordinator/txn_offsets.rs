@@ -167,7 +167,11 @@ impl CoordinatorPartition {
         );
         self.partition
             .clone()
-            .append_from(batch, AppendOrigin::Coordinator)
+            .append_replicated(
+                batch,
+                AppendOrigin::Coordinator,
+                crate::partition::COORDINATOR_WRITE_TIMEOUT,
+            )
             .await
             .map(|info| info.base_offset)
             .map_err(|refusal| {
