@@ -54,6 +54,8 @@ const ISR_CHECK_INTERVAL_MS: i64 = 1_000;
 struct Target {
     partition: Rc<Partition>,
     paused_until: Cell<Option<Instant>>,
+    /// The leader epoch the last fetch named: an answer is applied only while it still holds.
+    sent_epoch: Cell<i32>,
 }
 
 /// The fetcher of one leader broker on this shard.
@@ -110,6 +112,7 @@ impl ReplicaFetchers {
                     _ => Rc::new(Target {
                         partition,
                         paused_until: Cell::new(None),
+                        sent_epoch: Cell::new(-1),
                     }),
                 };
                 targets.insert(key, target);
@@ -260,6 +263,7 @@ fn fetch_request(node_id: i32, ready: &[Rc<Target>]) -> FetchRequest {
         let mut wanted = FetchPartition::default();
         wanted.partition = partition.index;
         wanted.current_leader_epoch = partition.leader_epoch().0;
+        target.sent_epoch.set(wanted.current_leader_epoch);
         wanted.fetch_offset = partition.log_end_offset().0;
         wanted.last_fetched_epoch = partition.log.latest_epoch().map_or(-1, |epoch| epoch.0);
         wanted.log_start_offset = partition.log_start_offset().0;
@@ -300,7 +304,11 @@ async fn apply(fetcher: &Fetcher, ready: &[Rc<Target>], response: FetchResponse)
                 .borrow()
                 .get(partition.key())
                 .is_some_and(|current| Rc::ptr_eq(current, target));
-            if fetcher.stopped.get() || !still_ours || partition.is_leader() {
+            // Also dropped: an answer from a leader the metadata has replaced meanwhile (the
+            // fetcher learns of it only at its next reconciliation).
+            let same_leader = partition.followed_leader() == Some(fetcher.leader)
+                && partition.leader_epoch().0 == target.sent_epoch.get();
+            if fetcher.stopped.get() || !still_ours || !same_leader {
                 continue;
             }
             let error = ResponseError::try_from_code(data.error_code);

@@ -174,7 +174,12 @@ impl CoordinatorPartition {
             });
             emptied
         };
-        let _ = self.append(&emptied).await;
+        if !emptied.is_empty() {
+            // Not waited for by the ISR: the shard's group timer runs every partition's tick in turn,
+            // and a follower slow to fetch must not hold every group's deadlines back.
+            let batch = records::encode_batch(&emptied, shard::task::wall_clock_ms());
+            let _ = self.partition.clone().append(batch).await;
+        }
     }
 }
 

@@ -54,9 +54,16 @@ impl Partition {
             };
         }
         let written_end = self.log.durable_end_offset();
-        if fetch_offset > written_end || fetch_offset < self.log_start_offset() {
-            // Past what this leader has (or below what it keeps): the follower's log end is not
-            // taken, so it can never move the high watermark past what is here.
+        if fetch_offset > written_end {
+            // Past what this leader has, in an epoch it cannot compare: the follower is cut back to
+            // this log's end (an undefined epoch with the end, as for an unknown epoch above). Its
+            // log end is not taken, so it never moves the high watermark past what is here.
+            return FetchOutcome {
+                diverging_epoch: Some((LeaderEpoch(-1), written_end)),
+                ..self.positions()
+            };
+        }
+        if fetch_offset < self.log_start_offset() {
             return FetchOutcome {
                 error: Some(ResponseError::OffsetOutOfRange),
                 ..self.positions()

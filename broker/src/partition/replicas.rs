@@ -53,6 +53,8 @@ pub struct LeaderState {
     partition_epoch: i32,
     followers: BTreeMap<i32, FollowerState>,
     pending: Option<PendingIsrChange>,
+    /// After a refused change, no other is asked before this time.
+    retry_after_ms: i64,
 }
 
 /// This broker's part in the partition.
@@ -163,6 +165,7 @@ impl Partition {
                     partition_epoch: state.partition_epoch,
                     followers,
                     pending: None,
+                    retry_after_ms: 0,
                 });
                 RoleChange::BecameLeader
             }
@@ -238,11 +241,11 @@ impl Partition {
         let Role::Leader(leader) = &mut *role else {
             return None;
         };
-        if leader
+        let waiting = leader
             .pending
             .as_ref()
-            .is_some_and(|pending| now_ms - pending.proposed_ms < ISR_CHANGE_RETRY_MS)
-        {
+            .is_some_and(|pending| now_ms - pending.proposed_ms < ISR_CHANGE_RETRY_MS);
+        if waiting || now_ms < leader.retry_after_ms {
             return None;
         }
         let mut isr: Vec<i32> = leader
@@ -282,15 +285,16 @@ impl Partition {
         })
     }
 
-    /// The controller refused or lost an ISR change made at `now_ms`: it is asked again (as it is
-    /// due then) after `ISR_CHANGE_RETRY_MS`, not at once — a refusal repeated every second would
-    /// fill the metadata log. A new metadata version for the partition ends the wait earlier.
+    /// The controller refused or lost an ISR change at `now_ms`: the high watermark goes back to
+    /// counting the committed ISR only, and the change is asked again (as it is due then) after
+    /// `ISR_CHANGE_RETRY_MS`, not at once — a refusal repeated every second would fill the metadata
+    /// log.
     pub fn isr_change_failed(&self, now_ms: i64) {
         if let Role::Leader(leader) = &mut *self.role.borrow_mut() {
-            if let Some(pending) = &mut leader.pending {
-                pending.proposed_ms = now_ms;
-            }
+            leader.pending = None;
+            leader.retry_after_ms = now_ms + ISR_CHANGE_RETRY_MS;
         }
+        self.maybe_advance_high_watermark();
     }
 }
 

@@ -318,7 +318,12 @@ impl MetadataImage {
                     return Change::None;
                 }
                 if name == UNCLEAN_LEADER_ELECTION {
-                    self.elect_unclean_leaders();
+                    // Only the topic the record names (a batch saves only those for its rollback);
+                    // a brokers' default reaches every topic (its batches work on a clone).
+                    match target {
+                        ConfigTarget::Topic(topic) => self.elect_unclean_leaders(Some(topic)),
+                        ConfigTarget::BrokerDefault => self.elect_unclean_leaders(None),
+                    }
                 }
                 Change::Topics
             }
@@ -508,17 +513,21 @@ impl MetadataImage {
                 partition.set_leader(leader);
             }
         }
-        self.elect_unclean_leaders();
+        self.elect_unclean_leaders(None);
     }
 
-    /// Each offline partition of a topic with `unclean.leader.election.enable` (its own config, else
-    /// the brokers' dynamic default) goes to its first live replica, out of sync, which becomes its
+    /// Each offline partition of a topic with `unclean.leader.election.enable` (its own config, else a
+    /// brokers' default should the log hold one; `only`: of that topic alone) goes to its first live
+    /// replica, out of sync, which becomes its
     /// ISR alone: what the old ISR had and it lacks is lost, and logged as such.
-    fn elect_unclean_leaders(&mut self) {
+    fn elect_unclean_leaders(&mut self, only: Option<&str>) {
         let brokers = &self.brokers;
         let live = |id: &&i32| brokers.get(*id).is_some_and(|broker| !broker.fenced);
         let default = self.broker_default_configs.get(UNCLEAN_LEADER_ELECTION);
         for (name, topic) in self.topics.iter_mut() {
+            if only.is_some_and(|only| only != name) {
+                continue;
+            }
             let enabled = topic
                 .configs
                 .get(UNCLEAN_LEADER_ELECTION)
@@ -555,7 +564,7 @@ impl MetadataImage {
                 partition.set_leader(node_id);
             }
         }
-        self.elect_unclean_leaders();
+        self.elect_unclean_leaders(None);
     }
 
     /// An entry without a record (Raft's no-op) still moves the applied index.
