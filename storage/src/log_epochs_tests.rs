@@ -189,3 +189,18 @@ fn damaged_or_stale_checkpoints() {
     assert_eq!(entries(&log), [(1, 4)]);
     assert_eq!(checkpoint(dir.path()).unwrap(), "0\n1\n1 4\n");
 }
+
+/// An epoch a leader started at its log end and never wrote in leaves the cache when the log is
+/// truncated to that end (nothing cut): else a follower keeps answering that epoch's divergence.
+#[test]
+fn truncating_to_the_log_end_drops_an_epoch_never_written_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), true);
+    append(&log, 6);
+    block_on(log.assign_epoch_start(LeaderEpoch(7), log.log_end_offset())).unwrap();
+    assert_eq!(entries(&log), [(6, 0), (7, 2)]);
+    block_on(log.truncate_to(log.log_end_offset())).unwrap();
+    assert_eq!(entries(&log), [(6, 0)]);
+    assert_eq!(log.log_end_offset(), Offset(2));
+    assert_eq!(checkpoint(dir.path()).unwrap(), "0\n1\n6 0\n");
+}

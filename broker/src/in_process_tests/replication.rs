@@ -190,6 +190,17 @@ fn fetches_with_another_leader_epoch_are_fenced_and_a_diverged_follower_is_told_
         fetch(&mut shard, &replica_fetch(5, 4, LEADER_EPOCH)),
         (0, 0, vec![], (LEADER_EPOCH, 2))
     );
+    // Past the leader's end in an epoch it cannot compare: cut back to the leader's end, and the
+    // follower's log end is not taken (the high watermark stays).
+    assert_eq!(
+        fetch(&mut shard, &replica_fetch(5, 9, -1)),
+        (0, 0, vec![], (-1, 2))
+    );
+    // A broker that is not a replica is no follower.
+    assert_eq!(
+        fetch(&mut shard, &replica_fetch(9, 0, -1)).0,
+        ResponseError::NotLeaderOrFollower.code()
+    );
     // One in step does not.
     assert_eq!(
         fetch(&mut shard, &replica_fetch(5, 2, LEADER_EPOCH)).3,

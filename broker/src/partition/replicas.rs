@@ -48,7 +48,6 @@ struct PendingIsrChange {
 
 #[derive(Clone, Debug)]
 pub struct LeaderState {
-    replicas: Vec<i32>,
     isr: Vec<i32>,
     partition_epoch: i32,
     followers: BTreeMap<i32, FollowerState>,
@@ -135,7 +134,6 @@ impl Partition {
         let log_end = self.log.log_end_offset();
         match &mut *role {
             Role::Leader(leader) => {
-                leader.replicas = state.replicas.clone();
                 leader.isr = state.isr.clone();
                 if leader.partition_epoch != state.partition_epoch {
                     leader.pending = None;
@@ -160,7 +158,6 @@ impl Partition {
                     .map(|&id| (id, new_follower(now_ms, log_end)))
                     .collect();
                 *role = Role::Leader(LeaderState {
-                    replicas: state.replicas.clone(),
                     isr: state.isr.clone(),
                     partition_epoch: state.partition_epoch,
                     followers,
