@@ -54,6 +54,7 @@ pub mod protocol;
 pub mod purgatory;
 pub mod quorum;
 pub mod replica_fetcher;
+pub mod replication_quota;
 pub mod scatter_gather;
 pub mod server;
 pub mod shard_state;

@@ -111,6 +111,31 @@ pub struct PartitionState {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (Kafka's `addingReplicas`): already in `replicas`,
+    /// catching up as followers; the reassignment completes once every target replica is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas an ongoing reassignment removes (Kafka's `removingReplicas`): still in `replicas`
+    /// (and perhaps the ISR and leading) until it completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionState {
+    /// Whether a reassignment is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment moves to (`replicas` without those it removes), or `replicas`.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        let removing = &self.removing_replicas;
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|id| !removing.contains(id))
+            .collect()
+    }
 }
 
 /// Why a partition is not served by this node.
@@ -155,6 +180,8 @@ impl TopicMetadata {
                 leader: node_id,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         })
     }
@@ -330,6 +357,8 @@ impl ClusterMetadata {
                     replicas: Vec::new(),
                     isr: Vec::new(),
                     leader: -1,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                     leader_epoch: 0,
                     partition_epoch: 0,
                 };
@@ -507,6 +536,8 @@ mod tests {
         metadata.node_id = 1;
         let state = PartitionState {
             replicas: vec![1, 2],
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
             isr: vec![1],
             leader: 1,
             leader_epoch: 4,

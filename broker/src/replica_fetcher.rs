@@ -21,6 +21,7 @@
 use crate::control::requests::{ControlRequest, ControlResponse};
 use crate::inter_broker::Connection;
 use crate::partition::{Partition, TopicPartition};
+use crate::replication_quota::{throttles, ReplicationQuota, FOLLOWER_THROTTLED_REPLICAS};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -53,6 +54,9 @@ const ISR_CHECK_INTERVAL_MS: i64 = 1_000;
 /// A partition a fetcher copies, and until when it is put aside.
 struct Target {
     partition: Rc<Partition>,
+    /// Named by its topic's `follower.replication.throttled.replicas` for this broker: fetched only
+    /// while the shard's `ReplicationQuota` allows.
+    throttled: Cell<bool>,
     paused_until: Cell<Option<Instant>>,
     /// The leader epoch the last fetch named: an answer is applied only while it still holds.
     sent_epoch: Cell<i32>,
@@ -61,20 +65,40 @@ struct Target {
 /// The fetcher of one leader broker on this shard.
 struct Fetcher {
     leader: i32,
+    quota: Rc<ReplicationQuota>,
     targets: RefCell<BTreeMap<TopicPartition, Rc<Target>>>,
     stopped: Cell<bool>,
 }
 
-/// This shard's fetchers, by leader broker.
-#[derive(Default)]
+/// This shard's fetchers, by leader broker, and the meter of their throttled bytes.
 struct ReplicaFetchers {
     by_leader: RefCell<BTreeMap<i32, Rc<Fetcher>>>,
+    quota: Rc<ReplicationQuota>,
 }
 
 impl ReplicaFetchers {
     /// Gives each fetcher the partitions that follow its leader now; starts fetchers for new leaders
     /// and stops those left without partitions.
     fn reconcile(&self, state: &Rc<ShardState>, followers: Vec<(i32, Rc<Partition>)>) {
+        let metadata = state.metadata();
+        let rate = state
+            .config
+            .with_dynamic(metadata.dynamic_configs())
+            .follower_replication_throttled_rate;
+        let shards = state.config.shards.max(1) as u64;
+        let share = if rate >= i64::MAX as u64 {
+            rate
+        } else {
+            rate / shards
+        };
+        self.quota.set_rate(share, Instant::now());
+        let throttled = |partition: &Partition| {
+            metadata
+                .topics
+                .get(&partition.topic)
+                .and_then(|topic| topic.configs.get(FOLLOWER_THROTTLED_REPLICAS))
+                .is_some_and(|value| throttles(value, partition.index, metadata.node_id))
+        };
         let mut wanted: BTreeMap<i32, Vec<Rc<Partition>>> = BTreeMap::new();
         for (leader, partition) in followers {
             wanted.entry(leader).or_default().push(partition);
@@ -91,6 +115,7 @@ impl ReplicaFetchers {
             let fetcher = by_leader.entry(leader).or_insert_with(|| {
                 let fetcher = Rc::new(Fetcher {
                     leader,
+                    quota: self.quota.clone(),
                     targets: RefCell::default(),
                     stopped: Cell::new(false),
                 });
@@ -110,11 +135,13 @@ impl ReplicaFetchers {
                 let target = match before.get(&key) {
                     Some(target) if Rc::ptr_eq(&target.partition, &partition) => target.clone(),
                     _ => Rc::new(Target {
+                        throttled: Cell::new(false),
                         partition,
                         paused_until: Cell::new(None),
                         sent_epoch: Cell::new(-1),
                     }),
                 };
+                target.throttled.set(throttled(&target.partition));
                 targets.insert(key, target);
             }
         }
@@ -130,7 +157,10 @@ impl ReplicaFetchers {
 /// The shard's replication duties until `shutdown`: fetchers that follow the metadata, and the ISR
 /// changes its leaders ask of the controller.
 pub async fn replication_duties(state: Rc<ShardState>, shutdown: Arc<AtomicBool>) {
-    let fetchers = ReplicaFetchers::default();
+    let fetchers = ReplicaFetchers {
+        by_leader: RefCell::default(),
+        quota: Rc::new(ReplicationQuota::new(Instant::now())),
+    };
     let mut seen: Option<u64> = None;
     let mut last_isr_check = 0i64;
     while !shutdown.load(Ordering::SeqCst) && !state.shutting_down.get() {
@@ -175,11 +205,13 @@ async fn run(state: Rc<ShardState>, fetcher: Rc<Fetcher>) {
     let mut connection: Option<Connection> = None;
     while !fetcher.stopped.get() && !state.shutting_down.get() {
         let now = Instant::now();
+        let over_quota = fetcher.quota.is_exceeded(now);
         let ready: Vec<Rc<Target>> = fetcher
             .targets
             .borrow()
             .values()
             .filter(|target| target.paused_until.get().is_none_or(|until| until <= now))
+            .filter(|target| !(over_quota && target.throttled.get()))
             .cloned()
             .collect();
         if ready.is_empty() {
@@ -227,6 +259,9 @@ async fn run(state: Rc<ShardState>, fetcher: Rc<Fetcher>) {
                         .sum::<usize>(),
                     "replica fetch answered"
                 );
+                fetcher
+                    .quota
+                    .record(throttled_bytes(&ready, &response), Instant::now());
                 apply(&fetcher, &ready, response).await;
             }
             Ok(response) => {
@@ -246,6 +281,24 @@ async fn run(state: Rc<ShardState>, fetcher: Rc<Fetcher>) {
         }
     }
     tracing::debug!(leader = fetcher.leader, "replica fetcher stopped");
+}
+
+/// The record bytes `response` carries for throttled partitions.
+fn throttled_bytes(ready: &[Rc<Target>], response: &FetchResponse) -> usize {
+    let mut bytes = 0;
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            let throttled = ready.iter().any(|target| {
+                target.throttled.get()
+                    && target.partition.index == data.partition_index
+                    && target.partition.topic.as_str() == topic.topic.as_str()
+            });
+            if throttled {
+                bytes += data.records.as_ref().map_or(0, |records| records.len());
+            }
+        }
+    }
+    bytes
 }
 
 /// A Fetch from each ready partition's log end.

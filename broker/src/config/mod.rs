@@ -183,6 +183,26 @@ impl Default for LifecycleConfig {
     }
 }
 
+/// Kafka's `auto.leader.rebalance.enable`, `leader.imbalance.check.interval.seconds` and
+/// `leader.imbalance.per.broker.percentage`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderBalanceConfig {
+    pub enabled: bool,
+    pub check_interval: std::time::Duration,
+    /// A broker's preferred partitions led elsewhere beyond this percentage are moved back.
+    pub imbalance_percentage: u32,
+}
+
+impl Default for LeaderBalanceConfig {
+    fn default() -> LeaderBalanceConfig {
+        LeaderBalanceConfig {
+            enabled: true,
+            check_interval: std::time::Duration::from_secs(300),
+            imbalance_percentage: 10,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub listen: SocketAddr,
@@ -211,6 +231,11 @@ pub struct BrokerConfig {
     pub metadata_snapshot_bytes: u64,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max: std::time::Duration,
+    /// Automatic leader rebalancing by the active controller (`quorum::leader_balance`).
+    pub leader_balance: LeaderBalanceConfig,
+    /// `follower.replication.throttled.rate` (dynamic): bytes per second this broker's followers copy
+    /// for throttled replicas (`replication_quota`); `i64::MAX`: no limit.
+    pub follower_replication_throttled_rate: u64,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a replication factor.
@@ -371,6 +396,8 @@ impl BrokerConfig {
             broker_heartbeat_interval: std::time::Duration::ZERO,
             metadata_snapshot_bytes: 20 << 20,
             replica_lag_time_max: std::time::Duration::from_secs(30),
+            leader_balance: LeaderBalanceConfig::default(),
+            follower_replication_throttled_rate: i64::MAX as u64,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,

@@ -253,6 +253,11 @@ pub const SETTINGS: &[Setting] = &[
     cluster::BROKER_HEARTBEAT_INTERVAL_MS,
     cluster::METADATA_SNAPSHOT_BYTES,
     cluster::REPLICA_LAG_TIME_MAX_MS,
+    cluster::AUTO_LEADER_REBALANCE_ENABLE,
+    cluster::LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS,
+    cluster::LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
+    cluster::FOLLOWER_REPLICATION_THROTTLED_RATE,
+    cluster::LEADER_REPLICATION_THROTTLED_RATE,
     Setting {
         flag: Some("--recover-unknown-data"),
         config_type: ConfigType::Boolean,
@@ -549,8 +554,8 @@ pub const SETTINGS: &[Setting] = &[
         ..row("", Some("min.insync.replicas"), "an acks=all produce needs this many replicas in sync (NOT_ENOUGH_REPLICAS before the append, NOT_ENOUGH_REPLICAS_AFTER_APPEND after it)")
     },
     reported_topic_config("unclean.leader.election.enable", ConfigType::Boolean, "false", Validator::Any, "when every in-sync replica is down, a live out-of-sync replica may lead (records only they had are lost, and logged); else the partition stays offline"),
-    reported_topic_config("leader.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; replication is not throttled yet"),
-    reported_topic_config("follower.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; replication is not throttled yet"),
+    reported_topic_config("leader.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; the throttle applies on followers (follower.replication.throttled.replicas)"),
+    reported_topic_config("follower.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "replicas (`partition:broker`, or `*`) whose follower copies at most follower.replication.throttled.rate"),
     reported_topic_config("compression.gzip.level", ConfigType::Int, "-1", Validator::GzipLevel, "accepted and reported (1..9, -1: the codec's default); batches are stored as produced"),
     reported_topic_config("compression.lz4.level", ConfigType::Int, "9", Validator::Range(1, 17), "accepted and reported; batches are stored as produced"),
     reported_topic_config("compression.zstd.level", ConfigType::Int, "3", Validator::Range(-131_072, 22), "accepted and reported; batches are stored as produced"),

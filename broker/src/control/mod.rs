@@ -10,6 +10,7 @@
 
 pub mod alter_configs;
 pub mod alter_partition;
+pub mod partition_moves;
 pub mod producer_ids;
 pub mod quorum_changes;
 pub mod quorum_publisher;
@@ -75,6 +76,21 @@ async fn execute(state: &Rc<ShardState>, request: ControlRequest) -> ControlResp
         // against, and the quorum's apply refuses it if they moved.
         let outcome = alter_partition::propose(state, &topic, partition, change).await;
         return ControlResponse::Topics(vec![outcome]);
+    }
+    match request {
+        // Checked again when applied (see `partition_moves`): not serialized with topic changes.
+        ControlRequest::ElectLeaders {
+            election,
+            partitions,
+        } => {
+            let outcomes = partition_moves::elect_leaders(state, election, &partitions).await;
+            return ControlResponse::Topics(outcomes);
+        }
+        ControlRequest::Reassign { reassignments } => {
+            let outcomes = partition_moves::reassign(state, &reassignments).await;
+            return ControlResponse::Topics(outcomes);
+        }
+        _ => {}
     }
     let quorum = state.quorum.borrow().clone();
     if quorum.is_some() {
@@ -172,7 +188,10 @@ fn change(
             let changed = *metadata != before;
             (ControlResponse::Topics(outcomes), changed)
         }
-        ControlRequest::AllocateProducerId | ControlRequest::AlterPartition { .. } => {
+        ControlRequest::AllocateProducerId
+        | ControlRequest::AlterPartition { .. }
+        | ControlRequest::ElectLeaders { .. }
+        | ControlRequest::Reassign { .. } => {
             unreachable!("answered by execute")
         }
     }

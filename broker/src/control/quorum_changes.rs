@@ -157,7 +157,10 @@ fn subjects(request: &ControlRequest) -> Vec<Subject> {
                 ConfigResource::ThisBroker => Subject::ThisBroker,
             })
             .collect(),
-        ControlRequest::AllocateProducerId | ControlRequest::AlterPartition { .. } => Vec::new(),
+        ControlRequest::AllocateProducerId
+        | ControlRequest::AlterPartition { .. }
+        | ControlRequest::ElectLeaders { .. }
+        | ControlRequest::Reassign { .. } => Vec::new(),
     }
 }
 

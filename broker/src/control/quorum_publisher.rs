@@ -194,6 +194,8 @@ mod tests {
                         leader: index % 2,
                         leader_epoch: 3,
                         partition_epoch: 4,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     })
                     .collect(),
             },

@@ -147,6 +147,8 @@ fn new_partition(replicas: Vec<i32>) -> PartitionState {
         leader,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 

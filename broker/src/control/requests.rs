@@ -1,8 +1,10 @@
 //! The control plane's requests and answers: what shard 0 is asked to change (the `Control` cross-shard
 //! message carries them) and what it answers.
 
+use super::partition_moves::Reassignment;
 use crate::config::alter::ConfigChange;
 use crate::partition::replicas::IsrChange;
+use crate::quorum::records::Election;
 use kafka_protocol::error::ResponseError;
 use std::collections::BTreeMap;
 
@@ -43,6 +45,15 @@ pub enum ControlRequest {
         partition: i32,
         change: IsrChange,
     },
+    /// ElectLeaders: one outcome per partition, in order.
+    ElectLeaders {
+        election: Election,
+        partitions: Vec<(String, i32)>,
+    },
+    /// AlterPartitionReassignments: one outcome per reassignment, in order.
+    Reassign {
+        reassignments: Vec<Reassignment>,
+    },
 }
 
 impl ControlRequest {
@@ -55,6 +66,8 @@ impl ControlRequest {
             ControlRequest::AllocateProducerId => 0,
             ControlRequest::AlterConfigs { alterations, .. } => alterations.len(),
             ControlRequest::AlterPartition { .. } => 1,
+            ControlRequest::ElectLeaders { partitions, .. } => partitions.len(),
+            ControlRequest::Reassign { reassignments } => reassignments.len(),
         }
     }
 }

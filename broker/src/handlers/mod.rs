@@ -23,6 +23,7 @@ static BAD_REQUESTS: crate::log_limit::LogLimiter =
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -36,6 +37,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -46,6 +48,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -146,6 +149,17 @@ pub const APIS: &[ApiEntry] = &[
         DescribeTransactionsRequest
     ),
     api!(ListTransactions, list_transactions, ListTransactionsRequest),
+    api!(ElectLeaders, elect_leaders, ElectLeadersRequest),
+    api!(
+        AlterPartitionReassignments,
+        alter_partition_reassignments,
+        AlterPartitionReassignmentsRequest
+    ),
+    api!(
+        ListPartitionReassignments,
+        list_partition_reassignments,
+        ListPartitionReassignmentsRequest
+    ),
 ];
 
 /// The registry entry of `key`, if this broker serves it.

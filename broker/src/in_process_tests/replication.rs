@@ -37,6 +37,8 @@ fn lead_with_followers(shard: &mut TestShard, isr: &[i32], configs: &[(&str, &st
         leader: node,
         leader_epoch: LEADER_EPOCH,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }];
     for (name, value) in configs {
         topic.configs.insert(name.to_string(), value.to_string());

@@ -182,7 +182,9 @@ impl PartitionManager {
                 (Some(now), None) => index >= now.partition_count(),
                 (None, _) => true,
             };
-            // This node holds no replica of it now: it is no longer served here, its data stays.
+            // This node holds no replica of it now (a reassignment moved it away): closed, and its
+            // data deleted, as Kafka's StopReplica with deletion does; should the partition come
+            // back here, it starts empty and fetches from its leader.
             let not_replicated_here =
                 !gone && !metadata.topics[&topic].replicated_on(index, metadata.node_id);
             if !gone && !not_replicated_here {
@@ -212,7 +214,8 @@ impl PartitionManager {
                     deleted_dirs.push(dir);
                     tracing::info!(%topic, partition = index, "partition deleted");
                 } else {
-                    tracing::info!(%topic, partition = index, "partition no longer replicated here");
+                    tracing::info!(%topic, partition = index, "partition no longer replicated here: deleting its replica");
+                    deleted_dirs.push(dir);
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! leader's partitions go to the first live member of their ISR (or offline, -1), and a broker that is
 //! unfenced or registers leads the offline partitions whose ISR holds it.
 
+use super::partition_changes;
 use super::records::{ConfigTarget, MetadataRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -63,7 +64,7 @@ pub use crate::metadata::PartitionState as PartitionImage;
 
 impl PartitionImage {
     /// A new leader (or -1): both epochs move if it is another.
-    fn set_leader(&mut self, leader: i32) {
+    pub(super) fn set_leader(&mut self, leader: i32) {
         if leader != self.leader {
             self.leader = leader;
             self.leader_epoch = self.leader_epoch.wrapping_add(1);
@@ -89,6 +90,21 @@ fn partitions_mut(
     topics
         .values_mut()
         .flat_map(|topic| topic.partitions.iter_mut())
+}
+
+/// Partition `partition` of the topic with id `topic_id`, and the topic's name.
+fn find_partition<'a>(
+    topic_names: &'a BTreeMap<Uuid, String>,
+    topics: &'a mut BTreeMap<String, TopicImage>,
+    topic_id: &Uuid,
+    partition: i32,
+) -> Option<(&'a String, &'a mut PartitionImage)> {
+    let name = topic_names.get(topic_id)?;
+    let topic = topics.get_mut(name)?;
+    Some((
+        name,
+        topic.partitions.get_mut(usize::try_from(partition).ok()?)?,
+    ))
 }
 
 /// How much a change weighs in a batch's change (`MetadataImage::apply_batch`).
@@ -273,6 +289,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                 };
                 // Placed from the proposer's view, which may be older than the log's: a leader that is
                 // not a live broker here gives way to a live ISR member, else none, as a fence would
@@ -344,30 +362,69 @@ impl MetadataImage {
             } => {
                 let brokers = &self.brokers;
                 let live = |id: &i32| brokers.get(id).is_some_and(|broker| !broker.fenced);
-                let Some(state) = self
-                    .topic_names
-                    .get(topic_id)
-                    .and_then(|name| self.topics.get_mut(name))
-                    .and_then(|topic| topic.partitions.get_mut(usize::try_from(*partition).ok()?))
+                let Some((_, state)) =
+                    find_partition(&self.topic_names, &mut self.topics, topic_id, *partition)
                 else {
                     return Change::Refused;
                 };
-                // Stale (another leader or a change since) or malformed: ignored the same way on
-                // every node; the leader looks at the partition again and asks anew.
-                let current = state.leader == *leader
-                    && state.leader_epoch == *leader_epoch
-                    && state.partition_epoch == *partition_epoch;
-                let added_live = isr.iter().filter(|id| !state.isr.contains(id)).all(live);
-                if !current
-                    || !added_live
-                    || !is_well_formed(&state.replicas, isr, *leader)
-                    || *leader == -1
-                    || isr.iter().enumerate().any(|(i, id)| isr[..i].contains(id))
+                let altered = partition_changes::alter_isr(
+                    state,
+                    *leader,
+                    *leader_epoch,
+                    *partition_epoch,
+                    isr,
+                    live,
+                );
+                if altered {
+                    Change::Topics
+                } else {
+                    Change::Refused
+                }
+            }
+            MetadataRecord::ElectLeader {
+                topic_id,
+                partition,
+                partition_epoch,
+                election,
+            } => {
+                let brokers = &self.brokers;
+                let live = |id: &i32| brokers.get(id).is_some_and(|broker| !broker.fenced);
+                let Some((name, state)) =
+                    find_partition(&self.topic_names, &mut self.topics, topic_id, *partition)
+                else {
+                    return Change::Refused;
+                };
+                if state.partition_epoch != *partition_epoch
+                    || !partition_changes::elect(state, *election, live, name, *partition)
                 {
                     return Change::Refused;
                 }
-                state.isr = isr.clone();
-                state.partition_epoch = state.partition_epoch.wrapping_add(1);
+                Change::Topics
+            }
+            MetadataRecord::Reassign {
+                topic_id,
+                partition,
+                target,
+            } => {
+                let brokers = &self.brokers;
+                let live = |id: &i32| brokers.get(id).is_some_and(|broker| !broker.fenced);
+                let registered = |id: &i32| brokers.contains_key(id);
+                let Some((name, state)) =
+                    find_partition(&self.topic_names, &mut self.topics, topic_id, *partition)
+                else {
+                    return Change::Refused;
+                };
+                if !partition_changes::reassign(state, target.as_deref(), registered, live) {
+                    return Change::Refused;
+                }
+                tracing::info!(
+                    topic = %name,
+                    partition,
+                    replicas = ?state.replicas,
+                    adding = ?state.adding_replicas,
+                    removing = ?state.removing_replicas,
+                    "partition reassignment changed"
+                );
                 Change::Topics
             }
             // Only `apply` takes batches; one inside a batch is refused.
@@ -466,6 +523,8 @@ impl MetadataImage {
             } => Some(name.clone()),
             MetadataRecord::Partition { topic_id, .. }
             | MetadataRecord::AlterPartition { topic_id, .. }
+            | MetadataRecord::ElectLeader { topic_id, .. }
+            | MetadataRecord::Reassign { topic_id, .. }
             | MetadataRecord::RemoveTopic { topic_id } => self.topic_names.get(topic_id).cloned(),
             _ => None,
         }

@@ -42,6 +42,8 @@ impl Migration {
                         leader: node_id,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     };
                     topic.shards.len()
                 ];

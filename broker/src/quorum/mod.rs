@@ -23,12 +23,14 @@
 //! carried them are migrated once (`migration`).
 
 pub mod image;
+pub mod leader_balance;
 pub mod log_store;
 mod logger;
 pub mod memory_log;
 pub mod migration;
 mod node;
 pub mod observers;
+pub mod partition_changes;
 pub mod placement;
 pub mod records;
 #[cfg(test)]

@@ -81,6 +81,8 @@ pub(super) struct Node {
     compaction_paused_until: Option<Instant>,
     /// Broker-only nodes this voter proposed as learners, and when (`learners`).
     learners_proposed: HashMap<u64, Instant>,
+    /// When the active controller last looked for leaders to move back (`leader_balance`).
+    balance_checked: Option<Instant>,
 }
 
 type ProposalReply = futures_channel::oneshot::Sender<Result<Applied, ProposalError>>;
@@ -157,6 +159,7 @@ impl Node {
             received_snapshot: None,
             compaction_paused_until: None,
             learners_proposed: HashMap::new(),
+            balance_checked: None,
         };
         let cluster_id = node.quorum.image.borrow().cluster_id.clone();
         if let Some(cluster_id) = cluster_id {
@@ -459,6 +462,7 @@ impl Node {
         let leads = self.raw.raft.state == StateRole::Leader;
         if !leads {
             self.leader_since = None;
+            self.balance_checked = None;
             self.sending_snapshots.clear();
         } else {
             let leader_since = *self.leader_since.get_or_insert(now);
@@ -470,6 +474,7 @@ impl Node {
             }
             if caught_up {
                 self.fence_or_unfence(now, leader_since, &image);
+                self.rebalance_leaders(now, leader_since, &image);
             }
             self.retry_lost_snapshots(now);
             self.add_connected_learners(now);
@@ -531,6 +536,28 @@ impl Node {
             }
         }
         for record in records {
+            self.propose(now, record);
+        }
+    }
+
+    /// Every `leader.imbalance.check.interval.seconds` of leadership: the preferred-leader elections
+    /// that `leader_balance` finds due (a new controller waits one interval, so brokers that just came
+    /// back can catch up first).
+    fn rebalance_leaders(&mut self, now: Instant, leader_since: Instant, image: &MetadataImage) {
+        let balance = &self.config.leader_balance;
+        let last = self.balance_checked.unwrap_or(leader_since);
+        if !balance.enabled || now.duration_since(last) < balance.check_interval {
+            return;
+        }
+        self.balance_checked = Some(now);
+        let elections = super::leader_balance::elections_due(image, balance.imbalance_percentage);
+        if !elections.is_empty() {
+            tracing::info!(
+                partitions = elections.len(),
+                "quorum: moving leadership back to preferred leaders"
+            );
+        }
+        for record in elections {
             self.propose(now, record);
         }
     }

@@ -5,7 +5,7 @@
 //! Format (integers big-endian; strings, optional strings, uuids and lists as in `records`):
 //!
 //! ```text
-//! magic "KMSN", version u8 (= 0)
+//! magic "KMSN", version u8 (0 or 1; this broker writes 1)
 //! applied_index u64
 //! cluster_id: optional string
 //! next_producer_id i64
@@ -16,7 +16,8 @@
 //! topics: count u32, then each
 //!     topic_id uuid, name string, configs: count u32 then each (name string, value string),
 //!     partitions: count u32 then each
-//!         replicas list of i32, isr list of i32, leader i32, leader_epoch i32, partition_epoch i32
+//!         replicas list of i32, isr list of i32, leader i32, leader_epoch i32, partition_epoch i32,
+//!         (version 1) adding_replicas list of i32, removing_replicas list of i32
 //! crc u32: CRC-32C of everything before it
 //! ```
 //!
@@ -35,7 +36,7 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 const MAGIC: &[u8; 4] = b"KMSN";
-pub const SNAPSHOT_VERSION: u8 = 0;
+pub const SNAPSHOT_VERSION: u8 = 1;
 /// Largest snapshot made, stored or accepted from the leader (about 1.5 million partitions of three
 /// replicas): the controller port's snapshot frames are bounded by it.
 pub const MAX_SNAPSHOT_BYTES: usize = 64 << 20;
@@ -91,6 +92,8 @@ pub fn encode(image: &MetadataImage) -> Vec<u8> {
             out.extend_from_slice(&partition.leader.to_be_bytes());
             out.extend_from_slice(&partition.leader_epoch.to_be_bytes());
             out.extend_from_slice(&partition.partition_epoch.to_be_bytes());
+            put_list(&mut out, &partition.adding_replicas, put_id);
+            put_list(&mut out, &partition.removing_replicas, put_id);
         }
     }
     let crc = crc32c::crc32c(&out);
@@ -106,8 +109,9 @@ pub fn decode(data: &[u8]) -> Result<MetadataImage, SnapshotError> {
     if data.len() < MAGIC.len() + 1 + 4 || &data[..4] != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
-    if data[4] != SNAPSHOT_VERSION {
-        return Err(SnapshotError::UnknownVersion(data[4]));
+    let version = data[4];
+    if version > SNAPSHOT_VERSION {
+        return Err(SnapshotError::UnknownVersion(version));
     }
     let (body, crc) = data.split_at(data.len() - 4);
     if crc32c::crc32c(body).to_be_bytes() != crc {
@@ -147,14 +151,24 @@ pub fn decode(data: &[u8]) -> Result<MetadataImage, SnapshotError> {
         let partition_count = count(&mut reader)?;
         let mut partitions = Vec::with_capacity(partition_count.min(PREALLOCATION));
         for index in 0..partition_count {
-            let partition = PartitionImage {
+            let mut partition = PartitionImage {
                 replicas: reader.list(|reader| reader.i32())?,
                 isr: reader.list(|reader| reader.i32())?,
                 leader: reader.i32()?,
                 leader_epoch: reader.i32()?,
                 partition_epoch: reader.i32()?,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             };
-            if !is_well_formed(&partition.replicas, &partition.isr, partition.leader) {
+            if version >= 1 {
+                partition.adding_replicas = reader.list(|reader| reader.i32())?;
+                partition.removing_replicas = reader.list(|reader| reader.i32())?;
+            }
+            let moving = |ids: &[i32]| ids.iter().all(|id| partition.replicas.contains(id));
+            if !is_well_formed(&partition.replicas, &partition.isr, partition.leader)
+                || !moving(&partition.adding_replicas)
+                || !moving(&partition.removing_replicas)
+            {
                 return Err(invalid(format!("partition {index} of topic {name:?}")));
             }
             partitions.push(partition);

@@ -158,11 +158,38 @@ fn a_well_sealed_snapshot_that_breaks_the_images_rules_is_refused() {
     led.apply(1, &topic(1, "t"));
     led.apply(2, &partition(1, 0, vec![1, 2], 1));
     let mut bytes = encode(&led);
-    let leader_at = bytes.len() - 4 - 12;
+    // Before the CRC: leader, both epochs, and two empty lists (adding, removing replicas).
+    let leader_at = bytes.len() - 4 - 4 - 12;
     bytes[leader_at..leader_at + 4].copy_from_slice(&9i32.to_be_bytes());
     let body = bytes[..bytes.len() - 4].to_vec();
     assert!(matches!(
         decode(&sealed(body)),
+        Err(SnapshotError::Invalid(_))
+    ));
+}
+
+#[test]
+fn a_reassignment_under_way_survives_a_snapshot_and_version_0_snapshots_still_decode() {
+    let mut image = MetadataImage::default();
+    image.apply(1, &topic(1, "t"));
+    image.apply(2, &partition(1, 0, vec![1, 2], 1));
+    let version_0 = {
+        // Version 0 has no adding/removing lists: the last 4 bytes before the CRC go.
+        let bytes = encode(&image);
+        let mut body = bytes[..bytes.len() - 4 - 4].to_vec();
+        body[4] = 0;
+        sealed(body)
+    };
+    assert_eq!(decode(&version_0), Ok(image.clone()));
+    let moving = &mut image.topics.get_mut("t").expect("applied").partitions[0];
+    moving.replicas = vec![3, 2, 1];
+    moving.adding_replicas = vec![3];
+    moving.removing_replicas = vec![1];
+    assert_eq!(decode(&encode(&image)), Ok(image.clone()));
+    // One that adds a broker outside the replicas is refused.
+    image.topics.get_mut("t").expect("applied").partitions[0].adding_replicas = vec![4];
+    assert!(matches!(
+        decode(&encode(&image)),
         Err(SnapshotError::Invalid(_))
     ));
 }

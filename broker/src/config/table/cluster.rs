@@ -164,3 +164,76 @@ pub const REPLICA_LAG_TIME_MAX_MS: Setting = Setting {
         "a follower not caught up with its leader's log end for this long leaves the ISR",
     )
 };
+
+pub const AUTO_LEADER_REBALANCE_ENABLE: Setting = Setting {
+    config_type: ConfigType::Boolean,
+    default: DefaultValue::Fixed("true"),
+    target: Target::Broker(|config, value| {
+        config.leader_balance.enabled = value.as_bool();
+        Ok(())
+    }),
+    ..row(
+        "auto_leader_rebalance_enable",
+        Some("auto.leader.rebalance.enable"),
+        "the active controller moves leadership back to preferred leaders (first replicas) when brokers' shares drift",
+    )
+};
+
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS: Setting = Setting {
+    config_type: ConfigType::Long,
+    default: DefaultValue::Fixed("300"),
+    validator: Validator::Range(1, 86_400),
+    target: Target::Broker(|config, value| {
+        config.leader_balance.check_interval = Duration::from_secs(value.as_int() as u64);
+        Ok(())
+    }),
+    ..row(
+        "leader_imbalance_check_interval_seconds",
+        Some("leader.imbalance.check.interval.seconds"),
+        "how often the active controller looks for leadership to move back to preferred leaders",
+    )
+};
+
+pub const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE: Setting = Setting {
+    config_type: ConfigType::Int,
+    default: DefaultValue::Fixed("10"),
+    validator: Validator::Range(0, 100),
+    target: Target::Broker(|config, value| {
+        config.leader_balance.imbalance_percentage = value.as_int() as u32;
+        Ok(())
+    }),
+    ..row(
+        "leader_imbalance_per_broker_percentage",
+        Some("leader.imbalance.per.broker.percentage"),
+        "a broker's preferred partitions may be led elsewhere up to this percentage before leadership moves back",
+    )
+};
+
+pub const FOLLOWER_REPLICATION_THROTTLED_RATE: Setting = Setting {
+    config_type: ConfigType::Long,
+    default: DefaultValue::Fixed("9223372036854775807"),
+    validator: Validator::AtLeast(0),
+    dynamic: true,
+    target: Target::Broker(|config, value| {
+        config.follower_replication_throttled_rate = value.as_int() as u64;
+        Ok(())
+    }),
+    ..row(
+        "follower_replication_throttled_rate",
+        Some("follower.replication.throttled.rate"),
+        "bytes per second a follower copies for the replicas its topics' follower.replication.throttled.replicas name (dynamic; default: no limit)",
+    )
+};
+
+pub const LEADER_REPLICATION_THROTTLED_RATE: Setting = Setting {
+    key: None,
+    config_type: ConfigType::Long,
+    default: DefaultValue::Fixed("9223372036854775807"),
+    validator: Validator::AtLeast(0),
+    dynamic: true,
+    ..row(
+        "",
+        Some("leader.replication.throttled.rate"),
+        "accepted and reported (dynamic); the throttle applies on followers (follower.replication.throttled.rate)",
+    )
+};
