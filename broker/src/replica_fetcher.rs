@@ -86,18 +86,27 @@ impl ReplicaFetchers {
             .with_dynamic(metadata.dynamic_configs())
             .follower_replication_throttled_rate;
         let shards = state.config.shards.max(1) as u64;
+        // Each shard meters its share (at least a byte a second, so a small rate still moves).
         let share = if rate >= i64::MAX as u64 {
             rate
         } else {
-            rate / shards
+            (rate / shards).max(1)
         };
         self.quota.set_rate(share, Instant::now());
+        // As Kafka: only a replica out of sync is throttled (an in-sync follower held back would
+        // stall the high watermark, then leave the ISR).
         let throttled = |partition: &Partition| {
-            metadata
-                .topics
-                .get(&partition.topic)
-                .and_then(|topic| topic.configs.get(FOLLOWER_THROTTLED_REPLICAS))
-                .is_some_and(|value| throttles(value, partition.index, metadata.node_id))
+            let Some(topic) = metadata.topics.get(&partition.topic) else {
+                return false;
+            };
+            let in_sync = topic
+                .partition_state(partition.index, metadata.node_id)
+                .is_some_and(|state| state.isr.contains(&metadata.node_id));
+            !in_sync
+                && topic
+                    .configs
+                    .get(FOLLOWER_THROTTLED_REPLICAS)
+                    .is_some_and(|value| throttles(value, partition.index, metadata.node_id))
         };
         let mut wanted: BTreeMap<i32, Vec<Rc<Partition>>> = BTreeMap::new();
         for (leader, partition) in followers {
@@ -285,6 +294,9 @@ async fn run(state: Rc<ShardState>, fetcher: Rc<Fetcher>) {
 
 /// The record bytes `response` carries for throttled partitions.
 fn throttled_bytes(ready: &[Rc<Target>], response: &FetchResponse) -> usize {
+    if !ready.iter().any(|target| target.throttled.get()) {
+        return 0;
+    }
     let mut bytes = 0;
     for topic in &response.responses {
         for data in &topic.partitions {

@@ -63,7 +63,20 @@ pub async fn elect_leaders(
             "the partition has a leader now, or no live replica",
         ),
     };
-    propose_all(&quorum, checked, refused).await
+    let outcomes = propose_all(&quorum, checked, refused).await;
+    // A refused election is checked again, so that one made meanwhile (by the controller's own
+    // rebalancing, or a duplicate) is ELECTION_NOT_NEEDED rather than a failure.
+    let image = quorum.image.borrow().clone();
+    outcomes
+        .into_iter()
+        .zip(partitions)
+        .map(|(outcome, (topic, index))| match outcome {
+            Err((code, _)) if code == refused.0 => find(&image, topic, *index)
+                .and_then(|(_, partition)| check_election(&image, partition, election))
+                .and(outcome),
+            outcome => outcome,
+        })
+        .collect()
 }
 
 /// Starts or cancels `reassignments`; one outcome per reassignment, in order.
@@ -186,6 +199,15 @@ fn check_reassignment(
     };
     if target.is_empty() {
         return invalid("the target replica list is empty".into());
+    }
+    // Before the quadratic checks below: a list longer than the brokers repeats one or names one
+    // unknown.
+    if target.len() > image.brokers.len() {
+        return invalid(format!(
+            "{} replicas named, {} brokers registered",
+            target.len(),
+            image.brokers.len()
+        ));
     }
     if let Some((i, id)) = target
         .iter()

@@ -50,16 +50,21 @@ async fn elect_leaders(
     };
     let all = request.topic_partitions.is_none();
     let partitions: Vec<(String, i32)> = match request.topic_partitions {
-        Some(topics) => topics
-            .iter()
-            .flat_map(|topic| {
-                let name = topic.topic.to_string();
-                topic
-                    .partitions
-                    .iter()
-                    .map(move |index| (name.clone(), *index))
-            })
-            .collect(),
+        // Each partition once (Kafka takes the request's partitions as a set).
+        Some(topics) => {
+            let mut seen = std::collections::HashSet::new();
+            topics
+                .iter()
+                .flat_map(|topic| {
+                    let name = topic.topic.to_string();
+                    topic
+                        .partitions
+                        .iter()
+                        .map(move |index| (name.clone(), *index))
+                })
+                .filter(|partition| seen.insert(partition.clone()))
+                .collect()
+        }
         None => {
             let metadata = state.metadata();
             metadata

@@ -394,9 +394,10 @@ impl MetadataImage {
                 else {
                     return Change::Refused;
                 };
-                if state.partition_epoch != *partition_epoch
-                    || !partition_changes::elect(state, *election, live, name, *partition)
-                {
+                // The epoch it was proposed at is not required: the election is checked again
+                // against the partition as it is now (an ISR change meanwhile does not void it).
+                let _ = partition_epoch;
+                if !partition_changes::elect(state, *election, live, name, *partition) {
                     return Change::Refused;
                 }
                 Change::Topics

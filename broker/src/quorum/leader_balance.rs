@@ -15,19 +15,24 @@ use std::collections::BTreeMap;
 /// of a broker's preferred partitions led elsewhere.
 pub fn elections_due(image: &MetadataImage, imbalance_percentage: u32) -> Vec<MetadataRecord> {
     let live = |id: &i32| image.brokers.get(id).is_some_and(|broker| !broker.fenced);
-    // Per preferred broker: how many partitions it should lead, and those it does not.
-    let mut preferred: BTreeMap<i32, (usize, Vec<MetadataRecord>)> = BTreeMap::new();
+    // Per preferred broker: how many partitions it should lead, how many it does not, and the
+    // elections that would give those back (where it is a live in-sync replica).
+    let mut preferred: BTreeMap<i32, (usize, usize, Vec<MetadataRecord>)> = BTreeMap::new();
     for topic in image.topics.values() {
         for (index, partition) in topic.partitions.iter().enumerate() {
             let Some(&first) = partition.replicas.first() else {
                 continue;
             };
-            let (total, elections) = preferred.entry(first).or_default();
+            if partition.is_reassigning() {
+                continue;
+            }
+            let (total, led_elsewhere, elections) = preferred.entry(first).or_default();
             *total += 1;
-            if partition.leader != first
-                && !partition.is_reassigning()
-                && preferred_election_due(partition, live)
-            {
+            if partition.leader == first {
+                continue;
+            }
+            *led_elsewhere += 1;
+            if preferred_election_due(partition, live) {
                 elections.push(MetadataRecord::ElectLeader {
                     topic_id: topic.id,
                     partition: index as i32,
@@ -39,11 +44,11 @@ pub fn elections_due(image: &MetadataImage, imbalance_percentage: u32) -> Vec<Me
     }
     preferred
         .into_values()
-        .filter(|(total, elections)| {
-            // More than the percentage: elections * 100 > total * percentage.
-            elections.len() * 100 > total * imbalance_percentage as usize
+        .filter(|(total, led_elsewhere, _)| {
+            // More than the percentage: led_elsewhere * 100 > total * percentage.
+            led_elsewhere * 100 > total * imbalance_percentage as usize
         })
-        .flat_map(|(_, elections)| elections)
+        .flat_map(|(_, _, elections)| elections)
         .collect()
 }
 

@@ -454,6 +454,9 @@ impl Node {
     }
 
     fn duties(&mut self, now: Instant) {
+        // Once a tick, not per proposal (a rebalance may propose many at once).
+        self.proposed
+            .retain(|_, at| now.duration_since(*at) < PROPOSAL_RETRY);
         let image = self.quorum.image.borrow().clone();
         let registered = image
             .brokers
@@ -572,8 +575,6 @@ impl Node {
         {
             return;
         }
-        self.proposed
-            .retain(|_, at| now.duration_since(*at) < PROPOSAL_RETRY);
         if self.raw.propose(vec![], record.encode()).is_ok() {
             self.proposed.insert(record, now);
         }

@@ -92,7 +92,15 @@ pub(super) fn elect(
                 partition.set_leader(leader);
                 return true;
             }
-            let Some(&leader) = partition.replicas.iter().find(|id| live(id)) else {
+            // A replica being added may hold nothing yet: the others first.
+            let adding = &partition.adding_replicas;
+            let Some(&leader) = partition
+                .replicas
+                .iter()
+                .filter(|id| !adding.contains(id))
+                .chain(adding.iter())
+                .find(|id| live(id))
+            else {
                 return false;
             };
             tracing::warn!(
@@ -118,14 +126,14 @@ pub(super) fn reassign(
     registered: impl Fn(&i32) -> bool,
     live: impl Fn(&i32) -> bool,
 ) -> bool {
-    // What the replicas were before the ongoing reassignment (if any) added to them.
-    let original: Vec<i32> = partition
-        .replicas
-        .iter()
-        .copied()
-        .filter(|id| !partition.adding_replicas.contains(id))
-        .collect();
     let Some(target) = target else {
+        // What the replicas were before the ongoing reassignment added to them.
+        let original: Vec<i32> = partition
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| !partition.adding_replicas.contains(id))
+            .collect();
         if !partition.is_reassigning() {
             return false;
         }
@@ -159,25 +167,23 @@ pub(super) fn reassign(
     if !partition.is_reassigning() && partition.replicas == target {
         return false;
     }
+    // From every current replica, as KRaft does: one an earlier reassignment added that this target
+    // drops is removed like the others, once the target is in sync (never dropped from the ISR at
+    // once, which could leave the partition without the only replica that has its records).
+    let current = partition.replicas.clone();
     let mut replicas = target.to_vec();
-    replicas.extend(original.iter().filter(|id| !target.contains(id)));
+    replicas.extend(current.iter().filter(|id| !target.contains(id)));
     partition.adding_replicas = target
         .iter()
         .copied()
-        .filter(|id| !original.contains(id))
+        .filter(|id| !current.contains(id))
         .collect();
-    partition.removing_replicas = original
+    partition.removing_replicas = current
         .iter()
         .copied()
         .filter(|id| !target.contains(id))
         .collect();
-    // Replicas an earlier reassignment was adding that this target drops leave the ISR at once.
-    partition.isr.retain(|id| replicas.contains(id));
     partition.replicas = replicas;
-    if !partition.isr.contains(&partition.leader) {
-        let leader = partition.isr.iter().copied().find(|id| live(id));
-        partition.set_leader(leader.unwrap_or(-1));
-    }
     partition.partition_epoch = partition.partition_epoch.wrapping_add(1);
     complete_reassignment(partition, &live);
     true

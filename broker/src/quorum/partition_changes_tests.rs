@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 const TOPIC: Uuid = Uuid::from_u128(42);
 
-/// Brokers 1..=4 registered, and topic "orders" with one partition: replicas 1, 2, 3, led by `leader`
+/// Brokers 1..=6 registered, and topic "orders" with one partition: replicas 1, 2, 3, led by `leader`
 /// with ISR `isr`.
 fn image(isr: &[i32], leader: i32) -> MetadataImage {
     let mut image = MetadataImage::default();
-    let mut records: Vec<MetadataRecord> = (1..=4)
+    let mut records: Vec<MetadataRecord> = (1..=6)
         .map(|node_id| MetadataRecord::RegisterBroker {
             node_id,
             incarnation: node_id as u64,
@@ -214,15 +214,21 @@ fn a_reassignment_naming_unknown_or_repeated_brokers_is_refused() {
 }
 
 #[test]
-fn a_new_target_during_a_reassignment_starts_from_the_original_replicas() {
+fn a_new_target_during_a_reassignment_removes_the_replicas_it_drops_only_once_in_sync() {
     let mut image = image(&[1, 2, 3], 1);
-    apply(&mut image, &reassign(Some(&[4, 2, 3])));
-    // Broker 4 is dropped before it caught up; broker 3 goes instead.
+    apply(&mut image, &reassign(Some(&[4, 5, 6])));
+    // Brokers 1..3 fail: broker 4, caught up meanwhile, is the last in-sync replica and leads.
+    let record = alter(&image, &[1, 2, 3, 4]);
+    assert_eq!(apply(&mut image, &record), Change::Topics);
+    for node_id in 1..=3 {
+        fence(&mut image, node_id);
+    }
+    assert_eq!((state(&image).leader, state(&image).isr), (4, vec![4]));
+    // A new target without broker 4 keeps it (removing) until the target is in sync.
     assert_eq!(apply(&mut image, &reassign(Some(&[1, 2]))), Change::Topics);
-    let done = state(&image);
-    assert!(!done.is_reassigning());
-    assert_eq!(
-        (done.replicas, done.isr, done.leader),
-        (vec![1, 2], vec![1, 2], 1)
-    );
+    let moving = state(&image);
+    assert_eq!((moving.leader, moving.isr.clone()), (4, vec![4]));
+    assert_eq!(moving.replicas, vec![1, 2, 4, 5, 6, 3]);
+    assert_eq!(moving.adding_replicas, Vec::<i32>::new());
+    assert_eq!(moving.removing_replicas, vec![4, 5, 6, 3]);
 }

@@ -141,8 +141,9 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
     },
     /// A partition's leader is elected anew (Kafka's ElectLeaders, as a PartitionChangeRecord with a
-    /// leader): applied only if `partition_epoch` is still the partition's and the election is due
-    /// (see `quorum::partition_changes`). Moves both epochs.
+    /// leader): applied only if the election is due when applied (see `quorum::partition_changes`);
+    /// `partition_epoch` is the one it was proposed at (it tells two proposals apart). Moves both
+    /// epochs.
     ElectLeader {
         topic_id: Uuid,
         partition: i32,
