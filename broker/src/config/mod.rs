@@ -211,6 +211,9 @@ pub struct BrokerConfig {
     pub metadata_snapshot_bytes: u64,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max: std::time::Duration,
+    /// `replica.fsync.before.ack`: acks=all waits for an fsync on the leader (before it waits for
+    /// the ISR) and on each follower (after each fetch's appends, before its next fetch).
+    pub replica_fsync_before_ack: bool,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a replication factor.
@@ -371,6 +374,7 @@ impl BrokerConfig {
             broker_heartbeat_interval: std::time::Duration::ZERO,
             metadata_snapshot_bytes: 20 << 20,
             replica_lag_time_max: std::time::Duration::from_secs(30),
+            replica_fsync_before_ack: false,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,
