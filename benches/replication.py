@@ -8,6 +8,7 @@ past the records); the ISR after each run shows whether a follower fell behind f
 
     cargo build --release -p broker -p benches
     python3 benches/replication.py --seconds 10
+    python3 benches/replication.py --seconds 10 --fsync-before-ack   # replica_fsync_before_ack = true
 
 It uses the integration suite's harness (tests/integration/harness.py) and its Python environment
 (`.venv`, which ./scripts/test.sh creates), target/release/broker (or $BROKER_BIN) and
@@ -52,10 +53,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=2000, help="the fixed-rate runs' msgs/s")
+    parser.add_argument("--fsync-before-ack", action="store_true",
+                        help="start the brokers with replica_fsync_before_ack = true (acks=all "
+                             "answered once fsynced on the leader and every in-sync follower)")
     args = parser.parse_args()
+    config = {"replica_fsync_before_ack": True} if args.fsync_before_ack else {}
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        cluster = Cluster(work, n=3).start()
+        cluster = Cluster(work, n=3, config=config).start()
         try:
             admin = ck_admin(cluster[1].bootstrap)
             deadline = time.monotonic() + 30

@@ -9,6 +9,9 @@
 //! - records are appended as the leader wrote them (offsets and bytes kept), and the leader's high
 //!   watermark, capped by the follower's log end, becomes the follower's;
 //! - a diverging epoch truncates the log first (`partition::replica_reads`);
+//! - OFFSET_OUT_OF_RANGE with the leader's log start past this log's end (retention or DeleteRecords
+//!   removed what the follower misses) empties the log and restarts it at that start (Kafka's
+//!   `truncateFullyAndStartAt`), fetched from at once;
 //! - an error (another leader, an unknown epoch: the follower's metadata is behind or ahead) puts the
 //!   partition aside for `PARTITION_BACKOFF`, until the metadata catches up.
 //!
@@ -271,7 +274,10 @@ async fn run(state: Rc<ShardState>, fetcher: Rc<Fetcher>) {
                 fetcher
                     .quota
                     .record(throttled_bytes(&ready, &response), Instant::now());
-                apply(&fetcher, &ready, response).await;
+                let appended = apply(&fetcher, &ready, response).await;
+                if state.config.replica_fsync_before_ack {
+                    flush_appended(&appended).await;
+                }
             }
             Ok(response) => {
                 crate::warn_limited!(
@@ -349,8 +355,27 @@ fn fetch_request(node_id: i32, ready: &[Rc<Target>]) -> FetchRequest {
     request
 }
 
-/// Applies the leader's answer to the partitions it names that this fetcher still copies.
-async fn apply(fetcher: &Fetcher, ready: &[Rc<Target>], response: FetchResponse) {
+/// `replica.fsync.before.ack`: fsyncs the logs an answer appended to, one after another, before
+/// the next fetch tells the leader their new log ends (so that the leader counts toward the high
+/// watermark, and acknowledges acks=all produces with, only records on this follower's disk). A log
+/// that cannot be fsynced is offline (`storage::Log::flush_to`): the next append to it fails and
+/// backs off.
+async fn flush_appended(appended: &[Rc<Partition>]) {
+    for partition in appended {
+        if let Err(error) = partition.log.flush_to(partition.log_end_offset()).await {
+            crate::warn_limited!(FETCH_FAILED, topic = %partition.topic, partition = partition.index, %error, "cannot fsync the leader's records");
+        }
+    }
+}
+
+/// Applies the leader's answer to the partitions it names that this fetcher still copies. Returns
+/// the partitions it appended records to.
+async fn apply(
+    fetcher: &Fetcher,
+    ready: &[Rc<Target>],
+    response: FetchResponse,
+) -> Vec<Rc<Partition>> {
+    let mut appended_to = Vec::new();
     for topic in response.responses {
         for data in topic.partitions {
             let Some(target) = ready.iter().find(|target| {
@@ -392,9 +417,24 @@ async fn apply(fetcher: &Fetcher, ready: &[Rc<Target>], response: FetchResponse)
                         .append_from_leader(data.records.unwrap_or_default(), data.high_watermark)
                         .await;
                     match appended {
-                        Ok(_) => partition.follow_log_start(data.log_start_offset).await,
+                        Ok(bytes) => {
+                            if bytes > 0 {
+                                appended_to.push(partition.clone());
+                            }
+                            partition.follow_log_start(data.log_start_offset).await
+                        }
                         Err(error) => Err(error),
                     }
+                }
+                // Retention or DeleteRecords on the leader removed what this follower misses: it
+                // restarts its log at the leader's log start (`replica_reads`' module doc).
+                Some(ResponseError::OffsetOutOfRange)
+                    if partition.log_end_offset().0 < data.log_start_offset =>
+                {
+                    partition
+                        .truncate_fully_behind_leader(Offset(data.log_start_offset))
+                        .await
+                        .map(|_| ())
                 }
                 Some(error) => {
                     tracing::debug!(topic = %partition.topic, partition = partition.index, ?error, "replica fetch answered an error");
@@ -412,6 +452,7 @@ async fn apply(fetcher: &Fetcher, ready: &[Rc<Target>], response: FetchResponse)
             }
         }
     }
+    appended_to
 }
 
 /// Fetch failures repeat while a leader is down: their log lines are rate-limited.

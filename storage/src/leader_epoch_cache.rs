@@ -121,6 +121,17 @@ impl LeaderEpochCache {
         true
     }
 
+    /// Kafka's `clearAndFlush` (the caller writes the checkpoint): drops every entry, for a log
+    /// emptied and restarted at another offset. Returns whether the cache changed.
+    pub(crate) fn clear(&mut self) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
+        self.entries.clear();
+        self.dirty = true;
+        true
+    }
+
     /// Kafka's `truncateFromStart`: the entry covering `start` begins there; older ones go.
     pub(crate) fn truncate_from_start(&mut self, start: Offset) -> bool {
         let removed = self.entries.partition_point(|(_, offset)| *offset <= start);

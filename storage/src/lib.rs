@@ -79,6 +79,8 @@ mod log_epochs_tests;
 #[cfg(test)]
 mod log_follower_tests;
 #[cfg(test)]
+mod log_truncate_fully_tests;
+#[cfg(test)]
 mod read_ahead_tests;
 #[cfg(test)]
 mod recovery_tests;

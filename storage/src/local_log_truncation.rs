@@ -1,7 +1,9 @@
 //! Removing data from the segment map: [`LocalLog::truncate_to`] (everything at and after an offset:
 //! replication's log truncation), [`LocalLog::delete_segments_before`] (whole old segments:
-//! retention and DeleteRecords), and [`LocalLog::restore`] (an unacknowledged write of the active
-//! segment, back to its [`ActiveCheckpoint`]: see `write_failure`).
+//! retention and DeleteRecords), [`LocalLog::truncate_fully_and_start_at`] (every segment, the log
+//! restarted empty at an offset: a follower behind its leader's log start), and
+//! [`LocalLog::restore`] (an unacknowledged write of the active segment, back to its
+//! [`ActiveCheckpoint`]: see `write_failure`).
 //!
 //! # Invariants
 //! * Truncation keeps the segment holding the offset, cut at the first batch whose last offset is at
@@ -208,6 +210,52 @@ impl<F: FileSystem> LocalLog<F> {
         assert!(segments.log_start <= new_end);
         tracing::info!(dir = %self.dir.display(), offset, new_end, segments_deleted = doomed.len(), "truncated log");
         Ok(new_end)
+    }
+
+    /// Replaces every segment with one empty active segment based at `offset` (Kafka's
+    /// `LocalLog.truncateFullyAndStartAt`); the log start and the log end become `offset`. The old
+    /// segments' files go newest first, each `.log` before its indexes (a crash part-way leaves a
+    /// contiguous prefix of the old log, which the follower truncates fully again), and every
+    /// producer snapshot with them; then the new segment's files are created, the directory fsynced
+    /// and the log start checkpointed at `offset`, so that a reopen finds the segment at `offset`
+    /// with the log start there. An I/O error leaves the in-memory map as it was (the caller takes
+    /// the log offline).
+    pub(crate) async fn truncate_fully_and_start_at(
+        &self,
+        offset: i64,
+        segment_bytes: u64,
+    ) -> io::Result<()> {
+        let doomed: Vec<i64> = self.segments.borrow().by_base.keys().copied().collect();
+        for &base in doomed.iter().rev() {
+            self.remove_segment_files(base).await?;
+        }
+        for snapshot in self.snapshot_offsets().await? {
+            self.remove_snapshot(snapshot).await?;
+        }
+        let file = Rc::new(self.create_empty(offset, LOG_EXTENSION).await?);
+        let index = Rc::new(self.create_empty(offset, INDEX_EXTENSION).await?);
+        let time_index = Rc::new(self.create_empty(offset, TIME_INDEX_EXTENSION).await?);
+        let _ = file.preallocate(segment_bytes.min(1 << 30)).await;
+        let writer = SegmentWriter {
+            log: Rc::new(Appender::open(file.clone(), 0).await?),
+            index: Rc::new(Appender::open(index, 0).await?),
+            time_index: Rc::new(Appender::open(time_index, 0).await?),
+            bytes_since_index: 0,
+            first_append_ms: None,
+        };
+        self.fs.sync_dir(&self.dir).await?;
+        self.write_log_start_checkpoint(offset).await?;
+        let mut segments = self.segments.borrow_mut();
+        segments.by_base.clear();
+        segments
+            .by_base
+            .insert(offset, Segment::empty(offset, file));
+        segments.writer = writer;
+        segments.log_start = offset;
+        segments.txn_file = None;
+        drop(segments);
+        tracing::info!(dir = %self.dir.display(), offset, segments_deleted = doomed.len(), "truncated log fully");
+        Ok(())
     }
 
     /// Deletes the whole segments whose every offset is below `offset` (never the active segment),

@@ -120,6 +120,8 @@ struct LogState {
     /// The leader-epoch cache (`log_epochs.rs`).
     epochs: crate::leader_epoch_cache::LeaderEpochCache,
     config: LogConfig,
+    /// Every offset below it is fsynced (Kafka's recovery point; `log_append.rs`).
+    flushed_end: i64,
     unsynced_messages: u64,
     last_sync_ms: Option<i64>,
     dirty: bool,
@@ -192,6 +194,7 @@ impl<F: FileSystem> Log<F> {
                 producers: ProducerStateManager::new(),
                 epochs,
                 config,
+                flushed_end: log_end,
                 unsynced_messages: 0,
                 last_sync_ms: None,
                 dirty: false,
@@ -234,6 +237,12 @@ impl<F: FileSystem> Log<F> {
     /// Every offset below this has been written to the segment files.
     pub fn durable_end_offset(&self) -> Offset {
         Offset(self.state.borrow().durable_end)
+    }
+
+    /// Every offset below this is fsynced (Kafka's recovery point: the recovered log end at open,
+    /// then moved by every fsync of the active segment; never above the durable end).
+    pub fn flushed_end_offset(&self) -> Offset {
+        Offset(self.state.borrow().flushed_end)
     }
 
     /// Offsets below this are committed. Single node: everything recovered counts as committed, so
@@ -311,6 +320,7 @@ impl<F: FileSystem> Log<F> {
                 log_start <= stable
                     && stable <= state.high_watermark
                     && state.high_watermark <= state.durable_end
+                    && state.flushed_end <= state.durable_end
                     && state.durable_end <= state.next_offset,
                 "offsets out of order: log start {log_start}, last stable {stable}, high watermark {}, durable end {}, log end {}",
                 state.high_watermark,

@@ -301,12 +301,42 @@ impl<F: FileSystem> Log<F> {
         }
     }
 
+    /// fsyncs the active segment (the caller holds the writer lock: everything below the durable end
+    /// is in the segments, older segments were fsynced as they were finished); the flushed end
+    /// becomes the durable end.
     pub(super) async fn sync_active(&self) -> io::Result<()> {
+        let written = self.state.borrow().durable_end;
         self.local.sync_active().await?;
         let mut state = self.state.borrow_mut();
         state.unsynced_messages = 0;
         state.dirty = false;
+        state.flushed_end = state.flushed_end.max(written);
         Ok(())
+    }
+
+    /// Makes every offset below `end` durable on disk: writes what is queued and fsyncs, unless a
+    /// flush since `end` was written already covered it. Concurrent callers share fsyncs (group
+    /// flush): those waiting for the writer lock while one fsyncs find their offsets covered by the
+    /// next one, which takes everything written meanwhile. Returns whether this call fsynced. An I/O
+    /// error marks the log failed, as [`Log::flush`].
+    pub async fn flush_to(&self, end: Offset) -> Result<bool, StorageError> {
+        if self.state.borrow().flushed_end >= end.0 {
+            return Ok(false);
+        }
+        let _writer = self.writer.lock().await;
+        {
+            let state = self.state.borrow();
+            Self::check_usable(&state)?;
+            if state.flushed_end >= end.0 {
+                return Ok(false);
+            }
+        }
+        let result = match self.write_pending().await {
+            Ok(()) => self.sync_active().await.map_err(WriteFailure::Offline),
+            Err(failure) => Err(failure),
+        };
+        result.map_err(|failure| self.write_failed(failure))?;
+        Ok(true)
     }
 
     /// Makes the active segment inactive-ready (see `LocalLog::finish_active`); everything in it is
@@ -316,6 +346,7 @@ impl<F: FileSystem> Log<F> {
         let mut state = self.state.borrow_mut();
         state.durable_end = state.durable_end.max(end);
         assert!(state.durable_end <= state.next_offset);
+        state.flushed_end = state.flushed_end.max(state.durable_end);
         state.unsynced_messages = 0;
         state.dirty = false;
         Ok(())

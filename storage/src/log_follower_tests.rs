@@ -17,7 +17,7 @@ use futures_lite::future::block_on;
 use std::path::Path;
 use std::rc::Rc;
 
-fn config() -> LogConfig {
+pub(crate) fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 2000,
         index_interval_bytes: 100,
@@ -25,7 +25,7 @@ fn config() -> LogConfig {
     }
 }
 
-fn open(dir: &Path, config: LogConfig, clean: bool) -> Log<StdFileSystem> {
+pub(crate) fn open(dir: &Path, config: LogConfig, clean: bool) -> Log<StdFileSystem> {
     let cache = Rc::new(BatchCache::new(1 << 20));
     block_on(Log::open(
         StdFileSystem,
@@ -37,7 +37,7 @@ fn open(dir: &Path, config: LogConfig, clean: bool) -> Log<StdFileSystem> {
     .unwrap()
 }
 
-fn append(log: &Log<StdFileSystem>, batch: Vec<u8>, epoch: i32) -> i64 {
+pub(crate) fn append(log: &Log<StdFileSystem>, batch: Vec<u8>, epoch: i32) -> i64 {
     block_on(log.append(Bytes::from(batch), LeaderEpoch(epoch), 1_000))
         .unwrap()
         .base_offset
@@ -66,7 +66,7 @@ fn marker(log: &Log<StdFileSystem>, producer_id: i64, commit: bool, epoch: i32) 
 }
 
 /// Every batch of `log` from its start, as the reads return them, concatenated.
-fn read_all(log: &Log<StdFileSystem>) -> Vec<u8> {
+pub(crate) fn read_all(log: &Log<StdFileSystem>) -> Vec<u8> {
     let end = log.durable_end_offset();
     let mut from = log.log_start_offset();
     let mut bytes = Vec::new();
@@ -88,7 +88,7 @@ fn batches(bytes: &[u8]) -> Vec<Vec<u8>> {
 
 /// A leader log with three epochs, an aborted, a committed and an open transaction, and several
 /// segments.
-fn leader(dir: &Path) -> Log<StdFileSystem> {
+pub(crate) fn leader(dir: &Path) -> Log<StdFileSystem> {
     let log = open(dir, config(), true);
     append(&log, simple_batch(3, 20, 1_000), 0);
     append(&log, simple_batch(3, 20, 1_001), 0);
@@ -106,7 +106,7 @@ fn leader(dir: &Path) -> Log<StdFileSystem> {
 }
 
 /// Feeds `bytes` to `follower` in fetch answers of at most `chunk` bytes cut anywhere.
-fn replicate(follower: &Log<StdFileSystem>, bytes: &[u8], chunk: usize) {
+pub(crate) fn replicate(follower: &Log<StdFileSystem>, bytes: &[u8], chunk: usize) {
     let mut position = 0;
     while position < bytes.len() {
         let end = (position + chunk).min(bytes.len());
@@ -295,4 +295,19 @@ fn reset_high_watermark_moves_it_both_ways_within_the_log() {
     assert_eq!(log.reset_high_watermark(Offset(100)), Offset(10));
     assert_eq!(log.reset_high_watermark(Offset(-3)), Offset(0));
     assert_eq!(log.last_stable_offset(), Offset(0));
+}
+
+#[test]
+fn flush_to_fsyncs_once_up_to_the_requested_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), config(), true);
+    assert_eq!(log.flushed_end_offset(), Offset(0));
+    append(&log, simple_batch(3, 20, 1_000), 0);
+    let end = log.log_end_offset();
+    assert_eq!(log.flushed_end_offset(), Offset(0), "written, not fsynced");
+    assert!(block_on(log.flush_to(end)).unwrap(), "fsynced");
+    assert_eq!(log.flushed_end_offset(), end);
+    assert!(!block_on(log.flush_to(end)).unwrap(), "already covered");
+    block_on(log.truncate_to(Offset(1))).unwrap();
+    assert!(log.flushed_end_offset() <= log.durable_end_offset());
 }

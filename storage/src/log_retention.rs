@@ -52,7 +52,7 @@ struct DeletedFile {
 /// The log's share of the lifecycle: one log-start change at a time, and the deleted files due.
 #[derive(Default)]
 pub(crate) struct RetentionState {
-    lock: async_lock::Mutex<()>,
+    pub(super) lock: async_lock::Mutex<()>,
     deleted: RefCell<Vec<DeletedFile>>,
 }
 

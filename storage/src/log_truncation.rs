@@ -1,9 +1,12 @@
 //! Truncation of the `Log` facade: [`Log::truncate_to`] (a follower cutting its log back to the
-//! leader's, Kafka's `UnifiedLog.truncateTo`) and [`Log::delete_segments_before`].
+//! leader's, Kafka's `UnifiedLog.truncateTo`), [`Log::truncate_fully_and_start_at`] (a follower
+//! whose log end fell below its leader's log start, Kafka's `UnifiedLog.truncateFullyAndStartAt`)
+//! and [`Log::delete_segments_before`].
 
 use super::Log;
 use crate::error::StorageError;
 use crate::io::FileSystem;
+use crate::producer_state::ProducerStateManager;
 use crate::types::Offset;
 
 impl<F: FileSystem> Log<F> {
@@ -57,6 +60,7 @@ impl<F: FileSystem> Log<F> {
                 let mut state = self.state.borrow_mut();
                 state.next_offset = new_end;
                 state.durable_end = new_end;
+                state.flushed_end = state.flushed_end.min(new_end);
                 state.high_watermark = state.high_watermark.min(new_end);
                 state.epochs.truncate_from_end(Offset(new_end));
             }
@@ -66,6 +70,75 @@ impl<F: FileSystem> Log<F> {
         .await;
         if let Err(error) = result {
             tracing::error!(dir = %self.dir().display(), %error, "log truncation failed; log is offline");
+            self.state.borrow_mut().failed = true;
+            return Err(error.into());
+        }
+        self.debug_assert_offsets();
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (`offset >= 0`; any offset, below the log end
+    /// too): a follower whose log end is below its leader's log start (retention or DeleteRecords
+    /// removed what it lacks) cannot fetch what it misses and starts over at the leader's start.
+    /// Everything queued is written first (the caller, a follower, takes no produce requests).
+    ///
+    /// Afterwards (Kafka's `truncateFullyAndStartAt`):
+    /// * one segment, empty and active, based at `offset`; every other segment file, index,
+    ///   `.txnindex` and producer snapshot is deleted;
+    /// * `log_start == high_watermark == durable_end == log_end == offset` (the last stable offset
+    ///   too); the batch cache holds nothing of this log;
+    /// * the leader-epoch cache is empty and its checkpoint rewritten (`clearAndFlush`): the next
+    ///   follower append assigns the epoch of its first batch at `offset`;
+    /// * the producer state is empty (no batch of any producer is left);
+    /// * the log-start checkpoint says `offset`, so a reopen (clean or not) finds the same log: the
+    ///   segment at `offset` and the log start there.
+    ///
+    /// `OffsetOutOfRange` for a negative `offset`. An I/O error marks the log failed (offline); the
+    /// files left form a contiguous log (a prefix of the old one, or the new empty one).
+    pub async fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), StorageError> {
+        // Retention and DeleteRecords move the log start and delete segments under this lock.
+        let _lifecycle = self.retention.lock.lock().await;
+        let _writer = self.writer.lock().await;
+        Self::check_usable(&self.state.borrow())?;
+        self.write_pending()
+            .await
+            .map_err(|failure| self.write_failed(failure))?;
+        if offset.0 < 0 {
+            let state = self.state.borrow();
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                start: Offset(self.local.log_start_offset()),
+                end: Offset(state.next_offset),
+            });
+        }
+        let segment_bytes = {
+            // Consumers read below the high watermark: none may see data being removed.
+            let mut state = self.state.borrow_mut();
+            state.high_watermark = state.high_watermark.min(self.local.log_start_offset());
+            state.config.segment_bytes
+        };
+        self.cache.invalidate(self.id);
+        let result = async {
+            self.local
+                .truncate_fully_and_start_at(offset.0, segment_bytes)
+                .await?;
+            {
+                let mut state = self.state.borrow_mut();
+                state.next_offset = offset.0;
+                state.durable_end = offset.0;
+                state.flushed_end = offset.0;
+                state.high_watermark = offset.0;
+                state.producers = ProducerStateManager::new();
+                state.producers.on_high_watermark(offset.0);
+                state.epochs.clear();
+                state.unsynced_messages = 0;
+                state.dirty = false;
+            }
+            self.persist_epochs().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(dir = %self.dir().display(), %error, "full log truncation failed; log is offline");
             self.state.borrow_mut().failed = true;
             return Err(error.into());
         }

@@ -236,6 +236,9 @@ pub struct BrokerConfig {
     /// `follower.replication.throttled.rate` (dynamic): bytes per second this broker's followers copy
     /// for throttled replicas (`replication_quota`); `i64::MAX`: no limit.
     pub follower_replication_throttled_rate: u64,
+    /// `replica.fsync.before.ack`: acks=all waits for an fsync on the leader (before it waits for
+    /// the ISR) and on each follower (after each fetch's appends, before its next fetch).
+    pub replica_fsync_before_ack: bool,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a replication factor.
@@ -398,6 +401,7 @@ impl BrokerConfig {
             replica_lag_time_max: std::time::Duration::from_secs(30),
             leader_balance: LeaderBalanceConfig::default(),
             follower_replication_throttled_rate: i64::MAX as u64,
+            replica_fsync_before_ack: false,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,

@@ -258,6 +258,7 @@ pub const SETTINGS: &[Setting] = &[
     cluster::LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
     cluster::FOLLOWER_REPLICATION_THROTTLED_RATE,
     cluster::LEADER_REPLICATION_THROTTLED_RATE,
+    cluster::REPLICA_FSYNC_BEFORE_ACK,
     Setting {
         flag: Some("--recover-unknown-data"),
         config_type: ConfigType::Boolean,

@@ -1,7 +1,8 @@
 //! The leader's side of replication through the handlers, on the manual clock: followers' fetches
 //! (Fetch with a replica id) move the high watermark, which completes acks=all produces; the ISR and
 //! `min.insync.replicas`; leader epochs (KIP-320 checks, diverging epochs, OffsetForLeaderEpoch);
-//! which ISR changes the leader finds due. The followers are played by the test.
+//! which ISR changes the leader finds due; a follower behind the leader's log start restarting its
+//! log there; `replica.fsync.before.ack`. The followers are played by the test.
 
 use super::produce_fetch::{
     batch_offsets, create_topic, fetch_request, produce_request, topic_name, TOPIC,
@@ -19,6 +20,7 @@ use kafka_protocol::messages::{
 use std::sync::Arc;
 use std::time::Duration;
 use storage::batch::testing::simple_batch;
+use storage::types::Offset;
 
 const LEADER_EPOCH: i32 = 3;
 
@@ -272,4 +274,139 @@ fn a_lagging_follower_is_due_to_leave_the_isr_and_a_caught_up_one_to_join_it() {
         .isr_change_due(start + 31_000, lag_ms, |_| true)
         .expect("5 leaves");
     assert_eq!(change.isr, vec![0, 6]);
+}
+
+/// Makes this node follow broker 5 for the test topic's partition.
+fn follow_broker_5(shard: &mut TestShard) {
+    create_topic(shard, TOPIC, 1);
+    let mut metadata = (*shard.state.metadata()).clone();
+    let node = metadata.node_id;
+    let topic = metadata.topics.get_mut(TOPIC).expect("created");
+    topic.partitions = vec![PartitionState {
+        replicas: vec![5, node, 6],
+        isr: vec![5, node, 6],
+        leader: 5,
+        leader_epoch: LEADER_EPOCH,
+        partition_epoch: 0,
+    }];
+    metadata.version += 1;
+    let state = shard.state.clone();
+    shard
+        .simulation
+        .block_on(async move { state.apply_metadata(Arc::new(metadata)).await });
+}
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
+    // The leader: 6 batches of 3 records in 6 segments, committed, then the first 4 deleted.
+    let mut leader = TestShard::start(|_| {});
+    lead_with_followers(
+        &mut leader,
+        &[0, 5],
+        &[("segment.bytes", "100"), ("retention.ms", "-1")],
+    );
+    for index in 0..6 {
+        assert_eq!(
+            produce_error_of(&mut leader, simple_batch(3, 10, 1_000 + index)),
+            0
+        );
+    }
+    assert_eq!(
+        fetch(&mut leader, &replica_fetch(5, 18, LEADER_EPOCH)).1,
+        18
+    );
+    let partition = leader.state.partitions.get(TOPIC, 0).expect("partition");
+    let deleted = leader
+        .simulation
+        .block_on(async move { partition.delete_records(12).await });
+    assert_eq!(deleted, Ok(Offset(12)));
+    // A follower fetching from below the leader's log start: OFFSET_OUT_OF_RANGE, with that start.
+    let response: FetchResponse = leader.call(ApiKey::Fetch, 12, &replica_fetch(5, 3, 0));
+    let answer = &response.responses[0].partitions[0];
+    assert_eq!(
+        (answer.error_code, answer.log_start_offset),
+        (ResponseError::OffsetOutOfRange.code(), 12)
+    );
+    let response: FetchResponse = leader.call(ApiKey::Fetch, 12, &replica_fetch(5, 12, -1));
+    let records = response.responses[0].partitions[0]
+        .records
+        .clone()
+        .expect("the records from the log start");
+    assert_eq!(batch_offsets(&records), [12, 15]);
+
+    // The follower (log end 0) restarts at the leader's log start, then takes its records.
+    let mut follower = TestShard::start(|_| {});
+    follow_broker_5(&mut follower);
+    let partition = follower.state.partitions.get(TOPIC, 0).expect("partition");
+    let restarted = follower.simulation.block_on(async move {
+        let _applying = partition.replica_lock.lock().await;
+        assert!(!partition
+            .truncate_fully_behind_leader(Offset(0))
+            .await
+            .unwrap());
+        assert!(partition
+            .truncate_fully_behind_leader(Offset(12))
+            .await
+            .unwrap());
+        let positions = (
+            partition.log_start_offset(),
+            partition.log_end_offset(),
+            partition.high_watermark(),
+        );
+        // At or past the leader's log start already: nothing to do.
+        assert!(!partition
+            .truncate_fully_behind_leader(Offset(12))
+            .await
+            .unwrap());
+        partition.append_from_leader(records, 18).await.unwrap();
+        (
+            positions,
+            partition.log_end_offset(),
+            partition.high_watermark(),
+        )
+    });
+    assert_eq!(
+        restarted,
+        ((Offset(12), Offset(12), Offset(12)), Offset(18), Offset(18))
+    );
+}
+
+fn produce_error_of(shard: &mut TestShard, batch: Vec<u8>) -> i16 {
+    let response: ProduceResponse = shard.call(ApiKey::Produce, 9, &produce_request(1, batch));
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn with_fsync_before_ack_an_acks_all_produce_is_fsynced_before_it_waits_for_the_followers() {
+    for fsync_before_ack in [false, true] {
+        let mut shard = TestShard::start(|config| {
+            config.replica_fsync_before_ack = fsync_before_ack;
+        });
+        lead_with_followers(&mut shard, &[0, 5], &[]);
+        let partition = shard.state.partitions.get(TOPIC, 0).expect("partition");
+        // acks=1 never fsyncs.
+        assert_eq!(produce_error_of(&mut shard, simple_batch(3, 10, 1_000)), 0);
+        assert_eq!(partition.log.flushed_end_offset(), Offset(0));
+        let produce = shard.send(
+            ApiKey::Produce,
+            9,
+            &produce_request(-1, simple_batch(2, 10, 1_001)),
+        );
+        shard.simulation.run_until_stalled();
+        assert!(!produce.is_finished(), "waits for follower 5");
+        let flushed = if fsync_before_ack { 5 } else { 0 };
+        assert_eq!(
+            partition.log.flushed_end_offset(),
+            Offset(flushed),
+            "fsync_before_ack: {fsync_before_ack}"
+        );
+        assert_eq!(fetch(&mut shard, &replica_fetch(5, 5, LEADER_EPOCH)).1, 5);
+        shard.simulation.run_until_stalled();
+        let frame = produce
+            .take_output()
+            .expect("answered")
+            .expect("a response");
+        let response: ProduceResponse = decode_response(ApiKey::Produce, 9, frame);
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
 }

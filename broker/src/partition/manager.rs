@@ -98,7 +98,7 @@ impl PartialEq for dyn PartitionKey + '_ {
 impl Eq for dyn PartitionKey + '_ {}
 
 pub struct PartitionManager {
-    resources: PartitionResources,
+    pub(super) resources: PartitionResources,
     pub(super) partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     pub(super) delayed: Rc<DelayedOperations>,
     listeners: RefCell<Vec<Rc<dyn PartitionListener>>>,

@@ -63,9 +63,18 @@ impl PartitionManager {
                 // The epoch the records were written in: leadership lost and regained meanwhile
                 // (they may have been truncated) must not acknowledge them.
                 let epoch = partition.leader_epoch();
+                let fsync_before_ack = self.resources.config.replica_fsync_before_ack;
                 pending.push(Box::pin(async move {
                     let info = appended.await?;
                     let required = Offset(info.last_offset.0 + 1);
+                    // `replica.fsync.before.ack`: on the leader's disk before the wait for the
+                    // followers (who fsync before their next fetch reports their log end). Produces
+                    // waiting together share an fsync (`Log::flush_to`).
+                    if fsync_before_ack {
+                        if let Err(error) = partition.log.flush_to(required).await {
+                            return Err((super::error_code(&error), error.to_string()).into());
+                        }
+                    }
                     let completion = delayed
                         .wait_for_replicas(&partition, required, deadline)
                         .await;

@@ -13,6 +13,15 @@
 //!   (if it has that epoch; else where its own largest epoch below it ends), then fetches again with
 //!   its new last epoch; the leader checks again. It never truncates to its high watermark blindly,
 //!   so records acknowledged by a leader it was in sync with are never cut.
+//!
+//! # A follower behind the leader's log start
+//! A fetch from below the leader's log start is OFFSET_OUT_OF_RANGE (with the leader's log start in
+//! the answer). When the follower's log end is below that start (retention or DeleteRecords removed
+//! what it misses), it empties its log and restarts it at the leader's log start
+//! ([`Partition::truncate_fully_behind_leader`], Kafka's `handleOutOfRangeError` /
+//! `truncateFullyAndStartAt`), then fetches from there. A follower whose log end is at or past the
+//! leader's start keeps its log (the answer was a race with the leader's retention: it fetches
+//! again after a back-off).
 
 use super::requests::{FetchOutcome, OffsetAnswer, ReplicaFetch};
 use super::{error_code, Partition};
@@ -188,6 +197,32 @@ impl Partition {
         if target != self.high_watermark() {
             self.log.reset_high_watermark(target);
         }
+    }
+
+    /// The follower's side of an OFFSET_OUT_OF_RANGE answer carrying the leader's log start
+    /// `leader_log_start` (see the module doc): when this log ends below it, the log is emptied
+    /// and restarts there (`storage::Log::truncate_fully_and_start_at`: no epochs, no producers,
+    /// the high watermark at the new start). Returns whether it did. The caller holds the
+    /// partition's replica lock.
+    pub async fn truncate_fully_behind_leader(
+        &self,
+        leader_log_start: Offset,
+    ) -> Result<bool, StorageError> {
+        let log_end = self.log_end_offset();
+        if self.is_leader() || leader_log_start <= log_end {
+            return Ok(false);
+        }
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.index,
+            log_end = log_end.0,
+            leader_log_start = leader_log_start.0,
+            "follower behind the leader's log start: truncating fully and starting at the leader's log start"
+        );
+        self.log
+            .truncate_fully_and_start_at(leader_log_start)
+            .await?;
+        Ok(true)
     }
 
     /// The follower's truncation after the leader answered a diverging epoch (see the module doc).

@@ -235,5 +235,16 @@ pub const LEADER_REPLICATION_THROTTLED_RATE: Setting = Setting {
         "",
         Some("leader.replication.throttled.rate"),
         "accepted and reported (dynamic); the throttle applies on followers (follower.replication.throttled.rate)",
+pub const REPLICA_FSYNC_BEFORE_ACK: Setting = Setting {
+    config_type: ConfigType::Boolean,
+    default: DefaultValue::Fixed("false"),
+    target: Target::Broker(|config, value| {
+        config.replica_fsync_before_ack = value.as_bool();
+        Ok(())
+    }),
+    ..row(
+        "replica_fsync_before_ack",
+        Some("replica.fsync.before.ack"),
+        "acks=all produces are acknowledged only once fsynced on the leader and every in-sync follower (followers fsync what they fetched before fetching again); acks=0 and 1 are unchanged",
     )
 };
