@@ -288,6 +288,8 @@ fn follow_broker_5(shard: &mut TestShard) {
         leader: 5,
         leader_epoch: LEADER_EPOCH,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }];
     metadata.version += 1;
     let state = shard.state.clone();

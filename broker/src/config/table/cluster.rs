@@ -235,6 +235,9 @@ pub const LEADER_REPLICATION_THROTTLED_RATE: Setting = Setting {
         "",
         Some("leader.replication.throttled.rate"),
         "accepted and reported (dynamic); the throttle applies on followers (follower.replication.throttled.rate)",
+    )
+};
+
 pub const REPLICA_FSYNC_BEFORE_ACK: Setting = Setting {
     config_type: ConfigType::Boolean,
     default: DefaultValue::Fixed("false"),
