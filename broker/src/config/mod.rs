@@ -183,6 +183,31 @@ impl Default for LifecycleConfig {
     }
 }
 
+/// `replica.selector.class` (KIP-392): how a partition's leader picks the replica a consumer should
+/// fetch from (`preferred_read_replica` in its Fetch answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaSelector {
+    /// Always the leader (Kafka's default, no selector): consumers are never sent elsewhere.
+    Leader,
+    /// Kafka's `RackAwareReplicaSelector`: a consumer naming a rack (`client.rack`) that the leader is
+    /// not in is sent to an in-sync replica in its rack, when there is one.
+    RackAware,
+}
+
+impl ReplicaSelector {
+    /// Kafka's class name of the rack-aware selector, accepted as an alias of `rack-aware`.
+    pub const RACK_AWARE_CLASS: &'static str =
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
+    /// The selector a (validated) setting names.
+    pub fn parse(text: &str) -> ReplicaSelector {
+        match text {
+            "rack-aware" | Self::RACK_AWARE_CLASS => ReplicaSelector::RackAware,
+            _ => ReplicaSelector::Leader,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub listen: SocketAddr,
@@ -211,6 +236,8 @@ pub struct BrokerConfig {
     pub metadata_snapshot_bytes: u64,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max: std::time::Duration,
+    /// `replica.selector.class`: which replica a consumer (Fetch v11+) is told to read from.
+    pub replica_selector: ReplicaSelector,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a replication factor.
@@ -371,6 +398,7 @@ impl BrokerConfig {
             broker_heartbeat_interval: std::time::Duration::ZERO,
             metadata_snapshot_bytes: 20 << 20,
             replica_lag_time_max: std::time::Duration::from_secs(30),
+            replica_selector: ReplicaSelector::Leader,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,

@@ -253,6 +253,7 @@ pub const SETTINGS: &[Setting] = &[
     cluster::BROKER_HEARTBEAT_INTERVAL_MS,
     cluster::METADATA_SNAPSHOT_BYTES,
     cluster::REPLICA_LAG_TIME_MAX_MS,
+    cluster::REPLICA_SELECTOR,
     Setting {
         flag: Some("--recover-unknown-data"),
         config_type: ConfigType::Boolean,

@@ -135,7 +135,7 @@ impl Partition {
     }
 
     /// An answer without records: this partition's offsets.
-    fn positions(&self) -> FetchOutcome {
+    pub(crate) fn positions(&self) -> FetchOutcome {
         FetchOutcome {
             error: None,
             high_watermark: self.high_watermark().0,
@@ -144,6 +144,7 @@ impl Partition {
             records: Vec::new(),
             aborted_transactions: Vec::new(),
             diverging_epoch: None,
+            preferred_read_replica: None,
         }
     }
 
@@ -179,7 +180,8 @@ impl Partition {
     }
 
     /// A follower's high watermark is the leader's, capped by its own log end (it may go back: a new
-    /// leader may know less than the old one told).
+    /// leader may know less than the old one told). Consumers reading from this follower (KIP-392)
+    /// long-poll on it: a move tells the delayed fetches.
     pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
         if leader_high_watermark < 0 {
             return;
@@ -187,6 +189,7 @@ impl Partition {
         let target = Offset(leader_high_watermark).min(self.log.durable_end_offset());
         if target != self.high_watermark() {
             self.log.reset_high_watermark(target);
+            self.delayed.high_watermark_moved(self.key());
         }
     }
 
