@@ -16,6 +16,7 @@
 //! - [`control`]: the control plane on shard 0 (topic changes, producer ids), broadcasting metadata.
 //! - [`quorum`]: the metadata quorum (Raft via raft-rs) on shard 0: its log, transport, records and image.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227), per shard.
+//! - [`replica_selector`]: which replica a consumer should fetch from (KIP-392, `replica_selector`).
 //! - [`purgatory`]: delayed operations (waiting fetches and acks=all produces) completed by an event on a key or
 //!   by timeout, on a hierarchical timing wheel.
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in `__consumer_offsets`), one per
@@ -54,6 +55,7 @@ pub mod protocol;
 pub mod purgatory;
 pub mod quorum;
 pub mod replica_fetcher;
+pub mod replica_selector;
 pub mod replication_quota;
 pub mod scatter_gather;
 pub mod server;

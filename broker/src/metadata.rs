@@ -345,6 +345,24 @@ impl ClusterMetadata {
         }
     }
 
+    /// The shard holding this node's replica of a partition, whether it leads or follows it (a
+    /// follower serves consumers' fetches from v11, KIP-392), or why there is none here.
+    pub fn route_replica(&self, topic: &str, partition: i32) -> Result<usize, NotServed> {
+        match self.route(topic, partition) {
+            Err(not_leader @ NotServed::NotLeader { .. }) => {
+                let metadata = self.topics.get(topic).ok_or(NotServed::Unknown)?;
+                let shard = usize::try_from(partition)
+                    .ok()
+                    .and_then(|index| metadata.shards.get(index));
+                match shard {
+                    Some(&shard) if metadata.replicated_on(partition, self.node_id) => Ok(shard),
+                    _ => Err(not_leader),
+                }
+            }
+            routed => routed,
+        }
+    }
+
     /// Marks every partition the quorum manages as without a leader (and replicas unknown), until its
     /// image is published.
     pub fn forget_leaders(&mut self) {

@@ -251,3 +251,32 @@ fn a_voter_host_that_does_not_resolve_is_refused_for_the_derived_listener() {
         "{message}"
     );
 }
+
+#[test]
+fn replica_selector_takes_leader_rack_aware_or_kafkas_class_name() {
+    use crate::config::ReplicaSelector;
+    assert_eq!(
+        from_toml("").unwrap().replica_selector,
+        ReplicaSelector::Leader
+    );
+    for (text, expected) in [
+        ("replica_selector = \"leader\"", ReplicaSelector::Leader),
+        (
+            "replica_selector = \"rack-aware\"",
+            ReplicaSelector::RackAware,
+        ),
+        (
+            "replica_selector = \"org.apache.kafka.common.replica.RackAwareReplicaSelector\"",
+            ReplicaSelector::RackAware,
+        ),
+    ] {
+        assert_eq!(
+            from_toml(text).unwrap().replica_selector,
+            expected,
+            "{text}"
+        );
+    }
+    let (key, message) = refusal(from_toml("replica_selector = \"nearest\""));
+    assert_eq!(key, "replica_selector");
+    assert!(message.starts_with("expected leader"), "{message}");
+}

@@ -203,6 +203,31 @@ impl Default for LeaderBalanceConfig {
     }
 }
 
+/// `replica.selector.class` (KIP-392): how a partition's leader picks the replica a consumer should
+/// fetch from (`preferred_read_replica` in its Fetch answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaSelector {
+    /// Always the leader (Kafka's default, no selector): consumers are never sent elsewhere.
+    Leader,
+    /// Kafka's `RackAwareReplicaSelector`: a consumer naming a rack (`client.rack`) that the leader is
+    /// not in is sent to an in-sync replica in its rack, when there is one.
+    RackAware,
+}
+
+impl ReplicaSelector {
+    /// Kafka's class name of the rack-aware selector, accepted as an alias of `rack-aware`.
+    pub const RACK_AWARE_CLASS: &'static str =
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
+    /// The selector a (validated) setting names.
+    pub fn parse(text: &str) -> ReplicaSelector {
+        match text {
+            "rack-aware" | Self::RACK_AWARE_CLASS => ReplicaSelector::RackAware,
+            _ => ReplicaSelector::Leader,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub listen: SocketAddr,
@@ -239,6 +264,8 @@ pub struct BrokerConfig {
     /// `replica.fsync.before.ack`: acks=all waits for an fsync on the leader (before it waits for
     /// the ISR) and on each follower (after each fetch's appends, before its next fetch).
     pub replica_fsync_before_ack: bool,
+    /// `replica.selector.class`: which replica a consumer (Fetch v11+) is told to read from.
+    pub replica_selector: ReplicaSelector,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a replication factor.
@@ -402,6 +429,7 @@ impl BrokerConfig {
             leader_balance: LeaderBalanceConfig::default(),
             follower_replication_throttled_rate: i64::MAX as u64,
             replica_fsync_before_ack: false,
+            replica_selector: ReplicaSelector::Leader,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,

@@ -259,6 +259,7 @@ pub const SETTINGS: &[Setting] = &[
     cluster::FOLLOWER_REPLICATION_THROTTLED_RATE,
     cluster::LEADER_REPLICATION_THROTTLED_RATE,
     cluster::REPLICA_FSYNC_BEFORE_ACK,
+    cluster::REPLICA_SELECTOR,
     Setting {
         flag: Some("--recover-unknown-data"),
         config_type: ConfigType::Boolean,

@@ -9,13 +9,21 @@
 //! offset) moves past what the fetch saw; the fetch re-reads after the first completion or at
 //! `max_wait_ms` — nothing spins, so an idle consumer costs (close to) no CPU.
 //!
-//! A partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER with its current leader (v12+).
+//! A partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER with its current leader (v12+),
+//! except that from v11 a consumer's fetch is served by a follower too (fetch from follower,
+//! KIP-392): up to the follower's own high watermark (read_committed: last stable offset), nothing
+//! between it and the log end, OFFSET_OUT_OF_RANGE past the log end (the consumer goes back to the
+//! leader); its long polls wake when the leader's answers move that high watermark. A leader whose
+//! `replica_selector` is rack-aware answers a v11+ consumer in another rack, for which an in-sync
+//! follower in the consumer's rack has the fetch offset, with that follower as
+//! `preferred_read_replica` and no records (see `crate::replica_selector`).
 //! A `current_leader_epoch` other than the partition's answers FENCED_LEADER_EPOCH (older) or
 //! UNKNOWN_LEADER_EPOCH (newer), KIP-320.
 //!
 //! A follower's fetch reads up to the leader's written end (not the high watermark), records the
 //! follower's log end on the leader (which moves the high watermark and completes acks=all produces),
-//! waits for new writes rather than a new high watermark, and may be answered a diverging epoch
+//! waits for new writes or a high watermark past the one it was last answered (so it can serve
+//! consumers up to it, KIP-392), and may be answered a diverging epoch
 //! instead of records (see `partition::replica_reads`).
 //!
 //! Incremental fetch sessions (KIP-227, v7+) are kept per shard: see [`crate::fetch_session`].
@@ -27,6 +35,7 @@ use crate::metadata::NotServed;
 use crate::partition::requests::{FetchItem, FetchOutcome, ReplicaFetch, WaitItem};
 use crate::scatter_gather::{scatter, LocalAnswer, ShardSplit};
 use crate::shard_state::ShardState;
+use budget::apply_request_budget;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
@@ -83,6 +92,10 @@ struct Wanted {
     current_leader_epoch: i32,
     /// A follower's fetch: its id and the epoch of its last batch.
     replica: Option<ReplicaFetch>,
+    /// A consumer before v11: only a leader answers (from v11 a follower does, KIP-392).
+    leader_only: bool,
+    /// The followers the replica selector would send this consumer to (see `crate::replica_selector`).
+    preferred_candidates: Vec<i32>,
 }
 
 /// What the request asks for once sessions are taken into account.
@@ -198,6 +211,8 @@ async fn fetch(
     };
     let read_committed = request.isolation_level == 1 && replica_id < 0;
     let epochs = requested_epochs(&request);
+    let follower_reads = replica_id < 0 && version >= 11;
+    let client_rack = request.rack_id.as_str();
     let metadata = state.metadata();
     // Partitions of the same topic that follow each other share one topic entry in the response.
     let mut topics: Vec<(TopicName, Uuid)> = Vec::new();
@@ -220,9 +235,26 @@ async fn fetch(
         } else {
             Some(partition.topic.to_string())
         };
-        let route = name
-            .as_deref()
-            .map(|name| metadata.route(name, partition.partition));
+        // From v11 a consumer may read from a follower (KIP-392): any replica here serves it.
+        let route = name.as_deref().map(|name| {
+            if follower_reads {
+                metadata.route_replica(name, partition.partition)
+            } else {
+                metadata.route(name, partition.partition)
+            }
+        });
+        let preferred_candidates = match (&name, &route) {
+            (Some(name), Some(Ok(_))) if follower_reads => {
+                crate::replica_selector::preferred_read_candidates(
+                    &state.config,
+                    &metadata,
+                    name,
+                    partition.partition,
+                    client_rack,
+                )
+            }
+            _ => Vec::new(),
+        };
         let not_leader = match route {
             Some(Err(NotServed::NotLeader {
                 leader,
@@ -251,6 +283,8 @@ async fn fetch(
                 replica_id,
                 last_fetched_epoch,
             }),
+            leader_only: !follower_reads,
+            preferred_candidates,
         });
     }
     let max_bytes = if request.max_bytes <= 0 {
@@ -263,6 +297,7 @@ async fn fetch(
         shard::task::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
 
     let mut outcomes = read_all(&state, &wanted, max_bytes, read_committed).await;
+    let first_high_watermarks = high_watermarks(&outcomes);
     // Bounded: every round waits for new data or the deadline, and stops at the deadline.
     loop {
         let bytes: usize = outcomes
@@ -270,23 +305,40 @@ async fn fetch(
             .flatten()
             .map(FetchOutcome::records_bytes)
             .sum();
-        // Any partition with an error (an unknown one has no outcome) or a diverging epoch for a
-        // follower answers at once, as in Kafka.
+        // Any partition with an error (an unknown one has no outcome), a diverging epoch for a
+        // follower or a preferred read replica for a consumer answers at once, as in Kafka.
         let failed = outcomes.iter().any(|outcome| {
-            outcome
-                .as_ref()
-                .is_none_or(|outcome| outcome.error.is_some() || outcome.diverging_epoch.is_some())
+            outcome.as_ref().is_none_or(|outcome| {
+                outcome.error.is_some()
+                    || outcome.diverging_epoch.is_some()
+                    || outcome.preferred_read_replica.is_some()
+            })
         });
+        // A follower is answered as soon as a high watermark moved past its first read's, so it
+        // learns it at once and serves its consumers up to it (KIP-392).
+        let high_watermark_moved = replica_id >= 0
+            && high_watermarks(&outcomes)
+                .iter()
+                .zip(&first_high_watermarks)
+                .any(|(now, first)| now > first);
         let remaining = deadline.saturating_duration_since(shard::task::now());
-        if bytes >= min_bytes || failed || remaining.is_zero() || state.shutting_down.get() {
+        if bytes >= min_bytes
+            || failed
+            || high_watermark_moved
+            || remaining.is_zero()
+            || state.shutting_down.get()
+        {
             break;
         }
         // Wait for data past what this read already saw, or a fetch below min_bytes would wake at once
         // and spin. A read_committed fetch reads up to the last stable offset, so that is what it saw.
-        let seen: Vec<i64> = wanted
+        let seen: Vec<(i64, i64)> = wanted
             .iter()
             .zip(&outcomes)
             .map(|(item, outcome)| {
+                let high_watermark = outcome
+                    .as_ref()
+                    .map_or(-1, |outcome| outcome.high_watermark);
                 let end = outcome.as_ref().map_or(-1, |outcome| {
                     if read_committed {
                         outcome.last_stable_offset
@@ -294,11 +346,12 @@ async fn fetch(
                         outcome.high_watermark
                     }
                 });
-                // A follower waits for the written end past its own, which it fetches from.
+                // A follower waits for the written end past its own, which it fetches from, or for
+                // the high watermark past the one it is told now.
                 if item.replica.is_some() {
-                    item.fetch_offset
+                    (item.fetch_offset, high_watermark)
                 } else {
-                    item.fetch_offset.max(end)
+                    (item.fetch_offset.max(end), high_watermark)
                 }
             })
             .collect();
@@ -333,6 +386,10 @@ async fn fetch(
                     data.diverging_epoch.epoch = epoch.0;
                     data.diverging_epoch.end_offset = end_offset.0;
                 }
+                if let Some(replica) = outcome.preferred_read_replica {
+                    // v11+ (only v11+ consumers are given one).
+                    data.preferred_read_replica = BrokerId(replica);
+                }
                 records = outcome.records;
             }
             None if wanted.not_leader.is_some() => {
@@ -364,6 +421,7 @@ async fn fetch(
         );
         let has_news = data.error_code != 0
             || !records.is_empty()
+            || data.preferred_read_replica.0 >= 0
             || plan.partitions[position].last_sent != Some(position_state);
         if plan.incremental && !has_news {
             continue;
@@ -392,83 +450,16 @@ async fn fetch(
     (response, splices)
 }
 
-/// Applies the request's `max_bytes` to the whole response, in request order, as Kafka does (KIP-74): whole
-/// batches are kept while they fit; the first batch of the first partition with data is kept even when it
-/// alone exceeds the budget (so a consumer always progresses); after the first batch that does not fit, a
-/// partition keeps nothing more (its records stay contiguous from the fetch offset).
-fn apply_request_budget(outcomes: &mut [Option<FetchOutcome>], max_bytes: usize) {
-    let mut remaining = max_bytes;
-    let mut first = true;
-    for outcome in outcomes.iter_mut().flatten() {
-        let batches = batch_sizes(&outcome.records);
-        let mut keep_bytes = 0usize;
-        for size in batches {
-            if size <= remaining || first {
-                remaining = remaining.saturating_sub(size);
-                keep_bytes += size;
-                first = false;
-            } else {
-                remaining = 0;
-                break;
-            }
-        }
-        truncate_parts(&mut outcome.records, keep_bytes);
-    }
-}
-
-/// Sizes of the whole batches laid end to end in `parts` (a batch may span parts: a stored batch is an
-/// owned header and a body slice). A trailing fragment too short to hold a batch's length is not counted.
-fn batch_sizes(parts: &[Bytes]) -> Vec<usize> {
-    let total: usize = parts.iter().map(Bytes::len).sum();
-    let mut sizes = Vec::new();
-    let mut position = 0usize;
-    while position + storage::batch::LOG_OVERHEAD <= total {
-        let mut prefix = [0u8; storage::batch::LOG_OVERHEAD];
-        copy_at(parts, position, &mut prefix);
-        let length = i32::from_be_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
-        let size = storage::batch::LOG_OVERHEAD + length.max(0) as usize;
-        if position + size > total || length <= 0 {
-            break;
-        }
-        sizes.push(size);
-        position += size;
-    }
-    sizes
-}
-
-/// Copies `out.len()` bytes starting at `position` of the concatenation of `parts`.
-fn copy_at(parts: &[Bytes], mut position: usize, out: &mut [u8]) {
-    let mut filled = 0;
-    for part in parts {
-        if filled == out.len() {
-            break;
-        }
-        if position >= part.len() {
-            position -= part.len();
-            continue;
-        }
-        let take = (part.len() - position).min(out.len() - filled);
-        out[filled..filled + take].copy_from_slice(&part[position..position + take]);
-        filled += take;
-        position = 0;
-    }
-}
-
-/// Keeps the first `keep` bytes of the concatenation of `parts` (slicing, not copying).
-fn truncate_parts(parts: &mut Vec<Bytes>, keep: usize) {
-    let mut left = keep;
-    let mut kept = 0;
-    for part in parts.iter_mut() {
-        if left == 0 {
-            break;
-        }
-        if part.len() > left {
-            part.truncate(left);
-        }
-        left -= part.len();
-        kept += 1;
-    }
-    parts.truncate(kept);
+/// Each outcome's high watermark (-1 where there is none).
+fn high_watermarks(outcomes: &[Option<FetchOutcome>]) -> Vec<i64> {
+    outcomes
+        .iter()
+        .map(|outcome| {
+            outcome
+                .as_ref()
+                .map_or(-1, |outcome| outcome.high_watermark)
+        })
+        .collect()
 }
 
 /// Each requested partition's `current_leader_epoch` and `last_fetched_epoch` (v9+ and v12+; -1 before),
@@ -508,6 +499,8 @@ async fn read_all(
                     read_committed,
                     current_leader_epoch: item.current_leader_epoch,
                     replica: item.replica,
+                    leader_only: item.leader_only,
+                    preferred_candidates: item.preferred_candidates.clone(),
                 },
             ),
             _ => split.skip(),
@@ -545,18 +538,19 @@ fn aborted_transactions(aborted: &[AbortedTxn]) -> Vec<AbortedTransaction> {
 }
 
 /// Completes when any owning shard reports a high watermark (read_committed: a last stable offset) past
-/// `seen` (parallel to `wanted`) for one of the partitions, or after `max_wait`: each shard parks a
-/// delayed fetch in its purgatory.
+/// `seen` (parallel to `wanted`: the end seen, and the high watermark answered) for one of the
+/// partitions — for a follower, a written end past its fetch offset or a high watermark past the
+/// one answered — or after `max_wait`: each shard parks a delayed fetch in its purgatory.
 async fn wait_for_any(
     state: &Rc<ShardState>,
     wanted: &[Wanted],
-    seen: &[i64],
+    seen: &[(i64, i64)],
     read_committed: bool,
     max_wait: Duration,
 ) {
     assert_eq!(wanted.len(), seen.len());
     let mut split = ShardSplit::new();
-    for (item, &seen) in wanted.iter().zip(seen) {
+    for (item, &(seen, seen_high_watermark)) in wanted.iter().zip(seen) {
         if let (Some(shard), Some(name)) = (item.shard, &item.name) {
             split.push(
                 shard,
@@ -566,6 +560,7 @@ async fn wait_for_any(
                     seen: Offset(seen),
                     read_committed,
                     replica: item.replica.is_some(),
+                    seen_high_watermark: Offset(seen_high_watermark),
                 },
             );
         }
@@ -595,6 +590,9 @@ async fn wait_for_any(
     )
     .await
 }
+
+#[path = "fetch_budget.rs"]
+mod budget;
 
 #[cfg(test)]
 #[path = "fetch_tests.rs"]

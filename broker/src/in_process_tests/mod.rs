@@ -6,6 +6,7 @@
 //! The real binary with real clients is the integration suite's job (`tests/integration/`); these tests
 //! pin the logic down fast and let a test control time.
 
+mod fetch_from_follower;
 mod groups;
 mod offsets;
 mod produce_fetch;

@@ -22,8 +22,11 @@ pub struct WatchedPartition {
     pub key: TopicPartition,
     pub seen: Offset,
     pub read_committed: bool,
-    /// A follower's fetch: it reads up to the leader's written end, so that is what it waits on.
+    /// A follower's fetch: it reads up to the leader's written end, so that is what it waits on —
+    /// and on the high watermark moving past `seen_high_watermark` (what its last answer said), which
+    /// the follower needs to serve consumers (KIP-392).
     pub replica: bool,
+    pub seen_high_watermark: Offset,
 }
 
 /// The delayed fetches and produces of one shard.
@@ -76,6 +79,9 @@ impl DelayedOperations {
         let satisfied = move || {
             partitions.iter().any(|watched| {
                 watched.partition.upgrade().is_none_or(|partition| {
+                    if watched.replica && partition.high_watermark() > watched.seen_high_watermark {
+                        return true;
+                    }
                     let end = if watched.replica {
                         partition.log.durable_end_offset()
                     } else if watched.read_committed {

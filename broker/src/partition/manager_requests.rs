@@ -124,7 +124,8 @@ impl PartitionManager {
     }
 
     /// Reads for a fetch. `max_bytes` is the request's remaining total budget (soft: the first partition
-    /// with data returns at least one whole batch, as KIP-74 asks).
+    /// with data returns at least one whole batch, as KIP-74 asks). A consumer's item may be read on a
+    /// follower (KIP-392, see `Partition::read`), or answered with a preferred read replica instead.
     pub async fn read(&self, items: Vec<FetchItem>, mut max_bytes: usize) -> Vec<FetchOutcome> {
         let mut min_one = true;
         let mut outcomes = Vec::with_capacity(items.len());
@@ -151,14 +152,27 @@ impl PartitionManager {
                         .await
                 }
                 None => {
-                    partition
-                        .read(
-                            Offset(item.fetch_offset),
-                            limit,
-                            min_one,
-                            item.read_committed,
-                        )
-                        .await
+                    let fetch_offset = Offset(item.fetch_offset);
+                    match partition.preferred_read_replica(&item.preferred_candidates, fetch_offset)
+                    {
+                        // KIP-392: the consumer is sent to a follower; no records, this leader's
+                        // offsets as usual (Kafka skips the read).
+                        Some(replica) => FetchOutcome {
+                            preferred_read_replica: Some(replica),
+                            ..partition.positions()
+                        },
+                        None => {
+                            partition
+                                .read(
+                                    fetch_offset,
+                                    limit,
+                                    min_one,
+                                    item.read_committed,
+                                    item.leader_only,
+                                )
+                                .await
+                        }
+                    }
                 }
             };
             self.counters.read(outcome.records_bytes());
@@ -186,6 +200,7 @@ impl PartitionManager {
                     seen: item.seen,
                     read_committed: item.read_committed,
                     replica: item.replica,
+                    seen_high_watermark: item.seen_high_watermark,
                 })
             })
             .collect();

@@ -316,14 +316,21 @@ impl Partition {
     /// the last stable offset, with the aborted transactions among the batches read (Kafka passes the
     /// offset after the last batch returned as the upper bound) — at most `max_bytes`, except that with
     /// `min_one` the first batch is returned whatever its size (KIP-74).
+    ///
+    /// A follower reads the same way, up to its own high watermark (the leader's, as its last fetch
+    /// answer said, capped by its log end) and last stable offset, unless `leader_only` (consumers
+    /// before Fetch v11: NOT_LEADER_OR_FOLLOWER). A fetch offset past the log end is
+    /// OFFSET_OUT_OF_RANGE (the consumer goes back to the leader); one between the high watermark and
+    /// the log end reads nothing (KIP-392).
     pub async fn read(
         &self,
         fetch_offset: Offset,
         max_bytes: usize,
         min_one: bool,
         read_committed: bool,
+        leader_only: bool,
     ) -> FetchOutcome {
-        if !self.is_leader() {
+        if leader_only && !self.is_leader() {
             return FetchOutcome::failed(ResponseError::NotLeaderOrFollower);
         }
         let high_watermark = self.high_watermark();
@@ -380,6 +387,7 @@ impl Partition {
             records,
             aborted_transactions,
             diverging_epoch: None,
+            preferred_read_replica: None,
         }
     }
 

@@ -144,7 +144,7 @@ impl Partition {
     }
 
     /// An answer without records: this partition's offsets.
-    fn positions(&self) -> FetchOutcome {
+    pub(crate) fn positions(&self) -> FetchOutcome {
         FetchOutcome {
             error: None,
             high_watermark: self.high_watermark().0,
@@ -153,6 +153,7 @@ impl Partition {
             records: Vec::new(),
             aborted_transactions: Vec::new(),
             diverging_epoch: None,
+            preferred_read_replica: None,
         }
     }
 
@@ -188,7 +189,8 @@ impl Partition {
     }
 
     /// A follower's high watermark is the leader's, capped by its own log end (it may go back: a new
-    /// leader may know less than the old one told).
+    /// leader may know less than the old one told). Consumers reading from this follower (KIP-392)
+    /// long-poll on it: a move tells the delayed fetches.
     pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
         if leader_high_watermark < 0 {
             return;
@@ -196,6 +198,7 @@ impl Partition {
         let target = Offset(leader_high_watermark).min(self.log.durable_end_offset());
         if target != self.high_watermark() {
             self.log.reset_high_watermark(target);
+            self.delayed.high_watermark_moved(self.key());
         }
     }
 

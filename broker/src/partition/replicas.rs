@@ -189,6 +189,43 @@ impl Partition {
         Some(end)
     }
 
+    /// KIP-392 on this leader: which of `candidates` (the followers the replica selector would send a
+    /// consumer to, in replica order; see `crate::replica_selector`) the consumer fetching from
+    /// `fetch_offset` should read from instead. Kafka's `findPreferredReadReplica` with its
+    /// `RackAwareReplicaSelector`: a candidate must be in the ISR as this leader knows it and have
+    /// fetched past `fetch_offset` (its known log end at or beyond it, so it does not answer
+    /// OFFSET_OUT_OF_RANGE), and `fetch_offset` must not be below this log's start (the consumer
+    /// then gets OFFSET_OUT_OF_RANGE here); among several, the largest log end wins, then the most
+    /// recently caught up, then the first in replica order. `None`: the consumer reads here.
+    pub fn preferred_read_replica(&self, candidates: &[i32], fetch_offset: Offset) -> Option<i32> {
+        if candidates.is_empty() || fetch_offset < self.log_start_offset() {
+            return None;
+        }
+        let role = self.role.borrow();
+        let Role::Leader(leader) = &*role else {
+            return None;
+        };
+        let mut best: Option<(i32, Offset, i64)> = None;
+        for &id in candidates {
+            if !leader.isr.contains(&id) {
+                continue;
+            }
+            let Some(follower) = leader.followers.get(&id) else {
+                continue;
+            };
+            let Some(end) = follower.log_end_offset.filter(|end| *end >= fetch_offset) else {
+                continue;
+            };
+            let better = best.is_none_or(|(_, best_end, best_caught_up)| {
+                (end, follower.last_caught_up_ms) > (best_end, best_caught_up)
+            });
+            if better {
+                best = Some((id, end, follower.last_caught_up_ms));
+            }
+        }
+        best.map(|(id, _, _)| id)
+    }
+
     /// A fetch from follower `replica_id` at `fetch_offset` (its log end): records its progress and
     /// moves the high watermark. NOT_LEADER_OR_FOLLOWER when this broker does not lead, or the
     /// replica is not one of the partition's.

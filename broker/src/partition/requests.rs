@@ -55,6 +55,13 @@ pub struct FetchItem {
     pub current_leader_epoch: i32,
     /// A follower's fetch (`None`: a consumer's).
     pub replica: Option<ReplicaFetch>,
+    /// Only a leader may answer (consumers before Fetch v11; Kafka's `fetchOnlyFromLeader`): a
+    /// follower answers NOT_LEADER_OR_FOLLOWER. From v11 a follower serves consumers (KIP-392).
+    pub leader_only: bool,
+    /// A consumer's fetch on a leader whose replica selector would send it elsewhere: the in-sync
+    /// followers in the consumer's rack, in replica order (see `crate::replica_selector`). The leader
+    /// picks one that has the fetch offset and answers it as `preferred_read_replica` without records.
+    pub preferred_candidates: Vec<i32>,
 }
 
 /// What a follower's fetch tells its leader besides the offset.
@@ -79,6 +86,8 @@ pub struct FetchOutcome {
     /// A follower's log differs from the leader's from this epoch on: (epoch, end offset of that epoch
     /// on the leader); the follower truncates before it fetches again.
     pub diverging_epoch: Option<(LeaderEpoch, Offset)>,
+    /// A consumer should fetch from this replica instead (KIP-392); the answer carries no records.
+    pub preferred_read_replica: Option<i32>,
 }
 
 impl FetchOutcome {
@@ -91,6 +100,7 @@ impl FetchOutcome {
             records: Vec::new(),
             aborted_transactions: Vec::new(),
             diverging_epoch: None,
+            preferred_read_replica: None,
         }
     }
 
@@ -108,6 +118,10 @@ pub struct WaitItem {
     pub read_committed: bool,
     /// A follower's fetch waits for the leader's log end (what it reads), not the high watermark.
     pub replica: bool,
+    /// A follower's fetch: the high watermark its last answer carried. A move past it completes the
+    /// wait too, so the follower learns it at once and can serve consumers up to it (KIP-392);
+    /// ignored for consumers.
+    pub seen_high_watermark: Offset,
 }
 
 /// A ListOffsets lookup of one partition, or an OffsetForLeaderEpoch one.

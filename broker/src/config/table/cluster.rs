@@ -1,10 +1,11 @@
 //! The cluster's rows of the settings table (`SETTINGS` lists them in order; they live here to keep
 //! `table.rs` under the file-size bound): this node's id, its roles, the metadata quorum's voters, the
-//! controller listener, the rack, and the broker's session with the controllers. Parsing and the checks
-//! across them live in `config::quorum`.
+//! controller listener, the rack, the broker's session with the controllers, and replication. Parsing
+//! and the checks across them live in `config::quorum`.
 
 use super::{row, ConfigType, DefaultValue, Setting, Target, Validator};
 use crate::config::quorum::{parse_quorum_voters, ProcessRoles};
+use crate::config::ReplicaSelector;
 use std::time::Duration;
 
 /// Longest `broker.rack` (Kafka does not bound it; this keeps it a name, not a payload).
@@ -249,5 +250,20 @@ pub const REPLICA_FSYNC_BEFORE_ACK: Setting = Setting {
         "replica_fsync_before_ack",
         Some("replica.fsync.before.ack"),
         "acks=all produces are acknowledged only once fsynced on the leader and every in-sync follower (followers fsync what they fetched before fetching again); acks=0 and 1 are unchanged",
+    )
+};
+
+pub const REPLICA_SELECTOR: Setting = Setting {
+    config_type: ConfigType::String,
+    default: DefaultValue::Fixed("leader"),
+    validator: Validator::OneOf(&["leader", "rack-aware", ReplicaSelector::RACK_AWARE_CLASS]),
+    target: Target::Broker(|config, value| {
+        config.replica_selector = ReplicaSelector::parse(value.as_text());
+        Ok(())
+    }),
+    ..row(
+        "replica_selector",
+        Some("replica.selector.class"),
+        "where consumers (Fetch v11+) read: leader, or rack-aware (a follower in the consumer's client.rack when the leader is not; Kafka's RackAwareReplicaSelector class name is accepted too)",
     )
 };
