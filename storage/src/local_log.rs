@@ -300,17 +300,7 @@ impl<F: FileSystem> LocalLog<F> {
             new_base >= end,
             "roll to {new_base} below the log end {end}"
         );
-        let file = Rc::new(self.create_empty(new_base, LOG_EXTENSION).await?);
-        let index = Rc::new(self.create_empty(new_base, INDEX_EXTENSION).await?);
-        let time_index = Rc::new(self.create_empty(new_base, TIME_INDEX_EXTENSION).await?);
-        let _ = file.preallocate(segment_bytes.min(1 << 30)).await;
-        let writer = SegmentWriter {
-            log: Rc::new(Appender::open(file.clone(), 0).await?),
-            index: Rc::new(Appender::open(index, 0).await?),
-            time_index: Rc::new(Appender::open(time_index, 0).await?),
-            bytes_since_index: 0,
-            first_append_ms: None,
-        };
+        let (file, writer) = self.create_segment(new_base, segment_bytes).await?;
         let mut segments = self.segments.borrow_mut();
         // The finished segment is inactive now: its file is read through the pool from here on (the
         // descriptor closes once the old appender and reads in progress let go of it).
@@ -322,6 +312,27 @@ impl<F: FileSystem> LocalLog<F> {
         segments.txn_file = None;
         tracing::debug!(dir = %self.dir.display(), new_base, "rolled segment");
         Ok(())
+    }
+
+    /// Creates the empty files of a segment based at `base` (log, offset index, time index; the log's
+    /// preallocated to `segment_bytes`, up to 1 GiB) and its writer.
+    pub(crate) async fn create_segment(
+        &self,
+        base: i64,
+        segment_bytes: u64,
+    ) -> io::Result<(Rc<F::File>, SegmentWriter<F::File>)> {
+        let file = Rc::new(self.create_empty(base, LOG_EXTENSION).await?);
+        let index = Rc::new(self.create_empty(base, INDEX_EXTENSION).await?);
+        let time_index = Rc::new(self.create_empty(base, TIME_INDEX_EXTENSION).await?);
+        let _ = file.preallocate(segment_bytes.min(1 << 30)).await;
+        let writer = SegmentWriter {
+            log: Rc::new(Appender::open(file.clone(), 0).await?),
+            index: Rc::new(Appender::open(index, 0).await?),
+            time_index: Rc::new(Appender::open(time_index, 0).await?),
+            bytes_since_index: 0,
+            first_append_ms: None,
+        };
+        Ok((file, writer))
     }
 
     /// Opens (creating) the segment file `<base>.<extension>`, emptied.

@@ -232,17 +232,7 @@ impl<F: FileSystem> LocalLog<F> {
         for snapshot in self.snapshot_offsets().await? {
             self.remove_snapshot(snapshot).await?;
         }
-        let file = Rc::new(self.create_empty(offset, LOG_EXTENSION).await?);
-        let index = Rc::new(self.create_empty(offset, INDEX_EXTENSION).await?);
-        let time_index = Rc::new(self.create_empty(offset, TIME_INDEX_EXTENSION).await?);
-        let _ = file.preallocate(segment_bytes.min(1 << 30)).await;
-        let writer = SegmentWriter {
-            log: Rc::new(Appender::open(file.clone(), 0).await?),
-            index: Rc::new(Appender::open(index, 0).await?),
-            time_index: Rc::new(Appender::open(time_index, 0).await?),
-            bytes_since_index: 0,
-            first_append_ms: None,
-        };
+        let (file, writer) = self.create_segment(offset, segment_bytes).await?;
         self.fs.sync_dir(&self.dir).await?;
         self.write_log_start_checkpoint(offset).await?;
         let mut segments = self.segments.borrow_mut();

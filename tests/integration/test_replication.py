@@ -227,7 +227,8 @@ def test_replication_unclean_election_off_keeps_the_partition_offline_and_on_bri
                           partition=0).errors == []
     c.kill9(2)
     c[4].start()
-    _poll(lambda: (len(admin.list_topics(timeout=10).brokers) == 3, None), 30,
+    # Exactly these: until the new controller fences broker 2, {1, 2, 3} are three brokers too.
+    _poll(lambda: (sorted(admin.list_topics(timeout=10).brokers) == [1, 3, 4], None), 30,
           "brokers 1, 3 and 4 listed", c.nodes)
     time.sleep(3)
     assert _topic_view(c[1].bootstrap, topic)[0][0] == -1, "an out-of-sync replica was elected"

@@ -260,16 +260,7 @@ pub const SETTINGS: &[Setting] = &[
     cluster::LEADER_REPLICATION_THROTTLED_RATE,
     cluster::REPLICA_FSYNC_BEFORE_ACK,
     cluster::REPLICA_SELECTOR,
-    Setting {
-        flag: Some("--recover-unknown-data"),
-        config_type: ConfigType::Boolean,
-        default: DefaultValue::Fixed("false"),
-        target: Target::Broker(|config, value| {
-            config.recover_unknown_data = value.as_bool();
-            Ok(())
-        }),
-        ..row("recover_unknown_data", None, "start over partition directories although no usable metadata file exists: rebuild the metadata from them")
-    },
+    cluster::RECOVER_UNKNOWN_DATA,
     Setting {
         config_type: ConfigType::Boolean,
         default: DefaultValue::Fixed("true"),

@@ -6,7 +6,7 @@
 //! it (`quorum::partition_changes`). The records carry what they need to be checked again when
 //! applied, so these changes are not serialized with topic changes (as AlterPartition is not).
 
-use super::requests::TopicOutcome;
+use super::requests::{Reassignment, TopicOutcome};
 use crate::metadata::PartitionState;
 use crate::quorum::image::{Change, MetadataImage};
 use crate::quorum::partition_changes::preferred_election_due;
@@ -19,16 +19,6 @@ use std::time::Duration;
 
 /// How long the proposals may wait for the quorum (a leaderless quorum commits nothing).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One partition's reassignment: to `target`, or cancelled (`None`).
-#[derive(Clone, Debug)]
-pub struct Reassignment {
-    pub topic: String,
-    pub partition: i32,
-    pub target: Option<Vec<i32>>,
-    /// AlterPartitionReassignments v1's `allow_replication_factor_change` (v0: true).
-    pub allow_replication_factor_change: bool,
-}
 
 /// Elects leaders of `partitions` as `election` says; one outcome per partition, in order.
 pub async fn elect_leaders(

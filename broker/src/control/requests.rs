@@ -1,7 +1,6 @@
 //! The control plane's requests and answers: what shard 0 is asked to change (the `Control` cross-shard
 //! message carries them) and what it answers.
 
-use super::partition_moves::Reassignment;
 use crate::config::alter::ConfigChange;
 use crate::partition::replicas::IsrChange;
 use crate::quorum::records::Election;
@@ -90,6 +89,16 @@ pub struct ConfigAlteration {
     /// AlterConfigs: the changes (all SETs) are the resource's whole new set.
     pub replace_all: bool,
     pub changes: Vec<ConfigChange>,
+}
+
+/// One partition's reassignment: to `target`, or cancelled (`None`).
+#[derive(Clone, Debug)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub target: Option<Vec<i32>>,
+    /// AlterPartitionReassignments v1's `allow_replication_factor_change` (v0: true).
+    pub allow_replication_factor_change: bool,
 }
 
 pub type TopicOutcome = Result<(), (ResponseError, String)>;

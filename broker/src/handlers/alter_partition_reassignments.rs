@@ -7,7 +7,7 @@
 //! (ListPartitionReassignments shows it until then; see `quorum::partition_changes`).
 
 use super::{simple, str_bytes, topic_name};
-use crate::control::partition_moves::Reassignment;
+use crate::control::requests::Reassignment;
 use crate::control::{control, topic_outcomes, ControlRequest};
 use crate::shard_state::ShardState;
 use kafka_protocol::error::ResponseError;

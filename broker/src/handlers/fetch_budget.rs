@@ -1,6 +1,7 @@
 //! The fetch handler's request budget (KIP-74): `max_bytes` across every partition of a response, whole
 //! batches only.
 
+use crate::partition::isolation::copy_at;
 use crate::partition::requests::FetchOutcome;
 use bytes::Bytes;
 
@@ -46,24 +47,6 @@ fn batch_sizes(parts: &[Bytes]) -> Vec<usize> {
         position += size;
     }
     sizes
-}
-
-/// Copies `out.len()` bytes starting at `position` of the concatenation of `parts`.
-fn copy_at(parts: &[Bytes], mut position: usize, out: &mut [u8]) {
-    let mut filled = 0;
-    for part in parts {
-        if filled == out.len() {
-            break;
-        }
-        if position >= part.len() {
-            position -= part.len();
-            continue;
-        }
-        let take = (part.len() - position).min(out.len() - filled);
-        out[filled..filled + take].copy_from_slice(&part[position..position + take]);
-        filled += take;
-        position = 0;
-    }
 }
 
 /// Keeps the first `keep` bytes of the concatenation of `parts` (slicing, not copying).

@@ -51,7 +51,7 @@ pub fn end_of_batches(parts: &[Bytes]) -> Option<Offset> {
 }
 
 /// Copies `out.len()` bytes starting at `position` of the concatenation of `parts`.
-fn copy_at(parts: &[Bytes], mut position: usize, out: &mut [u8]) {
+pub(crate) fn copy_at(parts: &[Bytes], mut position: usize, out: &mut [u8]) {
     let mut filled = 0;
     for part in parts {
         if filled == out.len() {

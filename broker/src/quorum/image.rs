@@ -10,7 +10,7 @@
 //! unfenced or registers leads the offline partitions whose ISR holds it.
 
 use super::partition_changes;
-use super::records::{ConfigTarget, MetadataRecord};
+use super::records::{ConfigTarget, Election, MetadataRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -62,17 +62,6 @@ pub struct TopicImage {
 /// epoch on every change).
 pub use crate::metadata::PartitionState as PartitionImage;
 
-impl PartitionImage {
-    /// A new leader (or -1): both epochs move if it is another.
-    pub(super) fn set_leader(&mut self, leader: i32) {
-        if leader != self.leader {
-            self.leader = leader;
-            self.leader_epoch = self.leader_epoch.wrapping_add(1);
-            self.partition_epoch = self.partition_epoch.wrapping_add(1);
-        }
-    }
-}
-
 /// What a batch may change besides its brokers, saved before it is applied (`apply_batch`).
 struct Saved {
     cluster_id: Option<String>,
@@ -119,18 +108,7 @@ fn rank(change: Change) -> u8 {
     }
 }
 
-/// A partition's invariants: its replicas are distinct and not empty, its ISR is among them, and its
-/// leader is -1 (none) or in its ISR.
-pub(super) fn is_well_formed(replicas: &[i32], isr: &[i32], leader: i32) -> bool {
-    let distinct = replicas
-        .iter()
-        .enumerate()
-        .all(|(i, id)| !replicas[..i].contains(id));
-    !replicas.is_empty()
-        && distinct
-        && isr.iter().all(|id| replicas.contains(id))
-        && (leader == -1 || isr.contains(&leader))
-}
+use super::partition_changes::is_well_formed;
 
 /// The config allowing an out-of-sync replica to lead (topic, or the brokers' dynamic default).
 const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
@@ -299,7 +277,7 @@ impl MetadataImage {
                 let live = |id: &i32| brokers.get(id).is_some_and(|broker| !broker.fenced);
                 if partition.leader != -1 && !live(&partition.leader) {
                     let leader = partition.isr.iter().copied().find(live).unwrap_or(-1);
-                    partition.set_leader(leader);
+                    partition_changes::set_leader(&mut partition, leader);
                 }
                 topic.partitions.push(partition);
                 Change::Topics
@@ -570,19 +548,19 @@ impl MetadataImage {
             }
             if partition.leader == node_id {
                 let leader = partition.isr.iter().find(live).copied().unwrap_or(-1);
-                partition.set_leader(leader);
+                partition_changes::set_leader(partition, leader);
             }
         }
         self.elect_unclean_leaders(None);
     }
 
     /// Each offline partition of a topic with `unclean.leader.election.enable` (its own config, else a
-    /// brokers' default should the log hold one; `only`: of that topic alone) goes to its first live
-    /// replica, out of sync, which becomes its
-    /// ISR alone: what the old ISR had and it lacks is lost, and logged as such.
+    /// brokers' default should the log hold one; `only`: of that topic alone) gets an unclean election
+    /// (`partition_changes::elect`): a live replica out of sync leads, alone in its ISR; what the old
+    /// ISR had and it lacks is lost, and logged as such.
     fn elect_unclean_leaders(&mut self, only: Option<&str>) {
         let brokers = &self.brokers;
-        let live = |id: &&i32| brokers.get(*id).is_some_and(|broker| !broker.fenced);
+        let live = |id: &i32| brokers.get(id).is_some_and(|broker| !broker.fenced);
         let default = self.broker_default_configs.get(UNCLEAN_LEADER_ELECTION);
         for (name, topic) in self.topics.iter_mut() {
             if only.is_some_and(|only| only != name) {
@@ -597,21 +575,7 @@ impl MetadataImage {
                 continue;
             }
             for (index, partition) in topic.partitions.iter_mut().enumerate() {
-                if partition.leader != -1 {
-                    continue;
-                }
-                let Some(&leader) = partition.replicas.iter().find(live) else {
-                    continue;
-                };
-                tracing::warn!(
-                    topic = %name,
-                    partition = index,
-                    leader,
-                    old_isr = ?partition.isr,
-                    "unclean leader election: an out-of-sync replica leads; records only the old ISR had are lost"
-                );
-                partition.isr = vec![leader];
-                partition.set_leader(leader);
+                partition_changes::elect(partition, Election::Unclean, live, name, index as i32);
             }
         }
     }
@@ -621,7 +585,7 @@ impl MetadataImage {
     fn elect_offline_leaders(&mut self, node_id: i32) {
         for partition in partitions_mut(&mut self.topics) {
             if partition.leader == -1 && partition.isr.contains(&node_id) {
-                partition.set_leader(node_id);
+                partition_changes::set_leader(partition, node_id);
             }
         }
         self.elect_unclean_leaders(None);

@@ -18,8 +18,30 @@
 //! `adding_replicas` and `removing_replicas` disjoint subsets of the replicas; the leader epoch moves
 //! with every new leader and the partition epoch with every change.
 
-use super::image::PartitionImage;
 use super::records::Election;
+use crate::metadata::PartitionState as PartitionImage;
+
+/// A partition's invariants: its replicas are distinct and not empty, its ISR is among them, and its
+/// leader is -1 (none) or in its ISR.
+pub fn is_well_formed(replicas: &[i32], isr: &[i32], leader: i32) -> bool {
+    let distinct = replicas
+        .iter()
+        .enumerate()
+        .all(|(i, id)| !replicas[..i].contains(id));
+    !replicas.is_empty()
+        && distinct
+        && isr.iter().all(|id| replicas.contains(id))
+        && (leader == -1 || isr.contains(&leader))
+}
+
+/// A new leader (or -1): both epochs move if it is another.
+pub(super) fn set_leader(partition: &mut PartitionImage, leader: i32) {
+    if leader != partition.leader {
+        partition.leader = leader;
+        partition.leader_epoch = partition.leader_epoch.wrapping_add(1);
+        partition.partition_epoch = partition.partition_epoch.wrapping_add(1);
+    }
+}
 
 /// The leader's ISR change: applied only if the leader and both epochs are still the partition's, the
 /// new ISR is distinct, holds the leader and only replicas, and every member it adds is `live`. A
@@ -43,7 +65,7 @@ pub(super) fn alter_isr(
     if !current
         || !added_live
         || leader == -1
-        || !super::image::is_well_formed(&partition.replicas, isr, leader)
+        || !is_well_formed(&partition.replicas, isr, leader)
         || isr.iter().enumerate().any(|(i, id)| isr[..i].contains(id))
     {
         return false;
@@ -81,7 +103,7 @@ pub(super) fn elect(
             }
             let preferred = partition.replicas[0];
             tracing::info!(%topic, partition = index, leader = preferred, "preferred leader elected");
-            partition.set_leader(preferred);
+            set_leader(partition, preferred);
             true
         }
         Election::Unclean => {
@@ -89,7 +111,7 @@ pub(super) fn elect(
                 return false;
             }
             if let Some(&leader) = partition.isr.iter().find(|id| live(id)) {
-                partition.set_leader(leader);
+                set_leader(partition, leader);
                 return true;
             }
             // A replica being added may hold nothing yet: the others first.
@@ -108,10 +130,10 @@ pub(super) fn elect(
                 partition = index,
                 leader,
                 old_isr = ?partition.isr,
-                "unclean leader election (ElectLeaders): an out-of-sync replica leads; records only the old ISR had are lost"
+                "unclean leader election: an out-of-sync replica leads; records only the old ISR had are lost"
             );
             partition.isr = vec![leader];
-            partition.set_leader(leader);
+            set_leader(partition, leader);
             true
         }
     }
@@ -152,7 +174,7 @@ pub(super) fn reassign(
         partition.isr = isr;
         if !partition.isr.contains(&partition.leader) {
             let leader = partition.isr.iter().copied().find(|id| live(id));
-            partition.set_leader(leader.unwrap_or(-1));
+            set_leader(partition, leader.unwrap_or(-1));
         }
         partition.partition_epoch = partition.partition_epoch.wrapping_add(1);
         return true;
@@ -206,7 +228,7 @@ pub(super) fn complete_reassignment(
     partition.removing_replicas.clear();
     if !partition.replicas.contains(&partition.leader) {
         let leader = partition.replicas.iter().copied().find(|id| live(id));
-        partition.set_leader(leader.unwrap_or(-1));
+        set_leader(partition, leader.unwrap_or(-1));
     }
     partition.partition_epoch = partition.partition_epoch.wrapping_add(1);
     true

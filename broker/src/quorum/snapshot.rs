@@ -30,7 +30,8 @@
 //! decoding this form at 100,000 partitions is measured in BENCHMARKS.md; a zero-copy form would still
 //! need the image's indexes built.
 
-use super::image::{is_well_formed, BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
+use super::image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
+use super::partition_changes::is_well_formed;
 use super::records::{put_list, put_optional_string, put_string, Reader, RecordError};
 use std::collections::BTreeMap;
 use thiserror::Error;

@@ -267,3 +267,16 @@ pub const REPLICA_SELECTOR: Setting = Setting {
         "where consumers (Fetch v11+) read: leader, or rack-aware (a follower in the consumer's client.rack when the leader is not; Kafka's RackAwareReplicaSelector class name is accepted too)",
     )
 };
+
+/// Starting over on a directory whose metadata is lost (here to keep `table.rs` under the file-size
+/// bound).
+pub const RECOVER_UNKNOWN_DATA: Setting = Setting {
+    flag: Some("--recover-unknown-data"),
+    config_type: ConfigType::Boolean,
+    default: DefaultValue::Fixed("false"),
+    target: Target::Broker(|config, value| {
+        config.recover_unknown_data = value.as_bool();
+        Ok(())
+    }),
+    ..row("recover_unknown_data", None, "start over partition directories although no usable metadata file exists: rebuild the metadata from them")
+};
