@@ -307,3 +307,12 @@ fn every_kafka_topic_config_is_accepted() {
         );
     }
 }
+
+#[test]
+fn unclean_leader_election_is_a_dynamic_broker_config_and_a_topic_config() {
+    use super::dynamic::check_dynamic_broker_config;
+    assert!(check_dynamic_broker_config("unclean.leader.election.enable", "true").is_ok());
+    assert!(check_dynamic_broker_config("unclean.leader.election.enable", "maybe").is_err());
+    let overrides = configs(&[("unclean.leader.election.enable", "true")]);
+    assert!(TopicConfig::resolve(&LogConfig::default(), &overrides).is_ok());
+}
