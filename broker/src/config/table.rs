@@ -546,16 +546,7 @@ pub const SETTINGS: &[Setting] = &[
         validator: POSITIVE,
         ..row("", Some("min.insync.replicas"), "an acks=all produce needs this many replicas in sync (NOT_ENOUGH_REPLICAS before the append, NOT_ENOUGH_REPLICAS_AFTER_APPEND after it)")
     },
-    // The controllers elect leaders from the metadata log alone, so the brokers' level is the dynamic
-    // cluster-wide config (AlterConfigs on the broker resource ""), never a file setting.
-    Setting {
-        key: None,
-        scope: Scope::BrokerAndTopic { topic_name: "unclean.leader.election.enable" },
-        config_type: ConfigType::Boolean,
-        default: DefaultValue::Fixed("false"),
-        dynamic: true,
-        ..row("", Some("unclean.leader.election.enable"), "when every in-sync replica is down, a live out-of-sync replica may lead (records only they had are lost, and logged); else the partition stays offline. Topic config, or the brokers' dynamic default (AlterConfigs on broker \"\")")
-    },
+    cluster::UNCLEAN_LEADER_ELECTION_ENABLE,
     reported_topic_config("leader.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "accepted and reported; the throttle applies on followers (follower.replication.throttled.replicas)"),
     reported_topic_config("follower.replication.throttled.replicas", ConfigType::List, "", Validator::Any, "replicas (`partition:broker`, or `*`) whose follower copies at most follower.replication.throttled.rate"),
     reported_topic_config("compression.gzip.level", ConfigType::Int, "-1", Validator::GzipLevel, "accepted and reported (1..9, -1: the codec's default); batches are stored as produced"),

@@ -3,7 +3,7 @@
 //! controller listener, the rack, the broker's session with the controllers, and replication. Parsing
 //! and the checks across them live in `config::quorum`.
 
-use super::{row, ConfigType, DefaultValue, Setting, Target, Validator};
+use super::{row, ConfigType, DefaultValue, Scope, Setting, Target, Validator};
 use crate::config::quorum::{parse_quorum_voters, ProcessRoles};
 use crate::config::ReplicaSelector;
 use std::time::Duration;
@@ -279,4 +279,15 @@ pub const RECOVER_UNKNOWN_DATA: Setting = Setting {
         Ok(())
     }),
     ..row("recover_unknown_data", None, "start over partition directories although no usable metadata file exists: rebuild the metadata from them")
+};
+
+/// The controllers elect leaders from the metadata log alone, so the brokers' level is the dynamic
+/// cluster-wide config (AlterConfigs on the broker resource ""), never a file setting.
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: Setting = Setting {
+    key: None,
+    scope: Scope::BrokerAndTopic { topic_name: "unclean.leader.election.enable" },
+    config_type: ConfigType::Boolean,
+    default: DefaultValue::Fixed("false"),
+    dynamic: true,
+    ..row("", Some("unclean.leader.election.enable"), "when every in-sync replica is down, a live out-of-sync replica may lead (records only they had are lost, and logged); else the partition stays offline. Topic config, or the brokers' dynamic default (AlterConfigs on broker \"\")")
 };
