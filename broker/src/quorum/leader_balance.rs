@@ -123,6 +123,16 @@ mod tests {
     }
 
     #[test]
+    fn partitions_led_elsewhere_count_toward_the_imbalance_even_where_no_election_is_due() {
+        // Broker 1 prefers 3 partitions, leads none; it is in sync in one only: that one moves.
+        let mut image = image(&[(2, vec![1, 2, 3]), (2, vec![1, 2, 3]), (2, vec![1, 2, 3])]);
+        let partitions = &mut image.topics.get_mut("orders").expect("created").partitions;
+        partitions[1].isr = vec![2, 3];
+        partitions[2].isr = vec![2, 3];
+        assert_eq!(elections_due(&image, 50).len(), 1);
+    }
+
+    #[test]
     fn a_fenced_or_out_of_sync_preferred_leader_is_not_elected() {
         let mut fenced = image(&[(2, vec![1, 2, 3])]);
         fenced.brokers.get_mut(&1).expect("registered").fenced = true;

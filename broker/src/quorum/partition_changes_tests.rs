@@ -232,3 +232,14 @@ fn a_new_target_during_a_reassignment_removes_the_replicas_it_drops_only_once_in
     assert_eq!(moving.adding_replicas, Vec::<i32>::new());
     assert_eq!(moving.removing_replicas, vec![4, 5, 6, 3]);
 }
+
+#[test]
+fn an_isr_change_between_proposal_and_apply_does_not_void_an_election() {
+    let mut image = image(&[1, 2, 3], 2);
+    let record = elect(&image, Election::Preferred);
+    // The leader shrinks its ISR before the election is applied: the partition epoch moved.
+    let shrink = alter(&image, &[1, 2]);
+    assert_eq!(apply(&mut image, &shrink), Change::Topics);
+    assert_eq!(apply(&mut image, &record), Change::Topics);
+    assert_eq!(state(&image).leader, 1);
+}
